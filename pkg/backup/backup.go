@@ -1,0 +1,347 @@
+// Package backup is the laptop side of a backup: it walks a directory, cuts
+// changed files into chunks with the server's parameters, asks the server
+// which chunks it needs, uploads only those, builds the manifest trees and
+// commits the snapshot. The server is anything that implements Target: the
+// store itself (store.Store.Target) or a network client (proto.Session).
+//
+// Memory stays flat however big the directory is: files are streamed, and
+// at most BatchBytes of chunk data is held before it is sent.
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+)
+
+// Target is where a backup goes.
+type Target interface {
+	// Need reports for each ref whether the target needs it uploaded.
+	Need(ctx context.Context, refs []blob.Ref) ([]bool, error)
+	// Put uploads blobs.
+	Put(ctx context.Context, blobs []blob.Blob) error
+	// Commit records a snapshot of the tree root and returns its ID. It
+	// fails with an error wrapping blob.ErrNotHeld if a referenced blob is
+	// not on the target for this user.
+	Commit(ctx context.Context, root chunk.ID) (string, error)
+}
+
+// Options configure Run.
+type Options struct {
+	// Params are the target's chunker parameters (required).
+	Params chunk.Params
+	// Codec compresses chunks; nil creates one for the run.
+	Codec *chunk.Codec
+	// Cache lets unchanged files go unread; nil reads every file.
+	Cache *Cache
+	// Exclude, if set, is asked about every path (slash-separated, relative
+	// to the backed-up directory); true leaves it (and a directory's
+	// contents) out of the snapshot.
+	Exclude func(rel string, isDir bool) bool
+	// Progress, if set, is called after each file.
+	Progress func(Progress)
+	// BatchBytes is how much chunk data is collected before asking the
+	// target what it needs. Default 4 MiB.
+	BatchBytes int
+	// Workers hash and compress in parallel; 0 means one per CPU.
+	Workers int
+}
+
+// Progress reports a running backup.
+type Progress struct {
+	Files        int64
+	BytesScanned int64
+	BytesRead    int64
+	BytesSent    int64
+	Path         string
+}
+
+// Result summarises a backup. JSON names are those xo-backup --json prints.
+type Result struct {
+	Snapshot     string        `json:"snapshot"`
+	Root         chunk.ID      `json:"root"`
+	Files        int64         `json:"files"`
+	Dirs         int64         `json:"dirs"`
+	BytesScanned int64         `json:"bytes_scanned"` // size of all files
+	BytesRead    int64         `json:"bytes_read"`    // file content actually read
+	BytesSent    int64         `json:"bytes_sent"`    // blob bytes uploaded
+	ChunksNew    int64         `json:"chunks_new"`    // chunks uploaded
+	ChunksTotal  int64         `json:"chunks_total"`  // chunks in the snapshot
+	TreesNew     int64         `json:"trees_new"`
+	Duration     time.Duration `json:"-"`
+	DurationMS   int64         `json:"duration_ms"`
+	// Skipped lists files that vanished or could not be read during the run.
+	Skipped []string `json:"skipped,omitempty"`
+}
+
+// JournalExclude leaves out the disposable parts of a Sugar Journal
+// datastore: the Xapian index, its flag files, checksums and temp files.
+func JournalExclude(rel string, isDir bool) bool {
+	top, _, _ := strings.Cut(rel, "/")
+	switch top {
+	case "index", "index_updated", "ds_clean", "checksums":
+		return top == rel || isDir || strings.HasPrefix(rel, top+"/")
+	}
+	base := path.Base(rel)
+	return strings.HasSuffix(base, ".tmp") || strings.HasPrefix(base, ".tmp") || strings.HasSuffix(base, "~")
+}
+
+type runner struct {
+	ctx   context.Context
+	t     Target
+	opts  Options
+	codec *chunk.Codec
+	cache *Cache
+	res   Result
+
+	batch      []blob.Blob
+	batchBytes int
+	queued     map[blob.Ref]struct{} // asked about or sent in this run
+}
+
+// Run backs up dir to t and returns what it did.
+func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, error) {
+	start := time.Now()
+	if err := opts.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("chunker parameters from the server: %w", err)
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 4 << 20
+	}
+	r := &runner{ctx: ctx, t: t, opts: opts, codec: opts.Codec, cache: opts.Cache, queued: map[blob.Ref]struct{}{}}
+	if r.codec == nil {
+		c, err := chunk.NewCodec()
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		r.codec = c
+	}
+	if r.cache == nil {
+		r.cache = NewCache()
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("backup source: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("backup source %s is not a directory", dir)
+	}
+	root, err := r.dir(dir, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.flush(); err != nil {
+		return nil, err
+	}
+	r.res.Root = root
+	id, err := t.Commit(ctx, root)
+	if err != nil {
+		return &r.res, err
+	}
+	r.cache.committed()
+	r.res.Snapshot = id
+	r.res.Duration = time.Since(start)
+	r.res.DurationMS = r.res.Duration.Milliseconds()
+	return &r.res, nil
+}
+
+type fileStat struct {
+	size, mtime, ctime int64
+	ino                uint64
+}
+
+func statOf(fi fs.FileInfo) fileStat {
+	st := fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ctime = int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec)
+		st.ino = uint64(sys.Ino)
+	}
+	return st
+}
+
+// dir backs up one directory and returns its tree's ID.
+func (r *runner) dir(abs, rel string, depth int) (chunk.ID, error) {
+	if err := r.ctx.Err(); err != nil {
+		return chunk.ID{}, err
+	}
+	if depth >= manifest.MaxDepth {
+		return chunk.ID{}, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		return chunk.ID{}, err
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	t := &manifest.Tree{}
+	for _, de := range ents {
+		name := de.Name()
+		if manifest.ValidName(name) != nil {
+			continue
+		}
+		childRel := path.Join(rel, name)
+		childAbs := filepath.Join(abs, name)
+		fi, err := os.Lstat(childAbs)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // vanished since ReadDir
+		}
+		if err != nil {
+			r.res.Skipped = append(r.res.Skipped, childRel)
+			continue
+		}
+		if r.opts.Exclude != nil && r.opts.Exclude(childRel, fi.IsDir()) {
+			continue
+		}
+		e := manifest.Entry{Name: name, Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), MTime: fi.ModTime().UnixNano()}
+		switch {
+		case fi.Mode().IsRegular():
+			e.Type = manifest.File
+			chunks, size, err := r.file(childAbs, childRel, fi)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+					r.res.Skipped = append(r.res.Skipped, childRel)
+					continue
+				}
+				return chunk.ID{}, err
+			}
+			e.Chunks, e.Size = chunks, size
+			r.res.Files++
+		case fi.IsDir():
+			e.Type = manifest.Dir
+			sub, err := r.dir(childAbs, childRel, depth+1)
+			if err != nil {
+				return chunk.ID{}, err
+			}
+			e.Subtree = sub
+			r.res.Dirs++
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(childAbs)
+			if err != nil || target == "" || len(target) > manifest.MaxTargetLen {
+				r.res.Skipped = append(r.res.Skipped, childRel)
+				continue
+			}
+			e.Type, e.Target = manifest.Symlink, target
+		default:
+			continue // sockets, devices, fifos are not backed up
+		}
+		t.Entries = append(t.Entries, e)
+	}
+	data, err := manifest.Encode(t)
+	if err != nil {
+		return chunk.ID{}, fmt.Errorf("%s: %w", abs, err)
+	}
+	id := chunk.Sum(data)
+	r.cache.newTrees[id] = struct{}{}
+	if !r.cache.knownTree(id) {
+		stored, compressed := r.codec.Compress(nil, data)
+		if err := r.add(blob.Blob{Ref: blob.Ref{Type: blob.Tree, ID: id}, Data: stored, Compressed: compressed, RawLen: len(data)}); err != nil {
+			return chunk.ID{}, err
+		}
+	}
+	return id, nil
+}
+
+// file returns a file's chunks, from the cache if the file is unchanged.
+func (r *runner) file(abs, rel string, fi fs.FileInfo) ([]chunk.ID, int64, error) {
+	st := statOf(fi)
+	r.res.BytesScanned += st.size
+	if ids, ok := r.cache.lookup(rel, st); ok {
+		r.res.ChunksTotal += int64(len(ids))
+		r.progress(rel)
+		return ids, st.size, nil
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	var ids []chunk.ID
+	var size int64
+	err = chunk.Split(r.ctx, f, r.opts.Params, r.codec, chunk.SplitOptions{Workers: r.opts.Workers}, func(b chunk.Block) error {
+		ids = append(ids, b.ID)
+		size += int64(b.Length)
+		r.res.BytesRead += int64(b.Length)
+		r.res.ChunksTotal++
+		return r.add(blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: b.ID}, Data: append([]byte(nil), b.Data...), Compressed: b.Compressed, RawLen: b.Length})
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", abs, err)
+	}
+	// Cache the file only if it did not change while we read it.
+	if after, err := os.Lstat(abs); err == nil && statOf(after) == st && size == st.size {
+		r.cache.store(rel, st, ids)
+	}
+	r.progress(rel)
+	return ids, size, nil
+}
+
+func (r *runner) progress(rel string) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(Progress{Files: r.res.Files + 1, BytesScanned: r.res.BytesScanned, BytesRead: r.res.BytesRead, BytesSent: r.res.BytesSent, Path: rel})
+	}
+}
+
+// add queues a blob; the batch is flushed when it is full.
+func (r *runner) add(b blob.Blob) error {
+	if _, ok := r.queued[b.Ref]; ok {
+		return nil
+	}
+	r.queued[b.Ref] = struct{}{}
+	r.batch = append(r.batch, b)
+	r.batchBytes += len(b.Data)
+	if r.batchBytes >= r.opts.BatchBytes || len(r.batch) >= 1024 {
+		return r.flush()
+	}
+	return nil
+}
+
+// flush asks the target which queued blobs it needs and uploads those.
+func (r *runner) flush() error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	refs := make([]blob.Ref, len(r.batch))
+	for i := range r.batch {
+		refs[i] = r.batch[i].Ref
+	}
+	need, err := r.t.Need(r.ctx, refs)
+	if err != nil {
+		return err
+	}
+	if len(need) != len(refs) {
+		return fmt.Errorf("server answered %d of %d questions; try again later", len(need), len(refs))
+	}
+	var send []blob.Blob
+	for i, n := range need {
+		if n {
+			b := r.batch[i]
+			send = append(send, b)
+			r.res.BytesSent += int64(len(b.Data))
+			if b.Type == blob.Chunk {
+				r.res.ChunksNew++
+			} else {
+				r.res.TreesNew++
+			}
+		}
+	}
+	if len(send) > 0 {
+		if err := r.t.Put(r.ctx, send); err != nil {
+			return err
+		}
+	}
+	clear(r.batch)
+	r.batch, r.batchBytes = r.batch[:0], 0
+	return nil
+}

@@ -1,0 +1,548 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+)
+
+// Index keys. The Badger index is derived state: Repair rebuilds all of it
+// from the pack files and the user and snapshot files.
+//
+//	'o' type id        -> objRec: where a blob is, its sizes, how many users hold it
+//	'h' user type id   -> holdRec: this user's references to the blob, and its pending-upload time
+//	'u' user           -> usageRec: stored bytes and blobs the user holds
+//	'a' user snapID    -> (empty) the snapshot's references have been counted
+//	'j' seq            -> a reference-counting job in progress
+//	't' treeID         -> treeStats: files, dirs, sizes of a tree (a cache)
+//	'm' name           -> store-wide counters
+const (
+	pObj   = 'o'
+	pHold  = 'h'
+	pUsage = 'u'
+	pApply = 'a'
+	pJob   = 'j'
+	pTStat = 't'
+	pMeta  = 'm'
+)
+
+func objKey(r blob.Ref) []byte {
+	k := make([]byte, 2+32)
+	k[0], k[1] = pObj, byte(r.Type)
+	copy(k[2:], r.ID[:])
+	return k
+}
+
+func holdKey(u UserID, r blob.Ref) []byte {
+	k := make([]byte, 1+8+1+32)
+	k[0] = pHold
+	binary.BigEndian.PutUint64(k[1:], uint64(u))
+	k[9] = byte(r.Type)
+	copy(k[10:], r.ID[:])
+	return k
+}
+
+func holdPrefix(u UserID) []byte {
+	k := make([]byte, 9)
+	k[0] = pHold
+	binary.BigEndian.PutUint64(k[1:], uint64(u))
+	return k
+}
+
+func usageKey(u UserID) []byte {
+	k := make([]byte, 9)
+	k[0] = pUsage
+	binary.BigEndian.PutUint64(k[1:], uint64(u))
+	return k
+}
+
+func applyKey(u UserID, id SnapshotID) []byte {
+	k := make([]byte, 9, 9+len(id))
+	k[0] = pApply
+	binary.BigEndian.PutUint64(k[1:], uint64(u))
+	return append(k, id...)
+}
+
+func tstatKey(id chunk.ID) []byte { return append([]byte{pTStat}, id[:]...) }
+
+// objRec is the index entry of a stored blob.
+type objRec struct {
+	Type   blob.Type
+	Flags  uint8
+	Pack   uint64
+	Off    int64
+	Stored uint32 // bytes in the pack (after compression)
+	Raw    uint32 // uncompressed bytes
+	Owners uint32 // users that hold it (snapshot references or pending upload)
+}
+
+func (o *objRec) encode() []byte {
+	b := make([]byte, 30)
+	b[0], b[1] = byte(o.Type), o.Flags
+	binary.LittleEndian.PutUint64(b[2:], o.Pack)
+	binary.LittleEndian.PutUint64(b[10:], uint64(o.Off))
+	binary.LittleEndian.PutUint32(b[18:], o.Stored)
+	binary.LittleEndian.PutUint32(b[22:], o.Raw)
+	binary.LittleEndian.PutUint32(b[26:], o.Owners)
+	return b
+}
+
+func decodeObj(b []byte) (objRec, error) {
+	if len(b) != 30 {
+		return objRec{}, fmt.Errorf("%w: index entry of %d bytes; run xs-admin check --repair", ErrCorrupt, len(b))
+	}
+	return objRec{Type: blob.Type(b[0]), Flags: b[1], Pack: binary.LittleEndian.Uint64(b[2:]),
+		Off: int64(binary.LittleEndian.Uint64(b[10:])), Stored: binary.LittleEndian.Uint32(b[18:]),
+		Raw: binary.LittleEndian.Uint32(b[22:]), Owners: binary.LittleEndian.Uint32(b[26:])}, nil
+}
+
+// holdRec is one user's hold on one blob. The user holds the blob while
+// Refs > 0 (referenced from the user's snapshots, directly or through a held
+// tree) or Pending != 0 (uploaded and not yet committed; Unix seconds).
+type holdRec struct {
+	Refs    uint32
+	Pending int64
+}
+
+func (h holdRec) held() bool { return h.Refs > 0 || h.Pending != 0 }
+
+func (h holdRec) encode() []byte {
+	b := make([]byte, 12)
+	binary.LittleEndian.PutUint32(b, h.Refs)
+	binary.LittleEndian.PutUint64(b[4:], uint64(h.Pending))
+	return b
+}
+
+func decodeHold(b []byte) holdRec {
+	if len(b) != 12 {
+		return holdRec{}
+	}
+	return holdRec{Refs: binary.LittleEndian.Uint32(b), Pending: int64(binary.LittleEndian.Uint64(b[4:]))}
+}
+
+// Usage is what a user holds: the stored bytes of the distinct blobs their
+// snapshots and pending uploads reference. Shared blobs count in full for
+// every user that holds them.
+type Usage struct {
+	Bytes int64 `json:"bytes"`
+	Blobs int64 `json:"blobs"`
+}
+
+func (u Usage) encode() []byte {
+	b := make([]byte, 16)
+	binary.LittleEndian.PutUint64(b, uint64(u.Bytes))
+	binary.LittleEndian.PutUint64(b[8:], uint64(u.Blobs))
+	return b
+}
+
+func decodeUsage(b []byte) Usage {
+	if len(b) != 16 {
+		return Usage{}
+	}
+	return Usage{Bytes: int64(binary.LittleEndian.Uint64(b)), Blobs: int64(binary.LittleEndian.Uint64(b[8:]))}
+}
+
+// get reads a key; found is false if it does not exist.
+func get(txn *badger.Txn, key []byte) (val []byte, found bool, err error) {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	val, err = it.ValueCopy(nil)
+	return val, err == nil, err
+}
+
+func getObj(txn *badger.Txn, r blob.Ref) (objRec, bool, error) {
+	b, ok, err := get(txn, objKey(r))
+	if !ok || err != nil {
+		return objRec{}, false, err
+	}
+	o, err := decodeObj(b)
+	return o, err == nil, err
+}
+
+func getHold(txn *badger.Txn, u UserID, r blob.Ref) (holdRec, error) {
+	b, _, err := get(txn, holdKey(u, r))
+	return decodeHold(b), err
+}
+
+func getUsage(txn *badger.Txn, u UserID) (Usage, error) {
+	b, _, err := get(txn, usageKey(u))
+	return decodeUsage(b), err
+}
+
+// update runs fn in a read-write transaction, retrying on conflicts with
+// concurrent transactions (Badger detects them: two uploads of one chunk, an
+// upload racing garbage collection).
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) || attempt >= 50 {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+	}
+}
+
+// verify checks an uploaded blob: sizes within limits, content hashing to its
+// ID, trees decoding as valid manifests. It returns the raw bytes.
+func (s *Store) verify(b *blob.Blob, scratch []byte) ([]byte, error) {
+	if !b.Type.Valid() {
+		return nil, fmt.Errorf("%w: unknown blob type %d", ErrInvalid, b.Type)
+	}
+	limit := chunk.MaxChunkSize
+	if b.Type == blob.Tree {
+		limit = manifest.MaxTreeSize
+	}
+	if b.RawLen < 0 || b.RawLen > limit || len(b.Data) > maxStored {
+		return nil, fmt.Errorf("%w: %s of %d bytes exceeds the %d-byte limit", ErrInvalid, b.Ref, b.RawLen, limit)
+	}
+	raw := b.Data
+	if b.Compressed {
+		var err error
+		if raw, err = s.codec.Decompress(scratch[:0], b.Data, b.RawLen); err != nil {
+			return nil, fmt.Errorf("%w: %s does not decompress: %v", ErrInvalid, b.Ref, err)
+		}
+	} else if len(raw) != b.RawLen {
+		return nil, fmt.Errorf("%w: %s has %d bytes, says %d", ErrInvalid, b.Ref, len(raw), b.RawLen)
+	}
+	if chunk.Sum(raw) != b.ID {
+		return nil, fmt.Errorf("%w: %s", ErrHashMismatch, b.Ref)
+	}
+	if b.Type == blob.Tree {
+		if _, err := manifest.Decode(raw); err != nil {
+			return nil, fmt.Errorf("%w: tree %s: %v", ErrInvalid, b.ID.Short(), err)
+		}
+	}
+	return raw, nil
+}
+
+// Put stores blobs uploaded by a user. Each blob's hash is recomputed and a
+// mismatch rejects the whole batch, leaving nothing in the index. A blob the
+// store already has is not written again, whoever uploaded it; either way the
+// user now holds it as a pending upload until a snapshot references it, and it
+// counts towards the user's usage. Put fails with ErrOverQuota if the user's
+// hard quota would be crossed and ErrStorageFull at the free-space reserve.
+//
+// The pack data is fsynced before the index entries that point at it are
+// committed, so after Put returns the blobs survive a crash.
+func (s *Store) Put(ctx context.Context, user UserID, blobs []blob.Blob) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.canWrite(user); err != nil {
+		return err
+	}
+	var scratch []byte
+	for i := range blobs {
+		if _, err := s.verify(&blobs[i], scratch); err != nil {
+			return err
+		}
+	}
+	if err := s.checkHardQuota(user, blobs); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		locs, err := s.writeNew(ctx, blobs)
+		if err != nil {
+			return err
+		}
+		err = s.update(ctx, func(txn *badger.Txn) error { return s.indexPut(txn, user, blobs, locs) })
+		if errors.Is(err, errMissingLoc) {
+			continue // garbage collection removed a blob between the two steps: write it
+		}
+		if err != nil {
+			return fmt.Errorf("index upload: %w", err)
+		}
+		s.hook("put:after-index-commit")
+		return nil
+	}
+	return fmt.Errorf("upload raced garbage collection three times; try again")
+}
+
+var errMissingLoc = errors.New("blob vanished from the index")
+
+type packLoc struct {
+	pack uint64
+	off  int64
+}
+
+// writeNew appends the blobs the index does not have yet and fsyncs them.
+func (s *Store) writeNew(ctx context.Context, blobs []blob.Blob) (map[blob.Ref]packLoc, error) {
+	var missing []int
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i := range blobs {
+			_, ok, err := getObj(txn, blobs[i].Ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				missing = append(missing, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	locs := map[blob.Ref]packLoc{}
+	var need int64
+	for _, i := range missing {
+		need += int64(len(blobs[i].Data) + recordHeaderLen)
+	}
+	if need > 0 {
+		if err := s.reserveSpace(need); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range missing {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b := &blobs[i]
+		if _, dup := locs[b.Ref]; dup {
+			continue
+		}
+		h := recordHeader{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
+		if b.Compressed {
+			h.Flags = flagZstd
+		}
+		seq, off, err := s.packs.append(h, b.Data)
+		if err != nil {
+			return nil, s.diskErr(err)
+		}
+		locs[b.Ref] = packLoc{seq, off}
+	}
+	s.hook("put:after-pack-write")
+	if err := s.packs.sync(); err != nil {
+		return nil, s.diskErr(err)
+	}
+	s.hook("put:after-pack-sync")
+	return locs, nil
+}
+
+// diskErr turns ENOSPC into ErrStorageFull.
+func (s *Store) diskErr(err error) error {
+	if isNoSpace(err) {
+		return fmt.Errorf("%w: the disk of %s is full; free space or run xs-admin gc (%v)", ErrStorageFull, s.dir, err)
+	}
+	return err
+}
+
+// indexPut records new blobs and the user's pending holds, in one transaction.
+func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs map[blob.Ref]packLoc) error {
+	now := s.opts.Now().Unix()
+	usage, err := getUsage(txn, user)
+	if err != nil {
+		return err
+	}
+	seen := map[blob.Ref]bool{}
+	for i := range blobs {
+		b := &blobs[i]
+		if seen[b.Ref] {
+			continue
+		}
+		seen[b.Ref] = true
+		o, ok, err := getObj(txn, b.Ref)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			loc, written := locs[b.Ref]
+			if !written {
+				return errMissingLoc
+			}
+			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen)}
+			if b.Compressed {
+				o.Flags = flagZstd
+			}
+		}
+		h, err := getHold(txn, user, b.Ref)
+		if err != nil {
+			return err
+		}
+		if !h.held() {
+			o.Owners++
+			usage.Bytes += int64(o.Stored)
+			usage.Blobs++
+		}
+		if h.Refs == 0 {
+			h.Pending = now
+		}
+		if err := txn.Set(holdKey(user, b.Ref), h.encode()); err != nil {
+			return err
+		}
+		if err := txn.Set(objKey(b.Ref), o.encode()); err != nil {
+			return err
+		}
+	}
+	return txn.Set(usageKey(user), usage.encode())
+}
+
+// Need reports, for each ref, whether the user must upload it. The answer is
+// "no" only for blobs this user already holds (from their own snapshots or
+// pending uploads): a blob that only other users hold is "needed" exactly like
+// one nobody has, so the answer reveals nothing about other users.
+func (s *Store) Need(ctx context.Context, user UserID, refs []blob.Ref) ([]bool, error) {
+	need := make([]bool, len(refs))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i, r := range refs {
+			if i%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			h, err := getHold(txn, user, r)
+			if err != nil {
+				return err
+			}
+			if !h.held() {
+				need[i] = true
+				continue
+			}
+			_, ok, err := getObj(txn, r)
+			if err != nil {
+				return err
+			}
+			need[i] = !ok
+		}
+		return nil
+	})
+	return need, err
+}
+
+// Holds reports whether the user holds the blob (may read it back).
+func (s *Store) Holds(ctx context.Context, user UserID, r blob.Ref) (bool, error) {
+	need, err := s.Need(ctx, user, []blob.Ref{r})
+	if err != nil {
+		return false, err
+	}
+	return !need[0], nil
+}
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Ref        blob.Ref
+	Stored     int64 // bytes on disk
+	Raw        int64 // uncompressed bytes
+	Owners     int   // users holding it
+	Compressed bool
+}
+
+// Stat returns information about a stored blob, or ErrNotFound.
+func (s *Store) Stat(ctx context.Context, r blob.Ref) (BlobInfo, error) {
+	var o objRec
+	var ok bool
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		o, ok, err = getObj(txn, r)
+		return err
+	})
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	if !ok {
+		return BlobInfo{}, fmt.Errorf("%w: %s", ErrNotFound, r)
+	}
+	return BlobInfo{Ref: r, Stored: int64(o.Stored), Raw: int64(o.Raw), Owners: int(o.Owners), Compressed: o.Flags&flagZstd != 0}, nil
+}
+
+// Usage returns what a user holds.
+func (s *Store) Usage(ctx context.Context, user UserID) (Usage, error) {
+	var u Usage
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		u, err = getUsage(txn, user)
+		return err
+	})
+	return u, err
+}
+
+// ReadBlob returns a blob's raw bytes, after checking the pack record's CRC
+// and the content's hash: damaged data is never returned (ErrCorrupt).
+func (s *Store) ReadBlob(ctx context.Context, r blob.Ref) ([]byte, error) {
+	raw, _, err := s.readBlob(ctx, r, nil)
+	return raw, err
+}
+
+// ReadStored returns a blob's stored form (for sending it on), verified.
+func (s *Store) ReadStored(ctx context.Context, r blob.Ref) (blob.Blob, error) {
+	var stored []byte
+	_, o, err := s.readBlob(ctx, r, &stored)
+	if err != nil {
+		return blob.Blob{}, err
+	}
+	return blob.Blob{Ref: r, Data: stored, Compressed: o.Flags&flagZstd != 0, RawLen: int(o.Raw)}, nil
+}
+
+func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]byte, objRec, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, objRec{}, err
+	}
+	// Compaction may move a blob between the index lookup and the read: look again.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		var o objRec
+		var ok bool
+		err := s.db.View(func(txn *badger.Txn) (err error) {
+			o, ok, err = getObj(txn, r)
+			return err
+		})
+		if err != nil {
+			return nil, o, err
+		}
+		if !ok {
+			return nil, o, fmt.Errorf("%w: %s", ErrNotFound, r)
+		}
+		h, data, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
+		if errors.Is(err, errNotExist) {
+			lastErr = err
+			continue
+		}
+		if err != nil || h.ID != r.ID || h.Type != r.Type {
+			return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
+		}
+		raw := data
+		if o.Flags&flagZstd != 0 {
+			if raw, err = s.codec.Decompress(nil, data, int(o.Raw)); err != nil {
+				return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
+			}
+		}
+		if len(raw) != int(o.Raw) || chunk.Sum(raw) != r.ID {
+			return nil, o, fmt.Errorf("%w: %s fails its hash check", ErrCorrupt, r)
+		}
+		if storedOut != nil {
+			*storedOut = data
+		}
+		return raw, o, nil
+	}
+	return nil, objRec{}, fmt.Errorf("%w: %s: pack file missing (%v); run xs-admin check", ErrCorrupt, r, lastErr)
+}
+
+// ReadTree reads and decodes a manifest tree.
+func (s *Store) ReadTree(ctx context.Context, id chunk.ID) (*manifest.Tree, error) {
+	raw, err := s.ReadBlob(ctx, blob.Ref{Type: blob.Tree, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	t, err := manifest.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tree %s: %v", ErrCorrupt, id.Short(), err)
+	}
+	return t, nil
+}

@@ -1,0 +1,422 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// UserID identifies a user (a student) inside the store. It stays the same
+// when the student's laptop is replaced (see Alias); the serial changes.
+type UserID uint64
+
+func (u UserID) String() string { return fmt.Sprintf("%016x", uint64(u)) }
+
+// User is one registered laptop's student. Users are stored as small JSON
+// files under users/, written atomically; the index never holds the only copy.
+type User struct {
+	ID       UserID `json:"id"`
+	Serial   string `json:"serial"`
+	Nickname string `json:"nickname,omitempty"`
+	// PublicKey is the laptop's ed25519 public key (32 bytes).
+	PublicKey []byte    `json:"public_key,omitempty"`
+	Created   time.Time `json:"created"`
+	// Approved is false while registration waits for staff approval.
+	Approved bool `json:"approved"`
+	// Revoked users may neither back up nor restore.
+	Revoked bool `json:"revoked,omitempty"`
+	// Aliases are serials this student used before (replaced laptops).
+	Aliases []string `json:"aliases,omitempty"`
+	// Quota overrides the store's default when set.
+	Quota *Quota `json:"quota,omitempty"`
+}
+
+// SnapshotID names a snapshot: its UTC commit time and a random suffix,
+// e.g. "20261122T073000Z-1a2b3c". IDs sort by time.
+type SnapshotID string
+
+// Snapshot is one committed backup of one user.
+type Snapshot struct {
+	ID   SnapshotID `json:"id"`
+	User UserID     `json:"user"`
+	// Time is assigned by the server when the snapshot is committed.
+	Time time.Time `json:"time"`
+	// Root is the ID of the top manifest.Tree.
+	Root chunk.ID `json:"root"`
+	// Files and Dirs count the entries of the whole tree.
+	Files int64 `json:"files"`
+	Dirs  int64 `json:"dirs"`
+	// Size is the logical size of all files; Stored is the size of their
+	// chunks as stored (compressed), counting repeated chunks each time.
+	Size   int64 `json:"size"`
+	Stored int64 `json:"stored"`
+	// Host and Source describe where the snapshot came from (informational).
+	Host   string `json:"host,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Pinned snapshots are never deleted by retention or quota.
+	Pinned    bool   `json:"pinned,omitempty"`
+	PinReason string `json:"pin_reason,omitempty"`
+}
+
+func userFile(id UserID) string { return "users/" + id.String() + ".json" }
+func snapFile(u UserID, id SnapshotID) string {
+	return "snapshots/" + u.String() + "/" + string(id) + ".json"
+}
+
+// loadMeta reads every user and snapshot file into memory.
+func (s *Store) loadMeta() error {
+	ents, err := s.fsys.ReadDir("users")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("list users: %w", err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := readFile(s.fsys, "users/"+e.Name(), 1<<20)
+		if err != nil {
+			return fmt.Errorf("read user: %w", err)
+		}
+		u := new(User)
+		if err := json.Unmarshal(b, u); err != nil || userFile(u.ID) != "users/"+e.Name() {
+			return fmt.Errorf("%w: users/%s cannot be read (%v); move it away and run xs-admin check --repair", ErrCorrupt, e.Name(), err)
+		}
+		s.users[u.ID] = u
+		if !u.Revoked {
+			s.serials[u.Serial] = u.ID
+		}
+		s.nextUID = max(s.nextUID, u.ID)
+	}
+	dirs, err := s.fsys.ReadDir("snapshots")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	for _, d := range dirs {
+		uid, err := strconv.ParseUint(d.Name(), 16, 64)
+		if err != nil || !d.IsDir() {
+			continue
+		}
+		ents, err := s.fsys.ReadDir("snapshots/" + d.Name())
+		if err != nil {
+			return fmt.Errorf("list snapshots: %w", err)
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".json") {
+				continue // e.g. a .tmp left by a crash
+			}
+			b, err := readFile(s.fsys, "snapshots/"+d.Name()+"/"+e.Name(), 1<<20)
+			if err != nil {
+				return fmt.Errorf("read snapshot: %w", err)
+			}
+			sn := new(Snapshot)
+			if err := json.Unmarshal(b, sn); err != nil || sn.User != UserID(uid) || string(sn.ID)+".json" != e.Name() {
+				return fmt.Errorf("%w: snapshots/%s/%s cannot be read (%v); move it away and run xs-admin check --repair", ErrCorrupt, d.Name(), e.Name(), err)
+			}
+			s.snaps[sn.User] = append(s.snaps[sn.User], sn)
+		}
+	}
+	for _, list := range s.snaps {
+		sortSnaps(list)
+	}
+	return nil
+}
+
+func sortSnaps(list []*Snapshot) {
+	slices.SortFunc(list, func(a, b *Snapshot) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.ID), string(b.ID))
+	})
+}
+
+// NewUser describes a registration.
+type NewUser struct {
+	Serial    string
+	Nickname  string
+	PublicKey []byte
+	// Approved registers the user as able to back up at once; otherwise
+	// staff must Approve it first.
+	Approved bool
+}
+
+// AddUser registers a new user. It fails with ErrExists if the serial or the
+// public key is already registered to a user that is not revoked.
+func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if err := validSerial(nu.Serial); err != nil {
+		return nil, err
+	}
+	if len(nu.Nickname) > 256 {
+		return nil, fmt.Errorf("%w: nickname longer than 256 bytes", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.serials[nu.Serial]; ok {
+		return nil, fmt.Errorf("%w: serial %s is already registered; to move a student to a new laptop use xs-admin alias", ErrExists, nu.Serial)
+	}
+	if len(nu.PublicKey) > 0 {
+		for _, u := range s.users {
+			if !u.Revoked && string(u.PublicKey) == string(nu.PublicKey) {
+				return nil, fmt.Errorf("%w: this key is already registered to serial %s", ErrExists, u.Serial)
+			}
+		}
+	}
+	u := &User{ID: s.nextUID + 1, Serial: nu.Serial, Nickname: nu.Nickname,
+		PublicKey: slices.Clone(nu.PublicKey), Created: s.opts.Now().UTC(), Approved: nu.Approved}
+	if err := s.saveUserLocked(u); err != nil {
+		return nil, err
+	}
+	s.nextUID = u.ID
+	s.serials[u.Serial] = u.ID
+	return cloneUser(u), nil
+}
+
+func validSerial(sn string) error {
+	if sn == "" || len(sn) > 64 {
+		return fmt.Errorf("%w: serial must be 1 to 64 characters", ErrInvalid)
+	}
+	for _, r := range sn {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%w: serial %q may only contain letters, digits, '-', '_' and '.'", ErrInvalid, sn)
+		}
+	}
+	return nil
+}
+
+// saveUserLocked writes u to disk and to memory. s.mu must be held.
+func (s *Store) saveUserLocked(u *User) error {
+	b, err := json.MarshalIndent(u, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
+		return fmt.Errorf("save user %s: %w", u.Serial, err)
+	}
+	s.users[u.ID] = u
+	return nil
+}
+
+func cloneUser(u *User) *User {
+	c := *u
+	c.PublicKey = slices.Clone(u.PublicKey)
+	c.Aliases = slices.Clone(u.Aliases)
+	if u.Quota != nil {
+		q := *u.Quota
+		c.Quota = &q
+	}
+	return &c
+}
+
+// UpdateUser applies fn to a copy of the user and saves the result. The ID
+// cannot change; use Alias to change a serial.
+func (s *Store) UpdateUser(ctx context.Context, id UserID, fn func(*User) error) (*User, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.users[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: user %s", ErrNotFound, id)
+	}
+	u := cloneUser(old)
+	if err := fn(u); err != nil {
+		return nil, err
+	}
+	u.ID, u.Serial, u.Aliases = old.ID, old.Serial, old.Aliases
+	if err := s.saveUserLocked(u); err != nil {
+		return nil, err
+	}
+	if u.Revoked {
+		delete(s.serials, u.Serial)
+	}
+	return cloneUser(u), nil
+}
+
+// Alias moves a student to a new laptop: the user registered as oldSerial
+// now has newSerial (and the new laptop's key, if the new serial had
+// registered itself: that registration is merged into this user and must
+// have no snapshots). The old serial can no longer back up or restore.
+func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if err := validSerial(newSerial); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.serials[oldSerial]
+	if !ok {
+		return nil, fmt.Errorf("%w: no registered laptop with serial %s (see xs-admin users)", ErrNotFound, oldSerial)
+	}
+	u := cloneUser(s.users[id])
+	var merged *User
+	if nid, ok := s.serials[newSerial]; ok {
+		if nid == id {
+			return nil, fmt.Errorf("%w: %s and %s are the same laptop", ErrInvalid, oldSerial, newSerial)
+		}
+		if len(s.snaps[nid]) > 0 {
+			return nil, fmt.Errorf("%w: the new laptop %s already has backups of its own; restore them elsewhere before aliasing", ErrExists, newSerial)
+		}
+		merged = cloneUser(s.users[nid])
+		u.PublicKey = merged.PublicKey
+	} else {
+		u.PublicKey = nil // the new laptop's key is learnt when it registers
+	}
+	u.Aliases = append(u.Aliases, oldSerial)
+	u.Serial = newSerial
+	if merged != nil {
+		merged.Revoked = true
+		merged.Aliases = append(merged.Aliases, "merged-into:"+u.ID.String())
+		if err := s.saveUserLocked(merged); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.saveUserLocked(u); err != nil {
+		return nil, err
+	}
+	delete(s.serials, oldSerial)
+	s.serials[newSerial] = u.ID
+	return cloneUser(u), nil
+}
+
+// User returns the user with the given ID.
+func (s *Store) User(id UserID) (*User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: user %s", ErrNotFound, id)
+	}
+	return cloneUser(u), nil
+}
+
+// UserBySerial returns the (not revoked) user registered with serial,
+// including a former serial of an aliased user only if it is current.
+func (s *Store) UserBySerial(serial string) (*User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.serials[serial]
+	if !ok {
+		return nil, fmt.Errorf("%w: no laptop registered with serial %s (see xs-admin users)", ErrNotFound, serial)
+	}
+	return cloneUser(s.users[id]), nil
+}
+
+// UserByKey returns the (not revoked) user with the given public key.
+func (s *Store) UserByKey(pub []byte) (*User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, u := range s.users {
+		if !u.Revoked && len(pub) > 0 && string(u.PublicKey) == string(pub) {
+			return cloneUser(u), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no laptop registered with this key", ErrNotFound)
+}
+
+// Users lists all users, revoked ones included, by serial.
+func (s *Store) Users() []*User {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*User, 0, len(s.users))
+	for _, u := range s.users {
+		out = append(out, cloneUser(u))
+	}
+	slices.SortFunc(out, func(a, b *User) int { return strings.Compare(a.Serial, b.Serial) })
+	return out
+}
+
+// Snapshots lists a user's snapshots, oldest first.
+func (s *Store) Snapshots(user UserID) []*Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Snapshot, 0, len(s.snaps[user]))
+	for _, sn := range s.snaps[user] {
+		c := *sn
+		out = append(out, &c)
+	}
+	return out
+}
+
+// Snapshot returns one snapshot of a user. id may also be "latest".
+func (s *Store) Snapshot(user UserID, id SnapshotID) (*Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	list := s.snaps[user]
+	if id == "latest" && len(list) > 0 {
+		c := *list[len(list)-1]
+		return &c, nil
+	}
+	for _, sn := range list {
+		if sn.ID == id {
+			c := *sn
+			return &c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: snapshot %s of user %s (list them with xs-admin snapshots)", ErrNotFound, id, user)
+}
+
+// newSnapshotID returns a time-ordered, unique snapshot ID.
+func newSnapshotID(t time.Time) SnapshotID {
+	var r [3]byte
+	rand.Read(r[:])
+	return SnapshotID(t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:]))
+}
+
+// ValidSnapshotID reports whether id has the form newSnapshotID produces.
+func ValidSnapshotID(id SnapshotID) bool {
+	s := string(id)
+	if len(s) != 23 || s[16] != '-' {
+		return false
+	}
+	if _, err := time.Parse("20060102T150405Z", s[:16]); err != nil {
+		return false
+	}
+	_, err := hex.DecodeString(s[17:])
+	return err == nil
+}
+
+// SetPin pins or unpins a snapshot. A pinned snapshot is never deleted by
+// retention or quota; reason says why (shown to staff).
+func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned bool, reason string) (*Snapshot, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if pinned && strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("%w: a pin needs a reason (e.g. --reason \"science fair project\")", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sn := range s.snaps[user] {
+		if sn.ID != id {
+			continue
+		}
+		c := *sn
+		c.Pinned, c.PinReason = pinned, reason
+		if !pinned {
+			c.PinReason = ""
+		}
+		b, _ := json.MarshalIndent(&c, "", "  ")
+		if err := writeFileAtomic(s.fsys, snapFile(user, id), b); err != nil {
+			return nil, fmt.Errorf("save pin: %w", err)
+		}
+		*sn = c
+		return &c, nil
+	}
+	return nil, fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+}

@@ -1,0 +1,637 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+)
+
+// Reference counting.
+//
+// A user holds a blob while it is referenced by one of the user's snapshots
+// or is a pending upload. References are counted hierarchically: a snapshot
+// references its root tree; a tree the user references (Refs going 0 -> 1)
+// references its children; when a tree's Refs drops to 0 its children lose
+// that reference. Committing an unchanged Journal therefore costs one counter
+// update, and a changed one only the trees on the path to the change.
+//
+// Applying a snapshot's references may take more writes than one Badger
+// transaction holds, so it runs as a job: a walk whose cursor (a stack of
+// tree positions, at most manifest.MaxDepth deep) is saved in the same
+// transaction as each batch of counter updates. After a crash the job
+// resumes exactly where its last batch committed.
+
+type frame struct {
+	Tree chunk.ID `json:"tree"`
+	Next int      `json:"next"`
+}
+
+type job struct {
+	Seq     uint64     `json:"-"`
+	User    UserID     `json:"user"`
+	Delta   int32      `json:"delta"`
+	Root    chunk.ID   `json:"root"`
+	Started bool       `json:"started"`
+	Stack   []frame    `json:"stack,omitempty"`
+	Snap    SnapshotID `json:"snap"`
+}
+
+func jobKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = pJob
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+var jobSeqKey = []byte{pMeta, 'j', 'o', 'b', 's', 'e', 'q'}
+
+// addJob records a job in txn.
+func addJob(txn *badger.Txn, j *job) error {
+	b, _, err := get(txn, jobSeqKey)
+	if err != nil {
+		return err
+	}
+	var seq uint64
+	if len(b) == 8 {
+		seq = binary.BigEndian.Uint64(b)
+	}
+	seq++
+	nb := make([]byte, 8)
+	binary.BigEndian.PutUint64(nb, seq)
+	if err := txn.Set(jobSeqKey, nb); err != nil {
+		return err
+	}
+	j.Seq = seq
+	jb, _ := json.Marshal(j)
+	return txn.Set(jobKey(seq), jb)
+}
+
+const jobBatch = 2000
+
+// runJobs applies every recorded job, oldest first. s.refMu must be held.
+func (s *Store) runJobs(ctx context.Context) error {
+	for {
+		var jobs []*job
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pJob}, PrefetchValues: true})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(jobs) < 64; it.Next() {
+				j := new(job)
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(v, j); err != nil {
+					return fmt.Errorf("%w: job record: %v; run xs-admin check --repair", ErrCorrupt, err)
+				}
+				j.Seq = binary.BigEndian.Uint64(it.Item().Key()[1:])
+				jobs = append(jobs, j)
+			}
+			return nil
+		})
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		for _, j := range jobs {
+			if err := s.runJob(ctx, j); err != nil {
+				return fmt.Errorf("count references of snapshot %s: %w", j.Snap, err)
+			}
+		}
+	}
+}
+
+// childCache keeps the children of the trees on the walk's stack.
+type childCache map[chunk.ID][]blob.Ref
+
+func (s *Store) children(ctx context.Context, cache childCache, id chunk.ID) ([]blob.Ref, error) {
+	if c, ok := cache[id]; ok {
+		return c, nil
+	}
+	t, err := s.ReadTree(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c := treeRefs(t)
+	cache[id] = c
+	return c, nil
+}
+
+// treeRefs lists the blobs a tree references, in order, repeats included.
+func treeRefs(t *manifest.Tree) []blob.Ref {
+	var refs []blob.Ref
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		switch e.Type {
+		case manifest.File:
+			for _, id := range e.Chunks {
+				refs = append(refs, blob.Ref{Type: blob.Chunk, ID: id})
+			}
+		case manifest.Dir:
+			refs = append(refs, blob.Ref{Type: blob.Tree, ID: e.Subtree})
+		}
+	}
+	return refs
+}
+
+func (s *Store) runJob(ctx context.Context, j *job) error {
+	cache := childCache{}
+	for {
+		saved := *j
+		saved.Stack = append([]frame(nil), j.Stack...)
+		var done bool
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			*j = saved
+			j.Stack = append([]frame(nil), saved.Stack...)
+			b := &refBatch{txn: txn, user: j.User, usage: map[UserID]Usage{}}
+			if !j.Started {
+				down, err := b.ref(blob.Ref{Type: blob.Tree, ID: j.Root}, j.Delta)
+				if err != nil {
+					return err
+				}
+				j.Started = true
+				if down {
+					j.Stack = append(j.Stack, frame{Tree: j.Root})
+				}
+			}
+			for ops := 0; len(j.Stack) > 0 && ops < jobBatch; {
+				top := &j.Stack[len(j.Stack)-1]
+				kids, err := s.children(ctx, cache, top.Tree)
+				if err != nil {
+					if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+						// A lost tree cannot be descended: its children keep
+						// their counts (check reports the damage).
+						kids = nil
+					} else {
+						return err
+					}
+				}
+				if top.Next >= len(kids) {
+					delete(cache, top.Tree)
+					j.Stack = j.Stack[:len(j.Stack)-1]
+					continue
+				}
+				r := kids[top.Next]
+				top.Next++
+				ops++
+				down, err := b.ref(r, j.Delta)
+				if err != nil {
+					return err
+				}
+				if down && len(j.Stack) <= manifest.MaxDepth {
+					j.Stack = append(j.Stack, frame{Tree: r.ID})
+				}
+			}
+			if err := b.flush(); err != nil {
+				return err
+			}
+			done = len(j.Stack) == 0
+			if done {
+				return txn.Delete(jobKey(j.Seq))
+			}
+			jb, _ := json.Marshal(j)
+			return txn.Set(jobKey(j.Seq), jb)
+		})
+		if err != nil {
+			return err
+		}
+		s.hook("refs:after-batch")
+		if done {
+			return nil
+		}
+	}
+}
+
+// refBatch applies reference changes inside one transaction.
+type refBatch struct {
+	txn   *badger.Txn
+	user  UserID
+	usage map[UserID]Usage // deltas, written by flush
+}
+
+// ref adds delta to the user's references to r and updates the blob's owner
+// count and the user's usage when the user starts or stops holding it. It
+// reports whether the walk must descend into r (a tree whose Refs crossed 0).
+func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
+	o, ok, err := getObj(b.txn, r)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		// Missing blob (only after data loss; check reports it). Nothing to count.
+		return false, nil
+	}
+	h, err := getHold(b.txn, b.user, r)
+	if err != nil {
+		return false, err
+	}
+	was := h.held()
+	old := h.Refs
+	if delta < 0 && uint32(-delta) > h.Refs {
+		h.Refs = 0
+	} else {
+		h.Refs = uint32(int64(h.Refs) + int64(delta))
+	}
+	if h.Refs > 0 {
+		h.Pending = 0 // committed: no longer a pending upload
+	}
+	now := h.held()
+	if now {
+		err = b.txn.Set(holdKey(b.user, r), h.encode())
+	} else {
+		err = b.txn.Delete(holdKey(b.user, r))
+	}
+	if err != nil {
+		return false, err
+	}
+	if was != now {
+		u := b.usage[b.user]
+		if now {
+			o.Owners++
+			u.Bytes += int64(o.Stored)
+			u.Blobs++
+		} else {
+			if o.Owners > 0 {
+				o.Owners--
+			}
+			u.Bytes -= int64(o.Stored)
+			u.Blobs--
+		}
+		b.usage[b.user] = u
+		if err := b.txn.Set(objKey(r), o.encode()); err != nil {
+			return false, err
+		}
+	}
+	return r.Type == blob.Tree && (old == 0) != (h.Refs == 0), nil
+}
+
+// releasePending ends a user's pending hold on r (expired upload).
+func (b *refBatch) releasePending(r blob.Ref) error {
+	h, err := getHold(b.txn, b.user, r)
+	if err != nil || h.Pending == 0 {
+		return err
+	}
+	h.Pending = 0
+	if h.Refs > 0 {
+		return b.txn.Set(holdKey(b.user, r), h.encode())
+	}
+	if err := b.txn.Delete(holdKey(b.user, r)); err != nil {
+		return err
+	}
+	o, ok, err := getObj(b.txn, r)
+	if err != nil || !ok {
+		return err
+	}
+	if o.Owners > 0 {
+		o.Owners--
+	}
+	u := b.usage[b.user]
+	u.Bytes -= int64(o.Stored)
+	u.Blobs--
+	b.usage[b.user] = u
+	return b.txn.Set(objKey(r), o.encode())
+}
+
+func (b *refBatch) flush() error {
+	for user, d := range b.usage {
+		u, err := getUsage(b.txn, user)
+		if err != nil {
+			return err
+		}
+		u.Bytes += d.Bytes
+		u.Blobs += d.Blobs
+		if u.Bytes < 0 || u.Blobs < 0 {
+			u = Usage{}
+		}
+		if err := b.txn.Set(usageKey(user), u.encode()); err != nil {
+			return err
+		}
+	}
+	clear(b.usage)
+	return nil
+}
+
+// treeStats summarise a tree (cached in the index under 't').
+type treeStats struct {
+	Files, Dirs, Size, Stored int64
+}
+
+// CommitInfo describes a snapshot being committed.
+type CommitInfo struct {
+	Host   string // laptop name, informational
+	Source string // directory backed up, informational
+}
+
+// Commit records a snapshot of the tree root for user. Every blob the tree
+// references must exist and be held by this user (uploaded by them, in this
+// or an earlier session, or referenced by one of their snapshots): a
+// manifest cannot point at another user's chunks (ErrNotOwned). File sizes
+// must equal the sum of their chunks. The snapshot gets its time from the
+// store's clock. When Commit returns, the snapshot is durable.
+func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info CommitInfo) (*Snapshot, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if err := s.canWrite(user); err != nil {
+		return nil, err
+	}
+	if len(info.Host) > 256 || len(info.Source) > 4096 {
+		return nil, fmt.Errorf("%w: host or source too long", ErrInvalid)
+	}
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	st, err := s.validate(ctx, user, root)
+	if err != nil {
+		return nil, err
+	}
+	s.hook("commit:after-validate")
+	now := s.opts.Now().UTC()
+	sn := &Snapshot{ID: newSnapshotID(now), User: user, Time: now, Root: root,
+		Files: st.Files, Dirs: st.Dirs, Size: st.Size, Stored: st.Stored, Host: info.Host, Source: info.Source}
+	// The snapshot file is the commit point: once it is on disk, Open will
+	// count its references even if we crash before the job below.
+	b, _ := json.MarshalIndent(sn, "", "  ")
+	if err := writeFileAtomic(s.fsys, snapFile(user, sn.ID), b); err != nil {
+		return nil, fmt.Errorf("save snapshot: %w", s.diskErr(err))
+	}
+	s.hook("commit:after-snapshot-file")
+	s.mu.Lock()
+	s.snaps[user] = append(s.snaps[user], sn)
+	sortSnaps(s.snaps[user])
+	s.mu.Unlock()
+	if err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := txn.Set(applyKey(user, sn.ID), root[:]); err != nil {
+			return err
+		}
+		return addJob(txn, &job{User: user, Delta: 1, Root: root, Snap: sn.ID})
+	}); err != nil {
+		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", sn.ID, err)
+	}
+	s.hook("commit:after-job-record")
+	if err := s.runJobs(ctx); err != nil {
+		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", sn.ID, err)
+	}
+	s.hook("commit:before-ack")
+	c := *sn
+	return &c, nil
+}
+
+// validate walks the parts of the tree that are new to this user, checking
+// existence, ownership, names and sizes, and returns the tree's statistics.
+func (s *Store) validate(ctx context.Context, user UserID, root chunk.ID) (treeStats, error) {
+	cache := map[chunk.ID]treeStats{}
+	var st treeStats
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		st, err = s.walkValidate(ctx, txn, user, root, true, 0, cache)
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	// Cache the statistics of the trees we computed (best effort).
+	s.update(ctx, func(txn *badger.Txn) error {
+		for id, ts := range cache {
+			var b [32]byte
+			binary.LittleEndian.PutUint64(b[0:], uint64(ts.Files))
+			binary.LittleEndian.PutUint64(b[8:], uint64(ts.Dirs))
+			binary.LittleEndian.PutUint64(b[16:], uint64(ts.Size))
+			binary.LittleEndian.PutUint64(b[24:], uint64(ts.Stored))
+			if err := txn.Set(tstatKey(id), b[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return st, nil
+}
+
+func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, id chunk.ID, check bool, depth int, cache map[chunk.ID]treeStats) (treeStats, error) {
+	if err := ctx.Err(); err != nil {
+		return treeStats{}, err
+	}
+	if depth > manifest.MaxDepth {
+		return treeStats{}, fmt.Errorf("%w: directories nested deeper than %d", ErrInvalid, manifest.MaxDepth)
+	}
+	tref := blob.Ref{Type: blob.Tree, ID: id}
+	if _, ok, err := getObj(txn, tref); err != nil {
+		return treeStats{}, err
+	} else if !ok {
+		return treeStats{}, fmt.Errorf("%w: tree %s is not on the server; upload it before committing", ErrNotOwned, id.Short())
+	}
+	if check {
+		h, err := getHold(txn, user, tref)
+		if err != nil {
+			return treeStats{}, err
+		}
+		if !h.held() {
+			return treeStats{}, fmt.Errorf("%w: tree %s", ErrNotOwned, id.Short())
+		}
+		// A tree already referenced by this user's snapshots was fully
+		// validated when that snapshot was committed.
+		check = h.Refs == 0
+	}
+	if st, ok := cache[id]; ok && !check {
+		return st, nil
+	}
+	if !check {
+		if b, ok, err := get(txn, tstatKey(id)); err == nil && ok && len(b) == 32 {
+			return treeStats{Files: int64(binary.LittleEndian.Uint64(b)), Dirs: int64(binary.LittleEndian.Uint64(b[8:])),
+				Size: int64(binary.LittleEndian.Uint64(b[16:])), Stored: int64(binary.LittleEndian.Uint64(b[24:]))}, nil
+		}
+	}
+	t, err := s.ReadTree(ctx, id)
+	if err != nil {
+		return treeStats{}, err
+	}
+	var st treeStats
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		switch e.Type {
+		case manifest.File:
+			st.Files++
+			var sum int64
+			for _, cid := range e.Chunks {
+				r := blob.Ref{Type: blob.Chunk, ID: cid}
+				o, ok, err := getObj(txn, r)
+				if err != nil {
+					return st, err
+				}
+				if !ok {
+					return st, fmt.Errorf("%w: chunk %s of %q is not on the server; upload it before committing", ErrNotOwned, cid.Short(), e.Name)
+				}
+				if check {
+					h, err := getHold(txn, user, r)
+					if err != nil {
+						return st, err
+					}
+					if !h.held() {
+						return st, fmt.Errorf("%w: chunk %s of %q", ErrNotOwned, cid.Short(), e.Name)
+					}
+				}
+				sum += int64(o.Raw)
+				st.Stored += int64(o.Stored)
+			}
+			if sum != e.Size {
+				return st, fmt.Errorf("%w: file %q says %d bytes but its chunks hold %d", ErrInvalid, e.Name, e.Size, sum)
+			}
+			st.Size += e.Size
+		case manifest.Dir:
+			st.Dirs++
+			sub, err := s.walkValidate(ctx, txn, user, e.Subtree, check, depth+1, cache)
+			if err != nil {
+				return st, err
+			}
+			st.Files += sub.Files
+			st.Dirs += sub.Dirs
+			st.Size += sub.Size
+			st.Stored += sub.Stored
+		}
+	}
+	cache[id] = st
+	return st, nil
+}
+
+// DeleteSnapshot removes a snapshot. Its blobs stay on disk until garbage
+// collection finds that nobody holds them any more.
+func (s *Store) DeleteSnapshot(ctx context.Context, user UserID, id SnapshotID) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	if _, err := s.Snapshot(user, id); err != nil || id == "latest" {
+		return fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+	}
+	if err := s.fsys.Remove(snapFile(user, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	if err := s.fsys.SyncDir("snapshots/" + user.String()); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	s.hook("delete:after-file-remove")
+	s.mu.Lock()
+	list := s.snaps[user]
+	for i, sn := range list {
+		if sn.ID == id {
+			s.snaps[user] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	key := applyKey(user, id)
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		v, ok, err := get(txn, key)
+		if err != nil || !ok || len(v) != 32 {
+			return err // never counted: nothing to undo
+		}
+		if err := txn.Delete(key); err != nil {
+			return err
+		}
+		var root chunk.ID
+		copy(root[:], v)
+		return addJob(txn, &job{User: user, Delta: -1, Root: root, Snap: id})
+	})
+	if err == nil {
+		err = s.runJobs(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s is deleted; its space is released at the next start: %w", id, err)
+	}
+	return nil
+}
+
+// reconcile brings the index in line with the snapshot files after a crash
+// (or a Repair): snapshots whose references were never counted get a +1
+// job, deleted snapshots whose references are still counted get a -1 job,
+// then all jobs run.
+func (s *Store) reconcile(ctx context.Context) error {
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	return s.reconcileLocked(ctx)
+}
+
+func (s *Store) reconcileLocked(ctx context.Context) error {
+	applied := map[string]bool{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pApply}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			applied[string(it.Item().KeyCopy(nil))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var adds []*Snapshot
+	s.mu.RLock()
+	for _, list := range s.snaps {
+		for _, sn := range list {
+			k := string(applyKey(sn.User, sn.ID))
+			if applied[k] {
+				delete(applied, k)
+			} else {
+				adds = append(adds, sn)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	for k := range applied {
+		kb := []byte(k)
+		if len(kb) < 9 {
+			continue
+		}
+		user := UserID(binary.BigEndian.Uint64(kb[1:9]))
+		snapID := SnapshotID(kb[9:])
+		// The snapshot file is gone; its root is needed to undo its references.
+		root, err := s.appliedRoot(kb)
+		if err != nil {
+			return err
+		}
+		if err := s.update(ctx, func(txn *badger.Txn) error {
+			if err := txn.Delete(kb); err != nil {
+				return err
+			}
+			return addJob(txn, &job{User: user, Delta: -1, Root: root, Snap: snapID})
+		}); err != nil {
+			return err
+		}
+	}
+	for _, sn := range adds {
+		if err := s.update(ctx, func(txn *badger.Txn) error {
+			if err := txn.Set(applyKey(sn.User, sn.ID), sn.Root[:]); err != nil {
+				return err
+			}
+			return addJob(txn, &job{User: sn.User, Delta: 1, Root: sn.Root, Snap: sn.ID})
+		}); err != nil {
+			return err
+		}
+	}
+	return s.runJobs(ctx)
+}
+
+// appliedRoot returns the root stored with an 'a' key.
+func (s *Store) appliedRoot(key []byte) (chunk.ID, error) {
+	var root chunk.ID
+	err := s.db.View(func(txn *badger.Txn) error {
+		v, _, err := get(txn, key)
+		if err != nil {
+			return err
+		}
+		if len(v) != len(root) {
+			return fmt.Errorf("%w: applied-snapshot record without its root; run xs-admin check --repair", ErrCorrupt)
+		}
+		copy(root[:], v)
+		return nil
+	})
+	return root, err
+}

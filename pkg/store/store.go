@@ -1,0 +1,311 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
+
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// FormatVersion is the on-disk format this package writes.
+const FormatVersion = 1
+
+// Options configure Open. The zero value opens (or creates) a store with the
+// default chunker parameters, the real clock and file system.
+type Options struct {
+	// Params are the chunker parameters a new store is created with. A store
+	// keeps the parameters it was created with for ever: if Params is set and
+	// differs from an existing store's, Open fails. Zero means
+	// chunk.DefaultParams() for a new store and "whatever it has" for an
+	// existing one.
+	Params chunk.Params
+	// ReadOnly opens the store for reading only (restore, list, check
+	// without repair). Several read-only opens may share a stopped store.
+	ReadOnly bool
+	// Now is the clock (server-assigned snapshot times, pending upload ages).
+	// Default time.Now.
+	Now func() time.Time
+	// Reserve is the free space, in bytes, the store keeps on its file
+	// system: writes that would go below it fail with ErrStorageFull.
+	// Default 256 MiB; negative disables the check.
+	Reserve int64
+	// PackSize is the size at which a pack file is closed and a new one
+	// started. Default 64 MiB.
+	PackSize int64
+	// FS is where the store's files live. Default DirFS(dir).
+	FS FS
+	// Hook, if set, is called at named points inside write paths (see
+	// HookPoints). It exists for crash and fault-injection tests.
+	Hook func(point string)
+	// DefaultQuota applies to users without their own quota settings.
+	DefaultQuota Quota
+	// IndexMemory caps the Badger index's caches and memtables, in bytes
+	// (roughly). Default 96 MiB, which keeps a school's index well under
+	// the server's memory budget.
+	IndexMemory int64
+}
+
+// HookPoints are the points at which Options.Hook is called.
+var HookPoints = []string{
+	"put:after-pack-write", "put:after-pack-sync", "put:after-index-commit",
+	"commit:after-validate", "commit:after-snapshot-file", "commit:after-job-record",
+	"commit:before-ack", "refs:after-batch", "delete:after-file-remove",
+}
+
+// Quota limits a user's stored bytes. Zero fields mean "no limit".
+type Quota struct {
+	// Soft: over it, the nightly lifecycle deletes the oldest unpinned
+	// snapshots (never the latest) until the user is under it again.
+	Soft int64 `json:"soft,omitempty"`
+	// Hard: an upload that would cross it is refused.
+	Hard int64 `json:"hard,omitempty"`
+}
+
+// storeConfig is written once, when the store is created.
+type storeConfig struct {
+	Format  int          `json:"format"`
+	Created time.Time    `json:"created"`
+	Params  chunk.Params `json:"chunker"`
+}
+
+const configName = "xs-store.json"
+
+// Store is a school's chunk store: pack files, a Badger index, users and
+// their snapshots, in one directory. Its methods are safe for concurrent use.
+type Store struct {
+	dir   string
+	fsys  FS
+	opts  Options
+	db    *badger.DB
+	codec *chunk.Codec
+	packs *packWriter
+	lock  *os.File
+	cfg   storeConfig
+
+	// refMu serialises changes to reference counts: commits, snapshot
+	// deletions, the jobs that apply them, and garbage collection.
+	refMu sync.Mutex
+
+	mu      sync.RWMutex // guards the fields below
+	users   map[UserID]*User
+	serials map[string]UserID      // current serial -> user
+	snaps   map[UserID][]*Snapshot // sorted by time, oldest first
+	nextUID UserID
+
+	freeMu    sync.Mutex // guards freeCache, freeAt
+	freeCache int64
+	freeAt    time.Time
+}
+
+// Open opens the store in dir, creating it if dir has no store yet. It
+// finishes any work a crash interrupted (reference counting of snapshots
+// committed just before the crash) before it returns.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Reserve == 0 {
+		opts.Reserve = 256 << 20
+	}
+	if opts.PackSize <= 0 {
+		opts.PackSize = 64 << 20
+	}
+	if opts.IndexMemory <= 0 {
+		opts.IndexMemory = 96 << 20
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create store directory: %w", err)
+		}
+	}
+	if opts.FS == nil {
+		opts.FS = DirFS(dir)
+	}
+	s := &Store{dir: dir, fsys: opts.FS, opts: opts,
+		users: map[UserID]*User{}, serials: map[string]UserID{}, snaps: map[UserID][]*Snapshot{}}
+	if err := s.lockDir(); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeAll()
+		}
+	}()
+	if err := s.loadConfig(); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.codec, err = chunk.NewCodec(); err != nil {
+		return nil, err
+	}
+	if err := s.openIndex(); err != nil {
+		return nil, err
+	}
+	if err := s.loadMeta(); err != nil {
+		return nil, err
+	}
+	seqs, err := listPacks(s.fsys)
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	next := uint64(1)
+	if len(seqs) > 0 {
+		next = slices.Max(seqs) + 1
+	}
+	s.packs = &packWriter{fsys: s.fsys, maxSize: opts.PackSize, next: next}
+	if !opts.ReadOnly {
+		if err := s.reconcile(ctx); err != nil {
+			return nil, fmt.Errorf("finish interrupted work: %w", err)
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Store) lockDir() error {
+	if s.opts.ReadOnly {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("lock store: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("%w (%s): stop xs-backupd or use its admin socket", ErrLocked, s.dir)
+	}
+	s.lock = f
+	return nil
+}
+
+func (s *Store) loadConfig() error {
+	b, err := readFile(s.fsys, configName, 1<<16)
+	if errors.Is(err, os.ErrNotExist) {
+		if s.opts.ReadOnly {
+			return fmt.Errorf("%w: no store in %s", ErrNotFound, s.dir)
+		}
+		p := s.opts.Params
+		if p == (chunk.Params{}) {
+			p = chunk.DefaultParams()
+		}
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%w: chunker parameters: %v", ErrInvalid, err)
+		}
+		s.cfg = storeConfig{Format: FormatVersion, Created: s.opts.Now().UTC(), Params: p}
+		b, _ := json.MarshalIndent(s.cfg, "", "  ")
+		return writeFileAtomic(s.fsys, configName, b)
+	}
+	if err != nil {
+		return fmt.Errorf("read store config: %w", err)
+	}
+	if err := json.Unmarshal(b, &s.cfg); err != nil {
+		return fmt.Errorf("%w: %s is damaged (%v); restore it from a copy", ErrCorrupt, configName, err)
+	}
+	if s.cfg.Format != FormatVersion {
+		return fmt.Errorf("store format %d is not supported by this version (wants %d): upgrade xs-backup", s.cfg.Format, FormatVersion)
+	}
+	if s.opts.Params != (chunk.Params{}) && s.opts.Params != s.cfg.Params {
+		return fmt.Errorf("%w: the store was created with chunker parameters %+v and never changes them; remove the chunker settings from the configuration", ErrInvalid, s.cfg.Params)
+	}
+	return nil
+}
+
+func (s *Store) openIndex() error {
+	mem := s.opts.IndexMemory
+	bo := badger.DefaultOptions(filepath.Join(s.dir, "index")).
+		WithSyncWrites(true).
+		WithLogger(nil).
+		WithReadOnly(s.opts.ReadOnly).
+		WithMemTableSize(mem / 6).
+		WithNumMemtables(2).
+		WithBlockCacheSize(mem / 3).
+		WithIndexCacheSize(mem / 6).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithDetectConflicts(true)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return fmt.Errorf("open index: %w (if it is damaged, run xs-admin check --repair)", err)
+	}
+	s.db = db
+	return nil
+}
+
+// Close flushes and closes the store. Every acknowledged write is already
+// durable; Close only releases resources.
+func (s *Store) Close() error { return s.closeAll() }
+
+func (s *Store) closeAll() error {
+	var errs []error
+	if s.packs != nil {
+		errs = append(errs, s.packs.close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+		s.db = nil
+	}
+	if s.codec != nil {
+		s.codec.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Params returns the chunker parameters every client of this store must use.
+func (s *Store) Params() chunk.Params { return s.cfg.Params }
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) hook(point string) {
+	if s.opts.Hook != nil {
+		s.opts.Hook(point)
+	}
+}
+
+func (s *Store) writable() error {
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// reserveSpace fails with ErrStorageFull if writing n more bytes would eat
+// into the reserve. The free-space figure is refreshed at most every 64 MiB
+// written or every second, so the check costs nothing per chunk.
+func (s *Store) reserveSpace(n int64) error {
+	if s.opts.Reserve < 0 {
+		return nil
+	}
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	now := time.Now()
+	if s.freeAt.IsZero() || now.Sub(s.freeAt) > time.Second || s.freeCache < s.opts.Reserve+(64<<20) {
+		free, err := s.fsys.Free()
+		if err != nil {
+			return fmt.Errorf("check free space: %w", err)
+		}
+		s.freeCache, s.freeAt = int64(min(free, 1<<62)), now
+	}
+	if s.freeCache-n < s.opts.Reserve {
+		return fmt.Errorf("%w: %s has %d MiB free and keeps a reserve of %d MiB; free disk space or run xs-admin gc",
+			ErrStorageFull, s.dir, s.freeCache>>20, s.opts.Reserve>>20)
+	}
+	s.freeCache -= n
+	return nil
+}
