@@ -75,8 +75,6 @@ func addJob(txn *badger.Txn, j *job) error {
 	return txn.Set(jobKey(seq), jb)
 }
 
-const jobBatch = 2000
-
 // runJobs applies every recorded job, oldest first. s.refMu must be held.
 func (s *Store) runJobs(ctx context.Context) error {
 	for {
@@ -162,7 +160,7 @@ func (s *Store) runJob(ctx context.Context, j *job) error {
 					j.Stack = append(j.Stack, frame{Tree: j.Root})
 				}
 			}
-			for ops := 0; len(j.Stack) > 0 && ops < jobBatch; {
+			for ops := 0; len(j.Stack) > 0 && ops < s.opts.JobBatch; {
 				top := &j.Stack[len(j.Stack)-1]
 				kids, err := s.children(ctx, cache, top.Tree)
 				if err != nil {

@@ -49,6 +49,10 @@ type Options struct {
 	Hook func(point string)
 	// DefaultQuota applies to users without their own quota settings.
 	DefaultQuota Quota
+	// JobBatch is how many reference-count updates go into one index
+	// transaction (default 2000). Tests set it small so that counting one
+	// snapshot takes many transactions and a crash can land between them.
+	JobBatch int
 	// IndexMemory caps the Badger index's caches and memtables, in bytes
 	// (roughly). Default 96 MiB, which keeps a school's index well under
 	// the server's memory budget.
@@ -119,6 +123,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	if opts.PackSize <= 0 {
 		opts.PackSize = 64 << 20
+	}
+	if opts.JobBatch <= 0 {
+		opts.JobBatch = 2000
 	}
 	if opts.IndexMemory <= 0 {
 		opts.IndexMemory = 96 << 20
