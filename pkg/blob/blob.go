@@ -58,3 +58,7 @@ type Blob struct {
 // hold: never uploaded by them, or no longer on the server. A client that
 // trusted a local cache should forget it and back up again from scratch.
 var ErrNotHeld = errors.New("blob not uploaded by this user")
+
+// ErrDamaged is returned for a blob whose stored bytes fail their checksum or
+// hash. A restore skips the files that use it and restores the rest.
+var ErrDamaged = errors.New("stored data is damaged")

@@ -24,7 +24,7 @@ var (
 	// ErrStorageFull: the store keeps its free-space reserve and refuses writes.
 	ErrStorageFull = errors.New("storage full")
 	// ErrCorrupt: stored data failed its checksum or hash.
-	ErrCorrupt = errors.New("stored data is damaged")
+	ErrCorrupt = blob.ErrDamaged
 	// ErrReadOnly: the store was opened read-only.
 	ErrReadOnly = errors.New("store is read-only")
 	// ErrLocked: another process has the store open.

@@ -1,0 +1,449 @@
+package backup_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/dircmp"
+	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func addUser(t *testing.T, s *store.Store, serial string) *store.User {
+	t.Helper()
+	u, err := s.AddUser(context.Background(), store.NewUser{Serial: serial, Nickname: serial, Approved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// run backs dir up as u; opts.Params is filled in from the store.
+func run(s *store.Store, u *store.User, dir string, opts backup.Options) (*backup.Result, error) {
+	opts.Params = s.Params()
+	return backup.Run(context.Background(), dir, s.Target(u.ID, store.CommitInfo{Source: dir}), opts)
+}
+
+func mustRun(t *testing.T, s *store.Store, u *store.User, dir string, opts backup.Options) *backup.Result {
+	t.Helper()
+	res, err := run(s, u, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Snapshot == "" {
+		t.Fatalf("no snapshot ID in %+v", res)
+	}
+	return res
+}
+
+// paths lists every path in the snapshot tree root.
+func paths(t *testing.T, s *store.Store, root chunk.ID) []string {
+	t.Helper()
+	var out []string
+	err := s.Walk(context.Background(), root, func(p string, e *manifest.Entry) error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func restoreLatest(t *testing.T, s *store.Store, u *store.User, want string, skip func(string, bool) bool) {
+	t.Helper()
+	sn, err := s.Snapshot(u.ID, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := s.Restore(context.Background(), sn, out, store.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dircmp.Compare(want, out, skip); err != nil {
+		t.Fatalf("restore differs from the source: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dataFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "data" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	slices.Sort(out)
+	if len(out) == 0 {
+		t.Fatal("no data files generated")
+	}
+	return out
+}
+
+func TestUnchangedRunReadsNothing(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0001")
+	src := t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(1)); err != nil {
+		t.Fatal(err)
+	}
+	cachePath := filepath.Join(t.TempDir(), "cache")
+	cache, err := backup.LoadCache(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress int64
+	res1 := mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude,
+		Progress: func(backup.Progress) { progress++ }})
+	if res1.BytesRead == 0 || res1.BytesRead != res1.BytesScanned || res1.ChunksNew == 0 || res1.TreesNew == 0 {
+		t.Fatalf("first run: %+v", res1)
+	}
+	if progress != res1.Files {
+		t.Fatalf("Progress called %d times for %d files", progress, res1.Files)
+	}
+	if err := cache.Save(cachePath); err != nil {
+		t.Fatal(err)
+	}
+
+	// As xo-backup does: a new process loads the cache from disk.
+	cache, err = backup.LoadCache(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(cache.Len()) != res1.Files {
+		t.Fatalf("cache holds %d files, the run backed up %d", cache.Len(), res1.Files)
+	}
+	res2 := mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+	if res2.BytesRead != 0 || res2.BytesSent != 0 || res2.ChunksNew != 0 || res2.TreesNew != 0 {
+		t.Fatalf("unchanged second run read %d bytes, sent %d bytes, %d chunks, %d trees", res2.BytesRead, res2.BytesSent, res2.ChunksNew, res2.TreesNew)
+	}
+	if res2.Root != res1.Root || res2.Files != res1.Files || res2.BytesScanned != res1.BytesScanned || res2.ChunksTotal != res1.ChunksTotal {
+		t.Fatalf("unchanged second run differs:\n first %+v\nsecond %+v", res1, res2)
+	}
+	if res2.Snapshot == res1.Snapshot || len(s.Snapshots(u.ID)) != 2 {
+		t.Fatalf("the second run did not record its own snapshot")
+	}
+	restoreLatest(t, s, u, src, backup.JournalExclude)
+
+	// Without a cache every file is read again, but nothing is sent.
+	res3 := mustRun(t, s, u, src, backup.Options{Exclude: backup.JournalExclude})
+	if res3.BytesRead != res1.BytesRead || res3.ChunksNew != 0 || res3.TreesNew != 0 {
+		t.Fatalf("run without cache: %+v", res3)
+	}
+}
+
+func TestTouchedFileIsReadNotSent(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0002")
+	src := t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(2)); err != nil {
+		t.Fatal(err)
+	}
+	cache := backup.NewCache()
+	res1 := mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+
+	touched := dataFiles(t, src)[0]
+	fi, err := os.Stat(touched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2027, 1, 2, 3, 4, 5, 6, time.UTC)
+	if err := os.Chtimes(touched, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	var lastRead int64
+	res2 := mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude,
+		Progress: func(p backup.Progress) {
+			if p.BytesRead > lastRead {
+				read = append(read, p.Path)
+			}
+			lastRead = p.BytesRead
+		}})
+	rel := filepath.ToSlash(strings.TrimPrefix(touched, src+string(filepath.Separator)))
+	if !slices.Equal(read, []string{rel}) {
+		t.Fatalf("files read after touching %s: %q", rel, read)
+	}
+	if res2.BytesRead != fi.Size() {
+		t.Fatalf("after touching one file of %d bytes the run read %d bytes", fi.Size(), res2.BytesRead)
+	}
+	if res2.ChunksNew != 0 {
+		t.Fatalf("touching a file re-sent %d chunks", res2.ChunksNew)
+	}
+	if res2.TreesNew == 0 || res2.Root == res1.Root {
+		t.Fatal("the new mtime is not in the snapshot")
+	}
+	if res2.BytesScanned != res1.BytesScanned || res2.Files != res1.Files {
+		t.Fatalf("second run: %+v", res2)
+	}
+	e, err := s.Lookup(context.Background(), res2.Root, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.MTime != mt.UnixNano() {
+		t.Fatalf("snapshot mtime %d, want %d", e.MTime, mt.UnixNano())
+	}
+	restoreLatest(t, s, u, src, backup.JournalExclude)
+
+	// Once recorded, the touched file is cached again.
+	res3 := mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+	if res3.BytesRead != 0 || res3.BytesSent != 0 {
+		t.Fatalf("third run read %d and sent %d bytes", res3.BytesRead, res3.BytesSent)
+	}
+}
+
+func TestMidFileEditSendsLittle(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0003")
+	src := t.TempDir()
+	const size = 4 << 20
+	content := journalgen.Random(rand.New(rand.NewPCG(7, 8)), size)
+	big := filepath.Join(src, "ab", "uid", "data")
+	writeFile(t, big, content)
+	writeFile(t, filepath.Join(src, "version"), []byte("6"))
+	cache := backup.NewCache()
+	res1 := mustRun(t, s, u, src, backup.Options{Cache: cache})
+	if res1.BytesSent < size || res1.ChunksTotal < 8 {
+		t.Fatalf("first run sent %d bytes in %d chunks for a %d-byte random file", res1.BytesSent, res1.ChunksTotal, size)
+	}
+
+	// Insert 100 bytes in the middle: content-defined chunking moves only
+	// the boundaries next to the edit.
+	mid := size / 2
+	edited := slices.Concat(content[:mid], []byte(strings.Repeat("turtle! ", 12)+"four"), content[mid:])
+	writeFile(t, big, edited)
+	res2 := mustRun(t, s, u, src, backup.Options{Cache: cache})
+	if res2.BytesRead != int64(len(edited)) {
+		t.Fatalf("edited file of %d bytes, read %d", len(edited), res2.BytesRead)
+	}
+	if res2.ChunksNew == 0 || res2.BytesSent == 0 {
+		t.Fatalf("the edit was not sent: %+v", res2)
+	}
+	if res2.BytesSent*4 >= size {
+		t.Fatalf("an edit of 100 bytes sent %d of %d bytes (%d of %d chunks)", res2.BytesSent, size, res2.ChunksNew, res2.ChunksTotal)
+	}
+	t.Logf("edit sent %d bytes in %d of %d chunks", res2.BytesSent, res2.ChunksNew, res2.ChunksTotal)
+	restoreLatest(t, s, u, src, nil)
+}
+
+func TestVanishedFiles(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0004")
+	src := t.TempDir()
+	for _, p := range []string{"a/1", "a/2", "b/1", "c", "d", "e"} {
+		writeFile(t, filepath.Join(src, p), []byte("content of "+p))
+	}
+	// As xo-backup does: each run loads the cache, runs and saves it.
+	cachePath := filepath.Join(t.TempDir(), "cache")
+	runCached := func() *backup.Result {
+		t.Helper()
+		cache, err := backup.LoadCache(cachePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := mustRun(t, s, u, src, backup.Options{Cache: cache})
+		if err := cache.Save(cachePath); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res1 := runCached()
+	if res1.Files != 6 {
+		t.Fatalf("first run: %d files", res1.Files)
+	}
+
+	// Between two runs a file and a directory disappear.
+	if err := os.Remove(filepath.Join(src, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(src, "b")); err != nil {
+		t.Fatal(err)
+	}
+	res2 := runCached()
+	if got, want := paths(t, s, res2.Root), []string{"a", "a/1", "a/2", "d", "e"}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot after removals holds %q, want %q", got, want)
+	}
+	if res2.Files != 4 || res2.BytesRead != 0 || len(res2.Skipped) != 0 {
+		t.Fatalf("second run: %+v", res2)
+	}
+	restoreLatest(t, s, u, src, nil)
+	if c, err := backup.LoadCache(cachePath); err != nil || c.Len() != 4 {
+		t.Fatalf("saved cache holds %d files (%v), want the 4 that still exist", c.Len(), err)
+	}
+
+	// During a run: once "a/1" is done, "a/2", the directory "b" and the
+	// file "e" are deleted, after ReadDir listed them.
+	writeFile(t, filepath.Join(src, "b", "1"), []byte("back again"))
+	var deleted bool
+	res3, err := run(s, u, src, backup.Options{Progress: func(p backup.Progress) {
+		if p.Path == "a/1" && !deleted {
+			deleted = true
+			os.Remove(filepath.Join(src, "a", "2"))
+			os.RemoveAll(filepath.Join(src, "b"))
+			os.Remove(filepath.Join(src, "e"))
+		}
+	}})
+	if err != nil {
+		t.Fatalf("files vanishing during the run made it fail: %v", err)
+	}
+	if !deleted {
+		t.Fatal("progress never reported a/1")
+	}
+	if got, want := paths(t, s, res3.Root), []string{"a", "a/1", "d"}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot holds %q, want %q", got, want)
+	}
+	if res3.Files != 2 {
+		t.Fatalf("third run: %+v", res3)
+	}
+	restoreLatest(t, s, u, src, nil)
+}
+
+// TestCacheReusedAcrossRuns: a program that keeps one Cache for several
+// runs (a daemon, a test, an embedding Sugar tool) must not carry files that
+// vanished into the saved cache: Save keeps "only the files the last run saw".
+func TestCacheReusedAcrossRuns(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0007")
+	src := t.TempDir()
+	for _, p := range []string{"a", "b", "c"} {
+		writeFile(t, filepath.Join(src, p), []byte("content of "+p))
+	}
+	cache := backup.NewCache()
+	mustRun(t, s, u, src, backup.Options{Cache: cache})
+	if err := os.Remove(filepath.Join(src, "b")); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, s, u, src, backup.Options{Cache: cache})
+	if res.Files != 2 || res.BytesRead != 0 {
+		t.Fatalf("second run: %+v", res)
+	}
+	path := filepath.Join(t.TempDir(), "cache")
+	if err := cache.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	c, err := backup.LoadCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 2 {
+		t.Fatalf("cache saved after the second run holds %d files; only 2 still exist", c.Len())
+	}
+}
+
+func TestExcludeIsHonoured(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SHC0005")
+	src := t.TempDir()
+	for _, p := range []string{"keep/a", "keep/b.log", "secret/x", "secret/sub/y", "z.txt", "index/postlist.DB", "ab/uid/data", "ab/uid/data.tmp"} {
+		writeFile(t, filepath.Join(src, p), []byte("data of "+p))
+	}
+	excluded := func(rel string, isDir bool) bool {
+		return rel == "secret" || strings.HasSuffix(rel, ".log") || backup.JournalExclude(rel, isDir)
+	}
+	asked := map[string]bool{}
+	exclude := func(rel string, isDir bool) bool {
+		if _, dup := asked[rel]; dup {
+			t.Errorf("Exclude asked twice about %q", rel)
+		}
+		asked[rel] = isDir
+		return excluded(rel, isDir)
+	}
+	res := mustRun(t, s, u, src, backup.Options{Exclude: exclude})
+	if got, want := paths(t, s, res.Root), []string{"ab", "ab/uid", "ab/uid/data", "keep", "keep/a", "z.txt"}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot holds %q, want %q", got, want)
+	}
+	if res.Files != 3 || res.BytesScanned != int64(len("data of keep/a")+len("data of z.txt")+len("data of ab/uid/data")) {
+		t.Fatalf("excluded files were counted: %+v", res)
+	}
+	for rel := range asked {
+		if strings.HasPrefix(rel, "secret/") || strings.HasPrefix(rel, "index/") {
+			t.Errorf("Exclude was asked about %q inside an excluded directory", rel)
+		}
+	}
+	for rel, isDir := range map[string]bool{"keep": true, "keep/a": false, "secret": true, "z.txt": false, "index": true} {
+		if got, ok := asked[rel]; !ok || got != isDir {
+			t.Errorf("Exclude(%q): asked %v with isDir %v, want isDir %v", rel, ok, got, isDir)
+		}
+	}
+	restoreLatest(t, s, u, src, excluded)
+}
+
+func TestServerLostCachedData(t *testing.T) {
+	s1 := openStore(t)
+	u1 := addUser(t, s1, "SHC0006")
+	src := t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(6)); err != nil {
+		t.Fatal(err)
+	}
+	cache := backup.NewCache()
+	first := mustRun(t, s1, u1, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+
+	// The laptop now talks to a server that has none of it (rebuilt, or a
+	// new school server), with the cache of the old one.
+	s2 := openStore(t)
+	u2 := addUser(t, s2, "SHC0006")
+	_, err := run(s2, u2, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+	if !errors.Is(err, blob.ErrNotHeld) {
+		t.Fatalf("unchanged run against an empty server: %v, want an error wrapping blob.ErrNotHeld", err)
+	}
+	// Same when something changed, so that some trees are sent but the
+	// cached files' chunks are not.
+	writeFile(t, filepath.Join(src, "ab", "new-entry", "data"), []byte("new work"))
+	_, err = run(s2, u2, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+	if !errors.Is(err, blob.ErrNotHeld) {
+		t.Fatalf("changed run against an empty server: %v, want an error wrapping blob.ErrNotHeld", err)
+	}
+	if n := len(s2.Snapshots(u2.ID)); n != 0 {
+		t.Fatalf("%d snapshots committed from a cache the server cannot back", n)
+	}
+
+	cache.Reset()
+	res := mustRun(t, s2, u2, src, backup.Options{Cache: cache, Exclude: backup.JournalExclude})
+	if res.BytesRead != res.BytesScanned || res.BytesRead <= first.BytesRead || res.ChunksNew == 0 {
+		t.Fatalf("run after Reset did not read and send everything: %+v", res)
+	}
+	if len(s2.Snapshots(u2.ID)) != 1 {
+		t.Fatal("no snapshot after Reset")
+	}
+	restoreLatest(t, s2, u2, src, backup.JournalExclude)
+	rep, err := s2.Check(context.Background(), store.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("check after the failed commits: %+v", rep.Problems)
+	}
+}

@@ -1,0 +1,422 @@
+package proto
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// ClientConfig configures a connection to a server.
+type ClientConfig struct {
+	// Addr is the server's UDP address, host:port.
+	Addr string
+	// Key is the laptop's identity.
+	Key ed25519.PrivateKey
+	// ServerKey is the server key pinned at registration. A server that
+	// presents another key is refused (ErrServerKeyChanged).
+	ServerKey ed25519.PublicKey
+	// Streams is how many uploads run in parallel (default 4).
+	Streams int
+	// Timeout bounds connecting (default 10 s).
+	Timeout time.Duration
+}
+
+func clientTLS(key ed25519.PrivateKey, alpn string, pinned ed25519.PublicKey, seen *ed25519.PublicKey) (*tls.Config, error) {
+	cert, err := certificate(key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{cert},
+		NextProtos:         []string{alpn},
+		ServerName:         "xs-backup",
+		InsecureSkipVerify: true, // no CA: the server's key is pinned instead, checked below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			pub, err := peerKey(cs.PeerCertificates)
+			if err != nil {
+				return err
+			}
+			if pinned != nil && !pub.Equal(pinned) {
+				return ErrServerKeyChanged
+			}
+			if seen != nil {
+				*seen = pub
+			}
+			return nil
+		},
+	}, nil
+}
+
+func clientQUIC() *quic.Config {
+	return &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 60 * time.Second, KeepAlivePeriod: 15 * time.Second,
+		MaxStreamReceiveWindow: 8 << 20, MaxConnectionReceiveWindow: 24 << 20}
+}
+
+// wireErr turns connection-level failures into *Error values where the
+// server said why, and says what to do when it is unreachable.
+func wireErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode > 0 && ae.ErrorCode < 256 {
+		return &Error{Kind: Kind(ae.ErrorCode), Msg: ae.ErrorMessage}
+	}
+	var ie *quic.IdleTimeoutError
+	var he *quic.HandshakeTimeoutError
+	if errors.As(err, &ie) || errors.As(err, &he) {
+		return fmt.Errorf("%w: the server did not answer; check the network and that xs-backupd runs", ErrUnreachable)
+	}
+	return err
+}
+
+// ErrUnreachable: the server could not be reached.
+var ErrUnreachable = errors.New("server unreachable")
+
+// Register registers this laptop with the server at addr and returns the
+// server's key, to be pinned for every later connection (trust on first use).
+func Register(ctx context.Context, addr string, key ed25519.PrivateKey, serial, nickname string) (RegisterResult, error) {
+	var server ed25519.PublicKey
+	tc, err := clientTLS(key, ALPNRegister, nil, &server)
+	if err != nil {
+		return RegisterResult{}, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC())
+	if err != nil {
+		return RegisterResult{}, fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
+	}
+	defer conn.CloseWithError(0, "")
+	st, err := conn.OpenStreamSync(dctx)
+	if err != nil {
+		return RegisterResult{}, wireErr(err)
+	}
+	if err := writeJSON(st, tRegister, RegisterRequest{Serial: serial, Nickname: nickname}); err != nil {
+		return RegisterResult{}, wireErr(err)
+	}
+	st.SetReadDeadline(time.Now().Add(15 * time.Second))
+	typ, p, _, err := readFrame(st, nil)
+	st.Close()
+	if err != nil {
+		return RegisterResult{}, wireErr(err)
+	}
+	if typ != tRegisterOK {
+		return RegisterResult{}, Errorf(KindBadRequest, "unexpected answer %d to a registration", typ)
+	}
+	var res RegisterResult
+	if err := decodeJSON(p, &res); err != nil {
+		return res, err
+	}
+	res.ServerKey = server
+	return res, nil
+}
+
+// Client is an authenticated connection to a server. It implements
+// backup.Target once a backup session is granted (see Hello).
+type Client struct {
+	cfg  ClientConfig
+	conn *quic.Conn
+	// Info is sent with Commit.
+	Info    CommitInfo
+	sent    atomic.Int64
+	recv    atomic.Int64
+	last    SnapshotInfo
+	params  chunk.Params
+	granted bool
+}
+
+// Dial connects and authenticates. A server that refuses this laptop (not
+// registered, revoked, busy) fails here with an *Error saying so.
+func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if cfg.Streams <= 0 {
+		cfg.Streams = 4
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.ServerKey == nil {
+		return nil, errors.New("no pinned server key: register this laptop first (xo-backup register)")
+	}
+	tc, err := clientTLS(cfg.Key, ALPNBackup, cfg.ServerKey, nil)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC())
+	if err != nil {
+		if errors.Is(err, ErrServerKeyChanged) {
+			return nil, ErrServerKeyChanged
+		}
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w (%s): %v", ErrUnreachable, cfg.Addr, err)
+		}
+		return nil, wireErr(err)
+	}
+	return &Client{cfg: cfg, conn: conn}, nil
+}
+
+// Close ends the connection (and any session).
+func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
+
+// BytesSent and BytesReceived count frame bytes on this connection.
+func (c *Client) BytesSent() int64     { return c.sent.Load() }
+func (c *Client) BytesReceived() int64 { return c.recv.Load() }
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (cw countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n.Add(int64(n))
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(int64(n))
+	return n, err
+}
+
+// roundTrip opens a stream, writes the request frames, closes the write
+// side and hands the stream's reader to read.
+func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, read func(r io.Reader) error) error {
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return wireErr(err)
+	}
+	defer st.CancelRead(0)
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	w := countingWriter{st, &c.sent}
+	if err := write(w); err != nil {
+		st.CancelWrite(0)
+		// The server may have answered with an error before we finished.
+		if _, _, _, rerr := readFrame(countingReader{st, &c.recv}, nil); rerr != nil && KindOf(rerr) != KindInternal {
+			return rerr
+		}
+		return wireErr(err)
+	}
+	if err := st.Close(); err != nil {
+		return wireErr(err)
+	}
+	return wireErr(read(countingReader{st, &c.recv}))
+}
+
+func expect(r io.Reader, want byte) ([]byte, error) {
+	typ, p, _, err := readFrame(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	if typ != want {
+		return nil, Errorf(KindBadRequest, "server answered with frame type %d, expected %d", typ, want)
+	}
+	return p, nil
+}
+
+// Hello asks to start: purpose "backup" asks admission for a session,
+// "restore" only fetches the parameters and quota. If the Grant is not
+// granted, come back at Grant.Slot.
+func (c *Client) Hello(ctx context.Context, purpose string) (*Grant, error) {
+	var g Grant
+	err := c.roundTrip(ctx, func(w io.Writer) error {
+		return writeJSON(w, tHello, helloReq{Version: 1, Purpose: purpose})
+	}, func(r io.Reader) error {
+		p, err := expect(r, tHelloResp)
+		if err != nil {
+			return err
+		}
+		return decodeJSON(p, &g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.params = g.Params
+	c.granted = g.Granted && purpose == "backup"
+	return &g, nil
+}
+
+// Params returns the chunker parameters the server sent in Hello.
+func (c *Client) Params() chunk.Params { return c.params }
+
+// Need asks which blobs the server needs (see store.Store.Need for why the
+// answer is private).
+func (c *Client) Need(ctx context.Context, refs []blob.Ref) ([]bool, error) {
+	out := make([]bool, 0, len(refs))
+	for len(refs) > 0 {
+		part := refs[:min(len(refs), MaxRefs)]
+		refs = refs[len(part):]
+		err := c.roundTrip(ctx, func(w io.Writer) error {
+			return writeFrame(w, tNeed, encodeRefs(part))
+		}, func(r io.Reader) error {
+			p, err := expect(r, tNeedResp)
+			if err != nil {
+				return err
+			}
+			bits, err := decodeBits(p)
+			if err != nil {
+				return err
+			}
+			if len(bits) != len(part) {
+				return Errorf(KindBadRequest, "server answered %d of %d", len(bits), len(part))
+			}
+			out = append(out, bits...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Put uploads blobs over up to Streams parallel streams.
+func (c *Client) Put(ctx context.Context, blobs []blob.Blob) error {
+	n := min(c.cfg.Streams, len(blobs))
+	if n == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	per := (len(blobs) + n - 1) / n
+	for i := 0; i < len(blobs); i += per {
+		part := blobs[i:min(len(blobs), i+per)]
+		g.Go(func() error {
+			for len(part) > 0 {
+				one := part[:min(len(part), MaxPutBlobs)]
+				part = part[len(one):]
+				err := c.roundTrip(gctx, func(w io.Writer) error {
+					if err := writeFrame(w, tPut, nil); err != nil {
+						return err
+					}
+					for i := range one {
+						if err := writeFrame(w, tBlob, encodeBlob(&one[i])); err != nil {
+							return err
+						}
+					}
+					return writeFrame(w, tEnd, nil)
+				}, func(r io.Reader) error {
+					_, err := expect(r, tOK)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// Commit records the snapshot of root and returns its ID.
+func (c *Client) Commit(ctx context.Context, root chunk.ID) (string, error) {
+	var sn SnapshotInfo
+	err := c.roundTrip(ctx, func(w io.Writer) error {
+		return writeJSON(w, tCommit, commitReq{Root: root, CommitInfo: c.Info})
+	}, func(r io.Reader) error {
+		p, err := expect(r, tCommitResp)
+		if err != nil {
+			return err
+		}
+		return decodeJSON(p, &sn)
+	})
+	if err != nil {
+		return "", err
+	}
+	c.last = sn
+	return sn.ID, nil
+}
+
+// LastSnapshot returns what the last successful Commit recorded.
+func (c *Client) LastSnapshot() SnapshotInfo { return c.last }
+
+// Bye ends the backup session, freeing its place for another laptop.
+func (c *Client) Bye(ctx context.Context) error {
+	return c.roundTrip(ctx, func(w io.Writer) error { return writeFrame(w, tBye, nil) },
+		func(r io.Reader) error { _, err := expect(r, tOK); return err })
+}
+
+// Snapshots lists this laptop's snapshots, oldest first.
+func (c *Client) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
+	var sns []SnapshotInfo
+	err := c.roundTrip(ctx, func(w io.Writer) error { return writeFrame(w, tList, nil) },
+		func(r io.Reader) error {
+			p, err := expect(r, tListResp)
+			if err != nil {
+				return err
+			}
+			return decodeJSON(p, &sns)
+		})
+	return sns, err
+}
+
+// Fetch downloads blobs this laptop's snapshots reference, calling fn for
+// each in order. fn must verify what it uses (restore does: it re-hashes).
+func (c *Client) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Blob) error) error {
+	for len(refs) > 0 {
+		part := refs[:min(len(refs), MaxRefs)]
+		refs = refs[len(part):]
+		err := c.roundTrip(ctx, func(w io.Writer) error {
+			return writeFrame(w, tFetch, encodeRefs(part))
+		}, func(r io.Reader) error {
+			for i := 0; ; i++ {
+				typ, p, _, err := readFrame(r, nil)
+				if err != nil {
+					return err
+				}
+				if typ == tEnd {
+					if i != len(part) {
+						return Errorf(KindBadRequest, "server sent %d of %d blobs", i, len(part))
+					}
+					return nil
+				}
+				if typ != tBlob || i >= len(part) {
+					return Errorf(KindBadRequest, "unexpected frame %d in a fetch", typ)
+				}
+				b, err := decodeBlob(p)
+				if err != nil {
+					return err
+				}
+				if b.Ref != part[i] {
+					return Errorf(KindBadRequest, "server sent %s, asked for %s", b.Ref, part[i])
+				}
+				if err := fn(b); err != nil {
+					return err
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,676 @@
+package proto
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// Account is what the server knows about an authenticated laptop.
+type Account struct {
+	ID         uint64
+	Serial     string
+	Nickname   string
+	Approved   bool
+	Revoked    bool
+	LastBackup time.Time // zero if never
+}
+
+// SnapshotInfo describes a committed snapshot on the wire.
+type SnapshotInfo struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Root      chunk.ID  `json:"root"`
+	Files     int64     `json:"files"`
+	Size      int64     `json:"size"`
+	Stored    int64     `json:"stored"`
+	Pinned    bool      `json:"pinned,omitempty"`
+	PinReason string    `json:"pin_reason,omitempty"`
+}
+
+// QuotaStatus is a user's usage and limits, in bytes (0 = no limit).
+type QuotaStatus struct {
+	Used int64 `json:"used"`
+	Soft int64 `json:"soft,omitempty"`
+	Hard int64 `json:"hard,omitempty"`
+}
+
+// CommitInfo is sent with a commit.
+type CommitInfo struct {
+	Host   string `json:"host,omitempty"`
+	Source string `json:"source,omitempty"`
+}
+
+// RegisterRequest is a laptop asking to be registered.
+type RegisterRequest struct {
+	Serial   string            `json:"serial"`
+	Nickname string            `json:"nickname"`
+	Key      ed25519.PublicKey `json:"-"` // from the TLS handshake
+}
+
+// RegisterResult is the server's answer to a registration.
+type RegisterResult struct {
+	Serial    string            `json:"serial"`
+	Approved  bool              `json:"approved"`
+	ServerKey ed25519.PublicKey `json:"-"` // from the TLS handshake
+}
+
+// Backend is what the server needs from the store. Errors it returns should
+// be *Error values (or wrap one) so that their kind reaches the laptop.
+type Backend interface {
+	// Params are the chunker parameters every client must use.
+	Params() chunk.Params
+	// Register records a new laptop (approved at once or not, by policy).
+	Register(ctx context.Context, req RegisterRequest) (RegisterResult, error)
+	// Account returns the laptop with this key; KindNotRegistered if none.
+	Account(ctx context.Context, key ed25519.PublicKey) (Account, error)
+	Quota(ctx context.Context, user uint64) (QuotaStatus, error)
+	Need(ctx context.Context, user uint64, refs []blob.Ref) ([]bool, error)
+	Put(ctx context.Context, user uint64, blobs []blob.Blob) error
+	Commit(ctx context.Context, user uint64, root chunk.ID, info CommitInfo) (SnapshotInfo, error)
+	Snapshots(ctx context.Context, user uint64) ([]SnapshotInfo, error)
+	// Fetch returns a blob the user holds (KindNotFound otherwise, including
+	// for blobs only other users hold).
+	Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob, error)
+}
+
+// Grant answers a Hello: a session now, or a slot to come back at.
+type Grant struct {
+	Granted    bool         `json:"granted"`
+	Slot       time.Time    `json:"slot,omitempty"`
+	Params     chunk.Params `json:"params"`
+	Quota      QuotaStatus  `json:"quota"`
+	ServerTime time.Time    `json:"server_time"`
+	Serial     string       `json:"serial"`
+}
+
+type helloReq struct {
+	Version int    `json:"version"`
+	Purpose string `json:"purpose"` // "backup" or "restore"
+}
+
+type commitReq struct {
+	Root chunk.ID `json:"root"`
+	CommitInfo
+}
+
+// ServerConfig configures a Server. Zero values take the defaults shown.
+type ServerConfig struct {
+	Backend Backend
+	// Key is the server's identity; laptops pin it at registration.
+	Key ed25519.PrivateKey
+	// Capacity is how many backup sessions run at once (default 4).
+	Capacity int
+	// SlotLength is the length of a slot window (default 2 minutes).
+	SlotLength time.Duration
+	// MaxConns caps open connections (default 512).
+	MaxConns int
+	// MaxStreams caps concurrent requests per connection (default 16).
+	MaxStreams int
+	// SessionDeadline ends a backup session that runs longer (default 1 hour).
+	SessionDeadline time.Duration
+	// MinRate is the slowest transfer accepted, in bytes per second, per
+	// frame after a 10-second allowance (default 4096): trickling clients are dropped.
+	MinRate int64
+	// MemoryBudget caps the frame bytes all requests together hold (default 256 MiB).
+	MemoryBudget int64
+	// HandshakeTimeout and IdleTimeout are QUIC's (defaults 10 s and 60 s).
+	HandshakeTimeout, IdleTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the server's log (default: discarded).
+	Logger *slog.Logger
+	// Metrics, if set, is updated as the server runs.
+	Metrics *Metrics
+}
+
+// Server serves the backup protocol over QUIC.
+type Server struct {
+	cfg   ServerConfig
+	adm   *admission
+	mem   *semaphore.Weighted
+	tls   *tls.Config
+	log   *slog.Logger
+	m     *Metrics
+	conns atomic.Int64
+
+	mu       sync.Mutex // guards the fields below
+	ln       *quic.Listener
+	open     map[*quic.Conn]struct{}
+	stopping bool
+	inflight sync.WaitGroup
+}
+
+// NewServer checks the configuration and returns a server ready to Serve.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Backend == nil || len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("proto: ServerConfig needs a Backend and an ed25519 Key")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Capacity, 4)
+	def(&cfg.MaxConns, 512)
+	def(&cfg.MaxStreams, 16)
+	defd(&cfg.SlotLength, 2*time.Minute)
+	defd(&cfg.SessionDeadline, time.Hour)
+	defd(&cfg.HandshakeTimeout, 10*time.Second)
+	defd(&cfg.IdleTimeout, 60*time.Second)
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = 4096
+	}
+	if cfg.MemoryBudget <= 0 {
+		cfg.MemoryBudget = 256 << 20
+	}
+	if cfg.MemoryBudget < MaxBlobFrame {
+		cfg.MemoryBudget = MaxBlobFrame
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	cert, err := certificate(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget),
+		adm: newAdmission(cfg.Capacity, cfg.SlotLength, 50*time.Millisecond, cfg.Now), open: map[*quic.Conn]struct{}{}}
+	s.m.adm = s.adm
+	s.tls = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+		NextProtos:   []string{ALPNBackup, ALPNRegister},
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			certs, err := parseCerts(raw)
+			if err != nil {
+				return err
+			}
+			_, err = peerKey(certs)
+			return err
+		},
+	}
+	return s, nil
+}
+
+// PublicKey returns the server's public key (what laptops pin).
+func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
+
+func (s *Server) quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           s.cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 s.cfg.IdleTimeout,
+		MaxIncomingStreams:             int64(s.cfg.MaxStreams),
+		MaxIncomingUniStreams:          -1,
+		InitialStreamReceiveWindow:     1 << 20,
+		MaxStreamReceiveWindow:         8 << 20,
+		InitialConnectionReceiveWindow: 2 << 20,
+		MaxConnectionReceiveWindow:     24 << 20,
+		Allow0RTT:                      false,
+	}
+}
+
+// Serve accepts connections on pc until ctx is done or Shutdown is called.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
+	ln, err := quic.Listen(pc, s.tls, s.quicConfig())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			s.mu.Lock()
+			stopping := s.stopping
+			s.mu.Unlock()
+			if stopping || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go s.handleConn(ctx, conn)
+	}
+}
+
+// ListenAndServe listens on the UDP address and serves.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	defer pc.Close()
+	return s.Serve(ctx, pc)
+}
+
+// Shutdown stops accepting, lets requests in progress finish (so every
+// commit that started is acknowledged or not, never half done) until ctx is
+// done, then closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	for c := range s.open {
+		c.CloseWithError(quic.ApplicationErrorCode(KindShutdown), "server shutting down; try again later")
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Server) closeWith(conn *quic.Conn, err error) {
+	k := KindOf(err)
+	s.m.errorOf(k)
+	msg := err.Error()
+	var e *Error
+	if errors.As(err, &e) {
+		msg = e.Msg
+	}
+	conn.CloseWithError(quic.ApplicationErrorCode(k), msg)
+}
+
+func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
+	n := s.conns.Add(1)
+	s.m.connsActive.Add(1)
+	defer s.m.connsActive.Add(-1)
+	defer s.conns.Add(-1)
+	if n > int64(s.cfg.MaxConns) {
+		s.closeWith(conn, Errorf(KindBusy, "too many connections; try again in a few minutes"))
+		return
+	}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		s.closeWith(conn, Errorf(KindShutdown, "server shutting down"))
+		return
+	}
+	s.open[conn] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.open, conn)
+		s.mu.Unlock()
+	}()
+	cs := conn.ConnectionState().TLS
+	key, err := peerKey(cs.PeerCertificates)
+	if err != nil {
+		s.closeWith(conn, Errorf(KindBadRequest, "%v", err))
+		return
+	}
+	if cs.NegotiatedProtocol == ALPNRegister {
+		s.serveRegister(ctx, conn, key)
+		return
+	}
+	acct, err := s.cfg.Backend.Account(ctx, key)
+	if err == nil && acct.Revoked {
+		err = Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
+	} else if err == nil && !acct.Approved {
+		err = Errorf(KindNotApproved, "laptop %s is waiting for staff approval (xs-admin approve %s)", acct.Serial, acct.Serial)
+	}
+	if err != nil {
+		if KindOf(err) == KindInternal {
+			s.log.Error("account lookup", "err", err)
+		}
+		s.m.refused.Add(1)
+		s.closeWith(conn, err)
+		return
+	}
+	c := &serverConn{s: s, conn: conn, acct: acct}
+	defer c.endSession()
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.stopping {
+			s.mu.Unlock()
+			st.CancelRead(quic.StreamErrorCode(KindShutdown))
+			writeError(st, Errorf(KindShutdown, "server shutting down; try again later"))
+			st.Close()
+			continue
+		}
+		s.inflight.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.inflight.Done()
+			c.serveStream(ctx, st)
+		}()
+	}
+}
+
+func (s *Server) serveRegister(ctx context.Context, conn *quic.Conn, key ed25519.PublicKey) {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := conn.AcceptStream(sctx)
+	if err != nil {
+		return
+	}
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, p, rel, err := readFrame(st, nil)
+	if err != nil {
+		writeError(st, err)
+		return
+	}
+	defer rel()
+	if typ != tRegister {
+		writeError(st, Errorf(KindBadRequest, "expected a registration"))
+		return
+	}
+	var req RegisterRequest
+	if err := decodeJSON(p, &req); err != nil {
+		writeError(st, err)
+		return
+	}
+	req.Key = key
+	res, err := s.cfg.Backend.Register(sctx, req)
+	if err != nil {
+		s.m.errorOf(KindOf(err))
+		writeError(st, err)
+		return
+	}
+	s.log.Info("registered", "serial", req.Serial, "approved", res.Approved, "key", Fingerprint(key))
+	writeJSON(st, tRegisterOK, res)
+	// Wait for the client to read the answer and close.
+	io.Copy(io.Discard, io.LimitReader(st, 1))
+	conn.CloseWithError(0, "")
+}
+
+// serverConn is one authenticated laptop connection.
+type serverConn struct {
+	s    *Server
+	conn *quic.Conn
+	acct Account
+
+	mu      sync.Mutex // guards the fields below
+	session bool
+	timer   *time.Timer
+}
+
+func (c *serverConn) inSession() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+func (c *serverConn) startSession() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.session = true
+	c.s.m.sessions.Add(1)
+	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
+		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
+	})
+}
+
+func (c *serverConn) endSession() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session {
+		c.session = false
+		c.timer.Stop()
+		c.s.adm.release(c.acct.ID)
+	}
+}
+
+// allocFor bounds the memory of frames being read and enforces the minimum
+// transfer rate through read deadlines.
+func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, func(), error) {
+	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	return readFrame(st, func(n int) (func(), error) {
+		st.SetReadDeadline(time.Now().Add(10*time.Second + time.Duration(int64(n)*int64(time.Second)/c.s.cfg.MinRate)))
+		if err := c.s.mem.Acquire(ctx, int64(n)); err != nil {
+			return nil, err
+		}
+		c.s.m.bytesIn.Add(int64(n))
+		return func() { c.s.mem.Release(int64(n)) }, nil
+	})
+}
+
+func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
+	defer st.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	typ, p, rel, err := c.read(ctx, st)
+	if err != nil {
+		c.fail(st, err)
+		return
+	}
+	defer rel()
+	switch typ {
+	case tHello:
+		err = c.hello(ctx, st, p)
+	case tNeed:
+		err = c.need(ctx, st, p)
+	case tPut:
+		err = c.put(ctx, st)
+	case tCommit:
+		err = c.commit(ctx, st, p)
+	case tList:
+		err = c.list(ctx, st)
+	case tFetch:
+		err = c.fetch(ctx, st, p)
+	case tBye:
+		c.endSession()
+		err = writeFrame(st, tOK, nil)
+	default:
+		err = Errorf(KindBadRequest, "unexpected frame type %d at the start of a request", typ)
+	}
+	if err != nil {
+		c.fail(st, err)
+	}
+}
+
+func (c *serverConn) fail(st *quic.Stream, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		err = Errorf(KindTimeout, "transfer too slow (under %d bytes/s); try again on a better connection", c.s.cfg.MinRate)
+	}
+	k := KindOf(err)
+	c.s.m.errorOf(k)
+	if k == KindInternal {
+		c.s.log.Error("request failed", "serial", c.acct.Serial, "err", err)
+	}
+	writeError(st, err)
+	st.CancelRead(quic.StreamErrorCode(k))
+}
+
+func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error {
+	var req helloReq
+	if err := decodeJSON(p, &req); err != nil {
+		return err
+	}
+	if req.Version != 1 {
+		return Errorf(KindBadRequest, "protocol version %d is not supported (server speaks 1); update xo-backup", req.Version)
+	}
+	g := Grant{Granted: true}
+	if req.Purpose == "backup" && !c.inSession() {
+		g = c.s.adm.request(c.acct.ID, c.acct.LastBackup)
+		if g.Granted {
+			c.startSession()
+		} else {
+			c.s.log.Debug("slot issued", "serial", c.acct.Serial, "slot", g.Slot)
+		}
+	}
+	q, err := c.s.cfg.Backend.Quota(ctx, c.acct.ID)
+	if err != nil {
+		return err
+	}
+	g.Params, g.Quota, g.ServerTime, g.Serial = c.s.cfg.Backend.Params(), q, c.s.cfg.Now().UTC(), c.acct.Serial
+	return writeJSON(st, tHelloResp, g)
+}
+
+func (c *serverConn) needSession() error {
+	if !c.inSession() {
+		return Errorf(KindNoSession, "ask to start a backup (hello) and wait for a granted session first")
+	}
+	return nil
+}
+
+func (c *serverConn) need(ctx context.Context, st *quic.Stream, p []byte) error {
+	if err := c.needSession(); err != nil {
+		return err
+	}
+	refs, err := decodeRefs(p)
+	if err != nil {
+		return err
+	}
+	need, err := c.s.cfg.Backend.Need(ctx, c.acct.ID, refs)
+	if err != nil {
+		return err
+	}
+	return writeFrame(st, tNeedResp, encodeBits(need))
+}
+
+// put reads tBlob frames until tEnd and stores them in batches.
+func (c *serverConn) put(ctx context.Context, st *quic.Stream) error {
+	if err := c.needSession(); err != nil {
+		return err
+	}
+	var batch []blob.Blob
+	var rels []func()
+	var size int
+	flush := func() error {
+		defer func() {
+			for _, r := range rels {
+				r()
+			}
+			batch, rels, size = batch[:0], rels[:0], 0
+		}()
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := c.s.cfg.Backend.Put(ctx, c.acct.ID, batch); err != nil {
+			return err
+		}
+		c.s.m.blobsIn.Add(int64(len(batch)))
+		return nil
+	}
+	defer func() {
+		for _, r := range rels {
+			r()
+		}
+	}()
+	for n := 0; ; n++ {
+		if n > MaxPutBlobs {
+			return Errorf(KindTooLarge, "more than %d blobs in one upload", MaxPutBlobs)
+		}
+		typ, p, rel, err := c.read(ctx, st)
+		if err != nil {
+			return err
+		}
+		if typ == tEnd {
+			rel()
+			if err := flush(); err != nil {
+				return err
+			}
+			return writeFrame(st, tOK, nil)
+		}
+		rels = append(rels, rel)
+		if typ != tBlob {
+			return Errorf(KindBadRequest, "expected a blob, got frame type %d", typ)
+		}
+		b, err := decodeBlob(p)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, b)
+		size += len(b.Data)
+		if size >= 8<<20 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *serverConn) commit(ctx context.Context, st *quic.Stream, p []byte) error {
+	if err := c.needSession(); err != nil {
+		return err
+	}
+	var req commitReq
+	if err := decodeJSON(p, &req); err != nil {
+		return err
+	}
+	sn, err := c.s.cfg.Backend.Commit(ctx, c.acct.ID, req.Root, req.CommitInfo)
+	if err != nil {
+		return err
+	}
+	c.s.m.commits.Add(1)
+	c.s.log.Info("snapshot committed", "serial", c.acct.Serial, "snapshot", sn.ID, "files", sn.Files, "size", sn.Size)
+	return writeJSON(st, tCommitResp, sn)
+}
+
+func (c *serverConn) list(ctx context.Context, st *quic.Stream) error {
+	sns, err := c.s.cfg.Backend.Snapshots(ctx, c.acct.ID)
+	if err != nil {
+		return err
+	}
+	if sns == nil {
+		sns = []SnapshotInfo{}
+	}
+	return writeJSON(st, tListResp, sns)
+}
+
+func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error {
+	refs, err := decodeRefs(p)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		b, err := c.s.cfg.Backend.Fetch(ctx, c.acct.ID, r)
+		if err != nil {
+			return err
+		}
+		st.SetWriteDeadline(time.Now().Add(10*time.Second + time.Duration(int64(len(b.Data))*int64(time.Second)/c.s.cfg.MinRate)))
+		if err := writeFrame(st, tBlob, encodeBlob(&b)); err != nil {
+			return err
+		}
+	}
+	return writeFrame(st, tEnd, nil)
+}
