@@ -175,6 +175,12 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	return &Client{cfg: cfg, conn: conn}, nil
 }
 
+// OpenRawStream opens a bare request stream, for protocol conformance tests
+// and debugging tools that need to send frames the client never would.
+func (c *Client) OpenRawStream(ctx context.Context) (*quic.Stream, error) {
+	return c.conn.OpenStreamSync(ctx)
+}
+
 // Close ends the connection (and any session).
 func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
 

@@ -1,0 +1,246 @@
+// Command xo-backup is the laptop side of xs-backup: it registers the laptop
+// with the school server, backs up the Sugar Journal when the timer says so,
+// lists the backups and restores them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/cli"
+	"github.com/xs-backup/xs-backup/pkg/agent"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/proto"
+)
+
+const usage = `xo-backup backs up this laptop's Sugar Journal to the school server.
+
+Usage:
+  xo-backup [--state DIR] register --server HOST[:PORT] [--serial SN] [--nickname NAME]
+  xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--json]
+  xo-backup [--state DIR] list [--json]
+  xo-backup [--state DIR] restore [--snapshot ID|latest] (--to DIR [PATH...] | --all [--force])
+
+Commands:
+  register  register with the school server (once); pins the server's key
+  run       back up now if due: the timer runs this every 30 minutes
+  list      list this laptop's backups on the server
+  restore   bring files back: chosen paths into DIR, or --all to rebuild the
+            whole Journal in place (e.g. after a reflash)
+
+Global options:
+  --state DIR   where the laptop's key, server pin and file cache live
+                (default ~/.sugar/default/xs-backup)
+
+Exit codes:
+  0 done   1 failed (the message says what to do)   2 usage error
+  3 skipped by design (done today, low battery, not registered, server
+    unreachable, another run in progress)   4 server busy: a slot is reserved
+`
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	global := flag.NewFlagSet("xo-backup", flag.ContinueOnError)
+	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	stateDir := global.String("state", agent.DefaultStateDir(), "state directory")
+	if err := global.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	if global.NArg() == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return cli.ExitUsage
+	}
+	st := agent.State{Dir: *stateDir}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	switch cmd {
+	case "register":
+		return cmdRegister(ctx, st, rest)
+	case "run":
+		return cmdRun(ctx, st, rest)
+	case "list":
+		return cmdList(ctx, st, rest)
+	case "restore":
+		return cmdRestore(ctx, st, rest)
+	case "help":
+		fmt.Print(usage)
+		return cli.ExitOK
+	}
+	fmt.Fprintf(os.Stderr, "xo-backup: unknown command %q\n\n%s", cmd, usage)
+	return cli.ExitUsage
+}
+
+func helpOr(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return cli.ExitOK
+	}
+	return cli.ExitUsage
+}
+
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "xo-backup:", err)
+	return cli.ExitFailed
+}
+
+func cmdRegister(ctx context.Context, st agent.State, args []string) int {
+	fs := flag.NewFlagSet("register", flag.ContinueOnError)
+	server := fs.String("server", "", "school server, HOST[:PORT] (UDP port 7457 by default)")
+	serial := fs.String("serial", "", "serial number (default: read from the XO's firmware)")
+	nick := fs.String("nickname", "", "the student's name as Sugar shows it")
+	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	reg, err := agent.Register(ctx, st, agent.RegisterOptions{Server: *server, Serial: *serial, Nickname: *nick})
+	if err != nil {
+		return fail(err)
+	}
+	if *jsonOut {
+		cli.JSON(os.Stdout, reg)
+		return cli.ExitOK
+	}
+	fmt.Printf("Registered %s with %s.\n", reg.Serial, reg.Server)
+	if !reg.Approved {
+		fmt.Println("Staff must approve this laptop before it can back up (xs-admin approve " + reg.Serial + ").")
+	}
+	return cli.ExitOK
+}
+
+func cmdRun(ctx context.Context, st agent.State, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	source := fs.String("source", agent.DefaultSource(), "directory to back up")
+	force := fs.Bool("force", false, "back up even if already done today or on low battery")
+	jitter := fs.Duration("jitter", 0, "sleep a random time up to this first (for cron, which has no random delay)")
+	jsonOut := fs.Bool("json", false, "print one JSON summary")
+	if err := fs.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	if *jitter > 0 {
+		select {
+		case <-time.After(rand.N(*jitter)):
+		case <-ctx.Done():
+			return cli.ExitFailed
+		}
+	}
+	bar := cli.NewProgress(os.Stderr)
+	res, err := agent.Run(ctx, st, agent.RunOptions{Source: *source, Force: *force,
+		Progress: func(p backup.Progress) { bar.Update(p.BytesRead, p.BytesScanned, p.Path) }})
+	bar.Done()
+	if *jsonOut {
+		out := map[string]any{"outcome": "failed"}
+		if res != nil {
+			out["outcome"], out["reason"] = res.Outcome, res.Reason
+			if !res.Slot.IsZero() {
+				out["slot"] = res.Slot
+			}
+			out["wire_bytes_sent"], out["wire_bytes_received"] = res.WireSent, res.WireReceived
+			if b := res.Backup; b != nil {
+				for k, v := range map[string]any{"snapshot": b.Snapshot, "files": b.Files, "bytes_scanned": b.BytesScanned,
+					"bytes_read": b.BytesRead, "bytes_sent": b.BytesSent, "chunks_new": b.ChunksNew,
+					"chunks_total": b.ChunksTotal, "duration_ms": b.DurationMS} {
+					out[k] = v
+				}
+			}
+		}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		cli.JSON(os.Stdout, out)
+	}
+	if err != nil {
+		if !*jsonOut {
+			fail(err)
+		}
+		return cli.ExitFailed
+	}
+	switch res.Outcome {
+	case agent.Skipped:
+		if !*jsonOut && cli.IsTerminal(os.Stdout) {
+			fmt.Println("Skipped:", res.Reason)
+		}
+		return cli.ExitSkipped
+	case agent.Later:
+		if !*jsonOut && cli.IsTerminal(os.Stdout) {
+			fmt.Println(res.Reason)
+		}
+		return cli.ExitLater
+	}
+	if !*jsonOut {
+		b := res.Backup
+		fmt.Printf("Backup %s: %d files, %s scanned, %s read, %s sent (%s on the wire).\n", b.Snapshot, b.Files,
+			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(b.BytesSent), cli.Bytes(res.WireSent))
+	}
+	return cli.ExitOK
+}
+
+func cmdList(ctx context.Context, st agent.State, args []string) int {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	sns, err := agent.Snapshots(ctx, st)
+	if err != nil {
+		return fail(err)
+	}
+	if *jsonOut {
+		if sns == nil {
+			sns = []proto.SnapshotInfo{}
+		}
+		cli.JSON(os.Stdout, sns)
+		return cli.ExitOK
+	}
+	if len(sns) == 0 {
+		fmt.Println("No backups yet.")
+	}
+	for _, sn := range sns {
+		pin := ""
+		if sn.Pinned {
+			pin = " pinned: " + sn.PinReason
+		}
+		fmt.Printf("%s  %s  %6d files  %10s%s\n", sn.ID, sn.Time.Local().Format("2006-01-02 15:04"), sn.Files, cli.Bytes(sn.Size), pin)
+	}
+	return cli.ExitOK
+}
+
+func cmdRestore(ctx context.Context, st agent.State, args []string) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	snap := fs.String("snapshot", "latest", "snapshot ID (see list) or latest")
+	to := fs.String("to", "", "directory to restore into")
+	all := fs.Bool("all", false, "restore the whole Journal (into --to, or back into the Journal itself)")
+	force := fs.Bool("force", false, "overwrite existing files")
+	source := fs.String("journal", agent.DefaultSource(), "the Journal directory, for --all without --to")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	target := *to
+	if target == "" && *all {
+		target = *source
+	}
+	bar := cli.NewProgress(os.Stderr)
+	res, sn, err := agent.Restore(ctx, st, agent.RestoreOptions{Snapshot: *snap, Target: target, Paths: fs.Args(),
+		All: *all, Overwrite: *force, Progress: func(p backup.RestoreProgress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }})
+	bar.Done()
+	if err != nil && res == nil {
+		return fail(err)
+	}
+	if *jsonOut {
+		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": res.Damaged})
+	} else {
+		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, target)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return cli.ExitOK
+}

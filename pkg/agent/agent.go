@@ -1,0 +1,261 @@
+// Package agent is the laptop side of xs-backup as a library: the state a
+// laptop keeps (its key, the pinned server key, the file cache, the last
+// good backup), registration, the timer's run with its cheap checks first,
+// and restores. cmd/xo-backup is a thin wrapper around it.
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xs-backup/xs-backup/pkg/proto"
+)
+
+// State is a laptop's xs-backup state directory.
+type State struct {
+	Dir string
+}
+
+// DefaultStateDir is where state lives on a Sugar laptop.
+func DefaultStateDir() string {
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".sugar", "default", "xs-backup")
+}
+
+// DefaultSource is the Sugar Journal datastore.
+func DefaultSource() string {
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".sugar", "default", "datastore")
+}
+
+// Registration is what registering recorded.
+type Registration struct {
+	Server    string    `json:"server"`
+	ServerKey string    `json:"server_key"` // hex
+	Serial    string    `json:"serial"`
+	Nickname  string    `json:"nickname,omitempty"`
+	Approved  bool      `json:"approved"`
+	When      time.Time `json:"registered"`
+}
+
+// LastRun records the last good backup.
+type LastRun struct {
+	Time     time.Time `json:"time"`
+	Snapshot string    `json:"snapshot"`
+}
+
+func (s State) path(name string) string { return filepath.Join(s.Dir, name) }
+
+// Key returns the laptop's key, creating it on first use.
+func (s State) Key() (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(s.path("key"))
+	if errors.Is(err, os.ErrNotExist) {
+		key, err := proto.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+			return nil, err
+		}
+		return key, writeAtomic(s.path("key"), []byte(hex.EncodeToString(key.Seed())+"\n"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s is damaged; remove it and register again", s.path("key"))
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// Registration returns the recorded registration, or an error saying to register.
+func (s State) Registration() (*Registration, error) {
+	var r Registration
+	if err := readJSON(s.path("server.json"), &r); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotRegistered
+		}
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ErrNotRegistered: the laptop has not registered with a server yet.
+var ErrNotRegistered = errors.New("this laptop is not registered; run: xo-backup register --server HOST")
+
+// LastRun returns the last good backup (zero if none).
+func (s State) LastRun() LastRun {
+	var l LastRun
+	readJSON(s.path("last.json"), &l)
+	return l
+}
+
+func (s State) cachePath() string { return s.path("cache") }
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s is damaged (%v); remove it", path, err)
+	}
+	return nil
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, b)
+}
+
+// ReadSerial returns the laptop's serial number from the XO's firmware data.
+func ReadSerial() (string, error) {
+	b, err := os.ReadFile("/proc/device-tree/mfg-data/SN")
+	if err != nil {
+		return "", errors.New("no XO serial number found (/proc/device-tree/mfg-data/SN); give one with --serial")
+	}
+	return strings.TrimRight(strings.TrimSpace(string(b)), "\x00"), nil
+}
+
+// RegisterOptions configure Register.
+type RegisterOptions struct {
+	Server   string // host or host:port (default port 7457)
+	Serial   string // "" reads the XO serial
+	Nickname string
+}
+
+// DefaultPort is the server's default UDP port.
+const DefaultPort = "7457"
+
+func withPort(addr string) string {
+	if !strings.Contains(addr, ":") || strings.HasSuffix(addr, "]") {
+		return addr + ":" + DefaultPort
+	}
+	return addr
+}
+
+// Register registers the laptop with a server and pins its key.
+func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, error) {
+	if o.Server == "" {
+		return nil, errors.New("say which server: --server HOST[:PORT]")
+	}
+	if o.Serial == "" {
+		sn, err := ReadSerial()
+		if err != nil {
+			return nil, err
+		}
+		o.Serial = sn
+	}
+	key, err := st.Key()
+	if err != nil {
+		return nil, err
+	}
+	addr := withPort(o.Server)
+	res, err := proto.Register(ctx, addr, key, o.Serial, o.Nickname)
+	if err != nil {
+		return nil, err
+	}
+	reg := &Registration{Server: addr, ServerKey: hex.EncodeToString(res.ServerKey), Serial: res.Serial,
+		Nickname: o.Nickname, Approved: res.Approved, When: time.Now().UTC()}
+	if err := writeJSON(st.path("server.json"), reg); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// dial connects to the registered server.
+func dial(ctx context.Context, st State) (*proto.Client, *Registration, error) {
+	reg, err := st.Registration()
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := st.Key()
+	if err != nil {
+		return nil, nil, err
+	}
+	sk, err := hex.DecodeString(reg.ServerKey)
+	if err != nil || len(sk) != ed25519.PublicKeySize {
+		return nil, nil, fmt.Errorf("%s is damaged; register again", st.path("server.json"))
+	}
+	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, Key: key, ServerKey: sk})
+	return c, reg, err
+}
+
+// lock takes the run lock; ok is false if another run holds it.
+func (s State) lock() (release func(), ok bool, err error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, false, err
+	}
+	f, err := os.OpenFile(s.path("lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false, nil
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// OnLowBattery reports whether the laptop runs on battery below threshold
+// percent, reading /sys/class/power_supply (or dir, for tests).
+func OnLowBattery(dir string, threshold int) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	lowBattery, onAC := false, false
+	for _, e := range ents {
+		read := func(name string) string {
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name(), name))
+			return strings.TrimSpace(string(b))
+		}
+		switch read("type") {
+		case "Mains", "USB":
+			if read("online") == "1" {
+				onAC = true
+			}
+		case "Battery":
+			c, err := strconv.Atoi(read("capacity"))
+			if err == nil && c < threshold && read("status") == "Discharging" {
+				lowBattery = true
+			}
+		}
+	}
+	return lowBattery && !onAC
+}

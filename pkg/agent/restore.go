@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/proto"
+)
+
+// netSource reads blobs from the server for a restore.
+type netSource struct {
+	c     *proto.Client
+	codec *chunk.Codec
+}
+
+func (n *netSource) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref, []byte) error) error {
+	return n.c.Fetch(ctx, refs, func(b blob.Blob) error {
+		raw := b.Data
+		if b.Compressed {
+			var err error
+			if raw, err = n.codec.Decompress(nil, b.Data, b.RawLen); err != nil {
+				return fmt.Errorf("%w: %s: %v", blob.ErrDamaged, b.Ref, err)
+			}
+		}
+		return fn(b.Ref, raw)
+	})
+}
+
+// Snapshots lists this laptop's snapshots on the server, oldest first.
+func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
+	c, _, err := dial(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Snapshots(ctx)
+}
+
+// RestoreOptions configure Restore.
+type RestoreOptions struct {
+	// Snapshot is a snapshot ID or "latest" (default).
+	Snapshot string
+	// Target is where files go (default: the Journal itself, see All).
+	Target string
+	// Paths restricts the restore to these paths; empty means everything.
+	Paths []string
+	// All restores the whole snapshot into Target (default the Journal),
+	// refusing a non-empty target unless Overwrite is set.
+	All bool
+	// Overwrite allows replacing existing files.
+	Overwrite bool
+	Progress  func(backup.RestoreProgress)
+}
+
+// Restore brings files back from the server.
+func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreResult, *proto.SnapshotInfo, error) {
+	if o.Target == "" {
+		if !o.All {
+			return nil, nil, errors.New("say where to restore to (--to DIR), or --all to bring the whole Journal back into place")
+		}
+		o.Target = DefaultSource()
+	}
+	if o.All && !o.Overwrite {
+		if ents, err := os.ReadDir(o.Target); err == nil && len(ents) > 0 {
+			return nil, nil, fmt.Errorf("%s is not empty: restoring the whole Journal over it could mix two Journals; move it away first, or use --force to overwrite", o.Target)
+		}
+	}
+	c, _, err := dial(ctx, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	if _, err := c.Hello(ctx, "restore"); err != nil {
+		return nil, nil, err
+	}
+	sns, err := c.Snapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sns) == 0 {
+		return nil, nil, errors.New("the server has no backups of this laptop yet")
+	}
+	var sn *proto.SnapshotInfo
+	if o.Snapshot == "" || o.Snapshot == "latest" {
+		sn = &sns[len(sns)-1]
+	} else {
+		for i := range sns {
+			if sns[i].ID == o.Snapshot {
+				sn = &sns[i]
+			}
+		}
+		if sn == nil {
+			return nil, nil, fmt.Errorf("no snapshot %s; list them with: xo-backup list", o.Snapshot)
+		}
+	}
+	codec, err := chunk.NewCodec()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer codec.Close()
+	res, err := backup.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
+		backup.RestoreOptions{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress})
+	return res, sn, err
+}

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/proto"
+)
+
+// Outcome says how a run ended.
+type Outcome string
+
+// Outcomes of Run.
+const (
+	Done    Outcome = "done"    // a snapshot was committed
+	Skipped Outcome = "skipped" // nothing to do now (see Reason)
+	Later   Outcome = "later"   // the server gave a slot; come back at Slot
+)
+
+// RunOptions configure Run.
+type RunOptions struct {
+	// Source is the directory to back up (default the Sugar Journal).
+	Source string
+	// Force runs even if a backup already completed today or on low battery.
+	Force bool
+	// PowerSupplyDir and BatteryThreshold (percent) decide "on low battery"
+	// (defaults /sys/class/power_supply and 20).
+	PowerSupplyDir   string
+	BatteryThreshold int
+	// MaxSlotWait is the longest the run sleeps for a slot before giving up
+	// and leaving it to the next timer run (default 10 minutes).
+	MaxSlotWait time.Duration
+	// Exclude overrides backup.JournalExclude.
+	Exclude func(rel string, isDir bool) bool
+	// Progress, if set, receives the backup's progress.
+	Progress func(backup.Progress)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Host is recorded with the snapshot.
+	Host string
+}
+
+// RunResult is what Run did.
+type RunResult struct {
+	Outcome Outcome        `json:"outcome"`
+	Reason  string         `json:"reason,omitempty"`
+	Slot    time.Time      `json:"slot,omitempty"`
+	Backup  *backup.Result `json:"backup,omitempty"`
+	// WireSent and WireReceived are the bytes on the QUIC connection.
+	WireSent     int64             `json:"wire_bytes_sent"`
+	WireReceived int64             `json:"wire_bytes_received"`
+	Quota        proto.QuotaStatus `json:"quota"`
+}
+
+// Run is what the timer calls every 30 minutes: it exits at once (Skipped)
+// when a backup already completed today, on low battery, when not
+// registered, when another run holds the lock or when the server is
+// unreachable; honours the server's slot; and otherwise backs up, sending
+// only what the server lacks.
+func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Source == "" {
+		o.Source = DefaultSource()
+	}
+	if o.PowerSupplyDir == "" {
+		o.PowerSupplyDir = "/sys/class/power_supply"
+	}
+	if o.BatteryThreshold == 0 {
+		o.BatteryThreshold = 20
+	}
+	if o.MaxSlotWait == 0 {
+		o.MaxSlotWait = 10 * time.Minute
+	}
+	if o.Exclude == nil {
+		o.Exclude = backup.JournalExclude
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	skip := func(reason string) (*RunResult, error) { return &RunResult{Outcome: Skipped, Reason: reason}, nil }
+	// Cheapest checks first.
+	if _, err := st.Registration(); err != nil {
+		if errors.Is(err, ErrNotRegistered) {
+			return skip(err.Error())
+		}
+		return nil, err
+	}
+	now := o.Now()
+	if last := st.LastRun(); !o.Force && !last.Time.IsZero() && sameDay(last.Time, now) {
+		return skip("a backup already completed today (" + last.Time.Local().Format("15:04") + ")")
+	}
+	if !o.Force && OnLowBattery(o.PowerSupplyDir, o.BatteryThreshold) {
+		return skip(fmt.Sprintf("on battery below %d%%", o.BatteryThreshold))
+	}
+	release, ok, err := st.lock()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return skip("another backup run is in progress")
+	}
+	defer release()
+	if _, err := os.Stat(o.Source); err != nil {
+		return nil, fmt.Errorf("backup source: %w", err)
+	}
+
+	c, _, err := dial(ctx, st)
+	if errors.Is(err, proto.ErrUnreachable) {
+		return skip(err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	res := &RunResult{}
+	var g *proto.Grant
+	for attempt := 0; ; attempt++ {
+		g, err = c.Hello(ctx, "backup")
+		if err != nil {
+			return nil, err
+		}
+		res.Quota = g.Quota
+		if g.Granted {
+			break
+		}
+		wait := g.Slot.Sub(g.ServerTime)
+		if wait > o.MaxSlotWait || attempt >= 3 {
+			res.Outcome, res.Slot = Later, g.Slot
+			res.Reason = fmt.Sprintf("the server is busy; it reserved a slot at %s", g.Slot.Local().Format("15:04:05"))
+			return res, nil
+		}
+		select {
+		case <-time.After(max(wait, 0)):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
+		return nil, fmt.Errorf("%w: this laptop uses %d of its %d-byte quota; ask your teacher to free space or raise it", proto.ErrOverQuota, g.Quota.Used, g.Quota.Hard)
+	}
+	cache, err := backup.LoadCache(st.cachePath())
+	if err != nil {
+		os.Remove(st.cachePath())
+		cache = backup.NewCache()
+	}
+	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
+	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
+	br, err := backup.Run(ctx, o.Source, c, opts)
+	if errors.Is(err, blob.ErrNotHeld) && cache.Len() > 0 {
+		// The server no longer has what the cache promised (restored,
+		// replaced, or pending uploads expired): start afresh.
+		cache.Reset()
+		br, err = backup.Run(ctx, o.Source, c, opts)
+	}
+	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+	if err != nil {
+		return res, err
+	}
+	res.Outcome, res.Backup = Done, br
+	if err := cache.Save(st.cachePath()); err != nil {
+		return res, fmt.Errorf("backup %s is safe on the server, but the file cache could not be saved (the next run reads every file): %w", br.Snapshot, err)
+	}
+	if err := writeJSON(st.path("last.json"), LastRun{Time: o.Now().UTC(), Snapshot: br.Snapshot}); err != nil {
+		return res, err
+	}
+	c.Bye(ctx)
+	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+	return res, nil
+}
+
+func sameDay(a, b time.Time) bool {
+	ay, am, ad := a.Local().Date()
+	by, bm, bd := b.Local().Date()
+	return ay == by && am == bm && ad == bd
+}

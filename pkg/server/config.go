@@ -1,0 +1,155 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// DefaultConfigPath is where xs-backupd looks for its configuration.
+const DefaultConfigPath = "/etc/xs-backup/xs-backup.toml"
+
+// Size is a byte count that reads "512MiB", "2GB", "1.5 GiB" or a plain number.
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	*s = Size(v)
+	return err
+}
+
+// ParseSize parses a size with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
+func ParseSize(text string) (int64, error) {
+	t := strings.TrimSpace(text)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (examples: 512MiB, 2GB, 1048576)", text)
+	}
+	return int64(f * mult), nil
+}
+
+// Duration is a time.Duration that reads "90s", "2m", "1h30m".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (examples: 90s, 2m, 1h30m)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is the daemon's configuration. Every field has a working default,
+// so the daemon runs with no file at all.
+type Config struct {
+	// Listen is the UDP address of the backup protocol.
+	Listen string `toml:"listen"`
+	// Data is the store directory.
+	Data string `toml:"data"`
+	// Metrics is the HTTP address of /metrics ("" disables it).
+	Metrics string `toml:"metrics"`
+	// Registration is "open" (laptops may back up once registered) or
+	// "approve" (staff approve each laptop with xs-admin approve).
+	Registration string `toml:"registration"`
+	// Capacity is how many laptops back up at once.
+	Capacity int `toml:"capacity"`
+	// SlotLength is the slot window length.
+	SlotLength Duration `toml:"slot_length"`
+	// SessionDeadline ends sessions that run longer.
+	SessionDeadline Duration `toml:"session_deadline"`
+	// MinRate (bytes/s) drops laptops that trickle.
+	MinRate Size `toml:"min_rate"`
+	// MaxConnections caps open connections.
+	MaxConnections int `toml:"max_connections"`
+	// Reserve is the free space kept on the data disk.
+	Reserve Size `toml:"reserve"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// Quota is the default per-laptop quota (0 = none).
+	Quota struct {
+		Soft Size `toml:"soft"`
+		Hard Size `toml:"hard"`
+	} `toml:"quota"`
+	// Chunker sets the chunking parameters of a NEW store only; a store
+	// keeps those it was created with. Leave it out to use the defaults
+	// shared by every school (which lets a regional server dedup across schools).
+	Chunker *chunk.Params `toml:"chunker"`
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          ":7457",
+		Data:            "/var/lib/xs-backup",
+		Metrics:         "127.0.0.1:7458",
+		Registration:    "open",
+		Capacity:        4,
+		SlotLength:      Duration(2 * time.Minute),
+		SessionDeadline: Duration(time.Hour),
+		MinRate:         4096,
+		MaxConnections:  512,
+		Reserve:         256 << 20,
+		LogLevel:        "info",
+	}
+}
+
+// LoadConfig reads a TOML file over the defaults. A missing file at the
+// default path is not an error (the defaults apply); any other path must exist.
+func LoadConfig(path string) (Config, error) {
+	c := DefaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && path == DefaultConfigPath {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read configuration: %w", err)
+	}
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		return c, fmt.Errorf("configuration %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("configuration %s: unknown setting %q (see the example in the README)", path, und[0].String())
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the values.
+func (c *Config) Validate() error {
+	switch {
+	case c.Registration != "open" && c.Registration != "approve":
+		return fmt.Errorf("registration must be \"open\" or \"approve\", not %q", c.Registration)
+	case c.Capacity < 1:
+		return fmt.Errorf("capacity must be at least 1")
+	case c.SlotLength < Duration(time.Second):
+		return fmt.Errorf("slot_length must be at least 1s")
+	case c.Data == "":
+		return fmt.Errorf("data must name the store directory")
+	}
+	if c.Chunker != nil {
+		if err := c.Chunker.Validate(); err != nil {
+			return fmt.Errorf("chunker: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+// LoadOrCreateKey reads the server's ed25519 key from path, creating it
+// (mode 0600) if it does not exist.
+func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key, err := proto.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, err
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return key, os.Rename(tmp, path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s is not a server key; restore it from a backup (laptops pinned it) or remove it and re-register every laptop", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// Daemon is a running school server.
+type Daemon struct {
+	Config  Config
+	Store   *store.Store
+	Server  *proto.Server
+	Metrics *proto.Metrics
+	Log     *slog.Logger
+	// Addr is the UDP address the protocol listens on, once Run has started.
+	Addr net.Addr
+	// Ready is closed when the daemon accepts connections.
+	Ready chan struct{}
+}
+
+// NewDaemon opens the store and prepares the server.
+func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)}}
+	if cfg.Reserve == 0 {
+		opts.Reserve = -1
+	}
+	if cfg.Chunker != nil {
+		opts.Params = *cfg.Chunker
+	}
+	st, err := store.Open(ctx, cfg.Data, opts)
+	if err != nil {
+		return nil, err
+	}
+	key, err := LoadOrCreateKey(filepath.Join(cfg.Data, "server.key"))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	m := proto.NewMetrics()
+	srv, err := proto.NewServer(proto.ServerConfig{
+		Backend:         &Backend{S: st, OpenRegistration: cfg.Registration == "open"},
+		Key:             key,
+		Capacity:        cfg.Capacity,
+		SlotLength:      time.Duration(cfg.SlotLength),
+		SessionDeadline: time.Duration(cfg.SessionDeadline),
+		MinRate:         int64(cfg.MinRate),
+		MaxConns:        cfg.MaxConnections,
+		Logger:          log,
+		Metrics:         m,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{})}, nil
+}
+
+// Run serves until ctx is done, then shuts down cleanly: requests in
+// progress finish (at most 20 s), the store is closed. Everything
+// acknowledged to a laptop was durable before it was acknowledged.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.Store.Close()
+	pc, err := net.ListenPacket("udp", d.Config.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another xs-backupd running?)", d.Config.Listen, err)
+	}
+	defer pc.Close()
+	d.Addr = pc.LocalAddr()
+	var hs *http.Server
+	if d.Config.Metrics != "" {
+		ln, err := net.Listen("tcp", d.Config.Metrics)
+		if err != nil {
+			return fmt.Errorf("metrics listener on %s: %w", d.Config.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			d.Metrics.WriteTo(w)
+		})
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+		d.Log.Info("metrics", "addr", ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- d.Server.Serve(ctx, pc) }()
+	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
+		"server_key", proto.Fingerprint(d.Server.PublicKey()), "registration", d.Config.Registration, "capacity", d.Config.Capacity)
+	close(d.Ready)
+	notifySystemd("READY=1")
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	notifySystemd("STOPPING=1")
+	d.Log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Server.Shutdown(sctx); err != nil {
+		d.Log.Warn("shutdown: requests still running were cut off", "err", err)
+	}
+	return nil
+}
+
+// notifySystemd sends a state to systemd (Type=notify) if NOTIFY_SOCKET is set.
+func notifySystemd(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
+}

@@ -1,0 +1,403 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/dircmp"
+	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/pkg/agent"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/server"
+)
+
+// startDaemon runs a real daemon (store in a temp dir, QUIC on loopback).
+func startDaemon(t testing.TB, mod func(*server.Config)) *server.Daemon {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", t.TempDir(), "", 0
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := server.NewDaemon(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case <-d.Ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+type laptop struct {
+	st     agent.State
+	src    string
+	serial string
+}
+
+func newLaptop(t testing.TB, d *server.Daemon, serial string, seed uint64) *laptop {
+	t.Helper()
+	l := &laptop{st: agent.State{Dir: t.TempDir()}, src: t.TempDir(), serial: serial}
+	if _, err := journalgen.Generate(l.src, journalgen.Small(seed)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.Register(context.Background(), l.st, agent.RegisterOptions{Server: d.Addr.String(), Serial: serial, Nickname: "kid " + serial}); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *laptop) run(t testing.TB) *agent.RunResult {
+	t.Helper()
+	res, err := agent.Run(context.Background(), l.st, agent.RunOptions{Source: l.src, Force: true, MaxSlotWait: time.Minute})
+	if err != nil {
+		t.Fatalf("%s: %v", l.serial, err)
+	}
+	if res.Outcome != agent.Done {
+		t.Fatalf("%s: run %s: %s", l.serial, res.Outcome, res.Reason)
+	}
+	return res
+}
+
+func (l *laptop) restoreAndCompare(t testing.TB, snapshot string) {
+	t.Helper()
+	out := t.TempDir()
+	if _, _, err := agent.Restore(context.Background(), l.st, agent.RestoreOptions{Snapshot: snapshot, Target: out}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dircmp.Compare(l.src, out, backup.JournalExclude); err != nil {
+		t.Fatalf("%s: restore differs: %v", l.serial, err)
+	}
+}
+
+func TestBackupOverQUIC(t *testing.T) {
+	d := startDaemon(t, nil)
+	var laptops []*laptop
+	for i := 0; i < 3; i++ {
+		laptops = append(laptops, newLaptop(t, d, fmt.Sprintf("SHC%04d", i), uint64(i)))
+	}
+	for _, l := range laptops {
+		r := l.run(t)
+		if r.Backup.ChunksNew == 0 {
+			t.Fatal("first backup sent no chunks")
+		}
+		l.restoreAndCompare(t, r.Backup.Snapshot)
+	}
+	// Unchanged: no file content read, a few KB on the wire.
+	for _, l := range laptops {
+		r := l.run(t)
+		if r.Backup.BytesRead != 0 || r.Backup.ChunksNew != 0 {
+			t.Fatalf("unchanged re-backup read %d bytes, sent %d chunks", r.Backup.BytesRead, r.Backup.ChunksNew)
+		}
+		if r.WireSent > 16<<10 {
+			t.Fatalf("unchanged re-backup put %d bytes on the wire", r.WireSent)
+		}
+		t.Logf("unchanged re-backup: %d bytes sent, %d received on the wire", r.WireSent, r.WireReceived)
+	}
+	// A day of change, then restore the latest and check an older one too.
+	for i, l := range laptops {
+		if err := journalgen.Mutate(l.src, uint64(i), 1); err != nil {
+			t.Fatal(err)
+		}
+		r := l.run(t)
+		l.restoreAndCompare(t, "latest")
+		sns, err := agent.Snapshots(context.Background(), l.st)
+		if err != nil || len(sns) != 3 || sns[2].ID != r.Backup.Snapshot {
+			t.Fatalf("list: %v %v", sns, err)
+		}
+	}
+	v := d.Metrics.Values()
+	if v.Commits != 9 || v.SessionsStarted != 9 {
+		t.Fatalf("metrics: %+v", v)
+	}
+}
+
+func TestEditInLargeFileSendsLittle(t *testing.T) {
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHC1", 1)
+	big := journalgen.Random(randFor(5), 8<<20)
+	path := filepath.Join(l.src, "ab", "big")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	os.WriteFile(path, big, 0o644)
+	l.run(t)
+	edited := append(append(append([]byte{}, big[:4<<20]...), []byte("an edit in the middle")...), big[4<<20:]...)
+	os.WriteFile(path, edited, 0o644)
+	r := l.run(t)
+	if r.Backup.BytesSent > 512<<10 {
+		t.Fatalf("an edit in an 8 MiB file sent %d bytes", r.Backup.BytesSent)
+	}
+	t.Logf("edit in the middle of 8 MiB: %d chunks, %d bytes sent", r.Backup.ChunksNew, r.Backup.BytesSent)
+	l.restoreAndCompare(t, "latest")
+}
+
+// A run interrupted halfway is finished by the next without re-sending.
+func TestInterruptedRunResumes(t *testing.T) {
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHC1", 1)
+	for i := 0; i < 6; i++ {
+		os.WriteFile(filepath.Join(l.src, fmt.Sprintf("media%d", i)), journalgen.Random(randFor(uint64(i)), 2<<20), 0o644)
+	}
+	// Interrupt after some uploads, at the protocol level.
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	sent := 0
+	_, err := agent.Run(ctx, l.st, agent.RunOptions{Source: l.src, Force: true, Progress: func(p backup.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.BytesSent > 4<<20 && sent == 0 {
+			sent = int(p.BytesSent)
+			cancel()
+		}
+	}})
+	if err == nil {
+		t.Fatal("interrupted run succeeded")
+	}
+	if sent == 0 {
+		t.Fatal("the run was not interrupted mid-way")
+	}
+	r := l.run(t)
+	total := r.Backup.BytesRead
+	if r.Backup.BytesSent > total-int64(sent)+(1<<20) {
+		t.Fatalf("resumed run sent %d of %d bytes although %d had arrived", r.Backup.BytesSent, total, sent)
+	}
+	t.Logf("interrupted after %d bytes; resumed run sent %d of %d", sent, r.Backup.BytesSent, total)
+	l.restoreAndCompare(t, "latest")
+}
+
+func dialLaptop(t testing.TB, d *server.Daemon, l *laptop) *proto.Client {
+	t.Helper()
+	key, err := l.st.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proto.Dial(context.Background(), proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: d.Server.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if g, err := c.Hello(context.Background(), "backup"); err != nil || !g.Granted {
+		t.Fatalf("hello: %+v %v", g, err)
+	}
+	return c
+}
+
+func TestDedupIsPrivateOverTheWire(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, nil)
+	a, b := newLaptop(t, d, "SHCA", 1), newLaptop(t, d, "SHCB", 2)
+	shared := journalgen.Random(randFor(9), 1<<20)
+	os.WriteFile(filepath.Join(a.src, "book.pdf"), shared, 0o644)
+	// B has only the book, so anything B adds to the packs is duplication.
+	b.src = t.TempDir()
+	os.WriteFile(filepath.Join(b.src, "book.pdf"), shared, 0o644)
+	a.run(t)
+	packs := dirBytes(filepath.Join(d.Config.Data, "packs"))
+
+	cb := dialLaptop(t, d, b)
+	var first chunk.ID
+	s := d.Store
+	ua, _ := s.UserBySerial("SHCA")
+	sn, _ := s.Snapshot(ua.ID, "latest")
+	e, err := s.Lookup(ctx, sn.Root, "book.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = e.Chunks[0]
+	need, err := cb.Need(ctx, []blob.Ref{{Type: blob.Chunk, ID: first}, {Type: blob.Chunk, ID: chunk.Sum([]byte("never"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !need[0] || !need[1] {
+		t.Fatalf("B's need = %v: a chunk only A has must be asked for", need)
+	}
+	cb.Close()
+	r := b.run(t)
+	if r.Backup.ChunksNew == 0 {
+		t.Fatal("B did not upload the shared book")
+	}
+	grown := dirBytes(filepath.Join(d.Config.Data, "packs")) - packs
+	if grown > int64(len(shared))/4 {
+		t.Fatalf("the shared 1 MiB book grew the packs by %d bytes", grown)
+	}
+	b.restoreAndCompare(t, "latest")
+}
+
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func TestRefusals(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, nil)
+	a, b := newLaptop(t, d, "SHCA", 1), newLaptop(t, d, "SHCB", 2)
+	a.run(t)
+
+	// An unregistered key is refused before any request.
+	stranger, _ := proto.GenerateKey()
+	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: d.Addr.String(), Key: stranger, ServerKey: d.Server.PublicKey()})
+	if err == nil {
+		_, err = c.Hello(ctx, "backup")
+		c.Close()
+	}
+	if !errors.Is(err, proto.ErrNotRegistered) {
+		t.Fatalf("unregistered key: %v", err)
+	}
+	// A laptop that pinned another server key refuses the server.
+	key, _ := a.st.Key()
+	other, _ := proto.GenerateKey()
+	if _, err := proto.Dial(ctx, proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: other.Public().(ed25519.PublicKey)}); !errors.Is(err, proto.ErrServerKeyChanged) {
+		t.Fatalf("wrong pinned key: %v", err)
+	}
+
+	cb := dialLaptop(t, d, b)
+	// A chunk whose bytes do not match its ID.
+	data := []byte("honest bytes")
+	err = cb.Put(ctx, []blob.Blob{{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum([]byte("other"))}, Data: data, RawLen: len(data)}})
+	if !errors.Is(err, proto.ErrHashMismatch) {
+		t.Fatalf("wrong hash: %v", err)
+	}
+	// A manifest naming A's chunk without uploading it.
+	ua, _ := d.Store.UserBySerial("SHCA")
+	sn, _ := d.Store.Snapshot(ua.ID, "latest")
+	var victim *manifest.Entry
+	d.Store.Walk(ctx, sn.Root, func(p string, e *manifest.Entry) error {
+		if e.Type == manifest.File && e.Size > 0 && victim == nil {
+			victim = e
+		}
+		return nil
+	})
+	tree := &manifest.Tree{Entries: []manifest.Entry{{Name: "x", Type: manifest.File, Mode: 0o644, Size: victim.Size, Chunks: victim.Chunks}}}
+	enc, _ := manifest.Encode(tree)
+	root := chunk.Sum(enc)
+	if err := cb.Put(ctx, []blob.Blob{{Ref: blob.Ref{Type: blob.Tree, ID: root}, Data: enc, RawLen: len(enc)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Commit(ctx, root); !errors.Is(err, blob.ErrNotHeld) {
+		t.Fatalf("commit of another user's chunk: %v", err)
+	}
+	// Fetching A's chunk as B is refused the same way as a chunk nobody has.
+	err = cb.Fetch(ctx, []blob.Ref{{Type: blob.Chunk, ID: victim.Chunks[0]}}, func(blob.Blob) error { return nil })
+	if !errors.Is(err, proto.ErrNotFound) {
+		t.Fatalf("fetch of another user's chunk: %v", err)
+	}
+	// An oversized frame is refused from its header, before the payload.
+	st, err := cb.OpenRawStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 5)
+	binary.BigEndian.PutUint32(hdr, 1<<31)
+	hdr[4] = 7 // a blob frame
+	st.Write(hdr)
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, _ := io.ReadAll(st)
+	if len(reply) < 6 || reply[4] != 15 || proto.Kind(reply[5]) != proto.KindTooLarge {
+		t.Fatalf("oversized frame answered %q", reply)
+	}
+	// The server still serves B normally afterwards.
+	b.run(t)
+}
+
+func TestAdmissionSlots(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) {
+		c.Capacity = 2
+		c.SlotLength = server.Duration(1500 * time.Millisecond)
+	})
+	const n = 10
+	var laptops []*laptop
+	for i := 0; i < n; i++ {
+		laptops = append(laptops, newLaptop(t, d, fmt.Sprintf("SHC%02d", i), uint64(i)))
+	}
+	// All ask at once (each holds its session until told to finish).
+	grants := make([]*proto.Grant, n)
+	clients := make([]*proto.Client, n)
+	var wg sync.WaitGroup
+	for i, l := range laptops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key, _ := l.st.Key()
+			c, err := proto.Dial(context.Background(), proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: d.Server.PublicKey()})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			clients[i] = c
+			grants[i], err = c.Hello(context.Background(), "backup")
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	granted, slots := 0, map[time.Time]int{}
+	for _, g := range grants {
+		if g == nil {
+			t.FailNow()
+		}
+		if g.Granted {
+			granted++
+		} else {
+			slots[g.Slot]++
+		}
+	}
+	if granted != 2 || len(slots) != 8 {
+		t.Fatalf("%d granted, slots %v; want 2 granted and 8 distinct slots", granted, slots)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	// Every laptop finishes, honouring its slot.
+	errs := make(chan error, n)
+	start := time.Now()
+	for _, l := range laptops {
+		go func() {
+			res, err := agent.Run(context.Background(), l.st, agent.RunOptions{Source: l.src, Force: true, MaxSlotWait: time.Minute})
+			if err == nil && res.Outcome != agent.Done {
+				err = fmt.Errorf("%s: %s %s", l.serial, res.Outcome, res.Reason)
+			}
+			errs <- err
+		}()
+	}
+	for range laptops {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := d.Metrics.Values()
+	t.Logf("10 laptops, capacity 2: all done in %v; %d slots issued", time.Since(start), v.SlotsIssued)
+	if v.SlotsIssued < 8 || v.Commits != n {
+		t.Fatalf("metrics %+v", v)
+	}
+}
