@@ -65,6 +65,9 @@ type Config struct {
 	Data string `toml:"data"`
 	// Metrics is the HTTP address of /metrics ("" disables it).
 	Metrics string `toml:"metrics"`
+	// AdminSocket is the unix socket xs-admin uses while the daemon runs
+	// (default: admin.sock in the data directory).
+	AdminSocket string `toml:"admin_socket"`
 	// Registration is "open" (laptops may back up once registered) or
 	// "approve" (staff approve each laptop with xs-admin approve).
 	Registration string `toml:"registration"`

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -129,10 +130,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer hs.Close()
 		d.Log.Info("metrics", "addr", ln.Addr().String())
 	}
-	errc := make(chan error, 1)
+	sock := d.Config.AdminSocket
+	if sock == "" {
+		sock = filepath.Join(d.Config.Data, admin.DefaultSocket)
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true}, sock); err != nil {
+			errc <- err
+		}
+	}()
 	go func() { errc <- d.Server.Serve(ctx, pc) }()
 	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
-		"server_key", proto.Fingerprint(d.Server.PublicKey()), "registration", d.Config.Registration, "capacity", d.Config.Capacity)
+		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "capacity", d.Config.Capacity)
 	close(d.Ready)
 	notifySystemd("READY=1")
 	select {

@@ -1,0 +1,237 @@
+// Package e2e runs the real programs as separate processes: xs-backupd on
+// loopback and one xo-backup process per laptop.
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/dircmp"
+	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xs-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	cmd := exec.Command("go", "build", "-o", dir, "../cmd/xs-backupd", "../cmd/xo-backup", "../cmd/xs-admin")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Daemon is a running xs-backupd process.
+type Daemon struct {
+	Cmd  *exec.Cmd
+	Addr string
+	Data string
+}
+
+var readyRe = regexp.MustCompile(`listen=(\S+)`)
+
+// StartDaemon starts xs-backupd on a free loopback port and waits until it is ready.
+func StartDaemon(t testing.TB, data string, extra ...string) *Daemon {
+	t.Helper()
+	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", ""}, extra...)
+	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{Cmd: cmd, Data: data}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			if m := readyRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+			if testing.Verbose() {
+				t.Log("xs-backupd:", sc.Text())
+			}
+		}
+	}()
+	select {
+	case d.Addr = <-addr:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("xs-backupd did not become ready")
+	}
+	t.Cleanup(func() { d.Stop(t) })
+	return d
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *Daemon) Stop(t testing.TB) {
+	if d.Cmd.ProcessState != nil {
+		return
+	}
+	d.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.Cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("xs-backupd exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.Cmd.Process.Kill()
+		t.Error("xs-backupd did not stop on SIGTERM")
+	}
+}
+
+// xo runs xo-backup and returns stdout, stderr and the exit code.
+func xo(t testing.TB, state string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "xo-backup"), append([]string{"--state", state}, args...)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// admin runs xs-admin on a data directory.
+func admin(t testing.TB, data string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "xs-admin"), append([]string{"--data", data}, args...)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+type runSummary struct {
+	Outcome      string `json:"outcome"`
+	Snapshot     string `json:"snapshot"`
+	Files        int64  `json:"files"`
+	BytesScanned int64  `json:"bytes_scanned"`
+	BytesRead    int64  `json:"bytes_read"`
+	BytesSent    int64  `json:"bytes_sent"`
+	ChunksNew    int64  `json:"chunks_new"`
+	ChunksTotal  int64  `json:"chunks_total"`
+	DurationMS   int64  `json:"duration_ms"`
+	WireSent     int64  `json:"wire_bytes_sent"`
+	Error        string `json:"error"`
+}
+
+func runBackup(t testing.TB, state, src string, extra ...string) runSummary {
+	t.Helper()
+	out, errOut, code := xo(t, state, append([]string{"run", "--source", src, "--json"}, extra...)...)
+	var s runSummary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("run output %q (%s): %v", out, errOut, err)
+	}
+	if code != 0 || s.Outcome != "done" {
+		t.Fatalf("xo-backup run: exit %d, %+v, %s", code, s, errOut)
+	}
+	return s
+}
+
+func TestProcessesEndToEnd(t *testing.T) {
+	d := StartDaemon(t, t.TempDir())
+	type lap struct{ state, src, serial string }
+	var laps []lap
+	for i := 0; i < 3; i++ {
+		l := lap{state: t.TempDir(), src: t.TempDir(), serial: fmt.Sprintf("SHC%04d", i)}
+		if _, err := journalgen.Generate(l.src, journalgen.Small(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if out, errOut, code := xo(t, l.state, "register", "--server", d.Addr, "--serial", l.serial, "--nickname", "kid"); code != 0 {
+			t.Fatalf("register: %s %s", out, errOut)
+		}
+		laps = append(laps, l)
+	}
+	// Before a run is forced, "already done today" makes the second run skip.
+	for _, l := range laps {
+		s := runBackup(t, l.state, l.src)
+		if s.ChunksNew == 0 || s.Files == 0 {
+			t.Fatalf("first run: %+v", s)
+		}
+		if _, _, code := xo(t, l.state, "run", "--source", l.src); code != 3 {
+			t.Fatalf("second run the same day exited %d, want 3 (skipped)", code)
+		}
+		s = runBackup(t, l.state, l.src, "--force")
+		if s.BytesRead != 0 || s.ChunksNew != 0 {
+			t.Fatalf("unchanged forced run: %+v", s)
+		}
+	}
+	for i, l := range laps {
+		journalgen.Mutate(l.src, uint64(i), 1)
+		s := runBackup(t, l.state, l.src, "--force")
+		if s.ChunksNew == 0 {
+			t.Fatalf("after an edit: %+v", s)
+		}
+		out := t.TempDir()
+		if o, e, code := xo(t, l.state, "restore", "--to", out); code != 0 {
+			t.Fatalf("restore: %s %s", o, e)
+		}
+		if err := dircmp.Compare(l.src, out, backup.JournalExclude); err != nil {
+			t.Fatal(err)
+		}
+		listOut, _, code := xo(t, l.state, "list", "--json")
+		var sns []map[string]any
+		if code != 0 || json.Unmarshal([]byte(listOut), &sns) != nil || len(sns) != 3 {
+			t.Fatalf("list: %s", listOut)
+		}
+	}
+	// A laptop that never registered is skipped with exit code 3.
+	if _, _, code := xo(t, t.TempDir(), "run", "--source", laps[0].src); code != 3 {
+		t.Fatalf("unregistered run exited %d, want 3", code)
+	}
+	// Staff see the laptops through the running daemon's admin socket...
+	usersOut, errOut, code := admin(t, d.Data, "users", "--json")
+	var users []map[string]any
+	if code != 0 || json.Unmarshal([]byte(usersOut), &users) != nil || len(users) != 3 || users[0]["snapshots"].(float64) != 3 {
+		t.Fatalf("xs-admin users (live): %d %s %s", code, usersOut, errOut)
+	}
+	if out, errOut, code := admin(t, d.Data, "check", "--repair"); code == 0 || !strings.Contains(errOut, "stop xs-backupd") {
+		t.Fatalf("repair while live must be refused: %s %s", out, errOut)
+	}
+	// Stop (SIGTERM); with the daemon stopped xs-admin opens the store itself.
+	d.Stop(t)
+	if out, errOut, code := admin(t, d.Data, "check", "--read-data"); code != 0 || !strings.Contains(out, "No problems found") {
+		t.Fatalf("xs-admin check (stopped): %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := admin(t, d.Data, "check", "--repair"); code != 0 || !strings.Contains(out, "9 snapshots") {
+		t.Fatalf("xs-admin check --repair: %d %s %s", code, out, errOut)
+	}
+	d2 := StartDaemon(t, d.Data, "--listen", d.Addr)
+	_ = d2
+	listOut, errOut, code := xo(t, laps[0].state, "list", "--json")
+	if code != 0 || !strings.Contains(listOut, `"id"`) {
+		t.Fatalf("after restart: %s %s", listOut, errOut)
+	}
+}

@@ -1,0 +1,120 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultSocket is where the daemon listens for xs-admin, relative to its data directory.
+const DefaultSocket = "admin.sock"
+
+// Serve answers admin commands on a unix socket at path (mode 0600: only
+// the daemon's user, and root, may use it) until ctx is done.
+func Serve(ctx context.Context, svc *Service, path string) error {
+	os.Remove(path)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: Handler(svc), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(path)
+	}()
+	err = srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Handler serves POST /v1/do with a JSON {cmd, args} body.
+func Handler(svc *Service) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/do", func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			writeResp(w, nil, fmt.Errorf("%w: malformed request: %v", ErrUsage, err))
+			return
+		}
+		res, err := svc.Do(r.Context(), req.Cmd, req.Args)
+		writeResp(w, res, err)
+	})
+	return mux
+}
+
+func writeResp(w http.ResponseWriter, res any, err error) {
+	var out response
+	if err != nil {
+		out.Error, out.Usage = err.Error(), errors.Is(err, ErrUsage)
+	} else {
+		out.Result, _ = json.Marshal(res)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
+// Client sends commands to a daemon's admin socket.
+type Client struct {
+	hc *http.Client
+}
+
+// Dial returns a client for the socket at path, or an error if no daemon
+// answers there.
+func Dial(path string) (*Client, error) {
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+	c := &Client{hc: hc}
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	return c, nil
+}
+
+// Do runs a command in the daemon and decodes its result into out.
+func (c *Client) Do(ctx context.Context, cmd string, a Args, out any) error {
+	body, _ := json.Marshal(request{Cmd: cmd, Args: a})
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/do", bytesReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	var r response
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&r); err != nil {
+		return fmt.Errorf("admin socket: bad answer: %w", err)
+	}
+	if r.Error != "" {
+		if r.Usage {
+			return fmt.Errorf("%w: %s", ErrUsage, r.Error)
+		}
+		return errors.New(r.Error)
+	}
+	if out != nil {
+		return json.Unmarshal(r.Result, out)
+	}
+	return nil
+}
