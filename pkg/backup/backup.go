@@ -132,6 +132,7 @@ func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if r.cache == nil {
 		r.cache = NewCache()
 	}
+	r.cache.startRun()
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("backup source: %w", err)
@@ -221,6 +222,10 @@ func (r *runner) dir(abs, rel string, depth int) (chunk.ID, error) {
 		case fi.IsDir():
 			e.Type = manifest.Dir
 			sub, err := r.dir(childAbs, childRel, depth+1)
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+				r.res.Skipped = append(r.res.Skipped, childRel)
+				continue
+			}
 			if err != nil {
 				return chunk.ID{}, err
 			}

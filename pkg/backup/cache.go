@@ -104,11 +104,14 @@ func (c *Cache) decode(r *bufio.Reader) error {
 			return err
 		}
 		cf.mode = uint32(m)
-		cf.chunks = make([]chunk.ID, v[5])
-		for j := range cf.chunks {
-			if _, err := io.ReadFull(r, cf.chunks[j][:]); err != nil {
+		// Grow as IDs are actually read: a damaged count must not allocate.
+		cf.chunks = make([]chunk.ID, 0, min(v[5], 1024))
+		for j := uint64(0); j < v[5]; j++ {
+			var id chunk.ID
+			if _, err := io.ReadFull(r, id[:]); err != nil {
 				return err
 			}
+			cf.chunks = append(cf.chunks, id)
 		}
 		c.files[string(name)] = cf
 	}
@@ -166,6 +169,12 @@ func (c *Cache) Reset() { *c = *NewCache() }
 
 // Len returns the number of files in the cache.
 func (c *Cache) Len() int { return len(c.files) }
+
+// startRun forgets what a previous run in this process saw.
+func (c *Cache) startRun() {
+	c.seen = map[string]struct{}{}
+	c.newTrees = map[chunk.ID]struct{}{}
+}
 
 func (c *Cache) lookup(name string, st fileStat) ([]chunk.ID, bool) {
 	cf, ok := c.files[name]

@@ -134,10 +134,19 @@ func (t *Tree) Validate() error {
 		if e.Mode&^(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
 			return invalid("entry %q has mode bits %v beyond permissions", e.Name, e.Mode)
 		}
+		if e.Type != File && (e.Size != 0 || len(e.Chunks) > 0) {
+			return invalid("%s %q has a size or chunks", e.Type, e.Name)
+		}
+		if e.Type != Dir && !e.Subtree.IsZero() {
+			return invalid("%s %q has a subtree", e.Type, e.Name)
+		}
+		if e.Type != Symlink && e.Target != "" {
+			return invalid("%s %q has a symlink target", e.Type, e.Name)
+		}
 		switch e.Type {
 		case File:
-			if e.Size < 0 {
-				return invalid("file %q has negative size", e.Name)
+			if e.Size < 0 || e.Size > 1<<62 {
+				return invalid("file %q has size %d", e.Name, e.Size)
 			}
 			if e.Size == 0 && len(e.Chunks) > 0 {
 				return invalid("empty file %q has chunks", e.Name)
@@ -212,6 +221,10 @@ func (d *decoder) uvarint(max uint64, what string) uint64 {
 		d.err = invalid("truncated %s", what)
 		return 0
 	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.err = invalid("non-canonical %s", what) // one tree, one encoding, one ID
+		return 0
+	}
 	if v > max {
 		d.err = invalid("%s %d exceeds %d", what, v, max)
 		return 0
@@ -227,6 +240,10 @@ func (d *decoder) varint(what string) int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.err = invalid("truncated %s", what)
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.err = invalid("non-canonical %s", what)
 		return 0
 	}
 	d.b = d.b[n:]

@@ -217,12 +217,12 @@ func (c *checker) recount(users []*User) error {
 				}
 				if want > 0 || h.Pending != 0 {
 					owners[r]++
-					o, ok, err := getObj(txn, r)
+					_, ok, err := getObj(txn, r)
 					if err != nil {
 						return err
 					}
 					if ok {
-						usage.Bytes += int64(o.Stored)
+						usage.Bytes += int64(h.Size)
 						usage.Blobs++
 					}
 				}

@@ -70,7 +70,7 @@ func crashChild() {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	for round := first; round < first+3; round++ {
-		src, _ := os.MkdirTemp("", "xs-crash-src")
+		src, _ := os.MkdirTemp(os.Getenv("XS_CRASH_TMP"), "src")
 		if err := roundSource(src, round); err != nil {
 			fmt.Fprintln(os.Stderr, "source:", err)
 			os.Exit(2)
@@ -107,7 +107,7 @@ func TestCrashAtInjectedPoints(t *testing.T) {
 		at := 1 + i%3
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "XS_CRASH_CHILD=1", "XS_CRASH_DIR="+dir, "XS_CRASH_POINT="+point,
-			"XS_CRASH_AT="+strconv.Itoa(at), "XS_CRASH_FIRST="+strconv.Itoa(round))
+			"XS_CRASH_AT="+strconv.Itoa(at), "XS_CRASH_TMP="+t.TempDir(), "XS_CRASH_FIRST="+strconv.Itoa(round))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		stdout, err := cmd.Output()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -107,25 +108,31 @@ func decodeObj(b []byte) (objRec, error) {
 // holdRec is one user's hold on one blob. The user holds the blob while
 // Refs > 0 (referenced from the user's snapshots, directly or through a held
 // tree) or Pending != 0 (uploaded and not yet committed; Unix seconds).
+// Size is what the hold costs the user: the stored size of the copy this
+// user uploaded. Charging the size of the copy already on disk instead would
+// tell a user whose upload was compressed differently that another user
+// holds the chunk.
 type holdRec struct {
 	Refs    uint32
+	Size    uint32
 	Pending int64
 }
 
 func (h holdRec) held() bool { return h.Refs > 0 || h.Pending != 0 }
 
 func (h holdRec) encode() []byte {
-	b := make([]byte, 12)
+	b := make([]byte, 16)
 	binary.LittleEndian.PutUint32(b, h.Refs)
-	binary.LittleEndian.PutUint64(b[4:], uint64(h.Pending))
+	binary.LittleEndian.PutUint32(b[4:], h.Size)
+	binary.LittleEndian.PutUint64(b[8:], uint64(h.Pending))
 	return b
 }
 
 func decodeHold(b []byte) holdRec {
-	if len(b) != 12 {
+	if len(b) != 16 {
 		return holdRec{}
 	}
-	return holdRec{Refs: binary.LittleEndian.Uint32(b), Pending: int64(binary.LittleEndian.Uint64(b[4:]))}
+	return holdRec{Refs: binary.LittleEndian.Uint32(b), Size: binary.LittleEndian.Uint32(b[4:]), Pending: int64(binary.LittleEndian.Uint64(b[8:]))}
 }
 
 // Usage is what a user holds: the stored bytes of the distinct blobs their
@@ -260,7 +267,7 @@ func (s *Store) Put(ctx context.Context, user UserID, blobs []blob.Blob) error {
 		return err
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		locs, err := s.writeNew(ctx, blobs)
+		locs, err := s.writeNew(ctx, user, blobs)
 		if err != nil {
 			return err
 		}
@@ -285,8 +292,12 @@ type packLoc struct {
 }
 
 // writeNew appends the blobs the index does not have yet and fsyncs them.
-func (s *Store) writeNew(ctx context.Context, blobs []blob.Blob) (map[blob.Ref]packLoc, error) {
-	var missing []int
+// Blobs that other users hold but this user does not are written to the
+// shadow file instead, with the same write and fsync: an upload costs the
+// same time whether or not another user has the chunk, so its timing tells
+// the uploader nothing (the dedup side channel).
+func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (map[blob.Ref]packLoc, error) {
+	var missing, shadow []int
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range blobs {
 			_, ok, err := getObj(txn, blobs[i].Ref)
@@ -295,6 +306,14 @@ func (s *Store) writeNew(ctx context.Context, blobs []blob.Blob) (map[blob.Ref]p
 			}
 			if !ok {
 				missing = append(missing, i)
+				continue
+			}
+			h, err := getHold(txn, user, blobs[i].Ref)
+			if err != nil {
+				return err
+			}
+			if !h.held() {
+				shadow = append(shadow, i)
 			}
 		}
 		return nil
@@ -304,7 +323,7 @@ func (s *Store) writeNew(ctx context.Context, blobs []blob.Blob) (map[blob.Ref]p
 	}
 	locs := map[blob.Ref]packLoc{}
 	var need int64
-	for _, i := range missing {
+	for _, i := range append(missing, shadow...) {
 		need += int64(len(blobs[i].Data) + recordHeaderLen)
 	}
 	if need > 0 {
@@ -329,6 +348,11 @@ func (s *Store) writeNew(ctx context.Context, blobs []blob.Blob) (map[blob.Ref]p
 			return nil, s.diskErr(err)
 		}
 		locs[b.Ref] = packLoc{seq, off}
+	}
+	if len(shadow) > 0 {
+		if err := s.shadowWrite(blobs, shadow); err != nil {
+			return nil, s.diskErr(err)
+		}
 	}
 	s.hook("put:after-pack-write")
 	if err := s.packs.sync(); err != nil {
@@ -380,7 +404,8 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		}
 		if !h.held() {
 			o.Owners++
-			usage.Bytes += int64(o.Stored)
+			h.Size = uint32(len(b.Data))
+			usage.Bytes += int64(h.Size)
 			usage.Blobs++
 		}
 		if h.Refs == 0 {
@@ -545,4 +570,35 @@ func (s *Store) ReadTree(ctx context.Context, id chunk.ID) (*manifest.Tree, erro
 		return nil, fmt.Errorf("%w: tree %s: %v", ErrCorrupt, id.Short(), err)
 	}
 	return t, nil
+}
+
+// shadowLimit is the size at which the shadow file starts again from zero.
+const shadowLimit = 64 << 20
+
+// shadowWrite writes and fsyncs the given blobs' records to the shadow file,
+// doing the same work as a pack append; the bytes are never read.
+func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
+	s.shadowMu.Lock()
+	defer s.shadowMu.Unlock()
+	if s.shadow == nil {
+		f, err := s.fsys.OpenFile("shadow", os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return err
+		}
+		s.shadow = f
+	}
+	for _, i := range idx {
+		b := &blobs[i]
+		h := recordHeader{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
+		if _, err := s.shadow.Write(h.encode(b.Data)); err != nil {
+			return err
+		}
+		s.shadowSize += int64(recordHeaderLen + len(b.Data))
+	}
+	err := s.shadow.Sync()
+	if s.shadowSize > shadowLimit {
+		s.shadow.Truncate(0)
+		s.shadowSize = 0
+	}
+	return err
 }

@@ -317,16 +317,45 @@ func (s *Store) UserBySerial(serial string) (*User, error) {
 	return cloneUser(s.users[id]), nil
 }
 
-// UserByKey returns the (not revoked) user with the given public key.
+// UserByKey returns the user with the given public key: the active one if
+// there is one, else a revoked one (so that the laptop can be told so).
 func (s *Store) UserByKey(pub []byte) (*User, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	var found *User
 	for _, u := range s.users {
-		if !u.Revoked && len(pub) > 0 && string(u.PublicKey) == string(pub) {
-			return cloneUser(u), nil
+		if len(pub) > 0 && string(u.PublicKey) == string(pub) && (found == nil || found.Revoked) {
+			found = u
 		}
 	}
-	return nil, fmt.Errorf("%w: no laptop registered with this key", ErrNotFound)
+	if found == nil {
+		return nil, fmt.Errorf("%w: no laptop registered with this key", ErrNotFound)
+	}
+	return cloneUser(found), nil
+}
+
+// SetKey gives a user (whose key is unset, e.g. after Alias) a laptop key.
+func (s *Store) SetKey(ctx context.Context, id UserID, pub []byte) (*User, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.users[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: user %s", ErrNotFound, id)
+	}
+	for _, u := range s.users {
+		if !u.Revoked && u.ID != id && len(pub) > 0 && string(u.PublicKey) == string(pub) {
+			return nil, fmt.Errorf("%w: this key is already registered to serial %s", ErrExists, u.Serial)
+		}
+	}
+	u := cloneUser(old)
+	u.PublicKey = slices.Clone(pub)
+	if err := s.saveUserLocked(u); err != nil {
+		return nil, err
+	}
+	return cloneUser(u), nil
 }
 
 // Users lists all users, revoked ones included, by serial.

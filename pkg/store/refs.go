@@ -233,6 +233,11 @@ func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
 	}
 	was := h.held()
 	old := h.Refs
+	if !was {
+		// A hold that starts from a reference, not an upload (only after
+		// Repair forgot pending uploads): charge the copy on disk.
+		h.Size = o.Stored
+	}
 	if delta < 0 && uint32(-delta) > h.Refs {
 		h.Refs = 0
 	} else {
@@ -254,13 +259,13 @@ func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
 		u := b.usage[b.user]
 		if now {
 			o.Owners++
-			u.Bytes += int64(o.Stored)
+			u.Bytes += int64(h.Size)
 			u.Blobs++
 		} else {
 			if o.Owners > 0 {
 				o.Owners--
 			}
-			u.Bytes -= int64(o.Stored)
+			u.Bytes -= int64(h.Size)
 			u.Blobs--
 		}
 		b.usage[b.user] = u
@@ -292,7 +297,7 @@ func (b *refBatch) releasePending(r blob.Ref) error {
 		o.Owners--
 	}
 	u := b.usage[b.user]
-	u.Bytes -= int64(o.Stored)
+	u.Bytes -= int64(h.Size)
 	u.Blobs--
 	b.usage[b.user] = u
 	return b.txn.Set(objKey(r), o.encode())

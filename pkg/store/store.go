@@ -106,6 +106,10 @@ type Store struct {
 	snaps   map[UserID][]*Snapshot // sorted by time, oldest first
 	nextUID UserID
 
+	shadowMu   sync.Mutex // guards shadow, shadowSize
+	shadow     File
+	shadowSize int64
+
 	freeMu    sync.Mutex // guards freeCache, freeAt
 	freeCache int64
 	freeAt    time.Time
@@ -266,6 +270,9 @@ func (s *Store) closeAll() error {
 	}
 	if s.codec != nil {
 		s.codec.Close()
+	}
+	if s.shadow != nil {
+		s.shadow.Close()
 	}
 	if s.lock != nil {
 		s.lock.Close()

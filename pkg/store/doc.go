@@ -1,0 +1,155 @@
+// Package store is a school server's chunk store: the content-addressed
+// pack files that hold every student's backed-up data once, a Badger index
+// over them, and the users and snapshots that refer to that data.
+//
+// A program embeds a store with [Open], registers laptops with
+// [Store.AddUser], backs a directory up into it with [Store.Target] and
+// backup.Run, and gets files back with [Store.Restore], [Store.Lookup] and
+// [Store.FileReader]. The daemon offers the same operations to laptops over
+// the network with pkg/proto. All methods of [Store] are safe for concurrent
+// use. One process at a time may open a store for writing ([ErrLocked]);
+// several read-only opens ([Options.ReadOnly]) may share a stopped store.
+//
+// # Blobs, trees and snapshots
+//
+// Everything a backup stores is a blob (see pkg/blob), named by a
+// [blob.Ref]: its type and the BLAKE3-256 hash of its uncompressed bytes
+// (a chunk.ID). There are two types, in separate name spaces:
+//
+//   - a chunk is a piece of a file's content, cut by content-defined
+//     chunking with the store's chunker parameters ([Store.Params]; fixed
+//     when the store is created, recorded in xs-store.json, never changed);
+//   - a tree is one directory encoded by pkg/manifest: names, modes, times,
+//     sizes, each file's chunk list and each subdirectory's tree ID.
+//
+// A [Snapshot] is a root tree ID plus what the server records about it: the
+// server-assigned commit time, statistics and pin. An unchanged directory
+// encodes to the same tree and so costs nothing in a later snapshot.
+//
+// [Store.Put] recomputes the hash of every uploaded blob, decompresses what
+// arrives compressed, and decodes trees with manifest.Decode, so no upload
+// can store bytes under another blob's name ([ErrHashMismatch]) or a tree
+// that a restore could not trust ([ErrInvalid]). A batch with one bad blob
+// stores nothing.
+//
+// # Files on disk
+//
+// A store is one directory:
+//
+//	xs-store.json                        format version, creation time, chunker parameters
+//	lock                                 flock(2) held by the process that has the store open
+//	packs/NN/SSSSSSSSSSSSSSSS.pack       pack files (sequence number in hex; NN its low byte)
+//	users/UUUUUUUUUUUUUUUU.json          one file per user (user ID in hex)
+//	snapshots/UUUUUUUUUUUUUUUU/ID.json   one file per snapshot of that user
+//	index/                               the Badger index
+//
+// Pack files hold the bytes of every blob. They are append-only: a record
+// is a fixed header (type, compression flag, stored and raw sizes, the
+// blob's ID, a CRC-32C over header and data) followed by the stored bytes;
+// the exact layout is documented in pack.go. A new pack is started at every
+// Open and whenever the current one reaches [Options.PackSize]. Because
+// each record carries its ID and checksum, a scan of the packs alone finds
+// every intact blob and stops at a torn tail left by a crash. A blob is
+// written once for the whole school, whoever uploads it.
+//
+// Users and snapshots are small JSON files, each written atomically
+// (temporary file, fsync, rename, fsync of the directory) and all loaded
+// into memory by Open. They are the source of truth for who exists and
+// which snapshots exist; the index never holds the only copy.
+//
+// The Badger index is derived state: it can be rebuilt from the pack files
+// and the user and snapshot files ([Store.Repair]). Its keys (listed in
+// index.go) map each blob to its pack, offset, sizes and owner count; each
+// (user, blob) pair to that user's hold on it; each user to their usage;
+// each snapshot whose references have been counted to its root; and each
+// unfinished reference-counting job to its saved cursor. Its caches and
+// memtables are capped by [Options.IndexMemory].
+//
+// # Holds, private dedup and quota
+//
+// A user holds a blob while one of their snapshots references it (directly
+// or through a tree) or while it is a pending upload: uploaded by them with
+// Put and not yet referenced by a committed snapshot. Holds are what make
+// cross-user dedup private:
+//
+//   - [Store.Need] answers "already have it" only for blobs this user
+//     holds. A blob that only other users hold is "needed" exactly like one
+//     nobody has; when it arrives, Put verifies its hash and stores nothing
+//     new, but the user now holds it. The answer does not depend on what
+//     other students have.
+//   - [Store.Commit] requires every blob of the snapshot to exist and to be
+//     held by the committing user, so a manifest cannot claim another
+//     user's chunks by naming their IDs ([ErrNotOwned], which is
+//     blob.ErrNotHeld).
+//
+// A user's [Usage] is the stored size of the distinct blobs they hold;
+// a blob shared with others counts in full for each of them, so one user's
+// figure never depends on another's. [Store.Put] refuses an upload that
+// would take the user over their hard quota ([ErrOverQuota]), charging
+// every blob they do not hold yet, whether or not the store already has it.
+// The soft quota and pins ([Store.SetPin]) are recorded here for the
+// retention and quota policies that delete snapshots.
+//
+// # Reference counting
+//
+// References are counted hierarchically (refs.go): a snapshot references its
+// root tree; when a user's reference count of a tree goes from 0 to 1, the
+// tree's children gain a reference, and when it drops to 0 they lose one. So
+// committing an unchanged Journal costs one counter update and a changed one
+// only the trees on the path to the change; deleting a snapshot
+// ([Store.DeleteSnapshot]) undoes the same walk. Owner counts and usage
+// change when a hold starts or ends.
+//
+// Counting a large snapshot may need more updates than one Badger
+// transaction can hold, so it runs as a job recorded in the index: each
+// transaction applies a batch of counter updates together with the walk's
+// cursor, and a job interrupted by a crash resumes exactly where its last
+// batch committed. Deleting a snapshot drops references only; blobs nobody
+// holds stay in their packs until garbage collection removes them.
+//
+// # Crash safety
+//
+// Every write is ordered so that a crash (kill -9, power loss) at any point
+// leaves a store that Open brings back to a consistent state:
+//
+//  1. Put appends the records to a pack and fsyncs it before it commits the
+//     index entries that point at them (the index writes synchronously), and
+//     returns only after that commit: an acknowledged upload survives.
+//  2. Commit validates the tree, then writes the snapshot file atomically.
+//     That file is the commit point: once it is on disk the snapshot exists.
+//  3. It then records, in one index transaction, that the snapshot is being
+//     counted and the job that counts it, and runs the job.
+//  4. Only then is the snapshot returned (acknowledged) to the client.
+//
+// Open reconciles the index with the snapshot files: a snapshot whose file
+// exists but whose references were never counted gets a counting job, one
+// whose file was deleted but whose references are still counted gets an
+// undoing job, and unfinished jobs run to completion.
+//
+// # Check and repair
+//
+// [Store.Check] walks every snapshot, confirms that its blobs exist (with
+// [CheckOptions.ReadData], reads each back and re-hashes it) and recounts
+// every hold, owner count and usage figure from scratch, reporting each
+// difference as a [Problem]; it changes nothing. [Store.Repair] drops the
+// index, re-indexes every intact pack record and recounts every snapshot's
+// references; pending uploads are forgotten (laptops upload them again).
+// [Store.ReadBlob] and restores never return data that fails its checksum or
+// hash ([ErrCorrupt]).
+//
+// # Disk space
+//
+// Badger crashes the process when its disk fills, so the store stops
+// writing first: before appending to a pack, Put checks that the write
+// leaves at least [Options.Reserve] bytes free (default 256 MiB; negative
+// disables the check) and fails with [ErrStorageFull] otherwise, as it does
+// when the file system reports that it is full. The free-space figure is
+// cached and refreshed every second, or sooner when it nears the reserve,
+// so the check costs nothing per chunk.
+//
+// # Testing hooks
+//
+// [Options.FS] replaces the file system (to inject I/O errors and failed
+// fsyncs) and [Options.Hook] is called at the [HookPoints] of the write
+// paths, so that tests can crash the store at each step above.
+package store
