@@ -1,0 +1,50 @@
+# xs-backup — see README.md. Two commands matter on a fresh machine:
+#   make demo   a local server, three laptops backing up over QUIC, a restore
+#   make test   vet, the whole suite with -race, a fuzz smoke, the cross builds
+
+GO       ?= go
+BIN      ?= bin
+FUZZTIME ?= 4s
+CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
+
+.PHONY: all build demo test vet unit fuzz-smoke fuzz cross bench bench-full lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ $(CMDS)
+
+demo: build
+	$(GO) run ./internal/demo --bin $(BIN)
+
+test: vet unit fuzz-smoke cross
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Every fuzz target, briefly (make fuzz runs them long).
+fuzz-smoke:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz:
+	FUZZTIME=5m scripts/fuzz.sh
+
+# The laptop targets: XO-1 (386 without SSE2), XO-1.75/4 (ARMv7, arm64), PCs.
+cross:
+	GOOS=linux GOARCH=amd64 $(GO) build -o $(BIN)/linux-amd64/ $(CMDS)
+	GOOS=linux GOARCH=arm64 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
+	GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/chunk/ ./bench/
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean:
+	rm -rf $(BIN)
