@@ -113,8 +113,9 @@ func run(bin string, keep bool) error {
 			}
 			var s map[string]any
 			json.Unmarshal([]byte(out), &s)
-			fmt.Printf("  %-8s %3.0f files  read %9s  sent %9s  (%3.0f new chunks, %4.0f bytes of requests on the wire)  %4.0f ms\n", n, s["files"],
-				cli.Bytes(int64(s["bytes_read"].(float64))), cli.Bytes(int64(s["bytes_sent"].(float64))), s["chunks_new"], s["wire_bytes_sent"].(float64)-s["bytes_sent"].(float64), s["duration_ms"])
+			fmt.Printf("  %-8s %3.0f files  read %9s  uploaded %9s in %3.0f new chunks  (%9s on the wire, handshake included)  %4.0f ms\n", n, s["files"],
+				cli.Bytes(int64(s["bytes_read"].(float64))), cli.Bytes(int64(s["bytes_sent"].(float64))), s["chunks_new"],
+				cli.Bytes(int64(s["wire_bytes_sent"].(float64))), s["duration_ms"])
 		}
 		fmt.Printf("  server store now %s\n\n", cli.Bytes(dirSize(filepath.Join(data, "packs"))))
 		return nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -136,8 +135,6 @@ type Client struct {
 	conn *quic.Conn
 	// Info is sent with Commit.
 	Info    CommitInfo
-	sent    atomic.Int64
-	recv    atomic.Int64
 	last    SnapshotInfo
 	params  chunk.Params
 	granted bool
@@ -184,31 +181,11 @@ func (c *Client) OpenRawStream(ctx context.Context) (*quic.Stream, error) {
 // Close ends the connection (and any session).
 func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
 
-// BytesSent and BytesReceived count frame bytes on this connection.
-func (c *Client) BytesSent() int64     { return c.sent.Load() }
-func (c *Client) BytesReceived() int64 { return c.recv.Load() }
-
-type countingWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (cw countingWriter) Write(p []byte) (int, error) {
-	n, err := cw.w.Write(p)
-	cw.n.Add(int64(n))
-	return n, err
-}
-
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(int64(n))
-	return n, err
-}
+// BytesSent and BytesReceived are the QUIC bytes on this connection so far:
+// everything on the wire (handshake, retransmissions, acknowledgements)
+// except the UDP and IP headers.
+func (c *Client) BytesSent() int64     { return int64(c.conn.ConnectionStats().BytesSent) }
+func (c *Client) BytesReceived() int64 { return int64(c.conn.ConnectionStats().BytesReceived) }
 
 // roundTrip opens a stream, writes the request frames, closes the write
 // side and hands the stream's reader to read.
@@ -223,11 +200,10 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 	}
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
-	w := countingWriter{st, &c.sent}
-	if err := write(w); err != nil {
+	if err := write(st); err != nil {
 		st.CancelWrite(0)
 		// The server may have answered with an error before we finished.
-		if _, _, _, rerr := readFrame(countingReader{st, &c.recv}, nil); rerr != nil && KindOf(rerr) != KindInternal {
+		if _, _, _, rerr := readFrame(st, nil); rerr != nil && KindOf(rerr) != KindInternal {
 			return rerr
 		}
 		return wireErr(err)
@@ -235,7 +211,7 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 	if err := st.Close(); err != nil {
 		return wireErr(err)
 	}
-	return wireErr(read(countingReader{st, &c.recv}))
+	return wireErr(read(st))
 }
 
 func expect(r io.Reader, want byte) ([]byte, error) {

@@ -1,0 +1,109 @@
+// Package bench holds the benchmark suite. See README.md for the figures
+// and how to reproduce them.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/pkg/agent"
+)
+
+// startServer builds (once) and starts xs-backupd, returning its address and PID.
+func startServer(b *testing.B, data string) (string, *exec.Cmd) {
+	b.Helper()
+	bin := filepath.Join(os.TempDir(), "xs-bench-bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/xs-backupd")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`listen=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+		return a, cmd
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		b.Fatal("xs-backupd did not start")
+	}
+	return "", nil
+}
+
+// cpuSeconds reads a process's user+system CPU time from /proc.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // USER_HZ
+}
+
+// BenchmarkLoopback backs up new data to a real xs-backupd over QUIC on
+// loopback, then backs the same data up again unchanged.
+func BenchmarkLoopback(b *testing.B) {
+	const files, size = 16, 16 << 20
+	src := b.TempDir()
+	for i := 0; i < files; i++ {
+		data := journalgen.Random(randFor(uint64(i)), size)
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("photo%02d.jpg", i)), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	total := float64(files * size)
+	for i := 0; i < b.N; i++ {
+		addr, srv := startServer(b, b.TempDir())
+		st := agent.State{Dir: b.TempDir()}
+		ctx := context.Background()
+		if _, err := agent.Register(ctx, st, agent.RegisterOptions{Server: addr, Serial: "BENCH1"}); err != nil {
+			b.Fatal(err)
+		}
+		cpu0 := cpuSeconds(srv.Process.Pid)
+		t0 := time.Now()
+		r1, err := agent.Run(ctx, st, agent.RunOptions{Source: src, Force: true})
+		if err != nil || r1.Outcome != agent.Done {
+			b.Fatal(err, r1)
+		}
+		first := time.Since(t0)
+		cpu1 := cpuSeconds(srv.Process.Pid)
+		t1 := time.Now()
+		r2, err := agent.Run(ctx, st, agent.RunOptions{Source: src, Force: true})
+		if err != nil || r2.Outcome != agent.Done {
+			b.Fatal(err, r2)
+		}
+		again := time.Since(t1)
+		b.ReportMetric(total/first.Seconds()/1e6, "first-MB/s")
+		b.ReportMetric((cpu1-cpu0)/(total/(1<<30)), "server-cpu-s/GiB")
+		b.ReportMetric(float64(again.Milliseconds()), "unchanged-ms")
+		b.ReportMetric(float64(r2.WireSent+r2.WireReceived), "unchanged-wire-B")
+		b.ReportMetric(float64(r2.Backup.BytesRead), "unchanged-read-B")
+	}
+}
