@@ -39,6 +39,9 @@ func startServer(b *testing.B, data string) (string, *exec.Cmd) {
 		re := regexp.MustCompile(`listen=(\S+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			if os.Getenv("XS_BENCH_VERBOSE") != "" {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}

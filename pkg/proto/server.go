@@ -474,6 +474,11 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, f
 
 func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	defer st.Close()
+	// A request ends at its last frame, not at the stream's FIN: read up to
+	// the FIN (the client sends it right after its last frame), or QUIC never
+	// counts the stream as finished and the connection runs out of stream
+	// credit after MaxStreams requests.
+	defer finishRead(st)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	typ, p, rel, err := c.read(ctx, st)
@@ -503,6 +508,17 @@ func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	}
 	if err != nil {
 		c.fail(st, err)
+	}
+}
+
+// finishRead consumes the rest of a request stream up to its FIN; a client
+// that sends more than a few bytes after its request, or holds the stream
+// open, has its stream cancelled.
+func finishRead(st *quic.Stream) {
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, io.LimitReader(st, 1<<10))
+	if err != nil || n >= 1<<10 {
+		st.CancelRead(quic.StreamErrorCode(KindBadRequest))
 	}
 }
 

@@ -401,3 +401,35 @@ func TestAdmissionSlots(t *testing.T) {
 		t.Fatalf("metrics %+v", v)
 	}
 }
+
+// TestManyRequestsOnOneConnection makes far more requests than the
+// per-connection stream limit, each sending its FIN only after the answer:
+// finished requests must give their stream credit back, or a long backup
+// stalls after MaxStreams requests.
+func TestManyRequestsOnOneConnection(t *testing.T) {
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "MANY1", 3)
+	c := dialLaptop(t, d, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 40 {
+		st, err := c.OpenRawStream(ctx)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		st.Write([]byte{0, 0, 0, 0, 12}) // a list request, without FIN
+		hdr := make([]byte, 5)
+		if _, err := io.ReadFull(st, hdr); err != nil || hdr[4] != 13 {
+			t.Fatalf("request %d answered %v %v", i, hdr, err)
+		}
+		st.Close()
+		io.Copy(io.Discard, st)
+	}
+	for i := range 4 {
+		data := journalgen.Random(randFor(uint64(i)), 256<<10)
+		b := blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
+		if err := c.Put(ctx, []blob.Blob{b}); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+}
