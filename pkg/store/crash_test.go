@@ -89,6 +89,12 @@ func crashChild() {
 				fmt.Fprintln(os.Stderr, "delete:", err)
 				os.Exit(2)
 			}
+			// Collect and compact every pack with garbage, so that the
+			// GC and compaction points are reached too.
+			if _, err := s.GC(ctx, store.GCOptions{CompactBelow: 1}); err != nil {
+				fmt.Fprintln(os.Stderr, "gc:", err)
+				os.Exit(2)
+			}
 		}
 		os.RemoveAll(src)
 	}

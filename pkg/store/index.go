@@ -266,6 +266,8 @@ func (s *Store) Put(ctx context.Context, user UserID, blobs []blob.Blob) error {
 	if err := s.checkHardQuota(user, blobs); err != nil {
 		return err
 	}
+	s.putMu.RLock()
+	defer s.putMu.RUnlock()
 	for attempt := 0; attempt < 3; attempt++ {
 		locs, err := s.writeNew(ctx, user, blobs)
 		if err != nil {

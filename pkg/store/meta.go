@@ -39,6 +39,8 @@ type User struct {
 	Aliases []string `json:"aliases,omitempty"`
 	// Quota overrides the store's default when set.
 	Quota *Quota `json:"quota,omitempty"`
+	// Retention overrides the store's retention policy when set.
+	Retention *Policy `json:"retention,omitempty"`
 }
 
 // SnapshotID names a snapshot: its UTC commit time and a random suffix,
@@ -216,6 +218,10 @@ func cloneUser(u *User) *User {
 	if u.Quota != nil {
 		q := *u.Quota
 		c.Quota = &q
+	}
+	if u.Retention != nil {
+		p := *u.Retention
+		c.Retention = &p
 	}
 	return &c
 }

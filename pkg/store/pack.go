@@ -196,6 +196,13 @@ func (w *packWriter) current() uint64 {
 	return w.seq
 }
 
+// nextSeq returns the sequence number the next new pack will get.
+func (w *packWriter) nextSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next
+}
+
 func (w *packWriter) closeLocked() {
 	if w.f != nil {
 		w.f.Close()

@@ -511,6 +511,11 @@ func (s *Store) DeleteSnapshot(ctx context.Context, user UserID, id SnapshotID) 
 	}
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
+	return s.deleteSnapshotLocked(ctx, user, id)
+}
+
+// deleteSnapshotLocked is DeleteSnapshot; s.refMu must be held.
+func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id SnapshotID) error {
 	if _, err := s.Snapshot(user, id); err != nil || id == "latest" {
 		return fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
 	}

@@ -53,6 +53,16 @@ type Options struct {
 	// transaction (default 2000). Tests set it small so that counting one
 	// snapshot takes many transactions and a crash can land between them.
 	JobBatch int
+	// Retention is the retention policy of users without their own.
+	// Nil means DefaultPolicy().
+	Retention *Policy
+	// PendingExpiry is how long an upload no snapshot references is kept
+	// for the session that sent it to resume (default 72 hours).
+	PendingExpiry time.Duration
+	// CompactBelow: garbage collection rewrites pack files whose live
+	// fraction is below it (default 0.5; 1 rewrites every pack with any
+	// garbage, a negative value never rewrites).
+	CompactBelow float64
 	// IndexMemory caps the Badger index's caches and memtables, in bytes
 	// (roughly). Default 96 MiB, which keeps a school's index well under
 	// the server's memory budget.
@@ -64,6 +74,7 @@ var HookPoints = []string{
 	"put:after-pack-write", "put:after-pack-sync", "put:after-index-commit",
 	"commit:after-validate", "commit:after-snapshot-file", "commit:after-job-record",
 	"commit:before-ack", "refs:after-batch", "delete:after-file-remove",
+	"gc:after-sweep-batch", "compact:after-copy-sync", "compact:after-index",
 }
 
 // Quota limits a user's stored bytes. Zero fields mean "no limit".
@@ -99,12 +110,19 @@ type Store struct {
 	// refMu serialises changes to reference counts: commits, snapshot
 	// deletions, the jobs that apply them, and garbage collection.
 	refMu sync.Mutex
+	// putMu is held (shared) by uploads from their pack write to their
+	// index commit; compaction takes it briefly as a barrier.
+	putMu sync.RWMutex
+	gcMu  sync.Mutex // one garbage collection at a time
 
 	mu      sync.RWMutex // guards the fields below
 	users   map[UserID]*User
 	serials map[string]UserID      // current serial -> user
 	snaps   map[UserID][]*Snapshot // sorted by time, oldest first
 	nextUID UserID
+
+	sessMu   sync.Mutex // guards sessions
+	sessions map[UserID]*sync.RWMutex
 
 	shadowMu   sync.Mutex // guards shadow, shadowSize
 	shadow     File
@@ -131,6 +149,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.JobBatch <= 0 {
 		opts.JobBatch = 2000
 	}
+	if opts.Retention == nil {
+		p := DefaultPolicy()
+		opts.Retention = &p
+	} else if err := opts.Retention.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.PendingExpiry <= 0 {
+		opts.PendingExpiry = 72 * time.Hour
+	}
+	if opts.CompactBelow == 0 {
+		opts.CompactBelow = 0.5
+	}
 	if opts.IndexMemory <= 0 {
 		opts.IndexMemory = 96 << 20
 	}
@@ -143,7 +173,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		opts.FS = DirFS(dir)
 	}
 	s := &Store{dir: dir, fsys: opts.FS, opts: opts,
-		users: map[UserID]*User{}, serials: map[string]UserID{}, snaps: map[UserID][]*Snapshot{}}
+		users: map[UserID]*User{}, sessions: map[UserID]*sync.RWMutex{}, serials: map[string]UserID{}, snaps: map[UserID][]*Snapshot{}}
 	if err := s.lockDir(); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+)
+
+// Garbage collection.
+//
+// Sweep: a blob whose owner count is 0 (no user's snapshot references it and
+// it is nobody's pending upload) is removed from the index. Each removal
+// re-reads the owner count inside the deleting transaction; Badger's conflict
+// detection aborts it if an upload of the same blob touched the entry
+// meanwhile, and the upload, if it lost the race instead, finds the blob gone
+// and writes it again (Put's errMissingLoc). So a blob a user holds, or is
+// being given, is never swept.
+//
+// Compaction: a pack file whose live records (those the index points at) are
+// a small fraction of it is rewritten: the live records are copied to the
+// current pack and fsynced, the index entries still pointing at the old copy
+// are moved (again conflict-checked), and only then is the old pack removed.
+// A reader that looked a blob up just before the move retries when the old
+// pack is gone. A crash at any step leaves both copies valid and the old
+// pack is finished by the next run. A pack with a live record that fails
+// its checksum is left in place for check and repair to report.
+
+// GCOptions choose what GC does.
+type GCOptions struct {
+	// DryRun counts what would be deleted and rewritten, changing nothing.
+	DryRun bool
+	// CompactBelow overrides Options.CompactBelow for this run (0: keep).
+	CompactBelow float64
+}
+
+// GCReport is what GC did.
+type GCReport struct {
+	DryRun bool `json:"dry_run,omitempty"`
+	// Blobs and bytes (stored size) no longer referenced, removed from the index.
+	BlobsDeleted int64 `json:"blobs_deleted"`
+	BytesDeleted int64 `json:"bytes_deleted"`
+	// Packs rewritten (their live records copied) and removed.
+	PacksRewritten int   `json:"packs_rewritten"`
+	PacksRemoved   int   `json:"packs_removed"`
+	BytesCopied    int64 `json:"bytes_copied"`
+	// BytesReclaimed is the disk space given back: the size of the removed
+	// packs less what was copied out of them.
+	BytesReclaimed int64 `json:"bytes_reclaimed"`
+	// PacksKept lists packs that should have been rewritten but were not
+	// (damaged live record, storage full); the reason is in the text.
+	PacksKept  []string `json:"packs_kept,omitempty"`
+	DurationMS int64    `json:"duration_ms"`
+}
+
+const gcBatch = 1000
+
+// GC removes blobs that nobody holds and compacts pack files whose live
+// fraction is below the threshold. Backups and restores run on meanwhile.
+func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
+	if !opts.DryRun {
+		if err := s.writable(); err != nil {
+			return nil, err
+		}
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	start := time.Now()
+	rep := &GCReport{DryRun: opts.DryRun}
+	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
+	if err := s.sweep(ctx, opts.DryRun, rep); err != nil {
+		return rep, fmt.Errorf("garbage collection: %w", err)
+	}
+	below := s.opts.CompactBelow
+	if opts.CompactBelow != 0 {
+		below = opts.CompactBelow
+	}
+	if err := s.compact(ctx, below, opts.DryRun, rep); err != nil {
+		return rep, fmt.Errorf("pack compaction: %w", err)
+	}
+	return rep, nil
+}
+
+// sweep removes (or counts) unowned blobs, a batch per transaction.
+func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
+	var from []byte
+	for {
+		var cands []blob.Ref
+		var sizes []int64
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
+			defer it.Close()
+			if from == nil {
+				it.Rewind()
+			} else {
+				it.Seek(from)
+			}
+			for ; it.Valid() && len(cands) < gcBatch; it.Next() {
+				k := it.Item().KeyCopy(nil)
+				from = append(k, 0)
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				o, err := decodeObj(v)
+				if err != nil || o.Owners > 0 {
+					continue
+				}
+				r := blob.Ref{Type: blob.Type(k[1])}
+				copy(r.ID[:], k[2:])
+				cands = append(cands, r)
+				sizes = append(sizes, int64(o.Stored))
+			}
+			if !it.Valid() {
+				from = nil
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if dryRun {
+			for _, n := range sizes {
+				rep.BlobsDeleted++
+				rep.BytesDeleted += n
+			}
+		} else if len(cands) > 0 {
+			var blobs, bytes int64
+			err := s.update(ctx, func(txn *badger.Txn) error {
+				blobs, bytes = 0, 0
+				for _, r := range cands {
+					o, ok, err := getObj(txn, r)
+					if err != nil {
+						return err
+					}
+					if !ok || o.Owners > 0 {
+						continue
+					}
+					if err := txn.Delete(objKey(r)); err != nil {
+						return err
+					}
+					if r.Type == blob.Tree {
+						if err := txn.Delete(tstatKey(r.ID)); err != nil {
+							return err
+						}
+					}
+					blobs++
+					bytes += int64(o.Stored)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			rep.BlobsDeleted += blobs
+			rep.BytesDeleted += bytes
+			s.hook("gc:after-sweep-batch")
+		}
+		if from == nil {
+			return nil
+		}
+	}
+}
+
+// liveRec is one indexed record of a pack.
+type liveRec struct {
+	ref    blob.Ref
+	off    int64
+	stored uint32
+}
+
+type packUse struct {
+	seq  uint64
+	size int64 // file size
+	live int64 // bytes of indexed records
+	recs []liveRec
+}
+
+// compact rewrites packs whose live fraction is below `below`.
+func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GCReport) error {
+	if below < 0 {
+		return nil
+	}
+	seqs, err := listPacks(s.fsys)
+	if err != nil {
+		return err
+	}
+	cur := s.packs.current()
+	next := s.packs.nextSeq()
+	// An upload may have appended to a pack that has been closed since,
+	// and not indexed its record yet. Wait for uploads in flight to finish:
+	// later ones write only to the current pack or newer ones.
+	s.putMu.Lock()
+	s.putMu.Unlock() //lint:ignore SA2001 an empty critical section is the barrier
+	use := map[uint64]*packUse{}
+	for _, seq := range seqs {
+		// The pack being written, and any created since we listed, stay.
+		if seq == cur || seq >= next {
+			continue
+		}
+		f, err := s.fsys.OpenFile(packName(seq), 0, 0)
+		if err != nil {
+			continue
+		}
+		st, err := f.Stat()
+		f.Close()
+		if err != nil {
+			continue
+		}
+		use[seq] = &packUse{seq: seq, size: st.Size()}
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			o, err := decodeObj(v)
+			if err != nil {
+				continue
+			}
+			p := use[o.Pack]
+			if p == nil {
+				continue
+			}
+			k := it.Item().Key()
+			r := blob.Ref{Type: blob.Type(k[1])}
+			copy(r.ID[:], k[2:])
+			p.live += recordHeaderLen + int64(o.Stored)
+			p.recs = append(p.recs, liveRec{ref: r, off: o.Off, stored: o.Stored})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var todo []*packUse
+	for _, p := range use {
+		body := p.size - packHeaderLen
+		if p.live == 0 || (body > 0 && float64(p.live)/float64(body) < below) {
+			todo = append(todo, p)
+		}
+	}
+	// Empty packs first (they free space without needing any), then the
+	// emptiest.
+	sort.Slice(todo, func(i, j int) bool {
+		fi := float64(todo[i].live) / float64(max(1, todo[i].size))
+		fj := float64(todo[j].live) / float64(max(1, todo[j].size))
+		if fi != fj {
+			return fi < fj
+		}
+		return todo[i].seq < todo[j].seq
+	})
+	for _, p := range todo {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if dryRun {
+			rep.PacksRewritten++
+			rep.PacksRemoved++
+			rep.BytesCopied += p.live
+			rep.BytesReclaimed += p.size - p.live
+			continue
+		}
+		err := s.rewritePack(ctx, p, rep)
+		if errors.Is(err, ErrStorageFull) || errors.Is(err, ErrCorrupt) {
+			rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", p.seq, err))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewritePack copies a pack's live records to the current pack, points the
+// index at the copies, and removes the old pack.
+func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) error {
+	sort.Slice(p.recs, func(i, j int) bool { return p.recs[i].off < p.recs[j].off })
+	if p.live > 0 {
+		if err := s.reserveSpace(p.live); err != nil {
+			return err
+		}
+	}
+	moved := make([]packLoc, len(p.recs))
+	for i, rc := range p.recs {
+		h, data, err := readRecord(s.fsys, p.seq, rc.off, rc.stored)
+		if err != nil {
+			if errors.Is(err, errNotExist) {
+				return nil // removed by an earlier, interrupted run's last step
+			}
+			return fmt.Errorf("%w: %s in pack %016x: %v", ErrCorrupt, rc.ref, p.seq, err)
+		}
+		if h.ID != rc.ref.ID || h.Type != rc.ref.Type {
+			return fmt.Errorf("%w: pack %016x at %d holds %s, the index says %s", ErrCorrupt, p.seq, rc.off, h.ID.Short(), rc.ref)
+		}
+		seq, off, err := s.packs.append(h, data)
+		if err != nil {
+			return s.diskErr(err)
+		}
+		moved[i] = packLoc{seq, off}
+	}
+	if err := s.packs.sync(); err != nil {
+		return s.diskErr(err)
+	}
+	s.hook("compact:after-copy-sync")
+	for i := 0; i < len(p.recs); i += gcBatch {
+		part := p.recs[i:min(len(p.recs), i+gcBatch)]
+		locs := moved[i : i+len(part)]
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			for j, rc := range part {
+				o, ok, err := getObj(txn, rc.ref)
+				if err != nil {
+					return err
+				}
+				if !ok || o.Pack != p.seq || o.Off != rc.off {
+					continue // swept or moved meanwhile; the copy is garbage
+				}
+				o.Pack, o.Off = locs[j].pack, locs[j].off
+				if err := txn.Set(objKey(rc.ref), o.encode()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.hook("compact:after-index")
+	if err := s.fsys.Remove(packName(p.seq)); err != nil && !errors.Is(err, errNotExist) {
+		return fmt.Errorf("remove pack %016x: %w", p.seq, err)
+	}
+	if err := s.fsys.SyncDir(packName(p.seq)[:len("packs/00")]); err != nil {
+		return err
+	}
+	rep.PacksRemoved++
+	if len(p.recs) > 0 {
+		rep.PacksRewritten++
+	}
+	rep.BytesCopied += p.live
+	rep.BytesReclaimed += p.size - p.live
+	return nil
+}
