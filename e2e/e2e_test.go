@@ -235,3 +235,154 @@ func TestProcessesEndToEnd(t *testing.T) {
 		t.Fatalf("after restart: %s %s", listOut, errOut)
 	}
 }
+
+// packBytes is the size of the store's pack files on disk.
+func packBytes(t testing.TB, data string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(filepath.Join(data, "packs"), func(p string, de os.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			if fi, err := de.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func adminJSON(t testing.TB, data string, v any, args ...string) {
+	t.Helper()
+	out, errOut, code := admin(t, data, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("xs-admin %v: exit %d: %s %s", args, code, out, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("xs-admin %v: %v in %q", args, err, out)
+	}
+}
+
+// TestLifecycleEndToEnd: laptops back up twice, staff pin one snapshot,
+// retention 45 days ahead deletes the older snapshots, gc gives the space
+// back on disk, the store checks clean, restores still match, and a laptop
+// over its hard quota is refused with exit code 5 and no snapshot.
+func TestLifecycleEndToEnd(t *testing.T) {
+	d := StartDaemon(t, t.TempDir())
+	type lap struct{ state, src, serial string }
+	var laps []lap
+	for i := 0; i < 3; i++ {
+		l := lap{state: t.TempDir(), src: t.TempDir(), serial: fmt.Sprintf("LC%02d", i)}
+		if _, err := journalgen.Generate(l.src, journalgen.Small(uint64(10+i))); err != nil {
+			t.Fatal(err)
+		}
+		// A recording that the edit round replaces: 1 MiB of garbage per
+		// laptop once the first snapshot is gone.
+		os.WriteFile(filepath.Join(l.src, "recording.ogg"), journalgen.Random(randFor(uint64(i)), 1<<20), 0o644)
+		if out, errOut, code := xo(t, l.state, "register", "--server", d.Addr, "--serial", l.serial); code != 0 {
+			t.Fatalf("register: %s %s", out, errOut)
+		}
+		runBackup(t, l.state, l.src)
+		laps = append(laps, l)
+	}
+	var first []map[string]any
+	adminJSON(t, d.Data, &first, "snapshots", "LC02")
+	pinned := first[0]["id"].(string)
+	for i, l := range laps {
+		journalgen.Mutate(l.src, uint64(10+i), 1)
+		os.WriteFile(filepath.Join(l.src, "recording.ogg"), journalgen.Random(randFor(uint64(100+i)), 1<<20), 0o644)
+		runBackup(t, l.state, l.src, "--force")
+	}
+	var pin map[string]any
+	adminJSON(t, d.Data, &pin, "pin", "LC02", pinned, "--reason", "science fair")
+	if pin["pinned"] != true {
+		t.Fatalf("pin: %v", pin)
+	}
+
+	var dry struct {
+		Kept, Deleted int
+	}
+	adminJSON(t, d.Data, &dry, "retention", "--at", "+45d", "--dry-run")
+	if dry.Deleted != 2 || dry.Kept != 4 {
+		t.Fatalf("retention dry run at +45d: %+v, want 2 deleted (the first snapshots but the pinned one), 4 kept", dry)
+	}
+	var rep struct{ Deleted int }
+	adminJSON(t, d.Data, &rep, "retention", "--at", "+45d")
+	if rep.Deleted != 2 {
+		t.Fatalf("retention deleted %d, want 2", rep.Deleted)
+	}
+	for _, l := range laps {
+		var sns []map[string]any
+		adminJSON(t, d.Data, &sns, "snapshots", l.serial)
+		if want := map[bool]int{true: 2, false: 1}[l.serial == "LC02"]; len(sns) != want {
+			t.Fatalf("%s has %d snapshots after retention, want %d", l.serial, len(sns), want)
+		}
+	}
+
+	before := packBytes(t, d.Data)
+	var gc struct {
+		BlobsDeleted   int64 `json:"blobs_deleted"`
+		PacksRemoved   int   `json:"packs_removed"`
+		BytesReclaimed int64 `json:"bytes_reclaimed"`
+	}
+	adminJSON(t, d.Data, &gc, "gc", "--compact-below", "1")
+	after := packBytes(t, d.Data)
+	t.Logf("gc: %+v; packs on disk %d -> %d bytes", gc, before, after)
+	if gc.BytesReclaimed < 2<<20 || gc.PacksRemoved == 0 {
+		t.Fatalf("gc reclaimed %d bytes, want at least the two replaced 1 MiB recordings", gc.BytesReclaimed)
+	}
+	if shrink := before - after; shrink > gc.BytesReclaimed || shrink < gc.BytesReclaimed-64 {
+		t.Fatalf("packs shrank by %d bytes on disk, gc reports %d", shrink, gc.BytesReclaimed)
+	}
+	if out, errOut, code := admin(t, d.Data, "check", "--read-data"); code != 0 || !strings.Contains(out, "No problems found") {
+		t.Fatalf("check after gc: %d %s %s", code, out, errOut)
+	}
+	for _, l := range laps {
+		out := t.TempDir()
+		if o, e, code := xo(t, l.state, "restore", "--to", out); code != 0 {
+			t.Fatalf("restore: %s %s", o, e)
+		}
+		if err := dircmp.Compare(l.src, out, backup.JournalExclude); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pinned first snapshot still restores as it was.
+	want := t.TempDir()
+	journalgen.Generate(want, journalgen.Small(12))
+	os.WriteFile(filepath.Join(want, "recording.ogg"), journalgen.Random(randFor(2), 1<<20), 0o644)
+	out := t.TempDir()
+	if o, e, code := xo(t, laps[2].state, "restore", "--snapshot", pinned, "--to", out); code != 0 {
+		t.Fatalf("restore pinned: %s %s", o, e)
+	}
+	if err := dircmp.Compare(want, out, backup.JournalExclude); err != nil {
+		t.Fatal(err)
+	}
+
+	// Quota: staff see usage and fair share; a laptop over its hard quota
+	// is refused clearly and no snapshot appears.
+	var quotas []struct {
+		Serial    string `json:"serial"`
+		Used      int64  `json:"used_bytes"`
+		FairShare int64  `json:"fair_share_bytes"`
+	}
+	adminJSON(t, d.Data, &quotas, "quota")
+	if len(quotas) != 3 || quotas[0].FairShare <= 0 || quotas[0].FairShare > quotas[0].Used {
+		t.Fatalf("quota rows: %+v", quotas)
+	}
+	var set []map[string]any
+	adminJSON(t, d.Data, &set, "quota", "LC00", "--hard", fmt.Sprint(quotas[0].Used+100<<10))
+	os.WriteFile(filepath.Join(laps[0].src, "film.ogv"), journalgen.Random(randFor(7), 1<<20), 0o644)
+	o, e, code := xo(t, laps[0].state, "run", "--source", laps[0].src, "--force")
+	if code != 5 || !strings.Contains(e, "quota") {
+		t.Fatalf("run over the hard quota: exit %d, %s %s; want exit 5 and a message about the quota", code, o, e)
+	}
+	var sns []map[string]any
+	adminJSON(t, d.Data, &sns, "snapshots", "LC00")
+	if len(sns) != 1 {
+		t.Fatalf("%d snapshots after a refused run, want 1", len(sns))
+	}
+	var life map[string]any
+	adminJSON(t, d.Data, &life, "lifecycle", "--dry-run")
+	if life["dry_run"] != true || life["gc"] == nil {
+		t.Fatalf("lifecycle --dry-run: %v", life)
+	}
+}

@@ -43,6 +43,8 @@ Exit codes:
   0 done   1 failed (the message says what to do)   2 usage error
   3 skipped by design (done today, low battery, not registered, server
     unreachable, another run in progress)   4 server busy: a slot is reserved
+  5 over quota: this laptop's backups fill its quota on the server; ask
+    staff (xs-admin quota) — nothing was lost, the last backup is still there
 `
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -152,13 +154,16 @@ func cmdRun(ctx context.Context, st agent.State, args []string) int {
 			}
 		}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"], out["error_kind"] = err.Error(), proto.KindOf(err).String()
 		}
 		cli.JSON(os.Stdout, out)
 	}
 	if err != nil {
 		if !*jsonOut {
 			fail(err)
+		}
+		if errors.Is(err, proto.ErrOverQuota) {
+			return cli.ExitOverQuota
 		}
 		return cli.ExitFailed
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,20 +24,43 @@ const usage = `xs-admin manages the school's backups.
 Usage:
   xs-admin [--data DIR] [--socket PATH] [--json] COMMAND [ARGS]
 
-Commands:
+Laptops and backups:
   users                       every laptop: serial, name, last backup, usage
   snapshots SERIAL            a laptop's backups
   approve SERIAL              let a registered laptop back up (registration = "approve")
   revoke SERIAL               stop a laptop from backing up or restoring
   alias OLD_SERIAL NEW_SERIAL move a student's backups to a replacement laptop;
                               the new laptop then runs: xo-backup restore --all
+
+Keeping the disk healthy:
+  retention [SERIAL] [--at TIME] [--dry-run]
+                              apply the retention policy (as if now were TIME:
+                              2026-12-31, 2026-12-31T08:00:00Z or +45d) and
+                              delete what it does not keep; --dry-run only shows
+  policy SERIAL [--keep-within-days N] [--keep-last N] [--keep-daily N]
+         [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--reset]
+                              show or set a laptop's own retention policy
+                              (-1 = every one; --reset: the server's policy)
+  quota [SERIAL] [--soft SIZE] [--hard SIZE] [--reset]
+                              usage, quotas and fair share, or set a laptop's
+                              quota (SIZE like 2GiB; 0 = no limit)
+  pin SERIAL SNAPSHOT --reason TEXT
+                              never delete this snapshot (SNAPSHOT: an ID or latest)
+  unpin SERIAL SNAPSHOT       let retention and quota treat it normally again
+  gc [--dry-run] [--compact-below FRACTION]
+                              delete chunks nothing uses and rewrite pack files
+                              with little live data
+  lifecycle [--at TIME] [--dry-run]
+                              the nightly run now: retention, quota, expiry of
+                              abandoned uploads, gc
   check [--read-data] [--repair]
                               verify the store (--read-data re-hashes every
                               chunk); --repair rebuilds the index from the pack
                               files (xs-backupd must be stopped)
 
-While xs-backupd runs, xs-admin talks to it through its admin socket
-(DATA/admin.sock); when it is stopped, xs-admin opens the store itself.
+Every command takes --json. While xs-backupd runs, xs-admin talks to it
+through its admin socket (DATA/admin.sock); when it is stopped, xs-admin
+opens the store itself.
 
 Exit codes: 0 ok, 1 failed (or check found problems), 2 usage error.
 `
@@ -60,36 +84,37 @@ func run(args []string) int {
 		return cli.ExitUsage
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var a admin.Args
-	sub := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	readData := sub.Bool("read-data", false, "re-hash every chunk")
-	repair := sub.Bool("repair", false, "rebuild the index from the pack files")
-	subJSON := sub.Bool("json", false, "print JSON")
-	if err := sub.Parse(rest); err != nil {
-		return cli.ExitUsage
-	}
-	*jsonOut = *jsonOut || *subJSON
-	pos := sub.Args()
-	if len(pos) > 0 {
-		a.Serial = pos[0]
-	}
-	if len(pos) > 1 {
-		a.NewSerial = pos[1]
-	}
-	a.ReadData = *readData
-	if cmd == "check" && *repair {
-		cmd = "repair"
-	}
 	if cmd == "help" {
 		fmt.Print(usage)
 		return cli.ExitOK
+	}
+	a, pos, err := parseArgs(cmd, rest)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "xs-admin:", err)
+		return cli.ExitUsage
+	}
+	if a.json {
+		*jsonOut = true
+	}
+	if len(pos) > 0 && a.Serial == "" {
+		a.Serial = pos[0]
+	}
+	if len(pos) > 1 {
+		if cmd == "pin" || cmd == "unpin" {
+			a.Snapshot = pos[1]
+		} else {
+			a.NewSerial = pos[1]
+		}
+	}
+	if cmd == "check" && a.repair {
+		cmd = "repair"
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *sock == "" {
 		*sock = filepath.Join(*data, admin.DefaultSocket)
 	}
-	out, err := do(ctx, *data, *sock, cmd, a)
+	out, err := do(ctx, *data, *sock, cmd, a.Args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xs-admin:", err)
 		if errors.Is(err, admin.ErrUsage) {
@@ -122,13 +147,28 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 		out = new(store.CheckReport)
 	case "repair":
 		out = new(store.RepairReport)
+	case "retention":
+		out = new(store.RetentionReport)
+	case "quota":
+		out = new([]admin.QuotaRow)
+	case "policy":
+		out = new(admin.PolicyRow)
+	case "pin", "unpin":
+		out = new(store.Snapshot)
+	case "gc":
+		out = new(store.GCReport)
+	case "lifecycle":
+		out = new(store.LifecycleReport)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %q (see xs-admin --help)", admin.ErrUsage, cmd)
 	}
 	if c, err := admin.Dial(sock); err == nil {
 		return out, c.Do(ctx, cmd, a, out)
 	}
-	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "check"
+	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "check" ||
+		(cmd == "quota" && a.Soft == nil && a.Hard == nil && !a.Reset) ||
+		(cmd == "policy" && a.Policy == nil && !a.Reset) ||
+		(a.DryRun && (cmd == "retention" || cmd == "gc" || cmd == "lifecycle"))
 	s, err := store.Open(ctx, data, store.Options{ReadOnly: readOnly})
 	if err != nil {
 		return nil, err
@@ -177,8 +217,159 @@ func printText(cmd string, out any) {
 		} else {
 			fmt.Fprintf(tw, "%d problem(s). Run xs-admin check --repair (with xs-backupd stopped) to rebuild the index.\n", len(v.Problems))
 		}
+	case *store.RetentionReport:
+		printRetention(tw, v)
+	case *[]admin.QuotaRow:
+		fmt.Fprintln(tw, "SERIAL\tUSED\tSOFT\tHARD\tFAIR SHARE\t")
+		limit := func(n int64) string {
+			if n <= 0 {
+				return "none"
+			}
+			return cli.Bytes(n)
+		}
+		for _, q := range *v {
+			note := ""
+			if q.OverSoft {
+				note = "over soft quota: the nightly run deletes old snapshots"
+			}
+			if q.Own {
+				note = strings.TrimPrefix(note+"; own quota", "; ")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", q.Serial, cli.Bytes(q.Used), limit(q.Soft), limit(q.Hard), cli.Bytes(q.FairShare), note)
+		}
+	case *admin.PolicyRow:
+		whose := "the server's policy"
+		if v.Own {
+			whose = "its own policy"
+		}
+		p := v.Policy
+		fmt.Fprintf(tw, "%s uses %s: keep-last %d, keep-within-days %d, keep-daily %d, keep-weekly %d, keep-monthly %d, keep-yearly %d (-1 = all); the latest and pinned snapshots are always kept\n",
+			v.Serial, whose, p.KeepLast, p.KeepWithinDays, p.KeepDaily, p.KeepWeekly, p.KeepMonthly, p.KeepYearly)
+	case *store.Snapshot:
+		if v.Pinned {
+			fmt.Fprintf(tw, "Pinned %s (%s): %s\n", v.ID, v.Time.Local().Format("2006-01-02 15:04"), v.PinReason)
+		} else {
+			fmt.Fprintf(tw, "Unpinned %s (%s).\n", v.ID, v.Time.Local().Format("2006-01-02 15:04"))
+		}
+	case *store.GCReport:
+		printGC(tw, v)
+	case *store.LifecycleReport:
+		what := "Lifecycle"
+		if v.DryRun {
+			what = "Lifecycle (dry run, nothing changed)"
+		}
+		fmt.Fprintf(tw, "%s in %d ms.\n", what, v.DurationMS)
+		if v.Retention != nil {
+			printRetention(tw, v.Retention)
+		}
+		if v.Quota != nil {
+			for _, q := range v.Quota.Users {
+				fmt.Fprintf(tw, "Quota: %s used %s of a %s soft quota; deleted %d snapshot(s), now %s%s\n", q.Serial, cli.Bytes(q.Before), cli.Bytes(q.Soft),
+					len(q.Deleted), cli.Bytes(q.After), map[bool]string{true: " (still over: only the latest and pinned snapshots are left)"}[q.StillOver])
+			}
+		}
+		if v.Expired != nil {
+			fmt.Fprintf(tw, "Abandoned uploads released: %d chunks, %s, of %d laptop(s).\n", v.Expired.Holds, cli.Bytes(v.Expired.Bytes), v.Expired.Users)
+		}
+		if v.GC != nil {
+			printGC(tw, v.GC)
+		}
 	case *store.RepairReport:
 		fmt.Fprintf(tw, "Rebuilt the index from %d pack files: %d blobs, %d snapshots; %d damaged records skipped, %d torn bytes.\n",
 			v.Packs, v.Blobs, v.Snapshots, v.Damaged, v.TornBytes)
+	}
+}
+
+// cmdArgs are the parsed arguments of one command.
+type cmdArgs struct {
+	admin.Args
+	json, repair bool
+}
+
+// parseArgs reads a command's flags, which may come before, between or
+// after its positional arguments.
+func parseArgs(cmd string, args []string) (cmdArgs, []string, error) {
+	var a cmdArgs
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+	fs.BoolVar(&a.ReadData, "read-data", false, "")
+	fs.BoolVar(&a.repair, "repair", false, "")
+	fs.BoolVar(&a.DryRun, "dry-run", false, "")
+	fs.BoolVar(&a.Reset, "reset", false, "")
+	fs.StringVar(&a.At, "at", "", "")
+	fs.StringVar(&a.Serial, "user", "", "")
+	fs.StringVar(&a.Reason, "reason", "", "")
+	fs.Float64Var(&a.CompactBelow, "compact-below", 0, "")
+	var soft, hard string
+	fs.StringVar(&soft, "soft", "", "")
+	fs.StringVar(&hard, "hard", "", "")
+	var p store.Policy
+	keep := map[string]*int{"keep-last": &p.KeepLast, "keep-within-days": &p.KeepWithinDays, "keep-daily": &p.KeepDaily,
+		"keep-weekly": &p.KeepWeekly, "keep-monthly": &p.KeepMonthly, "keep-yearly": &p.KeepYearly}
+	for name, v := range keep {
+		fs.IntVar(v, name, 0, "")
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return a, nil, fmt.Errorf("%s: %v (see xs-admin --help)", cmd, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	for _, v := range []struct {
+		text string
+		dst  **int64
+	}{{soft, &a.Soft}, {hard, &a.Hard}} {
+		if v.text == "" {
+			continue
+		}
+		n, err := cli.ParseSize(v.text)
+		if err != nil {
+			return a, nil, err
+		}
+		*v.dst = &n
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if _, ok := keep[f.Name]; ok {
+			a.Policy = &p
+		}
+	})
+	return a, pos, nil
+}
+
+func printRetention(tw io.Writer, v *store.RetentionReport) {
+	verb := "Deleted"
+	if v.DryRun {
+		verb = "Would delete"
+	}
+	for _, u := range v.Users {
+		for _, sn := range u.Snapshots {
+			if !sn.Keep {
+				fmt.Fprintf(tw, "%s\t%s\t%s\tdelete\t\n", u.Serial, sn.ID, sn.Time.Local().Format("2006-01-02 15:04"))
+			} else if v.DryRun {
+				fmt.Fprintf(tw, "%s\t%s\t%s\tkeep\t%s\n", u.Serial, sn.ID, sn.Time.Local().Format("2006-01-02 15:04"), strings.Join(sn.Reasons, ", "))
+			}
+		}
+		if u.Busy {
+			fmt.Fprintf(tw, "%s was backing up: nothing of it deleted; the next run does it.\n", u.Serial)
+		}
+	}
+	fmt.Fprintf(tw, "Retention at %s: kept %d snapshot(s). %s %d.\n", v.At.Local().Format("2006-01-02 15:04"), v.Kept, verb, v.Deleted)
+}
+
+func printGC(tw io.Writer, v *store.GCReport) {
+	verb := "Removed"
+	if v.DryRun {
+		verb = "Would remove"
+	}
+	fmt.Fprintf(tw, "GC: %s %d unused chunks (%s); rewrote %d pack file(s), removed %d, copying %s; %s of disk given back, in %d ms.\n",
+		verb, v.BlobsDeleted, cli.Bytes(v.BytesDeleted), v.PacksRewritten, v.PacksRemoved, cli.Bytes(v.BytesCopied), cli.Bytes(v.BytesReclaimed), v.DurationMS)
+	for _, k := range v.PacksKept {
+		fmt.Fprintf(tw, "Kept pack %s; run xs-admin check --read-data\n", k)
 	}
 }

@@ -20,6 +20,9 @@ const (
 	ExitUsage   = 2 // bad command line
 	ExitSkipped = 3 // nothing done now, by design (already done today, battery, not registered, unreachable, locked)
 	ExitLater   = 4 // the server gave a slot: the next timer run comes back
+	// ExitOverQuota: the laptop's hard quota is full; staff must raise it
+	// or delete old backups (xs-admin quota, retention).
+	ExitOverQuota = 5
 )
 
 // IsTerminal reports whether f is a terminal.

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -21,6 +23,11 @@ type Service struct {
 	// Live is set when the daemon serves laptops from the same store:
 	// commands that need the store to themselves (repair) are refused.
 	Live bool
+	// Lifecycle, if set, runs the lifecycle (the daemon's, which runs it
+	// at low priority and counts it in its metrics); else S.Lifecycle.
+	Lifecycle func(ctx context.Context, opts store.LifecycleOptions) (*store.LifecycleReport, error)
+	// Now is the clock relative times ("+45d") count from (default time.Now).
+	Now func() time.Time
 }
 
 // Args are the arguments of every command (each uses the fields it needs).
@@ -30,6 +37,39 @@ type Args struct {
 	Snapshot  string `json:"snapshot,omitempty"`
 	ReadData  bool   `json:"read_data,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// At is the time retention is evaluated at: RFC 3339, a date
+	// (2026-12-31), or relative to now (+45d, -2h).
+	At     string `json:"at,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
+	// Soft and Hard set a laptop's quota (bytes); Reset returns a laptop
+	// to the server's defaults (quota or retention policy).
+	Soft  *int64 `json:"soft,omitempty"`
+	Hard  *int64 `json:"hard,omitempty"`
+	Reset bool   `json:"reset,omitempty"`
+	// Policy sets a laptop's own retention policy.
+	Policy *store.Policy `json:"policy,omitempty"`
+	// CompactBelow overrides the pack compaction threshold of one gc run.
+	CompactBelow float64 `json:"compact_below,omitempty"`
+}
+
+// QuotaRow is one line of `xs-admin quota`.
+type QuotaRow struct {
+	Serial string `json:"serial"`
+	Used   int64  `json:"used_bytes"`
+	Soft   int64  `json:"soft_bytes,omitempty"`
+	Hard   int64  `json:"hard_bytes,omitempty"`
+	// FairShare divides each shared chunk among the laptops that hold it.
+	FairShare int64 `json:"fair_share_bytes"`
+	// Own is true when the laptop has its own quota, not the default.
+	Own      bool `json:"own,omitempty"`
+	OverSoft bool `json:"over_soft,omitempty"`
+}
+
+// PolicyRow is the output of `xs-admin policy`.
+type PolicyRow struct {
+	Serial string       `json:"serial"`
+	Policy store.Policy `json:"policy"`
+	Own    bool         `json:"own,omitempty"`
 }
 
 // UserRow is one line of `xs-admin users`.
@@ -46,7 +86,8 @@ type UserRow struct {
 }
 
 // Commands lists the command names Do accepts.
-var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair"}
+var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair",
+	"retention", "quota", "policy", "pin", "unpin", "gc", "lifecycle"}
 
 // ErrUsage marks errors in the command's arguments.
 var ErrUsage = errors.New("usage")
@@ -108,8 +149,171 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 			return nil, errors.New("repair rebuilds the whole index and needs the store to itself: stop xs-backupd (systemctl stop xs-backupd), then run xs-admin check --repair")
 		}
 		return s.S.Repair(ctx)
+	case "retention":
+		at, err := s.parseAt(a.At)
+		if err != nil {
+			return nil, err
+		}
+		opts := store.RetentionOptions{Now: at, DryRun: a.DryRun}
+		if a.Serial != "" {
+			u, err := s.user(a.Serial)
+			if err != nil {
+				return nil, err
+			}
+			opts.User = u.ID
+		}
+		return s.S.Retention(ctx, opts)
+	case "quota":
+		return s.quota(ctx, a)
+	case "policy":
+		return s.policy(ctx, a)
+	case "pin", "unpin":
+		u, err := s.user(a.Serial)
+		if err != nil {
+			return nil, err
+		}
+		if a.Snapshot == "" {
+			return nil, fmt.Errorf("%w: xs-admin %s SERIAL SNAPSHOT (see xs-admin snapshots %s)", ErrUsage, cmd, a.Serial)
+		}
+		sn, err := s.S.Snapshot(u.ID, store.SnapshotID(a.Snapshot))
+		if err != nil {
+			return nil, err
+		}
+		if cmd == "pin" && a.Reason == "" {
+			return nil, fmt.Errorf("%w: a pin needs a reason: xs-admin pin %s %s --reason \"science fair project\"", ErrUsage, a.Serial, a.Snapshot)
+		}
+		return s.S.SetPin(ctx, u.ID, sn.ID, cmd == "pin", a.Reason)
+	case "gc":
+		return s.S.GC(ctx, store.GCOptions{DryRun: a.DryRun, CompactBelow: a.CompactBelow})
+	case "lifecycle":
+		at, err := s.parseAt(a.At)
+		if err != nil {
+			return nil, err
+		}
+		opts := store.LifecycleOptions{Now: at, DryRun: a.DryRun}
+		if s.Lifecycle != nil {
+			return s.Lifecycle(ctx, opts)
+		}
+		return s.S.Lifecycle(ctx, opts)
 	}
 	return nil, fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
+}
+
+// parseAt reads an --at time: RFC 3339, a date or date and time in local
+// time, or an offset from now such as +45d or -12h. Empty means now.
+func (s *Service) parseAt(text string) (time.Time, error) {
+	if text == "" {
+		return time.Time{}, nil
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	if text[0] == '+' || text[0] == '-' {
+		sign, num := text[:1], text[1:]
+		var d time.Duration
+		if n, ok := strings.CutSuffix(num, "d"); ok {
+			days, err := strconv.Atoi(n)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("%w: --at %q: write days as +45d", ErrUsage, text)
+			}
+			d = time.Duration(days) * 24 * time.Hour
+		} else {
+			var err error
+			if d, err = time.ParseDuration(num); err != nil {
+				return time.Time{}, fmt.Errorf("%w: --at %q: examples +45d, -12h", ErrUsage, text)
+			}
+		}
+		if sign == "-" {
+			d = -d
+		}
+		return now().Add(d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, text); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, text, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: --at %q is not a time (examples: 2026-12-31, 2026-12-31T08:00:00Z, +45d)", ErrUsage, text)
+}
+
+func (s *Service) quota(ctx context.Context, a Args) (any, error) {
+	var users []*store.User
+	if a.Serial == "" {
+		if a.Soft != nil || a.Hard != nil || a.Reset {
+			return nil, fmt.Errorf("%w: give the laptop's serial to set its quota; the default quota is set in the server's configuration ([quota])", ErrUsage)
+		}
+		users = s.S.Users()
+	} else {
+		u, err := s.user(a.Serial)
+		if err != nil {
+			return nil, err
+		}
+		if a.Soft != nil || a.Hard != nil || a.Reset {
+			q := s.S.QuotaOf(u.ID)
+			if a.Soft != nil {
+				q.Soft = *a.Soft
+			}
+			if a.Hard != nil {
+				q.Hard = *a.Hard
+			}
+			if q.Soft < 0 || q.Hard < 0 {
+				return nil, fmt.Errorf("%w: quotas cannot be negative (0 means no limit)", ErrUsage)
+			}
+			if u, err = s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
+				u.Quota = &q
+				if a.Reset {
+					u.Quota = nil
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+		}
+		users = []*store.User{u}
+	}
+	rows := []QuotaRow{}
+	for _, u := range users {
+		us, err := s.S.Usage(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		fair, err := s.S.FairShare(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		q := s.S.QuotaOf(u.ID)
+		rows = append(rows, QuotaRow{Serial: u.Serial, Used: us.Bytes, Soft: q.Soft, Hard: q.Hard, FairShare: fair,
+			Own: u.Quota != nil, OverSoft: q.Soft > 0 && us.Bytes > q.Soft})
+	}
+	return rows, nil
+}
+
+func (s *Service) policy(ctx context.Context, a Args) (any, error) {
+	u, err := s.user(a.Serial)
+	if err != nil {
+		return nil, err
+	}
+	if a.Policy != nil || a.Reset {
+		if a.Policy != nil {
+			if err := a.Policy.Validate(); err != nil {
+				return nil, err
+			}
+		}
+		if u, err = s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
+			u.Retention = a.Policy
+			if a.Reset {
+				u.Retention = nil
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return PolicyRow{Serial: u.Serial, Policy: s.S.PolicyOf(u.ID), Own: u.Retention != nil}, nil
 }
 
 // request and response are the socket's JSON bodies.

@@ -87,6 +87,10 @@ type Backend interface {
 	// Fetch returns a blob the user holds (KindNotFound otherwise, including
 	// for blobs only other users hold).
 	Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob, error)
+	// BeginSession is called when a backup session is granted; end is
+	// called when it ends. Between the two, the store must not release
+	// what the user holds (see store.Store.BeginSession).
+	BeginSession(user uint64) (end func())
 }
 
 // Grant answers a Hello: a session now, or a slot to come back at.
@@ -430,6 +434,7 @@ type serverConn struct {
 	mu      sync.Mutex // guards the fields below
 	session bool
 	timer   *time.Timer
+	end     func() // ends the backend's session
 }
 
 func (c *serverConn) inSession() bool {
@@ -439,9 +444,10 @@ func (c *serverConn) inSession() bool {
 }
 
 func (c *serverConn) startSession() {
+	end := c.s.cfg.Backend.BeginSession(c.acct.ID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.session = true
+	c.session, c.end = true, end
 	c.s.m.sessions.Add(1)
 	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
 		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
@@ -454,6 +460,7 @@ func (c *serverConn) endSession() {
 	if c.session {
 		c.session = false
 		c.timer.Stop()
+		c.end()
 		c.s.adm.release(c.acct.ID)
 	}
 }

@@ -147,3 +147,7 @@ func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob
 	bl, err := b.S.ReadStored(ctx, r)
 	return bl, wireErr(err)
 }
+
+// BeginSession implements proto.Backend: the lifecycle leaves the user's
+// holdings alone while they back up.
+func (b *Backend) BeginSession(user uint64) func() { return b.S.BeginSession(store.UserID(user)) }

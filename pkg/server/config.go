@@ -10,7 +10,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
 // DefaultConfigPath is where xs-backupd looks for its configuration.
@@ -27,33 +29,31 @@ func (s *Size) UnmarshalText(b []byte) error {
 }
 
 // ParseSize parses a size with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
-func ParseSize(text string) (int64, error) {
-	t := strings.TrimSpace(text)
-	i := len(t)
-	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
-		i--
-	}
-	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
-	mult := map[string]float64{"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || f < 0 {
-		return 0, fmt.Errorf("%q is not a size (examples: 512MiB, 2GB, 1048576)", text)
-	}
-	return int64(f * mult), nil
-}
+func ParseSize(text string) (int64, error) { return cli.ParseSize(text) }
 
-// Duration is a time.Duration that reads "90s", "2m", "1h30m".
+// Duration is a time.Duration that reads "90s", "2m", "1h30m" or "3d".
 type Duration time.Duration
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration (examples: 90s, 2m, 1h30m)", b)
-	}
+	v, err := ParseDuration(string(b))
 	*d = Duration(v)
-	return nil
+	return err
+}
+
+// ParseDuration is time.ParseDuration that also takes whole days ("3d").
+func ParseDuration(text string) (time.Duration, error) {
+	t := strings.TrimSpace(text)
+	if n, ok := strings.CutSuffix(t, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	v, err := time.ParseDuration(t)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (examples: 90s, 2m, 1h30m, 3d)", text)
+	}
+	return v, nil
 }
 
 // Config is the daemon's configuration. Every field has a working default,
@@ -90,6 +90,23 @@ type Config struct {
 		Soft Size `toml:"soft"`
 		Hard Size `toml:"hard"`
 	} `toml:"quota"`
+	// Retention is the default retention policy (xs-admin can override it
+	// per laptop). Settings left out keep their defaults: every snapshot
+	// of the last 30 days, then the newest of each calendar month.
+	Retention store.Policy `toml:"retention"`
+	// Lifecycle schedules the nightly retention, quota, expiry and garbage
+	// collection run.
+	Lifecycle struct {
+		// At is the local time of day it runs ("02:30"); "" disables it
+		// (xs-admin lifecycle still runs it by hand).
+		At string `toml:"at"`
+		// PendingExpiry is how long an unfinished backup's uploads are
+		// kept for it to resume.
+		PendingExpiry Duration `toml:"pending_expiry"`
+		// CompactBelow: pack files with less live data than this fraction
+		// are rewritten to give the space back.
+		CompactBelow float64 `toml:"compact_below"`
+	} `toml:"lifecycle"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).
@@ -98,7 +115,7 @@ type Config struct {
 
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Listen:          ":7457",
 		Data:            "/var/lib/xs-backup",
 		Metrics:         "127.0.0.1:7458",
@@ -110,7 +127,24 @@ func DefaultConfig() Config {
 		MaxConnections:  512,
 		Reserve:         256 << 20,
 		LogLevel:        "info",
+		Retention:       store.DefaultPolicy(),
 	}
+	c.Lifecycle.At = "02:30"
+	c.Lifecycle.PendingExpiry = Duration(72 * time.Hour)
+	c.Lifecycle.CompactBelow = 0.5
+	return c
+}
+
+// lifecycleAt parses Lifecycle.At ("HH:MM"); ok is false if it is empty.
+func (c *Config) lifecycleAt() (hour, minute int, ok bool, err error) {
+	if c.Lifecycle.At == "" {
+		return 0, 0, false, nil
+	}
+	t, err := time.Parse("15:04", c.Lifecycle.At)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("lifecycle.at must be a time of day like \"02:30\", not %q", c.Lifecycle.At)
+	}
+	return t.Hour(), t.Minute(), true, nil
 }
 
 // LoadConfig reads a TOML file over the defaults. A missing file at the
@@ -148,6 +182,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("slot_length must be at least 1s")
 	case c.Data == "":
 		return fmt.Errorf("data must name the store directory")
+	}
+	if err := c.Retention.Validate(); err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	if _, _, _, err := c.lifecycleAt(); err != nil {
+		return err
+	}
+	if c.Lifecycle.CompactBelow > 1 {
+		return fmt.Errorf("lifecycle.compact_below is a fraction: at most 1 (rewrite any pack with garbage), negative to never rewrite")
 	}
 	if c.Chunker != nil {
 		if err := c.Chunker.Validate(); err != nil {

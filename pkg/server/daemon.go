@@ -58,6 +58,8 @@ type Daemon struct {
 	Addr net.Addr
 	// Ready is closed when the daemon accepts connections.
 	Ready chan struct{}
+
+	life lifeStats
 }
 
 // NewDaemon opens the store and prepares the server.
@@ -68,7 +70,9 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)}}
+	policy := cfg.Retention
+	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)},
+		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow}
 	if cfg.Reserve == 0 {
 		opts.Reserve = -1
 	}
@@ -124,6 +128,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			d.Metrics.WriteTo(w)
+			d.life.writeMetrics(w)
 		})
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
@@ -136,11 +141,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 2)
 	go func() {
-		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true}, sock); err != nil {
+		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle}, sock); err != nil {
 			errc <- err
 		}
 	}()
 	go func() { errc <- d.Server.Serve(ctx, pc) }()
+	if h, m, ok, _ := d.Config.lifecycleAt(); ok {
+		go d.nightly(ctx, h, m)
+	}
 	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
 		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "capacity", d.Config.Capacity)
 	close(d.Ready)

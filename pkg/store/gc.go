@@ -190,17 +190,28 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	if err != nil {
 		return err
 	}
-	cur := s.packs.current()
-	next := s.packs.nextSeq()
-	// An upload may have appended to a pack that has been closed since,
-	// and not indexed its record yet. Wait for uploads in flight to finish:
-	// later ones write only to the current pack or newer ones.
-	s.putMu.Lock()
-	s.putMu.Unlock() //lint:ignore SA2001 an empty critical section is the barrier
+	// Close the pack being written, so that it can be compacted too, and
+	// wait for uploads in flight: once putMu is ours, every upload that
+	// appended to an existing pack has indexed its records, and every later
+	// one writes to a pack numbered next or above, which we leave alone.
+	var next uint64
+	if dryRun {
+		next = s.packs.current() // the open pack and newer ones stay
+		if next == 0 {
+			next = s.packs.nextSeq()
+		}
+	} else {
+		s.putMu.Lock()
+		err := s.packs.roll()
+		next = s.packs.nextSeq()
+		s.putMu.Unlock()
+		if err != nil {
+			return s.diskErr(err)
+		}
+	}
 	use := map[uint64]*packUse{}
 	for _, seq := range seqs {
-		// The pack being written, and any created since we listed, stay.
-		if seq == cur || seq >= next {
+		if seq >= next {
 			continue
 		}
 		f, err := s.fsys.OpenFile(packName(seq), 0, 0)
@@ -241,12 +252,20 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	if err != nil {
 		return err
 	}
-	var todo []*packUse
+	var todo, small []*packUse
 	for _, p := range use {
 		body := p.size - packHeaderLen
-		if p.live == 0 || (body > 0 && float64(p.live)/float64(body) < below) {
+		switch {
+		case p.live == 0 || (body > 0 && float64(p.live)/float64(body) < below):
 			todo = append(todo, p)
+		case p.size < s.opts.PackSize/4:
+			small = append(small, p)
 		}
+	}
+	// Small packs (each GC run closes the pack being written) are merged
+	// once there are several.
+	if len(small) >= 2 {
+		todo = append(todo, small...)
 	}
 	// Empty packs first (they free space without needing any), then the
 	// emptiest.

@@ -196,6 +196,22 @@ func (w *packWriter) current() uint64 {
 	return w.seq
 }
 
+// roll makes the open pack durable and closes it: the next append starts a
+// new pack.
+func (w *packWriter) roll() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	var err error
+	if w.dirty {
+		err = w.f.Sync()
+	}
+	w.closeLocked()
+	return err
+}
+
 // nextSeq returns the sequence number the next new pack will get.
 func (w *packWriter) nextSeq() uint64 {
 	w.mu.Lock()
