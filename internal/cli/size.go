@@ -22,4 +22,3 @@ func ParseSize(text string) (int64, error) {
 	}
 	return int64(f * mult), nil
 }
-

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -127,8 +128,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			d.Metrics.WriteTo(w)
-			d.life.writeMetrics(w)
+			d.WriteMetrics(w)
 		})
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
@@ -168,6 +168,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Log.Warn("shutdown: requests still running were cut off", "err", err)
 	}
 	return nil
+}
+
+// WriteMetrics writes the protocol's and the lifecycle's metrics in the
+// Prometheus text format (what /metrics serves).
+func (d *Daemon) WriteMetrics(w io.Writer) {
+	d.Metrics.WriteTo(w)
+	d.life.writeMetrics(w)
 }
 
 // notifySystemd sends a state to systemd (Type=notify) if NOTIFY_SOCKET is set.

@@ -53,6 +53,7 @@ func (l *lifeStats) record(rep *store.LifecycleReport, err error) {
 	}
 	if rep.Expired != nil {
 		l.uploadsExpired += rep.Expired.Holds
+		l.usersSkippedBusy += int64(rep.Expired.Busy)
 	}
 	if rep.GC != nil {
 		l.bytesReclaimed += rep.GC.BytesReclaimed
@@ -83,8 +84,8 @@ func (l *lifeStats) writeMetrics(w io.Writer) {
 	g("xs_gc_bytes_reclaimed_total", "Disk bytes compaction gave back.", "counter", l.bytesReclaimed)
 }
 
-// nextRun returns the first time at hour:minute (local time) after now.
-func nextRun(now time.Time, hour, minute int) time.Time {
+// NextRun returns the first time at hour:minute (local time) after now.
+func NextRun(now time.Time, hour, minute int) time.Time {
 	t := time.Date(now.Year(), now.Month(), now.Day(), hour, minute, 0, 0, now.Location())
 	if !t.After(now) {
 		t = time.Date(now.Year(), now.Month(), now.Day()+1, hour, minute, 0, 0, now.Location())
@@ -95,7 +96,7 @@ func nextRun(now time.Time, hour, minute int) time.Time {
 // nightly runs the lifecycle every day at hour:minute until ctx is done.
 func (d *Daemon) nightly(ctx context.Context, hour, minute int) {
 	for {
-		next := nextRun(time.Now(), hour, minute)
+		next := NextRun(time.Now(), hour, minute)
 		d.Log.Info("lifecycle scheduled", "at", next.Format(time.DateTime))
 		select {
 		case <-ctx.Done():

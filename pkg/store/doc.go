@@ -126,6 +126,32 @@
 // whose file was deleted but whose references are still counted gets an
 // undoing job, and unfinished jobs run to completion.
 //
+// # Lifecycle and garbage collection
+//
+// [Store.Lifecycle] is the nightly run: [Store.Retention] applies each
+// user's [Policy] (default [DefaultPolicy]: every snapshot of the last 30
+// days, then the newest of each calendar month; the latest and pinned
+// snapshots always stay), [Store.EnforceQuota] deletes the oldest unpinned
+// snapshots of users over their soft quota (never the latest),
+// [Store.ExpirePending] releases uploads older than
+// [Options.PendingExpiry] that no snapshot references, and [Store.GC]
+// deletes blobs nobody holds and compacts pack files. Each takes the time
+// as a parameter and has a dry run.
+//
+// Nothing a running backup relies on disappears. The server brackets each
+// backup session with [Store.BeginSession]; the steps that take holds away
+// from a user skip users in a session (they are reported busy and handled
+// next time), so a blob Need answered "held" is still held at Commit. GC
+// removes only blobs whose owner count is zero, re-reading the count inside
+// the deleting transaction: Badger aborts it if an upload touched the same
+// entry, and an upload that finds its blob swept writes it again. Compaction
+// first closes the pack being written and waits for uploads in flight, then
+// copies the live records of packs below [Options.CompactBelow] live
+// fraction, fsyncs them, repoints the index, and only then removes the old
+// pack; a reader that looked a blob up in between retries. Small packs are
+// merged. A crash at any step leaves every blob readable from one of its
+// copies, and the next run finishes the work.
+//
 // # Check and repair
 //
 // [Store.Check] walks every snapshot, confirms that its blobs exist (with

@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -178,4 +179,55 @@ func ExampleStore_Restore() {
 	// restored 3 files, 36 bytes
 	// content matches: true
 	// title: Ma tortue
+}
+
+// The nightly lifecycle on a store with one laptop that backed up every day
+// for two months: 45 days after the last backup, the default policy keeps the
+// newest snapshot of each month (the last one is also the latest) and the
+// pinned one.
+func ExampleStore_Lifecycle() {
+	dir, err := os.MkdirTemp("", "xs-store-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	day := time.Date(2026, 3, 1, 18, 0, 0, 0, time.UTC)
+	s, err := store.Open(ctx, dir, store.Options{Reserve: -1, Now: func() time.Time { return day }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	u, _ := s.AddUser(ctx, store.NewUser{Serial: "SHC1", Approved: true})
+	src, _ := os.MkdirTemp("", "xs-journal-")
+	defer os.RemoveAll(src)
+	for i := 0; i < 61; i++ { // March 1 .. April 30
+		os.WriteFile(filepath.Join(src, "diary.txt"), fmt.Appendf(nil, "day %d", i), 0o644)
+		if _, err := backup.Run(ctx, src, s.Target(u.ID, store.CommitInfo{}), backup.Options{Params: s.Params()}); err != nil {
+			log.Fatal(err)
+		}
+		day = day.Add(24 * time.Hour)
+	}
+	first := s.Snapshots(u.ID)[0]
+	s.SetPin(ctx, u.ID, first.ID, true, "first day at school")
+
+	rep, err := s.Lifecycle(ctx, store.LifecycleOptions{Now: day.AddDate(0, 0, 45)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("deleted by retention:", rep.Retention.Deleted)
+	for _, sn := range s.Snapshots(u.ID) {
+		if sn.Pinned {
+			fmt.Printf("kept %s (pinned: %s)\n", sn.Time.Format("Jan 2"), sn.PinReason)
+		} else {
+			fmt.Println("kept", sn.Time.Format("Jan 2"))
+		}
+	}
+	fmt.Println("unused chunks collected:", rep.GC.BlobsDeleted > 0)
+	// Output:
+	// deleted by retention: 58
+	// kept Mar 1 (pinned: first day at school)
+	// kept Mar 31
+	// kept Apr 30
+	// unused chunks collected: true
 }

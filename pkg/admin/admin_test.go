@@ -1,0 +1,90 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+func newService(t *testing.T) (*admin.Service, *store.Store) {
+	t.Helper()
+	s, err := store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1, DefaultQuota: store.Quota{Soft: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.AddUser(context.Background(), store.NewUser{Serial: "SHC1", Approved: true}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	return &admin.Service{S: s, Now: func() time.Time { return now }}, s
+}
+
+func TestRetentionAtParsing(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	for at, want := range map[string]time.Time{
+		"+45d":                 time.Date(2026, 4, 24, 12, 0, 0, 0, time.UTC),
+		"-12h":                 time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC),
+		"2026-12-31T08:00:00Z": time.Date(2026, 12, 31, 8, 0, 0, 0, time.UTC),
+		"2026-12-31":           time.Date(2026, 12, 31, 0, 0, 0, 0, time.Local),
+	} {
+		out, err := svc.Do(ctx, "retention", admin.Args{At: at, DryRun: true})
+		if err != nil {
+			t.Fatalf("--at %s: %v", at, err)
+		}
+		if got := out.(*store.RetentionReport).At; !got.Equal(want) {
+			t.Errorf("--at %s evaluated at %s, want %s", at, got, want)
+		}
+	}
+	for _, bad := range []string{"tomorrow", "+3x", "2026-13-01"} {
+		if _, err := svc.Do(ctx, "retention", admin.Args{At: bad}); !errors.Is(err, admin.ErrUsage) {
+			t.Errorf("--at %q: %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestQuotaAndPolicyOverrides(t *testing.T) {
+	svc, s := newService(t)
+	ctx := context.Background()
+	hard := int64(5 << 30)
+	out, err := svc.Do(ctx, "quota", admin.Args{Serial: "SHC1", Hard: &hard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := out.([]admin.QuotaRow)[0]
+	if !row.Own || row.Hard != hard || row.Soft != 1<<30 {
+		t.Fatalf("after --hard: %+v (soft must stay the default's)", row)
+	}
+	if _, err := svc.Do(ctx, "quota", admin.Args{Hard: &hard}); !errors.Is(err, admin.ErrUsage) {
+		t.Fatalf("setting a quota without a serial: %v", err)
+	}
+	out, _ = svc.Do(ctx, "quota", admin.Args{Serial: "SHC1", Reset: true})
+	if row := out.([]admin.QuotaRow)[0]; row.Own || row.Hard != 0 {
+		t.Fatalf("after --reset: %+v", row)
+	}
+	p := store.Policy{KeepLast: 5, KeepMonthly: 24}
+	out, err = svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Policy: &p})
+	if err != nil || out.(admin.PolicyRow).Policy != p || !out.(admin.PolicyRow).Own {
+		t.Fatalf("policy set: %+v %v", out, err)
+	}
+	u, _ := s.UserBySerial("SHC1")
+	if s.PolicyOf(u.ID) != p {
+		t.Fatal("the store does not apply the laptop's own policy")
+	}
+	bad := store.Policy{KeepDaily: -2}
+	if _, err := svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Policy: &bad}); err == nil {
+		t.Fatal("an invalid policy was accepted")
+	}
+	out, _ = svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Reset: true})
+	if out.(admin.PolicyRow).Own || out.(admin.PolicyRow).Policy != store.DefaultPolicy() {
+		t.Fatalf("policy reset: %+v", out)
+	}
+	if _, err := svc.Do(ctx, "pin", admin.Args{Serial: "SHC1", Snapshot: "latest"}); err == nil {
+		t.Fatal("pin of a laptop without snapshots succeeded")
+	}
+}
