@@ -385,4 +385,14 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	if life["dry_run"] != true || life["gc"] == nil {
 		t.Fatalf("lifecycle --dry-run: %v", life)
 	}
+	// With the daemon stopped, xs-admin works on the store directly.
+	d.Stop(t)
+	adminJSON(t, d.Data, &quotas, "quota")
+	if len(quotas) != 3 {
+		t.Fatalf("quota (stopped): %+v", quotas)
+	}
+	adminJSON(t, d.Data, &life, "lifecycle")
+	if out, errOut, code := admin(t, d.Data, "check", "--read-data"); code != 0 || !strings.Contains(out, "No problems found") {
+		t.Fatalf("check after a lifecycle on the stopped store: %d %s %s", code, out, errOut)
+	}
 }

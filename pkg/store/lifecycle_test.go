@@ -15,6 +15,8 @@ import (
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -217,6 +219,19 @@ func TestHardQuotaRefusesUploadAndCommit(t *testing.T) {
 	after, _ := s.Usage(ctx, u.ID)
 	if after.Bytes > us.Bytes+50<<10 {
 		t.Fatalf("usage %d crossed the hard quota %d", after.Bytes, us.Bytes+50<<10)
+	}
+	// A client that ignores the refusal and commits a manifest naming the
+	// refused chunk is refused again: the chunk is not its to reference.
+	big := journalgen.Random(rand.New(rand.NewPCG(3, 3)), 200<<10)
+	if _, err := putChunk(s, u.ID, big); !errors.Is(err, store.ErrOverQuota) {
+		t.Fatalf("upload over the hard quota: %v", err)
+	}
+	tr := &manifest.Tree{Entries: []manifest.Entry{{Name: "video.ogg", Type: manifest.File, Mode: 0o644, Size: int64(len(big)), Chunks: []chunk.ID{chunk.Sum(big)}}}}
+	enc, _ := manifest.Encode(tr)
+	root := chunk.Sum(enc)
+	s.Put(ctx, u.ID, []blob.Blob{{Ref: blob.Ref{Type: blob.Tree, ID: root}, Data: enc, RawLen: len(enc)}})
+	if _, err := s.Commit(ctx, u.ID, root, store.CommitInfo{}); !errors.Is(err, store.ErrNotOwned) {
+		t.Fatalf("commit naming a refused chunk: %v", err)
 	}
 	checkClean(t, s)
 }
