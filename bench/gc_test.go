@@ -32,12 +32,6 @@ type benchClock struct {
 
 func (c *benchClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
-// laptopDay is one user's Journal on one day: files of 32 KiB, some shared
-// books, a few files replaced every day.
-type laptopDay struct {
-	files map[string][]byte
-}
-
 func fileBlob(data []byte) blob.Blob {
 	return blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
 }
