@@ -7,7 +7,7 @@ BIN      ?= bin
 FUZZTIME ?= 4s
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
 
-.PHONY: all build demo test vet unit fuzz-smoke fuzz cross bench bench-full lint clean
+.PHONY: all build demo test vet unit fuzz-smoke fuzz cross bench bench-full lint clean screenshot
 
 all: build
 
@@ -40,7 +40,12 @@ cross:
 	GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/chunk/ ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/chunk/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+
+# docs/restore-page.png: what a child sees (needs chromium).
+screenshot:
+	XS_SCREENSHOT=$(CURDIR)/docs/restore-page.png $(GO) test -count=1 -run TestRestorePageInChromium ./e2e/
 
 lint:
 	$(GO) vet ./...

@@ -29,7 +29,7 @@ func startServer(b *testing.B, data string) (string, *exec.Cmd) {
 	if err := build.Run(); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "")
+	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -51,7 +51,7 @@ var readyRe = regexp.MustCompile(`listen=(\S+)`)
 // StartDaemon starts xs-backupd on a free loopback port and waits until it is ready.
 func StartDaemon(t testing.TB, data string, extra ...string) *Daemon {
 	t.Helper()
-	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", ""}, extra...)
+	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), args...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ Usage:
   xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--json]
   xo-backup [--state DIR] list [--json]
   xo-backup [--state DIR] restore [--snapshot ID|latest] (--to DIR [PATH...] | --all [--force])
+  xo-backup [--state DIR] restore-link [--no-open] [--json]
 
 Commands:
   register  register with the school server (once); pins the server's key
@@ -34,6 +36,10 @@ Commands:
   list      list this laptop's backups on the server
   restore   bring files back: chosen paths into DIR, or --all to rebuild the
             whole Journal in place (e.g. after a reflash)
+  restore-link
+            print (and open in the browser, if there is one) a link to the
+            school's restore page showing this laptop's backups; it works
+            for one hour
 
 Global options:
   --state DIR   where the laptop's key, server pin and file cache live
@@ -73,6 +79,8 @@ func run(args []string) int {
 		return cmdList(ctx, st, rest)
 	case "restore":
 		return cmdRestore(ctx, st, rest)
+	case "restore-link":
+		return cmdRestoreLink(ctx, st, rest)
 	case "help":
 		fmt.Print(usage)
 		return cli.ExitOK
@@ -246,6 +254,30 @@ func cmdRestore(ctx context.Context, st agent.State, args []string) int {
 	}
 	if err != nil {
 		return fail(err)
+	}
+	return cli.ExitOK
+}
+
+func cmdRestoreLink(ctx context.Context, st agent.State, args []string) int {
+	fs := flag.NewFlagSet("restore-link", flag.ContinueOnError)
+	noOpen := fs.Bool("no-open", false, "only print the link")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return helpOr(err)
+	}
+	url, exp, err := agent.RestoreLink(ctx, st, 0)
+	if err != nil {
+		return fail(err)
+	}
+	if *jsonOut {
+		cli.JSON(os.Stdout, map[string]any{"url": url, "expires": exp})
+	} else {
+		fmt.Printf("Your backups: %s\n(the link works until %s)\n", url, exp.Local().Format("15:04"))
+	}
+	if !*noOpen && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+		if p, err := exec.LookPath("xdg-open"); err == nil {
+			exec.Command(p, url).Start()
+		}
 	}
 	return cli.ExitOK
 }

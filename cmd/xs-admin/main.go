@@ -16,6 +16,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -29,8 +30,25 @@ Laptops and backups:
   snapshots SERIAL            a laptop's backups
   approve SERIAL              let a registered laptop back up (registration = "approve")
   revoke SERIAL               stop a laptop from backing up or restoring
+  register SERIAL [--nickname NAME]
+                              register a laptop by hand (approved); it gets its
+                              key when it runs xo-backup register
   alias OLD_SERIAL NEW_SERIAL move a student's backups to a replacement laptop;
                               the new laptop then runs: xo-backup restore --all
+
+Getting documents back:
+  ls SERIAL [SNAPSHOT|latest|DATE] [--files]
+                              the Journal entries of a backup (title, activity,
+                              date, size, uid); --files: the raw file tree
+  restore SERIAL [--snapshot ID|latest|DATE] [--entry UID]... [--title TEXT]...
+          (--to DIR | --tar FILE | --xoj DIR | --raw DIR) [--overwrite]
+                              a whole backup or chosen entries: --to writes the
+                              Journal's files, --tar one tar file, --xoj one
+                              Journal Entry Bundle per entry (open it on a
+                              laptop to put it back in the Journal), --raw each
+                              document as a plain file named after its title
+  restore-link SERIAL         a short-lived link to the students' restore page
+                              showing only this laptop's backups
 
 Keeping the disk healthy:
   retention [SERIAL] [--at TIME] [--dry-run]
@@ -100,7 +118,7 @@ func run(args []string) int {
 		a.Serial = pos[0]
 	}
 	if len(pos) > 1 {
-		if cmd == "pin" || cmd == "unpin" {
+		if cmd == "pin" || cmd == "unpin" || cmd == "ls" || cmd == "restore-link" {
 			a.Snapshot = pos[1]
 		} else {
 			a.NewSerial = pos[1]
@@ -114,7 +132,13 @@ func run(args []string) int {
 	if *sock == "" {
 		*sock = filepath.Join(*data, admin.DefaultSocket)
 	}
-	out, err := do(ctx, *data, *sock, cmd, a.Args)
+	var out any
+
+	if cmd == "restore" {
+		out, err = restore(ctx, *data, *sock, a)
+	} else {
+		out, err = do(ctx, *data, *sock, cmd, a.Args)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xs-admin:", err)
 		if errors.Is(err, admin.ErrUsage) {
@@ -159,13 +183,19 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 		out = new(store.GCReport)
 	case "lifecycle":
 		out = new(store.LifecycleReport)
+	case "ls":
+		out = new(admin.Listing)
+	case "register":
+		out = new(store.User)
+	case "restore-link":
+		out = new(admin.LinkResult)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %q (see xs-admin --help)", admin.ErrUsage, cmd)
 	}
 	if c, err := admin.Dial(sock); err == nil {
 		return out, c.Do(ctx, cmd, a, out)
 	}
-	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "check" ||
+	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "check" || cmd == "ls" ||
 		(cmd == "quota" && a.Soft == nil && a.Hard == nil && !a.Reset) ||
 		(cmd == "policy" && a.Policy == nil && !a.Reset) ||
 		(a.DryRun && (cmd == "retention" || cmd == "gc" || cmd == "lifecycle"))
@@ -217,6 +247,31 @@ func printText(cmd string, out any) {
 		} else {
 			fmt.Fprintf(tw, "%d problem(s). Run xs-admin check --repair (with xs-backupd stopped) to rebuild the index.\n", len(v.Problems))
 		}
+	case *admin.Listing:
+		fmt.Fprintf(tw, "%s, snapshot %s (%s)\n", v.Serial, v.Snapshot, v.Time.Local().Format("2006-01-02 15:04"))
+		if v.Files != nil {
+			fmt.Fprintln(tw, "TYPE\tSIZE\tMODIFIED\tPATH")
+			for _, f := range v.Files {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Type, cli.Bytes(f.Size), f.MTime.Local().Format("2006-01-02 15:04"), f.Path)
+			}
+			break
+		}
+		fmt.Fprintln(tw, "TITLE\tACTIVITY\tDATE\tSIZE\tUID")
+		for _, e := range v.Entries {
+			date, size := "", "no file"
+			if !e.Time.IsZero() {
+				date = e.Time.Local().Format("2006-01-02 15:04")
+			}
+			if e.Size >= 0 {
+				size = cli.Bytes(e.Size)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Title, e.Activity, date, size, e.UID)
+		}
+		fmt.Fprintf(tw, "%d entries. Restore one with: xs-admin restore %s --snapshot %s --title TITLE --xoj DIR\n", len(v.Entries), v.Serial, v.Snapshot)
+	case *admin.LinkResult:
+		fmt.Fprintf(tw, "Restore page for %s (works until %s):\n%s\n", v.Serial, v.Expires.Local().Format("2006-01-02 15:04"), v.URL)
+	case *restoreSummary:
+		fmt.Fprintf(tw, "Restored %d file(s), %s, to %s (%s).\n", v.Files, cli.Bytes(v.Bytes), v.To, v.Format)
 	case *store.RetentionReport:
 		printRetention(tw, v)
 	case *[]admin.QuotaRow:
@@ -283,8 +338,15 @@ func printText(cmd string, out any) {
 // cmdArgs are the parsed arguments of one command.
 type cmdArgs struct {
 	admin.Args
-	json, repair bool
+	json, repair, overwrite bool
+	to, tar, xoj, raw       string
 }
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseArgs reads a command's flags, which may come before, between or
 // after its positional arguments.
@@ -301,6 +363,16 @@ func parseArgs(cmd string, args []string) (cmdArgs, []string, error) {
 	fs.StringVar(&a.Serial, "user", "", "")
 	fs.StringVar(&a.Reason, "reason", "", "")
 	fs.Float64Var(&a.CompactBelow, "compact-below", 0, "")
+	fs.BoolVar(&a.Files, "files", false, "")
+	fs.StringVar(&a.Nickname, "nickname", "", "")
+	fs.StringVar(&a.Snapshot, "snapshot", "", "")
+	fs.Var((*listFlag)(&a.Entries), "entry", "")
+	fs.Var((*listFlag)(&a.Titles), "title", "")
+	fs.StringVar(&a.to, "to", "", "")
+	fs.StringVar(&a.tar, "tar", "", "")
+	fs.StringVar(&a.xoj, "xoj", "", "")
+	fs.StringVar(&a.raw, "raw", "", "")
+	fs.BoolVar(&a.overwrite, "overwrite", false, "")
 	var soft, hard string
 	fs.StringVar(&soft, "soft", "", "")
 	fs.StringVar(&hard, "hard", "", "")
@@ -372,4 +444,92 @@ func printGC(tw io.Writer, v *store.GCReport) {
 	for _, k := range v.PacksKept {
 		fmt.Fprintf(tw, "Kept pack %s; run xs-admin check --read-data\n", k)
 	}
+}
+
+// restoreSummary is what `xs-admin restore` prints.
+type restoreSummary struct {
+	Serial string `json:"serial"`
+	To     string `json:"to"`
+	Format string `json:"format"`
+	Files  int64  `json:"files"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// restore exports from the daemon (or the stopped store) and writes the
+// result where staff asked.
+func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary, error) {
+	var dest string
+	n := 0
+	for _, v := range []struct{ dir, format string }{{a.to, admin.FormatTar}, {a.tar, admin.FormatTar}, {a.xoj, admin.FormatXOJ}, {a.raw, admin.FormatRaw}} {
+		if v.dir != "" {
+			dest, a.Format = v.dir, v.format
+			n++
+		}
+	}
+	if n != 1 || a.Serial == "" {
+		return nil, fmt.Errorf("%w: xs-admin restore SERIAL [--snapshot ID|latest|DATE] [--entry UID]... [--title TEXT]... and one of --to DIR, --tar FILE, --xoj DIR, --raw DIR", admin.ErrUsage)
+	}
+	sum := &restoreSummary{Serial: a.Serial, To: dest, Format: a.Format}
+	if a.tar != "" {
+		sum.Format = "tar file"
+	}
+	bar := cli.NewProgress(os.Stderr)
+	defer bar.Done()
+	sink := func(total int64, r io.Reader) error {
+		if a.tar != "" {
+			flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if a.overwrite {
+				flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(a.tar, flag, 0o644)
+			if err != nil {
+				return fmt.Errorf("%w (--overwrite replaces it)", err)
+			}
+			n, err := io.Copy(f, &progressReader{r: r, total: total, bar: bar})
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			sum.Bytes = n
+			return err
+		}
+		st, err := backup.ExtractTar(r, dest, a.overwrite, func(n int64, name string) { bar.Update(n, total, name) })
+		sum.Files, sum.Bytes = st.Files, st.Bytes
+		return err
+	}
+	if c, err := admin.Dial(sock); err == nil {
+		return sum, c.Export(ctx, a.Args, sink)
+	}
+	s, err := store.Open(ctx, data, store.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	pr, pw := io.Pipe()
+	started := make(chan int64, 1)
+	go func() {
+		err := (&admin.Service{S: s}).Export(ctx, a.Args, func(total int64) { started <- total }, pw)
+		close(started)
+		pw.CloseWithError(err)
+	}()
+	total, ok := <-started
+	if !ok {
+		_, err := io.Copy(io.Discard, pr)
+		return nil, err
+	}
+	return sum, sink(total, pr)
+}
+
+// progressReader updates a progress bar as bytes are read.
+type progressReader struct {
+	r     io.Reader
+	n     int64
+	total int64
+	bar   *cli.Progress
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	p.bar.Update(p.n, p.total, "")
+	return n, err
 }

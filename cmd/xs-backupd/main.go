@@ -19,7 +19,8 @@ const usage = `xs-backupd keeps the backups of every laptop in the school.
 
 Usage:
   xs-backupd [--config FILE] [--listen ADDR] [--data DIR] [--metrics ADDR]
-             [--registration open|approve] [--capacity N] [--log-level LEVEL]
+             [--page ADDR] [--registration open|approve] [--capacity N]
+             [--log-level LEVEL]
 
 It runs with no configuration at all (defaults below); flags override the
 configuration file (default /etc/xs-backup/xs-backup.toml, optional).
@@ -41,6 +42,7 @@ func run(args []string) int {
 	listen := fs.String("listen", def.Listen, "UDP address for laptops")
 	data := fs.String("data", def.Data, "store directory")
 	metrics := fs.String("metrics", def.Metrics, "HTTP address for Prometheus /metrics (\"\" disables)")
+	page := fs.String("page", def.RestorePage.Listen, "HTTP address of the students' restore page (\"\" disables)")
 	reg := fs.String("registration", def.Registration, "open: laptops back up once registered; approve: staff approve each")
 	capacity := fs.Int("capacity", def.Capacity, "backup sessions at once")
 	level := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
@@ -64,6 +66,8 @@ func run(args []string) int {
 			cfg.Data = *data
 		case "metrics":
 			cfg.Metrics = *metrics
+		case "page":
+			cfg.RestorePage.Listen = *page
 		case "registration":
 			cfg.Registration = *reg
 		case "capacity":

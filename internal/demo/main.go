@@ -57,7 +57,7 @@ func run(bin string, keep bool) error {
 	}
 	fmt.Println("== xs-backup demo in", work)
 	data := filepath.Join(work, "server")
-	daemon := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--capacity", "2")
+	daemon := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0", "--capacity", "2")
 	stderr, _ := daemon.StderrPipe()
 	if err := daemon.Start(); err != nil {
 		return fmt.Errorf("start xs-backupd (run `make build` first): %w", err)
@@ -151,6 +151,20 @@ func run(bin string, keep bool) error {
 	if err := adm.Run(); err != nil {
 		return err
 	}
+	fmt.Println()
+	fmt.Println("-- a teacher looks for chen's documents by title: xs-admin ls SHC0002DEMO")
+	ls := exec.Command(filepath.Join(bin, "xs-admin"), "--data", data, "ls", "SHC0002DEMO")
+	ls.Stdout, ls.Stderr = os.Stdout, os.Stderr
+	if err := ls.Run(); err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Println("-- chen gets a link to the restore page: xo-backup restore-link")
+	out, err = xo(bin, work, "chen", "restore-link", "--no-open")
+	if err != nil {
+		return fmt.Errorf("restore-link: %v\n%s", err, out)
+	}
+	fmt.Print("  ", strings.ReplaceAll(out, "\n", "\n  "))
 	fmt.Printf("\n%s of Journals, 9 snapshots, stored in %s of pack files.\n", cli.Bytes(total), cli.Bytes(dirSize(filepath.Join(data, "packs"))))
 	fmt.Println("Demo finished.")
 	return nil

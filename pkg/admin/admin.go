@@ -28,6 +28,15 @@ type Service struct {
 	Lifecycle func(ctx context.Context, opts store.LifecycleOptions) (*store.LifecycleReport, error)
 	// Now is the clock relative times ("+45d") count from (default time.Now).
 	Now func() time.Time
+	// Link, if set, makes a staff restore-page link (the daemon's).
+	Link func(serial string, lifetime time.Duration) (string, error)
+}
+
+// LinkResult is the output of `xs-admin restore-link`.
+type LinkResult struct {
+	Serial  string    `json:"serial"`
+	URL     string    `json:"url"`
+	Expires time.Time `json:"expires"`
 }
 
 // Args are the arguments of every command (each uses the fields it needs).
@@ -50,6 +59,15 @@ type Args struct {
 	Policy *store.Policy `json:"policy,omitempty"`
 	// CompactBelow overrides the pack compaction threshold of one gc run.
 	CompactBelow float64 `json:"compact_below,omitempty"`
+	// Files lists a snapshot's raw tree instead of its Journal entries.
+	Files bool `json:"files,omitempty"`
+	// Entries (UIDs) and Titles (substrings) choose Journal entries to restore.
+	Entries []string `json:"entries,omitempty"`
+	Titles  []string `json:"titles,omitempty"`
+	// Format of an export: tar (default), xoj or raw.
+	Format string `json:"format,omitempty"`
+	// Nickname of a laptop staff register by hand.
+	Nickname string `json:"nickname,omitempty"`
 }
 
 // QuotaRow is one line of `xs-admin quota`.
@@ -87,7 +105,7 @@ type UserRow struct {
 
 // Commands lists the command names Do accepts.
 var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair",
-	"retention", "quota", "policy", "pin", "unpin", "gc", "lifecycle"}
+	"retention", "quota", "policy", "pin", "unpin", "gc", "lifecycle", "ls", "register", "restore-link"}
 
 // ErrUsage marks errors in the command's arguments.
 var ErrUsage = errors.New("usage")
@@ -149,6 +167,27 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 			return nil, errors.New("repair rebuilds the whole index and needs the store to itself: stop xs-backupd (systemctl stop xs-backupd), then run xs-admin check --repair")
 		}
 		return s.S.Repair(ctx)
+	case "ls":
+		return s.ls(ctx, a)
+	case "restore-link":
+		u, err := s.user(a.Serial)
+		if err != nil {
+			return nil, err
+		}
+		if s.Link == nil {
+			return nil, errors.New("the restore page is served by xs-backupd, which is not running: start it (systemctl start xs-backupd)")
+		}
+		const lifetime = 24 * time.Hour
+		url, err := s.Link(u.Serial, lifetime)
+		if err != nil {
+			return nil, err
+		}
+		return LinkResult{Serial: u.Serial, URL: url, Expires: time.Now().Add(lifetime)}, nil
+	case "register":
+		if a.Serial == "" {
+			return nil, fmt.Errorf("%w: xs-admin register SERIAL [--nickname NAME]", ErrUsage)
+		}
+		return s.S.AddUser(ctx, store.NewUser{Serial: a.Serial, Nickname: a.Nickname, Approved: true})
 	case "retention":
 		at, err := s.parseAt(a.At)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -55,6 +56,29 @@ func Handler(svc *Service) http.Handler {
 		}
 		res, err := svc.Do(r.Context(), req.Cmd, req.Args)
 		writeResp(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			writeResp(w, nil, fmt.Errorf("%w: malformed request: %v", ErrUsage, err))
+			return
+		}
+		started := false
+		err := svc.Export(r.Context(), req.Args, func(total int64) {
+			w.Header().Set("Content-Type", "application/x-tar")
+			w.Header().Set("X-Total-Bytes", strconv.FormatInt(total, 10))
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}, w)
+		if err != nil && !started {
+			w.Header().Set("X-Error", "1")
+			writeResp(w, nil, err)
+			return
+		}
+		if err != nil {
+			// The stream is cut: the client's tar reader reports it.
+			panic(http.ErrAbortHandler)
+		}
 	})
 	return mux
 }
@@ -117,4 +141,31 @@ func (c *Client) Do(ctx context.Context, cmd string, a Args, out any) error {
 		return json.Unmarshal(r.Result, out)
 	}
 	return nil
+}
+
+// Export runs an export in the daemon; fn reads the tar stream (total is
+// the number of content bytes to come).
+func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.Reader) error) error {
+	body, _ := json.Marshal(request{Cmd: "export", Args: a})
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/export", bytesReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Error") != "" {
+		var r response
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&r); err != nil {
+			return fmt.Errorf("admin socket: bad answer: %w", err)
+		}
+		if r.Usage {
+			return fmt.Errorf("%w: %s", ErrUsage, r.Error)
+		}
+		return errors.New(r.Error)
+	}
+	total, _ := strconv.ParseInt(resp.Header.Get("X-Total-Bytes"), 10, 64)
+	return fn(total, resp.Body)
 }

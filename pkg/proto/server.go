@@ -101,6 +101,9 @@ type Grant struct {
 	Quota      QuotaStatus  `json:"quota"`
 	ServerTime time.Time    `json:"server_time"`
 	Serial     string       `json:"serial"`
+	// RestorePage is where the students' restore page is served: a full
+	// base URL, or ":PORT" on the host the laptop reached (empty: none).
+	RestorePage string `json:"restore_page,omitempty"`
 }
 
 type helloReq struct {
@@ -118,6 +121,9 @@ type ServerConfig struct {
 	Backend Backend
 	// Key is the server's identity; laptops pin it at registration.
 	Key ed25519.PrivateKey
+	// RestorePage goes to laptops in every Grant (see Grant.RestorePage);
+	// SetRestorePage changes it once the page listens.
+	RestorePage string
 	// Capacity is how many backup sessions run at once (default 4).
 	Capacity int
 	// SlotLength is the length of a slot window (default 2 minutes).
@@ -152,6 +158,7 @@ type Server struct {
 	log   *slog.Logger
 	m     *Metrics
 	conns atomic.Int64
+	page  atomic.Value // string: the restore page announced in grants
 
 	mu       sync.Mutex // guards the fields below
 	ln       *quic.Listener
@@ -565,6 +572,11 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		return err
 	}
 	g.Params, g.Quota, g.ServerTime, g.Serial = c.s.cfg.Backend.Params(), q, c.s.cfg.Now().UTC(), c.acct.Serial
+	if v, ok := c.s.page.Load().(string); ok {
+		g.RestorePage = v
+	} else {
+		g.RestorePage = c.s.cfg.RestorePage
+	}
 	return writeJSON(st, tHelloResp, g)
 }
 
@@ -696,4 +708,13 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 		}
 	}
 	return writeFrame(st, tEnd, nil)
+}
+
+// SetRestorePage changes the restore page address announced to laptops.
+func (s *Server) SetRestorePage(page string) { s.page.Store(page) }
+
+// SignLink signs a restore link with the server's key (for staff links).
+func (s *Server) SignLink(c LinkClaims) string {
+	c.ByServer = true
+	return SignLink(s.cfg.Key, c)
 }

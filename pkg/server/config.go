@@ -107,6 +107,15 @@ type Config struct {
 		// are rewritten to give the space back.
 		CompactBelow float64 `toml:"compact_below"`
 	} `toml:"lifecycle"`
+	// RestorePage is the students' restore page on the school LAN.
+	RestorePage struct {
+		// Listen is its HTTP address ("" disables the page).
+		Listen string `toml:"listen"`
+		// URL is the address laptops put in their links, when the
+		// server is reached under another name or through a proxy
+		// (default: http://<the host laptops back up to>:<port of listen>).
+		URL string `toml:"url"`
+	} `toml:"restore_page"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).
@@ -132,6 +141,7 @@ func DefaultConfig() Config {
 	c.Lifecycle.At = "02:30"
 	c.Lifecycle.PendingExpiry = Duration(72 * time.Hour)
 	c.Lifecycle.CompactBelow = 0.5
+	c.RestorePage.Listen = ":7459"
 	return c
 }
 

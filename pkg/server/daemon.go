@@ -57,6 +57,8 @@ type Daemon struct {
 	Log     *slog.Logger
 	// Addr is the UDP address the protocol listens on, once Run has started.
 	Addr net.Addr
+	// PageAddr is the TCP address of the restore page (nil if disabled).
+	PageAddr net.Addr
 	// Ready is closed when the daemon accepts connections.
 	Ready chan struct{}
 
@@ -139,9 +141,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if sock == "" {
 		sock = filepath.Join(d.Config.Data, admin.DefaultSocket)
 	}
+	if d.Config.RestorePage.Listen != "" {
+		ln, err := net.Listen("tcp", d.Config.RestorePage.Listen)
+		if err != nil {
+			return fmt.Errorf("restore page listener on %s: %w (set [restore_page] listen, or \"\" to disable it)", d.Config.RestorePage.Listen, err)
+		}
+		page := &RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey(), Log: d.Log}
+		ws := &http.Server{Handler: page.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		go ws.Serve(ln)
+		defer ws.Close()
+		d.PageAddr = ln.Addr()
+		announce := d.Config.RestorePage.URL
+		if announce == "" {
+			announce = fmt.Sprintf(":%d", ln.Addr().(*net.TCPAddr).Port)
+		}
+		d.Server.SetRestorePage(announce)
+		d.Log.Info("restore page", "addr", ln.Addr().String(), "announced", announce)
+	}
 	errc := make(chan error, 2)
 	go func() {
-		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle}, sock); err != nil {
+		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink}, sock); err != nil {
 			errc <- err
 		}
 	}()
@@ -192,4 +211,26 @@ func notifySystemd(state string) {
 	}
 	defer c.Close()
 	c.Write([]byte(state))
+}
+
+// StaffLink returns a restore page link for a laptop, signed by the
+// server's key (for staff: xs-admin restore-link), valid for lifetime.
+func (d *Daemon) StaffLink(serial string, lifetime time.Duration) (string, error) {
+	if d.PageAddr == nil {
+		return "", errors.New("the restore page is disabled ([restore_page] listen in xs-backup.toml)")
+	}
+	u, err := d.Store.UserBySerial(serial)
+	if err != nil {
+		return "", err
+	}
+	base := d.Config.RestorePage.URL
+	if base == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "localhost"
+		}
+		base = fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(d.PageAddr.(*net.TCPAddr).Port)))
+	}
+	tok := d.Server.SignLink(proto.LinkClaims{Serial: u.Serial, Expires: time.Now().Add(lifetime).Truncate(time.Second)})
+	return strings.TrimSuffix(base, "/") + "/r/" + tok + "/", nil
 }

@@ -29,6 +29,7 @@ func startDaemon(t testing.TB, mod func(*server.Config)) *server.Daemon {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", t.TempDir(), "", 0
+	cfg.RestorePage.Listen = "127.0.0.1:0"
 	if mod != nil {
 		mod(&cfg)
 	}

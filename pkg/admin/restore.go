@@ -1,0 +1,271 @@
+package admin
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/journal"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+// EntryRow is one Journal entry in `xs-admin ls`.
+type EntryRow struct {
+	UID      string    `json:"uid"`
+	Title    string    `json:"title"`
+	Activity string    `json:"activity,omitempty"`
+	Time     time.Time `json:"time,omitzero"`
+	Size     int64     `json:"size"`
+	MimeType string    `json:"mime_type,omitempty"`
+	Problems []string  `json:"problems,omitempty"`
+}
+
+// FileRow is one file in `xs-admin ls --files`.
+type FileRow struct {
+	Path  string    `json:"path"`
+	Type  string    `json:"type"`
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+}
+
+// Listing is the output of `xs-admin ls`.
+type Listing struct {
+	Serial   string     `json:"serial"`
+	Snapshot SnapshotID `json:"snapshot"`
+	Time     time.Time  `json:"time"`
+	Entries  []EntryRow `json:"entries,omitempty"`
+	Files    []FileRow  `json:"files,omitempty"`
+}
+
+// SnapshotID names a snapshot in admin output.
+type SnapshotID = store.SnapshotID
+
+// ResolveSnapshot finds a user's snapshot from what staff type: "" or
+// "latest", a snapshot ID, a date (2026-10-31: the last snapshot of that
+// day or before, local time) or an RFC 3339 time (the last one at or before).
+func ResolveSnapshot(s *store.Store, user store.UserID, spec string) (*store.Snapshot, error) {
+	if spec == "" || spec == "latest" || store.ValidSnapshotID(store.SnapshotID(spec)) {
+		if spec == "" {
+			spec = "latest"
+		}
+		return s.Snapshot(user, store.SnapshotID(spec))
+	}
+	var until time.Time
+	if t, err := time.ParseInLocation("2006-01-02", spec, time.Local); err == nil {
+		until = t.AddDate(0, 0, 1).Add(-time.Nanosecond)
+	} else if t, err := time.Parse(time.RFC3339, spec); err == nil {
+		until = t
+	} else {
+		return nil, fmt.Errorf("%w: %q is not a snapshot (give an ID, latest, a date like 2026-10-31 or a time like 2026-10-31T18:00:00Z)", ErrUsage, spec)
+	}
+	snaps := s.Snapshots(user)
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if !snaps[i].Time.After(until) {
+			return snaps[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no snapshot on or before %s (see xs-admin snapshots)", store.ErrNotFound, spec)
+}
+
+// open resolves the user and snapshot of a listing or restore.
+func (s *Service) open(ctx context.Context, a Args) (*store.User, *store.Snapshot, fs.FS, error) {
+	u, err := s.user(a.Serial)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sn, err := ResolveSnapshot(s.S, u.ID, a.Snapshot)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return u, sn, backup.SnapshotFS(ctx, s.S, sn.Root), nil
+}
+
+func entryRows(ents []journal.Entry) []EntryRow {
+	rows := make([]EntryRow, 0, len(ents))
+	for _, e := range ents {
+		rows = append(rows, EntryRow{UID: e.UID, Title: e.Title, Activity: journal.ActivityName(e.Activity),
+			Time: e.Time, Size: e.Size, MimeType: e.MimeType, Problems: e.Problems})
+	}
+	return rows
+}
+
+// ls lists a snapshot's Journal entries, or with Files its raw tree.
+func (s *Service) ls(ctx context.Context, a Args) (*Listing, error) {
+	u, sn, fsys, err := s.open(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	out := &Listing{Serial: u.Serial, Snapshot: sn.ID, Time: sn.Time}
+	if a.Files {
+		out.Files = []FileRow{}
+		err := s.S.Walk(ctx, sn.Root, func(p string, e *manifest.Entry) error {
+			out.Files = append(out.Files, FileRow{Path: p, Type: e.Type.String(), Size: e.Size, MTime: time.Unix(0, e.MTime)})
+			return nil
+		})
+		return out, err
+	}
+	ents, err := journal.Read(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("read the Journal of snapshot %s: %w (xs-admin ls --files shows the raw tree)", sn.ID, err)
+	}
+	out.Entries = entryRows(ents)
+	return out, nil
+}
+
+// entryPaths are the paths of the snapshot that make up a Journal entry.
+func entryPaths(fsys fs.FS, e journal.Entry) []string {
+	if e.Layout == "current" {
+		return []string{path.Join(e.UID[:2], e.UID)}
+	}
+	var ps []string
+	for _, p := range []string{"store/" + e.UID, "store/" + e.UID + ".metadata", "store/preview/" + e.UID} {
+		if _, err := fs.Stat(fsys, p); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// selection returns the chosen entries of a snapshot (every path if none
+// are chosen: nil entries).
+func (s *Service) selection(fsys fs.FS, a Args) ([]journal.Entry, error) {
+	if len(a.Entries) == 0 && len(a.Titles) == 0 {
+		return nil, nil
+	}
+	ents, err := journal.Read(fsys)
+	if err != nil {
+		return nil, err
+	}
+	chosen := journal.Match(ents, a.Entries, a.Titles)
+	if len(chosen) == 0 {
+		return nil, fmt.Errorf("%w: no Journal entry matches %v %v in this snapshot; list them with xs-admin ls %s", store.ErrNotFound, a.Entries, a.Titles, a.Serial)
+	}
+	return chosen, nil
+}
+
+// ExportFormat is what Export writes.
+const (
+	// FormatTar is a tar of the snapshot (or of the chosen entries' files,
+	// in the datastore layout).
+	FormatTar = "tar"
+	// FormatXOJ is a tar of one Journal Entry Bundle (.xoj) per chosen entry.
+	FormatXOJ = "xoj"
+	// FormatRaw is a tar of each chosen entry's data file, named from its
+	// title and type.
+	FormatRaw = "raw"
+)
+
+// Export writes a user's snapshot (or the chosen entries) to w as a tar
+// stream in a.Format. start is called once, before the first byte, with the
+// number of content bytes to come (for a progress bar).
+func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w io.Writer) error {
+	_, sn, fsys, err := s.open(ctx, a)
+	if err != nil {
+		return err
+	}
+	chosen, err := s.selection(fsys, a)
+	if err != nil {
+		return err
+	}
+	switch a.Format {
+	case "", FormatTar:
+		var paths []string
+		total := sn.Size
+		if chosen != nil {
+			total = 0
+			for _, e := range chosen {
+				paths = append(paths, entryPaths(fsys, e)...)
+				total += max(e.Size, 0)
+			}
+		}
+		start(total)
+		_, err := backup.WriteTar(w, fsys, paths)
+		return err
+	case FormatXOJ, FormatRaw:
+		if chosen == nil {
+			if chosen, err = journal.Read(fsys); err != nil {
+				return err
+			}
+		}
+		var total int64
+		for _, e := range chosen {
+			total += max(e.Size, 0)
+		}
+		start(total)
+		return writeEntries(w, fsys, chosen, a.Format)
+	}
+	return fmt.Errorf("%w: unknown export format %q", ErrUsage, a.Format)
+}
+
+// writeEntries writes each entry as a bundle or raw file into a tar stream,
+// with unique names.
+func writeEntries(w io.Writer, fsys fs.FS, ents []journal.Entry, format string) error {
+	tw := newEntryTar(w)
+	sort.SliceStable(ents, func(i, j int) bool { return ents[i].Time.After(ents[j].Time) })
+	for _, e := range ents {
+		var err error
+		if format == FormatXOJ {
+			err = tw.add(journal.BundleName(e), e.Time, func(w io.Writer) error { return journal.WriteBundle(w, fsys, e) })
+		} else if e.DataPath != "" {
+			err = tw.add(journal.FileName(e), e.Time, func(w io.Writer) error { return journal.WriteFile(w, fsys, e) })
+		}
+		if err != nil {
+			return fmt.Errorf("%s (%s): %w", e.Title, e.UID, err)
+		}
+	}
+	return tw.close()
+}
+
+// entryTar writes generated files (bundles) into a tar: each is produced
+// into a temporary file first, since a tar header needs the size.
+type entryTar struct {
+	tw   *tar.Writer
+	used map[string]bool
+}
+
+func newEntryTar(w io.Writer) *entryTar {
+	return &entryTar{tw: tar.NewWriter(w), used: map[string]bool{}}
+}
+
+func (t *entryTar) add(name string, mtime time.Time, gen func(io.Writer) error) error {
+	f, err := os.CreateTemp("", "xs-export-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := gen(f); err != nil {
+		return err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	base, ext := strings.TrimSuffix(name, path.Ext(name)), path.Ext(name)
+	for i := 2; t.used[name]; i++ {
+		name = fmt.Sprintf("%s-%d%s", base, i, ext)
+	}
+	t.used[name] = true
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	if err := t.tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: mtime, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err = io.Copy(t.tw, f)
+	return err
+}
+
+func (t *entryTar) close() error { return t.tw.Close() }
