@@ -3,6 +3,7 @@ package admin
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -113,7 +114,7 @@ func (s *Service) ls(ctx context.Context, a Args) (*Listing, error) {
 		})
 		return out, err
 	}
-	ents, err := journal.Read(fsys)
+	ents, err := readJournal(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("read the Journal of snapshot %s: %w (xs-admin ls --files shows the raw tree)", sn.ID, err)
 	}
@@ -141,7 +142,7 @@ func (s *Service) selection(fsys fs.FS, a Args) ([]journal.Entry, error) {
 	if len(a.Entries) == 0 && len(a.Titles) == 0 {
 		return nil, nil
 	}
-	ents, err := journal.Read(fsys)
+	ents, err := readJournal(fsys)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +193,7 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 		return err
 	case FormatXOJ, FormatRaw:
 		if chosen == nil {
-			if chosen, err = journal.Read(fsys); err != nil {
+			if chosen, err = readJournal(fsys); err != nil {
 				return err
 			}
 		}
@@ -269,3 +270,13 @@ func (t *entryTar) add(name string, mtime time.Time, gen func(io.Writer) error) 
 }
 
 func (t *entryTar) close() error { return t.tw.Close() }
+
+// readJournal lists a snapshot's Journal; past journal.MaxEntries it keeps
+// the entries it has (a listing that is partial beats no listing).
+func readJournal(fsys fs.FS) ([]journal.Entry, error) {
+	ents, err := journal.Read(fsys)
+	if errors.Is(err, journal.ErrTooManyEntries) {
+		err = nil
+	}
+	return ents, err
+}

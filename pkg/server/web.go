@@ -179,6 +179,9 @@ func (p *RestorePage) snapshot(w http.ResponseWriter, r *http.Request, u *store.
 func (p *RestorePage) journal(ctx context.Context, sn *store.Snapshot) (fs.FS, []journal.Entry, error) {
 	fsys := backup.SnapshotFS(ctx, p.Store, sn.Root)
 	ents, err := journal.Read(fsys)
+	if errors.Is(err, journal.ErrTooManyEntries) {
+		err = nil // show what fits
+	}
 	return fsys, ents, err
 }
 
