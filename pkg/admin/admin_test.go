@@ -3,8 +3,13 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/backup"
 
 	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -86,5 +91,47 @@ func TestQuotaAndPolicyOverrides(t *testing.T) {
 	}
 	if _, err := svc.Do(ctx, "pin", admin.Args{Serial: "SHC1", Snapshot: "latest"}); err == nil {
 		t.Fatal("pin of a laptop without snapshots succeeded")
+	}
+}
+
+func TestResolveSnapshotByDate(t *testing.T) {
+	ctx := context.Background()
+	day := time.Date(2026, 3, 1, 10, 0, 0, 0, time.Local)
+	s, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1, Now: func() time.Time { return day }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u, _ := s.AddUser(ctx, store.NewUser{Serial: "SHC1", Approved: true})
+	src := t.TempDir()
+	var ids []store.SnapshotID
+	for i := 0; i < 4; i++ { // Mar 1, 3, 5, 7 at 10:00
+		os.WriteFile(filepath.Join(src, "diary.txt"), fmt.Appendf(nil, "day %d", i), 0o644)
+		tg := s.Target(u.ID, store.CommitInfo{})
+		if _, err := backup.Run(ctx, src, tg, backup.Options{Params: s.Params()}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tg.Last().ID)
+		day = day.AddDate(0, 0, 2)
+	}
+	for spec, want := range map[string]store.SnapshotID{
+		"":             ids[3],
+		"latest":       ids[3],
+		string(ids[1]): ids[1],
+		"2026-03-05":   ids[2],
+		"2026-03-06":   ids[2],
+		"2026-03-31":   ids[3],
+		time.Date(2026, 3, 3, 9, 0, 0, 0, time.Local).Format(time.RFC3339): ids[0],
+	} {
+		sn, err := admin.ResolveSnapshot(s, u.ID, spec)
+		if err != nil || sn.ID != want {
+			t.Errorf("%q: %v %v, want %s", spec, sn, err, want)
+		}
+	}
+	if _, err := admin.ResolveSnapshot(s, u.ID, "2026-02-28"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a date before every snapshot: %v", err)
+	}
+	if _, err := admin.ResolveSnapshot(s, u.ID, "last tuesday"); !errors.Is(err, admin.ErrUsage) {
+		t.Errorf("nonsense: %v", err)
 	}
 }
