@@ -51,21 +51,43 @@ var readyRe = regexp.MustCompile(`listen=(\S+)`)
 // StartDaemon starts xs-backupd on a free loopback port and waits until it is ready.
 func StartDaemon(t testing.TB, data string, extra ...string) *Daemon {
 	t.Helper()
+	return startDaemonEnv(t, data, nil, extra...)
+}
+
+// startDaemonEnv is StartDaemon with extra environment variables.
+func startDaemonEnv(t testing.TB, data string, env []string, extra ...string) *Daemon {
+	t.Helper()
+	d, err := tryStartDaemon(t, data, env, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// tryStartDaemon starts xs-backupd and waits until it is ready or has exited.
+func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*Daemon, error) {
 	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	d := &Daemon{Cmd: cmd, Data: data}
 	addr := make(chan string, 1)
+	ended := make(chan struct{})
+	var lastLine string
 	go func() {
+		defer close(ended)
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
 			if m := readyRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
+			}
+			if !sent {
+				lastLine = sc.Text()
 			}
 			if testing.Verbose() {
 				t.Log("xs-backupd:", sc.Text())
@@ -74,12 +96,16 @@ func StartDaemon(t testing.TB, data string, extra ...string) *Daemon {
 	}()
 	select {
 	case d.Addr = <-addr:
+	case <-ended:
+		cmd.Wait()
+		return nil, fmt.Errorf("xs-backupd exited before it was ready: %s", lastLine)
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("xs-backupd did not become ready")
+		cmd.Wait()
+		return nil, fmt.Errorf("xs-backupd did not become ready")
 	}
 	t.Cleanup(func() { d.Stop(t) })
-	return d
+	return d, nil
 }
 
 // Stop sends SIGTERM and waits for a clean exit.

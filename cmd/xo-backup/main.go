@@ -25,7 +25,7 @@ const usage = `xo-backup backs up this laptop's Sugar Journal to the school serv
 
 Usage:
   xo-backup [--state DIR] register --server HOST[:PORT] [--serial SN] [--nickname NAME]
-  xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--json]
+  xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--idle-timeout DUR] [--json]
   xo-backup [--state DIR] list [--json]
   xo-backup [--state DIR] restore [--snapshot ID|latest] (--to DIR [PATH...] | --all [--force])
   xo-backup [--state DIR] restore-link [--no-open] [--json]
@@ -130,6 +130,7 @@ func cmdRun(ctx context.Context, st agent.State, args []string) int {
 	source := fs.String("source", agent.DefaultSource(), "directory to back up")
 	force := fs.Bool("force", false, "back up even if already done today or on low battery")
 	jitter := fs.Duration("jitter", 0, "sleep a random time up to this first (for cron, which has no random delay)")
+	idle := fs.Duration("idle-timeout", 60*time.Second, "give up on a server that stopped answering after this long (the next run resumes)")
 	jsonOut := fs.Bool("json", false, "print one JSON summary")
 	if err := fs.Parse(args); err != nil {
 		return helpOr(err)
@@ -142,7 +143,7 @@ func cmdRun(ctx context.Context, st agent.State, args []string) int {
 		}
 	}
 	bar := cli.NewProgress(os.Stderr)
-	res, err := agent.Run(ctx, st, agent.RunOptions{Source: *source, Force: *force,
+	res, err := agent.Run(ctx, st, agent.RunOptions{Source: *source, Force: *force, IdleTimeout: *idle,
 		Progress: func(p backup.Progress) { bar.Update(p.BytesRead, p.BytesScanned, p.Path) }})
 	bar.Done()
 	if *jsonOut {

@@ -76,6 +76,12 @@ func run(args []string) int {
 			cfg.LogLevel = *level
 		}
 	})
+	if spec := os.Getenv("XS_TEST_CRASH"); spec != "" { // crash tests only
+		if cfg.Hook, err = server.CrashHook(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "xs-backupd:", err)
+			return cli.ExitUsage
+		}
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "xs-backupd: log level %q: use debug, info, warn or error\n", cfg.LogLevel)

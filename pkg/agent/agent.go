@@ -198,8 +198,9 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 	return reg, nil
 }
 
-// dial connects to the registered server.
-func dial(ctx context.Context, st State) (*proto.Client, *Registration, error) {
+// dial connects to the registered server; idle is
+// proto.ClientConfig.IdleTimeout (0: the default).
+func dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
 	reg, err := st.Registration()
 	if err != nil {
 		return nil, nil, err
@@ -212,7 +213,7 @@ func dial(ctx context.Context, st State) (*proto.Client, *Registration, error) {
 	if err != nil || len(sk) != ed25519.PublicKeySize {
 		return nil, nil, fmt.Errorf("%s is damaged; register again", st.path("server.json"))
 	}
-	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, Key: key, ServerKey: sk})
+	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, Key: key, ServerKey: sk, IdleTimeout: idle})
 	return c, reg, err
 }
 

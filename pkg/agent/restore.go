@@ -33,7 +33,7 @@ func (n *netSource) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref
 
 // Snapshots lists this laptop's snapshots on the server, oldest first.
 func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
-	c, _, err := dial(ctx, st)
+	c, _, err := dial(ctx, st, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreRe
 			return nil, nil, fmt.Errorf("%s is not empty: restoring the whole Journal over it could mix two Journals; move it away first, or use --force to overwrite", o.Target)
 		}
 	}
-	c, _, err := dial(ctx, st)
+	c, _, err := dial(ctx, st, 0)
 	if err != nil {
 		return nil, nil, err
 	}

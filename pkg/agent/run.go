@@ -43,6 +43,9 @@ type RunOptions struct {
 	Now func() time.Time
 	// Host is recorded with the snapshot.
 	Host string
+	// IdleTimeout gives up on a server that stopped answering (default
+	// 60 s); the next run resumes where this one stopped.
+	IdleTimeout time.Duration
 }
 
 // RunResult is what Run did.
@@ -111,7 +114,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, fmt.Errorf("backup source: %w", err)
 	}
 
-	c, _, err := dial(ctx, st)
+	c, _, err := dial(ctx, st, o.IdleTimeout)
 	if errors.Is(err, proto.ErrUnreachable) {
 		return skip(err.Error())
 	}

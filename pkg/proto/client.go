@@ -30,6 +30,9 @@ type ClientConfig struct {
 	Streams int
 	// Timeout bounds connecting (default 10 s).
 	Timeout time.Duration
+	// IdleTimeout gives up on a server that has sent nothing for this long
+	// (default 60 s); keep-alives go out at a quarter of it.
+	IdleTimeout time.Duration
 }
 
 func clientTLS(key ed25519.PrivateKey, alpn string, pinned ed25519.PublicKey, seen *ed25519.PublicKey) (*tls.Config, error) {
@@ -59,8 +62,11 @@ func clientTLS(key ed25519.PrivateKey, alpn string, pinned ed25519.PublicKey, se
 	}, nil
 }
 
-func clientQUIC() *quic.Config {
-	return &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 60 * time.Second, KeepAlivePeriod: 15 * time.Second,
+func clientQUIC(idle time.Duration) *quic.Config {
+	if idle <= 0 {
+		idle = 60 * time.Second
+	}
+	return &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: idle, KeepAlivePeriod: idle / 4,
 		MaxStreamReceiveWindow: 8 << 20, MaxConnectionReceiveWindow: 24 << 20}
 }
 
@@ -77,6 +83,10 @@ func wireErr(err error) error {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode > 0 && ae.ErrorCode < 256 {
 		return &Error{Kind: Kind(ae.ErrorCode), Msg: ae.ErrorMessage}
+	}
+	var sr *quic.StatelessResetError
+	if errors.As(err, &sr) {
+		return fmt.Errorf("%w: the server restarted and dropped this connection; run again to resume where this run stopped", ErrUnreachable)
 	}
 	var ie *quic.IdleTimeoutError
 	var he *quic.HandshakeTimeoutError
@@ -99,7 +109,7 @@ func Register(ctx context.Context, addr string, key ed25519.PrivateKey, serial, 
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC())
+	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC(0))
 	if err != nil {
 		return RegisterResult{}, fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
 	}
@@ -158,7 +168,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC())
+	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC(cfg.IdleTimeout))
 	if err != nil {
 		if errors.Is(err, ErrServerKeyChanged) {
 			return nil, ErrServerKeyChanged

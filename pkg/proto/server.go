@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -250,7 +251,14 @@ func (s *Server) quicConfig() *quic.Config {
 
 // Serve accepts connections on pc until ctx is done or Shutdown is called.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
-	ln, err := quic.Listen(pc, s.tls, s.quicConfig())
+	// A stateless reset key derived from the server's identity: after a
+	// crash and restart, the new process answers packets of connections it
+	// never knew with a stateless reset, so laptops learn at once that the
+	// connection is gone (and may resume) instead of waiting out the idle
+	// timeout.
+	rk := quic.StatelessResetKey(blake3.Sum256(append([]byte("xs-backup stateless reset key\x00"), s.cfg.Key.Seed()...)))
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: &rk}
+	ln, err := tr.Listen(s.tls, s.quicConfig())
 	if err != nil {
 		return err
 	}

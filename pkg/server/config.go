@@ -116,6 +116,9 @@ type Config struct {
 		// (default: http://<the host laptops back up to>:<port of listen>).
 		URL string `toml:"url"`
 	} `toml:"restore_page"`
+	// Hook is passed to the store (store.Options.Hook): crash and fault
+	// tests kill the daemon at named points. Not a configuration setting.
+	Hook func(point string) `toml:"-"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).

@@ -12,7 +12,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/admin"
@@ -75,7 +79,8 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	}
 	policy := cfg.Retention
 	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)},
-		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow}
+		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow,
+		Hook: cfg.Hook}
 	if cfg.Reserve == 0 {
 		opts.Reserve = -1
 	}
@@ -233,4 +238,32 @@ func (d *Daemon) StaffLink(serial string, lifetime time.Duration) (string, error
 	}
 	tok := d.Server.SignLink(proto.LinkClaims{Serial: u.Serial, Expires: time.Now().Add(lifetime).Truncate(time.Second)})
 	return strings.TrimSuffix(base, "/") + "/r/" + tok + "/", nil
+}
+
+// CrashHook parses a crash-test spec "POINT:N" (see store.HookPoints) and
+// returns a hook that kills this process with SIGKILL the N-th time the
+// store reaches POINT. xs-backupd installs it from the XS_TEST_CRASH
+// environment variable; it exists for the crash tests.
+func CrashHook(spec string) (func(string), error) {
+	i := strings.LastIndexByte(spec, ':')
+	ok := i > 0
+	point, n := spec[:max(i, 0)], spec[i+1:]
+	at, err := strconv.Atoi(n)
+	if !ok || err != nil || at < 1 || !slices.Contains(store.HookPoints, point) {
+		return nil, fmt.Errorf("crash spec %q: want POINT:N with POINT one of %v", spec, store.HookPoints)
+	}
+	var mu sync.Mutex
+	hits := 0
+	return func(p string) {
+		if p != point {
+			return
+		}
+		mu.Lock()
+		hits++
+		h := hits
+		mu.Unlock()
+		if h == at {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}, nil
 }
