@@ -7,7 +7,7 @@ BIN      ?= bin
 FUZZTIME ?= 4s
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
 
-.PHONY: all build demo test vet unit fuzz-smoke fuzz cross bench bench-full lint clean screenshot
+.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full lint clean screenshot
 
 all: build
 
@@ -31,6 +31,14 @@ fuzz-smoke:
 
 fuzz:
 	FUZZTIME=5m scripts/fuzz.sh
+
+# The long reliability runs (RELIABILITY.md): a school of 300 laptops for
+# SOAK on an accelerated clock, then the crash loop with 40 random kills.
+SOAK ?= 10m
+soak:
+	XS_SOAK=$(SOAK) $(GO) test -count=1 -v -run TestSoak -timeout 3h ./pkg/server/ | grep -E 'soak:|^(---|ok|FAIL)'
+	XS_CRASH_RANDOM=40 $(GO) test -count=1 -v -run TestCrashLoop -timeout 1h ./e2e/ | grep -E 'rounds|^(---|ok|FAIL)'
+
 
 # The laptop targets: XO-1 (386 without SSE2), XO-1.75/4 (ARMv7, arm64), PCs.
 cross:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,16 @@ func TestCrashLoop(t *testing.T) {
 		wg.Wait()
 	}
 	r := rand.New(rand.NewPCG(9, 9))
-	rounds := append(append([]string{}, store.HookPoints...), "random", "random", "random", "random")
+	rounds := append([]string{}, store.HookPoints...)
+	randomKills := 4
+	if v := os.Getenv("XS_CRASH_RANDOM"); v != "" { // make soak: many more
+		if _, err := fmt.Sscan(v, &randomKills); err != nil {
+			t.Fatalf("XS_CRASH_RANDOM=%q: want a number of random kills", v)
+		}
+	}
+	for range randomKills {
+		rounds = append(rounds, "random")
+	}
 	kills := 0
 	args := []string{"--listen", d.Addr, "--capacity", "8"}
 	for i, point := range rounds {

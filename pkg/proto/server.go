@@ -379,7 +379,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	c := &serverConn{s: s, conn: conn, acct: acct}
-	defer c.endSession()
+	defer c.closed()
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -448,6 +448,7 @@ type serverConn struct {
 
 	mu      sync.Mutex // guards the fields below
 	session bool
+	gone    bool // the connection has ended: no session may start
 	timer   *time.Timer
 	end     func() // ends the backend's session
 }
@@ -458,15 +459,29 @@ func (c *serverConn) inSession() bool {
 	return c.session
 }
 
-func (c *serverConn) startSession() {
-	end := c.s.cfg.Backend.BeginSession(c.acct.ID)
+// startSession starts the granted session; false if the connection has
+// already ended (the laptop gave up while its hello waited for admission).
+func (c *serverConn) startSession() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.session, c.end = true, end
+	if c.gone {
+		return false
+	}
+	c.session, c.end = true, c.s.cfg.Backend.BeginSession(c.acct.ID)
 	c.s.m.sessions.Add(1)
 	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
 		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
 	})
+	return true
+}
+
+// closed ends the session, if any, when the connection ends, and keeps a
+// hello still in flight from starting one.
+func (c *serverConn) closed() {
+	c.mu.Lock()
+	c.gone = true
+	c.mu.Unlock()
+	c.endSession()
 }
 
 func (c *serverConn) endSession() {
@@ -569,9 +584,11 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 	g := Grant{Granted: true}
 	if req.Purpose == "backup" && !c.inSession() {
 		g = c.s.adm.request(c.acct.ID, c.acct.LastBackup)
-		if g.Granted {
-			c.startSession()
-		} else {
+		if g.Granted && !c.startSession() {
+			c.s.adm.release(c.acct.ID)
+			return Errorf(KindShutdown, "the connection ended before the session started")
+		}
+		if !g.Granted {
 			c.s.log.Debug("slot issued", "serial", c.acct.Serial, "slot", g.Slot)
 		}
 	}

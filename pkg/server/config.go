@@ -119,6 +119,10 @@ type Config struct {
 	// Hook is passed to the store (store.Options.Hook): crash and fault
 	// tests kill the daemon at named points. Not a configuration setting.
 	Hook func(point string) `toml:"-"`
+	// Now is the store's clock (snapshot times, upload ages), default
+	// time.Now; the soak test runs weeks on an accelerated clock. Not a
+	// configuration setting.
+	Now func() time.Time `toml:"-"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).

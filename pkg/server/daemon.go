@@ -80,7 +80,7 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	policy := cfg.Retention
 	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)},
 		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow,
-		Hook: cfg.Hook}
+		Hook: cfg.Hook, Now: cfg.Now}
 	if cfg.Reserve == 0 {
 		opts.Reserve = -1
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
@@ -186,5 +187,39 @@ func TestHostileClients(t *testing.T) {
 	}
 	if rep, err := d.Store.Check(ctx, store.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
 		t.Fatalf("check after the hostile clients: %+v %v", rep, err)
+	}
+}
+
+// TestAbandonedHelloFreesCapacity: laptops that ask for a session and hang
+// up while the server is still deciding (a lid closed at the wrong moment)
+// must not keep a place: an honest laptop is granted at once afterwards.
+func TestAbandonedHelloFreesCapacity(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) { c.Capacity = 2 })
+	quitter := newLaptop(t, d, "QUITTER", 3)
+	honest := newLaptop(t, d, "PATIENT", 4)
+	key, err := quitter.st.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		c, err := proto.Dial(context.Background(), proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: d.Server.PublicKey()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.OpenRawStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Write(frame(1, []byte(`{"version":1,"purpose":"backup"}`)))
+		st.Close()
+		// The server has read the hello and waits for its admission batch
+		// (50 ms) to decide; the laptop is gone before it does.
+		time.Sleep(15 * time.Millisecond)
+		c.Close()
+	}
+	time.Sleep(200 * time.Millisecond) // past the admission batch
+	res, err := agent.Run(context.Background(), honest.st, agent.RunOptions{Source: honest.src, Force: true, MaxSlotWait: time.Second})
+	if err != nil || res.Outcome != agent.Done {
+		t.Fatalf("after abandoned hellos a laptop was not granted: %v %+v", err, res)
 	}
 }
