@@ -138,7 +138,7 @@ func TestSoak(t *testing.T) {
 	var (
 		backups, interrupted  atomic.Int64
 		deleted, gcBlobs      int
-		reclaimed            int64
+		reclaimed             int64
 		expired, packsRewrote int
 	)
 	start := time.Now()
