@@ -7,7 +7,7 @@ BIN      ?= bin
 FUZZTIME ?= 4s
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
 
-.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full lint clean screenshot
+.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load lint clean screenshot
 
 all: build
 
@@ -32,7 +32,7 @@ fuzz-smoke:
 fuzz:
 	FUZZTIME=5m scripts/fuzz.sh
 
-# The long reliability runs (RELIABILITY.md): a school of 300 laptops for
+# The long reliability runs (RELIABILITY.md): a school of 200 laptops for at least 35 nights and
 # SOAK on an accelerated clock, then the crash loop with 40 random kills.
 SOAK ?= 10m
 soak:
@@ -47,9 +47,20 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
 	GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
 
+# The micro-benchmarks, then a small whole school (bench/results/school-small.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/chunk/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+	$(GO) run ./bench/cmd/school -size small -laptops 12 -nights 4 -journal-mb 15
+
+# The whole school at full size: results/school-full.md and the README table.
+bench-full:
+	$(GO) run ./bench/cmd/school -size full -laptops 100 -nights 10 -journal-mb 20 -readme bench/README.md
+
+# 1000 laptops back up through one xs-backupd subprocess (bench/load, ~5
+# minutes); writes bench/results/load.md and the load section of bench/README.md.
+bench-load:
+	$(GO) run ./bench/cmd/load -out bench/results/load.md -readme bench/README.md
 
 # docs/restore-page.png: what a child sees (needs chromium).
 screenshot:

@@ -100,7 +100,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("XS_SOAK=%q: want a duration such as 10m", v)
 		}
-		laptops, minNights, budget = 300, 20, d
+		laptops, minNights, budget = 200, 35, d
 	}
 	if testing.Short() && budget == 0 {
 		t.Skip("soak skipped in -short mode")
