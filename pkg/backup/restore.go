@@ -7,8 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -98,6 +102,48 @@ func walk(ctx context.Context, src Source, id chunk.ID, dir string, depth int, f
 	return nil
 }
 
+type item struct {
+	p string
+	e *manifest.Entry
+}
+
+// collect lists every entry under the tree id, like walk, fetching
+// subtrees in parallel (at most cap(sem) fetches at once): over the network
+// each tree is a round trip.
+func collect(ctx context.Context, src Source, id chunk.ID, dir string, depth int, sem chan struct{}) ([]item, error) {
+	if depth > manifest.MaxDepth {
+		return nil, fmt.Errorf("%w: directories nested deeper than %d", blob.ErrDamaged, manifest.MaxDepth)
+	}
+	sem <- struct{}{}
+	t, err := ReadTree(ctx, src, id)
+	<-sem
+	if err != nil {
+		return nil, err
+	}
+	subs := make([][]item, len(t.Entries))
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		if e.Type == manifest.Dir {
+			g.Go(func() error {
+				var err error
+				subs[i], err = collect(gctx, src, e.Subtree, path.Join(dir, e.Name), depth+1, sem)
+				return err
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []item
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		out = append(out, item{path.Join(dir, e.Name), e})
+		out = append(out, subs[i]...)
+	}
+	return out, nil
+}
+
 // Lookup finds the entry at path p in the tree root ("" is the root itself).
 func Lookup(ctx context.Context, src Source, root chunk.ID, p string) (*manifest.Entry, error) {
 	p = strings.Trim(path.Clean("/"+p), "/")
@@ -143,10 +189,6 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		return nil, fmt.Errorf("open restore target: %w", err)
 	}
 	defer r.Close()
-	type item struct {
-		p string
-		e *manifest.Entry
-	}
 	var todo []item
 	paths := opts.Paths
 	if len(paths) == 0 {
@@ -162,13 +204,11 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			todo = append(todo, item{p, e})
 		}
 		if e.Type == manifest.Dir {
-			err := Walk(ctx, src, e.Subtree, func(sub string, se *manifest.Entry) error {
-				todo = append(todo, item{path.Join(p, sub), se})
-				return nil
-			})
+			sub, err := collect(ctx, src, e.Subtree, p, 0, make(chan struct{}, restoreWorkers))
 			if err != nil {
 				return nil, err
 			}
+			todo = append(todo, sub...)
 		}
 	}
 	var prog RestoreProgress
@@ -179,7 +219,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		}
 	}
 	res := &RestoreResult{}
-	var dirs []item
+	var dirs, files []item
 	for _, it := range todo {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -205,14 +245,26 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			}
 			res.Symlinks++
 		case manifest.File:
-			n, err := restoreFile(ctx, src, r, it.p, it.e, opts.Overwrite)
+			files = append(files, it)
+		}
+	}
+	// Files in parallel: a Journal is many small files, and over the
+	// network each costs a round trip.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(restoreWorkers)
+	for _, it := range files {
+		g.Go(func() error {
+			n, err := restoreFile(gctx, src, r, it.p, it.e, opts.Overwrite)
+			mu.Lock()
+			defer mu.Unlock()
 			if errors.Is(err, blob.ErrDamaged) {
 				res.Damaged = append(res.Damaged, it.p)
 				r.Remove(it.p)
-				continue
+				return nil
 			}
 			if err != nil {
-				return res, err
+				return err
 			}
 			res.Files++
 			res.Bytes += n
@@ -222,8 +274,13 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			if opts.Progress != nil {
 				opts.Progress(prog)
 			}
-		}
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	slices.Sort(res.Damaged)
 	// Directory modes and times last, deepest first, once their contents exist.
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
@@ -237,6 +294,9 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	}
 	return res, nil
 }
+
+// restoreWorkers is how many files are restored at once.
+const restoreWorkers = 8
 
 // fetchBatch is how many chunks are requested at once.
 const fetchBatch = 64
