@@ -574,8 +574,9 @@ func (s *Store) ReadTree(ctx context.Context, id chunk.ID) (*manifest.Tree, erro
 	return t, nil
 }
 
-// shadowLimit is the size at which the shadow file starts again from zero.
-const shadowLimit = 64 << 20
+// shadowLimit is the size at which the shadow file starts again from zero:
+// small, because it is disk the school does not get to use.
+const shadowLimit = 4 << 20
 
 // shadowWrite writes and fsyncs the given blobs' records to the shadow file,
 // doing the same work as a pack append; the bytes are never read.

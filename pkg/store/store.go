@@ -303,6 +303,7 @@ func (s *Store) closeAll() error {
 	}
 	if s.shadow != nil {
 		s.shadow.Close()
+		s.fsys.Remove("shadow") // its bytes are never read
 	}
 	if s.lock != nil {
 		s.lock.Close()
