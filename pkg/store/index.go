@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -191,7 +192,10 @@ func getUsage(txn *badger.Txn, u UserID) (Usage, error) {
 
 // update runs fn in a read-write transaction, retrying on conflicts with
 // concurrent transactions (Badger detects them: two uploads of one chunk, an
-// upload racing garbage collection).
+// upload racing garbage collection). A whole school uploading the same book at
+// once makes the same counts hot: after a few conflicts a transaction retries
+// holding s.retryMu, so retriers no longer collide with each other and each
+// one gets through; it gives up only when ctx ends.
 func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := s.writable(); err != nil {
 		return err
@@ -200,11 +204,18 @@ func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if attempt == 3 {
+			s.retryMu.Lock()
+			defer s.retryMu.Unlock()
+		}
 		err := s.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) || attempt >= 50 {
+		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+		s.conflicts.Add(1)
+		if attempt < 3 {
+			time.Sleep(time.Duration(1+rand.IntN(1000*(attempt+1))) * time.Microsecond)
+		}
 	}
 }
 
@@ -404,7 +415,8 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		if err != nil {
 			return err
 		}
-		if !h.held() {
+		held := h.held()
+		if !held {
 			o.Owners++
 			h.Size = uint32(len(b.Data))
 			usage.Bytes += int64(h.Size)
@@ -413,10 +425,15 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		if h.Refs == 0 {
 			h.Pending = now
 		}
-		if err := txn.Set(holdKey(user, b.Ref), h.encode()); err != nil {
-			return err
+		if !ok || !held {
+			// A new blob, or one more owner (only then: rewriting an
+			// unchanged record would conflict with every other upload of
+			// the same chunk for nothing).
+			if err := txn.Set(objKey(b.Ref), o.encode()); err != nil {
+				return err
+			}
 		}
-		if err := txn.Set(objKey(b.Ref), o.encode()); err != nil {
+		if err := txn.Set(holdKey(user, b.Ref), h.encode()); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -114,6 +115,9 @@ type Store struct {
 	// index commit; compaction takes it briefly as a barrier.
 	putMu sync.RWMutex
 	gcMu  sync.Mutex // one garbage collection at a time
+	// retryMu is held by transactions retrying after repeated conflicts.
+	retryMu   sync.Mutex
+	conflicts atomic.Int64 // transactions retried after a conflict
 
 	mu      sync.RWMutex // guards the fields below
 	users   map[UserID]*User
