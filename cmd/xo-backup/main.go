@@ -32,7 +32,7 @@ Usage:
 
 Commands:
   register  register with the school server (once); pins the server's key
-  run       back up now if due: the timer runs this every 30 minutes
+  run       back up now if due: the timer runs this every 5 minutes
   list      list this laptop's backups on the server
   restore   bring files back: chosen paths into DIR, or --all to rebuild the
             whole Journal in place (e.g. after a reflash)
@@ -49,6 +49,7 @@ Exit codes:
   0 done   1 failed (the message says what to do)   2 usage error
   3 skipped by design (done today, low battery, not registered, server
     unreachable, another run in progress)   4 server busy: a slot is reserved
+    (runs before the slot end at once with 4; the one 10 minutes before it waits)
   5 over quota: this laptop's backups fill its quota on the server; ask
     staff (xs-admin quota) — nothing was lost, the last backup is still there
 `

@@ -104,6 +104,20 @@ func (s State) LastRun() LastRun {
 
 func (s State) cachePath() string { return s.path("cache") }
 
+// Slot is the slot the server last reserved for this laptop, on the laptop's
+// own clock (zero if none is waiting).
+func (s State) Slot() time.Time {
+	var v struct{ Slot time.Time }
+	readJSON(s.path("slot.json"), &v)
+	return v.Slot
+}
+
+func (s State) saveSlot(t time.Time) error {
+	return writeJSON(s.path("slot.json"), struct{ Slot time.Time }{t})
+}
+
+func (s State) clearSlot() { os.Remove(s.path("slot.json")) }
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -33,7 +33,11 @@ type RunOptions struct {
 	PowerSupplyDir   string
 	BatteryThreshold int
 	// MaxSlotWait is the longest the run sleeps for a slot before giving up
-	// and leaving it to the next timer run (default 10 minutes).
+	// and leaving it to a later timer run (default 10 minutes). The slot is
+	// kept in the state directory: runs before it end at once (Later,
+	// without contacting the server), and the first run within MaxSlotWait
+	// of it connects and waits for it. The timer must therefore fire more
+	// often than MaxSlotWait (the shipped one: every 5 minutes).
 	MaxSlotWait time.Duration
 	// Exclude overrides backup.JournalExclude.
 	Exclude func(rel string, isDir bool) bool
@@ -60,11 +64,11 @@ type RunResult struct {
 	Quota        proto.QuotaStatus `json:"quota"`
 }
 
-// Run is what the timer calls every 30 minutes: it exits at once (Skipped)
+// Run is what the timer calls every 5 minutes: it exits at once (Skipped)
 // when a backup already completed today, on low battery, when not
 // registered, when another run holds the lock or when the server is
-// unreachable; honours the server's slot; and otherwise backs up, sending
-// only what the server lacks.
+// unreachable; honours the server's slot (Later, until the slot is within
+// MaxSlotWait); and otherwise backs up, sending only what the server lacks.
 func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -102,6 +106,12 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if !o.Force && OnLowBattery(o.PowerSupplyDir, o.BatteryThreshold) {
 		return skip(fmt.Sprintf("on battery below %d%%", o.BatteryThreshold))
 	}
+	if slot := st.Slot(); !o.Force && !slot.IsZero() {
+		// A slot more than a day ahead means the clock jumped: ask again.
+		if ahead := slot.Sub(now); ahead > o.MaxSlotWait && ahead < 24*time.Hour {
+			return &RunResult{Outcome: Later, Slot: slot, Reason: waitingReason(slot)}, nil
+		}
+	}
 	release, ok, err := st.lock()
 	if err != nil {
 		return nil, err
@@ -135,8 +145,13 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		}
 		wait := g.Slot.Sub(g.ServerTime)
 		if wait > o.MaxSlotWait || attempt >= 3 {
-			res.Outcome, res.Slot = Later, g.Slot
-			res.Reason = fmt.Sprintf("the server is busy; it reserved a slot at %s", g.Slot.Local().Format("15:04:05"))
+			// On this laptop's clock, which may differ from the server's.
+			slot := o.Now().Add(wait)
+			res.Outcome, res.Slot, res.Reason = Later, slot, waitingReason(slot)
+			res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+			if err := st.saveSlot(slot); err != nil {
+				return nil, fmt.Errorf("the server reserved a slot at %s but it could not be saved: %w", slot.Local().Format("15:04"), err)
+			}
 			return res, nil
 		}
 		select {
@@ -145,6 +160,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			return nil, ctx.Err()
 		}
 	}
+	st.clearSlot()
 	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
 		return nil, fmt.Errorf("%w: this laptop uses %d of its %d-byte quota; ask your teacher to free space or raise it", proto.ErrOverQuota, g.Quota.Used, g.Quota.Hard)
 	}
@@ -176,6 +192,10 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	c.Bye(ctx)
 	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
 	return res, nil
+}
+
+func waitingReason(slot time.Time) string {
+	return fmt.Sprintf("the server is busy; it reserved a slot for this laptop at %s (a run before then ends at once)", slot.Local().Format("15:04:05"))
 }
 
 func sameDay(a, b time.Time) bool {

@@ -403,6 +403,59 @@ func TestAdmissionSlots(t *testing.T) {
 	}
 }
 
+// TestSlotKeptUntilDue: a laptop told to come back later keeps its slot;
+// timer runs before the slot end at once without touching the network, and
+// the first run within MaxSlotWait of it waits for it and backs up.
+func TestSlotKeptUntilDue(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) {
+		c.Capacity = 1
+		c.SlotLength = server.Duration(time.Second)
+	})
+	ctx := context.Background()
+	busy := newLaptop(t, d, "SLOTBUSY", 1)
+	l := newLaptop(t, d, "SLOTWAIT", 2)
+	key, _ := busy.st.Key()
+	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: d.Server.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+		t.Fatalf("the first laptop was not granted the only place: %+v, %v", g, err)
+	}
+	noBattery := t.TempDir()
+	timerRun := func(maxWait time.Duration) *agent.RunResult {
+		t.Helper()
+		res, err := agent.Run(ctx, l.st, agent.RunOptions{Source: l.src, MaxSlotWait: maxWait, PowerSupplyDir: noBattery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := timerRun(time.Millisecond)
+	if first.Outcome != agent.Later || first.WireSent == 0 || !l.st.Slot().Equal(first.Slot) {
+		t.Fatalf("busy server: %+v; saved slot %v", first, l.st.Slot())
+	}
+	issued := d.Metrics.Values().SlotsIssued
+	again := timerRun(time.Millisecond)
+	if again.Outcome != agent.Later || !again.Slot.Equal(first.Slot) || again.WireSent != 0 {
+		t.Fatalf("a run before the slot should end at once, offline, with the same slot: %+v", again)
+	}
+	if n := d.Metrics.Values().SlotsIssued; n != issued {
+		t.Fatalf("the server issued %d more slots to a laptop that already held one", n-issued)
+	}
+	c.Close()
+	done := timerRun(time.Minute)
+	if done.Outcome != agent.Done {
+		t.Fatalf("the run within MaxSlotWait of the slot: %s %s", done.Outcome, done.Reason)
+	}
+	if early := first.Slot.Sub(time.Now()); early > time.Second {
+		t.Fatalf("backed up %v before its slot", early)
+	}
+	if !l.st.Slot().IsZero() {
+		t.Fatalf("slot %v still saved after the backup", l.st.Slot())
+	}
+}
+
 // TestManyRequestsOnOneConnection makes far more requests than the
 // per-connection stream limit, each sending its FIN only after the answer:
 // finished requests must give their stream credit back, or a long backup
