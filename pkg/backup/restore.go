@@ -107,41 +107,76 @@ type item struct {
 	e *manifest.Entry
 }
 
-// collect lists every entry under the tree id, like walk, fetching
-// subtrees in parallel (at most cap(sem) fetches at once): over the network
-// each tree is a round trip.
-func collect(ctx context.Context, src Source, id chunk.ID, dir string, depth int, sem chan struct{}) ([]item, error) {
-	if depth > manifest.MaxDepth {
-		return nil, fmt.Errorf("%w: directories nested deeper than %d", blob.ErrDamaged, manifest.MaxDepth)
-	}
-	sem <- struct{}{}
-	t, err := ReadTree(ctx, src, id)
-	<-sem
-	if err != nil {
-		return nil, err
-	}
-	subs := make([][]item, len(t.Entries))
-	g, gctx := errgroup.WithContext(ctx)
-	for i := range t.Entries {
-		e := &t.Entries[i]
-		if e.Type == manifest.Dir {
-			g.Go(func() error {
-				var err error
-				subs[i], err = collect(gctx, src, e.Subtree, path.Join(dir, e.Name), depth+1, sem)
-				return err
-			})
+// collect lists every entry under the tree id in walk's order (depth
+// first, by name). It fetches the trees level by level, up to fetchBatch in
+// one request and restoreWorkers requests at once: over the network a
+// request is a round trip, and a Journal has two directories per entry.
+func collect(ctx context.Context, src Source, id chunk.ID, dir string) ([]item, error) {
+	trees := map[chunk.ID]*manifest.Tree{}
+	frontier := []chunk.ID{id}
+	for depth := 0; len(frontier) > 0; depth++ {
+		if depth > manifest.MaxDepth {
+			return nil, fmt.Errorf("%w: directories nested deeper than %d", blob.ErrDamaged, manifest.MaxDepth)
 		}
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+		if err := fetchTrees(ctx, src, frontier, trees); err != nil {
+			return nil, err
+		}
+		var next []chunk.ID
+		queued := map[chunk.ID]bool{}
+		for _, id := range frontier {
+			for _, e := range trees[id].Entries {
+				if e.Type == manifest.Dir && trees[e.Subtree] == nil && !queued[e.Subtree] {
+					queued[e.Subtree] = true
+					next = append(next, e.Subtree)
+				}
+			}
+		}
+		frontier = next
 	}
 	var out []item
-	for i := range t.Entries {
-		e := &t.Entries[i]
-		out = append(out, item{path.Join(dir, e.Name), e})
-		out = append(out, subs[i]...)
+	var list func(id chunk.ID, dir string)
+	list = func(id chunk.ID, dir string) {
+		t := trees[id]
+		for i := range t.Entries {
+			e := &t.Entries[i]
+			p := path.Join(dir, e.Name)
+			out = append(out, item{p, e})
+			if e.Type == manifest.Dir {
+				list(e.Subtree, p)
+			}
+		}
 	}
+	list(id, dir)
 	return out, nil
+}
+
+// fetchTrees fetches, checks and decodes the trees ids into trees.
+func fetchTrees(ctx context.Context, src Source, ids []chunk.ID, trees map[chunk.ID]*manifest.Tree) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(restoreWorkers)
+	for i := 0; i < len(ids); i += fetchBatch {
+		refs := make([]blob.Ref, 0, fetchBatch)
+		for _, id := range ids[i:min(len(ids), i+fetchBatch)] {
+			refs = append(refs, blob.Ref{Type: blob.Tree, ID: id})
+		}
+		g.Go(func() error {
+			return src.Fetch(gctx, refs, func(r blob.Ref, raw []byte) error {
+				if chunk.Sum(raw) != r.ID {
+					return fmt.Errorf("%w: tree %s fails its hash check", blob.ErrDamaged, r.ID.Short())
+				}
+				t, err := manifest.Decode(raw)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				trees[r.ID] = t
+				mu.Unlock()
+				return nil
+			})
+		})
+	}
+	return g.Wait()
 }
 
 // Lookup finds the entry at path p in the tree root ("" is the root itself).
@@ -204,7 +239,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			todo = append(todo, item{p, e})
 		}
 		if e.Type == manifest.Dir {
-			sub, err := collect(ctx, src, e.Subtree, p, 0, make(chan struct{}, restoreWorkers))
+			sub, err := collect(ctx, src, e.Subtree, p)
 			if err != nil {
 				return nil, err
 			}
@@ -220,20 +255,23 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	}
 	res := &RestoreResult{}
 	var dirs, files []item
+	made := map[string]bool{".": true} // directories known to exist
 	for _, it := range todo {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if dir := path.Dir(it.p); dir != "." {
+		if dir := path.Dir(it.p); !made[dir] {
 			if err := r.MkdirAll(dir, 0o755); err != nil {
 				return res, fmt.Errorf("restore %s: %w", it.p, err)
 			}
+			made[dir] = true
 		}
 		switch it.e.Type {
 		case manifest.Dir:
 			if err := r.Mkdir(it.p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return res, fmt.Errorf("restore %s: %w", it.p, err)
 			}
+			made[it.p] = true
 			res.Dirs++
 			dirs = append(dirs, it)
 		case manifest.Symlink:
@@ -249,32 +287,39 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		}
 	}
 	// Files in parallel: a Journal is many small files, and over the
-	// network each costs a round trip.
+	// network each request costs a round trip, so runs of small files are
+	// fetched together.
 	var mu sync.Mutex
+	finish := func(it item, n int64, err error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if errors.Is(err, blob.ErrDamaged) {
+			res.Damaged = append(res.Damaged, it.p)
+			r.Remove(it.p)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		res.Files++
+		res.Bytes += n
+		prog.Files++
+		prog.Bytes += n
+		prog.Path = it.p
+		if opts.Progress != nil {
+			opts.Progress(prog)
+		}
+		return nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(restoreWorkers)
-	for _, it := range files {
+	for _, group := range groupFiles(files) {
 		g.Go(func() error {
-			n, err := restoreFile(gctx, src, r, it.p, it.e, opts.Overwrite)
-			mu.Lock()
-			defer mu.Unlock()
-			if errors.Is(err, blob.ErrDamaged) {
-				res.Damaged = append(res.Damaged, it.p)
-				r.Remove(it.p)
-				return nil
+			if len(group) == 1 {
+				n, err := restoreFile(gctx, src, r, group[0].p, group[0].e, opts.Overwrite)
+				return finish(group[0], n, err)
 			}
-			if err != nil {
-				return err
-			}
-			res.Files++
-			res.Bytes += n
-			prog.Files++
-			prog.Bytes += n
-			prog.Path = it.p
-			if opts.Progress != nil {
-				opts.Progress(prog)
-			}
-			return nil
+			return restoreGroup(gctx, src, r, group, opts.Overwrite, finish)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -301,14 +346,190 @@ const restoreWorkers = 8
 // fetchBatch is how many chunks are requested at once.
 const fetchBatch = 64
 
-func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *manifest.Entry, overwrite bool) (int64, error) {
+// groupFiles splits files into the units a restore worker fetches in one
+// request: runs of small files with at most fetchBatch chunks between them,
+// and every larger file alone.
+func groupFiles(files []item) [][]item {
+	var groups [][]item
+	var cur []item
+	chunks := 0
+	for _, it := range files {
+		n := len(it.e.Chunks)
+		if len(cur) > 0 && (chunks+n > fetchBatch || len(cur) == fetchBatch) {
+			groups = append(groups, cur)
+			cur, chunks = nil, 0
+		}
+		cur = append(cur, it)
+		chunks += n
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// restoreGroup restores a run of small files with one Fetch of all their
+// chunks, calling finish for each file. If a chunk is damaged, the files from
+// the one it belongs to on are restored one by one, so only files with
+// damaged chunks are left out.
+func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, overwrite bool, finish func(item, int64, error) error) error {
+	d := &dirRoot{top: root}
+	defer d.close()
+	var refs []blob.Ref
+	for _, it := range group {
+		for _, id := range it.e.Chunks {
+			refs = append(refs, blob.Ref{Type: blob.Chunk, ID: id})
+		}
+	}
+	var (
+		i int      // the file being written
+		f *os.File // group[i], open
+		n int64    // bytes written to it
+		k int      // chunks written to it
+	)
+	// settle closes the files that have all their chunks (and creates
+	// empty ones) up to the next file that still needs some.
+	settle := func() error {
+		for i < len(group) {
+			it := group[i]
+			if f == nil {
+				var err error
+				if f, err = createFile(d, it.p, overwrite); err != nil {
+					return err
+				}
+				n, k = 0, 0
+			}
+			if k < len(it.e.Chunks) {
+				return nil
+			}
+			err := closeFile(d, f, it.p, it.e, n)
+			f = nil
+			i++
+			if err := finish(it, n, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := settle()
+	if err == nil {
+		err = src.Fetch(ctx, refs, func(r blob.Ref, raw []byte) error {
+			if f == nil {
+				return fmt.Errorf("the server sent more chunks than asked for")
+			}
+			if chunk.Sum(raw) != r.ID {
+				return fmt.Errorf("%w: chunk %s fails its hash check", blob.ErrDamaged, r.ID.Short())
+			}
+			m, err := f.Write(raw)
+			n += int64(m)
+			k++
+			if err != nil {
+				return fmt.Errorf("restore %s: %w", group[i].p, err)
+			}
+			return settle()
+		})
+	}
+	if f != nil {
+		f.Close()
+	}
+	if errors.Is(err, blob.ErrDamaged) && i < len(group) {
+		root.Remove(group[i].p)
+		for _, it := range group[i:] {
+			n, err := restoreFile(ctx, src, root, it.p, it.e, overwrite)
+			if err := finish(it, n, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err == nil && i < len(group) {
+		err = fmt.Errorf("%w: the server sent fewer chunks than asked for", blob.ErrDamaged)
+	}
+	return err
+}
+
+// dirRoot keeps the os.Root of the directory a worker writes in, so that
+// creating a file and setting its times resolve one name, not every
+// component of the path again (the files of a group share directories).
+type dirRoot struct {
+	top *os.Root
+	dir string
+	cur *os.Root
+}
+
+// at returns the root to use for p and p's name in it.
+func (d *dirRoot) at(p string) (*os.Root, string, error) {
+	dir, name := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		return d.top, name, nil
+	}
+	if d.cur == nil || d.dir != dir {
+		d.close()
+		sub, err := d.top.OpenRoot(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		d.cur, d.dir = sub, dir
+	}
+	return d.cur, name, nil
+}
+
+func (d *dirRoot) close() {
+	if d.cur != nil {
+		d.cur.Close()
+		d.cur = nil
+	}
+}
+
+func createFile(d *dirRoot, p string, overwrite bool) (*os.File, error) {
 	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if overwrite {
 		flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	f, err := root.OpenFile(p, flag, 0o600)
+	root, name, err := d.at(p)
+	var f *os.File
+	if err == nil {
+		f, err = root.OpenFile(name, flag, 0o600)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("restore %s: %w (use the overwrite option to replace it)", p, err)
+		return nil, fmt.Errorf("restore %s: %w (use the overwrite option to replace it)", p, err)
+	}
+	return f, nil
+}
+
+// closeFile checks the size, sets the mode and closes f, then sets its times.
+func closeFile(d *dirRoot, f *os.File, p string, e *manifest.Entry, n int64) error {
+	var err error
+	if n != e.Size {
+		err = fmt.Errorf("%w: restored %d bytes, the manifest says %d", blob.ErrDamaged, n, e.Size)
+	}
+	if err == nil {
+		err = f.Chmod(e.Mode.Perm()) // on the open file: no second path lookup
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		var root *os.Root
+		var name string
+		if root, name, err = d.at(p); err == nil {
+			mt := time.Unix(0, e.MTime)
+			err = root.Chtimes(name, mt, mt)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", p, err)
+	}
+	return nil
+}
+
+func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *manifest.Entry, overwrite bool) (int64, error) {
+	d := &dirRoot{top: root}
+	defer d.close()
+	f, err := createFile(d, p, overwrite)
+	if err != nil {
+		return 0, err
 	}
 	var n int64
 	for i := 0; i < len(e.Chunks) && err == nil; i += fetchBatch {
@@ -325,21 +546,9 @@ func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *ma
 			return err
 		})
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n != e.Size {
-		err = fmt.Errorf("%w: restored %d bytes, the manifest says %d", blob.ErrDamaged, n, e.Size)
-	}
 	if err != nil {
+		f.Close()
 		return n, fmt.Errorf("restore %s: %w", p, err)
 	}
-	if err := root.Chmod(p, e.Mode.Perm()); err != nil {
-		return n, fmt.Errorf("restore %s: %w", p, err)
-	}
-	mt := time.Unix(0, e.MTime)
-	if err := root.Chtimes(p, mt, mt); err != nil {
-		return n, fmt.Errorf("restore %s: %w", p, err)
-	}
-	return n, nil
+	return n, closeFile(d, f, p, e, n)
 }
