@@ -33,6 +33,9 @@ type laptop struct {
 	runs    int // agent.Run calls
 	laters  int // runs that came back with a slot beyond MaxSlotWait
 	errs    map[string]int
+	// latersOffline are the laters that ended before contacting the
+	// server (the kept slot was still beyond MaxSlotWait: no wire bytes).
+	latersOffline int
 	// errExamples holds the last message of each kind in errs.
 	errExamples map[string]string
 	lastFail    string // why it had not finished when the deadline came
@@ -79,16 +82,18 @@ type lifeOptions struct {
 	maxSlotWait time.Duration
 	comeback    Comeback
 	period      time.Duration // the timer's period
-	delay       time.Duration // the timer's random delay
+	delay       time.Duration // the timer's random delay (RandomizedDelaySec)
 	powerDir    string        // an empty power_supply directory: never on low battery
 	rng         *rand.Rand
 }
 
 // live is the laptop's day: its timer fires at o.arrive and it calls
 // agent.Run like xo-backup run does until a backup is committed or ctx ends.
-// After a run that got a slot beyond MaxSlotWait it comes back at the slot
-// (ComebackSlot) or at the next timer firing (ComebackTimer); after an error
-// or a skip, at the next timer firing.
+// After a run that ended Later (a slot beyond MaxSlotWait, from the server
+// or kept from an earlier run) it runs again at the next timer firing
+// (ComebackTimer) or at the slot (ComebackSlot); after an error or a skip,
+// at the next timer firing. The next firing is counted from the end of the
+// run: period plus a random delay of up to o.delay.
 func (l *laptop) live(ctx context.Context, o lifeOptions) {
 	if !sleepUntil(ctx, o.arrive) {
 		l.lastFail, l.failKind = "its timer had not fired yet", "timer not fired"
@@ -136,6 +141,9 @@ func (l *laptop) live(ctx context.Context, o lifeOptions) {
 			return
 		case res.Outcome == agent.Later:
 			l.laters++
+			if res.WireSent == 0 {
+				l.latersOffline++
+			}
 			l.lastFail = "waiting for its slot at " + res.Slot.Local().Format("15:04:05.000")
 			l.failKind = "waiting for its slot"
 			if o.comeback == ComebackSlot {

@@ -30,27 +30,29 @@ import (
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 )
 
-// Comeback says when a laptop that was given a slot beyond its MaxSlotWait
-// tries again.
+// Comeback says when a laptop whose run ended Later (a slot beyond its
+// MaxSlotWait) runs again.
 type Comeback string
 
 const (
-	// ComebackSlot: at the slot the server reserved for it (a laptop that
-	// schedules its next run for the slot).
-	ComebackSlot Comeback = "slot"
-	// ComebackTimer: at its timer's next firing (period plus random
-	// delay), as the shipped xo-backup.timer does; the reservation stands
-	// only if it comes back within the window, so this measures how well
-	// the two fit together.
+	// ComebackTimer: at its timer's next firing (TimerPeriod plus up to
+	// TimerDelay), as the shipped xo-backup.timer does. xo-backup keeps the
+	// slot the server reserved (slot.json), so the firings before the slot
+	// end at once without touching the network, and the first one within
+	// MaxSlotWait of it connects and waits for it. The default.
 	ComebackTimer Comeback = "timer"
+	// ComebackSlot: at the slot the server reserved for it (a laptop that
+	// schedules its next run for the slot, so it never runs early).
+	ComebackSlot Comeback = "slot"
 )
 
 // Options configure a run. A zero field takes the default in its comment.
 //
 // The defaults scale a real school's clock down 120×: the server's slot of
 // 2 minutes becomes 1 s, xo-backup's MaxSlotWait of 10 minutes 5 s, the
-// timer's RandomizedDelaySec of 10 minutes a 5 s spread of first firings
-// and its 30-minute period 15 s. Sessions shrink by about as much: a
+// shipped timer's 5-minute period 2.5 s and its RandomizedDelaySec of
+// 1 minute 0.5 s, and a class switching its laptops on over 10 minutes a
+// 5 s spread of first firings. Sessions shrink by about as much: a
 // first backup of a 1–2 MB Journal on loopback takes a tenth of a second,
 // where a day's changes over a school's shared Wi-Fi take tens of seconds.
 // Capacity stays the shipped default, 4.
@@ -65,19 +67,24 @@ type Options struct {
 	// server's own default, 512).
 	MaxConnections int
 	// Spread: each laptop's timer first fires at a random time in
-	// [0, Spread) after the start, like RandomizedDelaySec (default 5 s).
-	// It is also the random delay added to each later timer firing.
+	// [0, Spread] after the start: the school switching on (default 5 s).
 	Spread time.Duration
 	// MaxSlotWait is agent.RunOptions.MaxSlotWait: the longest a run waits
-	// for its slot, connected, before it ends with the outcome Later
-	// (default 5 s).
+	// for its slot, connected; given a slot further away it ends with the
+	// outcome Later, and later runs end Later at once, offline, until the
+	// kept slot is within MaxSlotWait (default 5 s, the shipped 10 minutes).
 	MaxSlotWait time.Duration
-	// Comeback is when a laptop returns after a Later (default ComebackSlot).
+	// Comeback is when a laptop runs again after a Later (default
+	// ComebackTimer, the shipped behaviour).
 	Comeback Comeback
-	// TimerPeriod is the timer's period: when a laptop tries again after
-	// a failed or skipped run, or after a Later with ComebackTimer
-	// (default 15 s).
+	// TimerPeriod is the timer's period (OnUnitActiveSec): a laptop's timer
+	// fires again this long after a run that failed, was skipped or, with
+	// ComebackTimer, ended Later (default 2.5 s, the shipped 5 minutes).
 	TimerPeriod time.Duration
+	// TimerDelay is the timer's RandomizedDelaySec: each later firing comes
+	// up to this much after TimerPeriod, at random (default 0.5 s, the
+	// shipped 1 minute).
+	TimerDelay time.Duration
 	// Deadline bounds the backups: laptops without a committed backup
 	// this long after the first timer firing count as failed (default 15 min).
 	Deadline time.Duration
@@ -126,10 +133,11 @@ func (o *Options) setDefaults() error {
 	setd(&o.SlotLength, time.Second)
 	setd(&o.Spread, 5*time.Second)
 	setd(&o.MaxSlotWait, 5*time.Second)
-	setd(&o.TimerPeriod, 15*time.Second)
+	setd(&o.TimerPeriod, 2500*time.Millisecond)
+	setd(&o.TimerDelay, 500*time.Millisecond)
 	setd(&o.Deadline, 15*time.Minute)
 	if o.Comeback == "" {
-		o.Comeback = ComebackSlot
+		o.Comeback = ComebackTimer
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
@@ -146,7 +154,7 @@ func (o *Options) setDefaults() error {
 		return errors.New("laptops and capacity must be at least 1, max connections not negative")
 	case o.SlotLength < time.Second:
 		return errors.New("the slot length must be at least 1s (xs-backupd refuses less)")
-	case o.Spread < 0 || o.MaxSlotWait < 0 || o.TimerPeriod < 0 || o.Deadline < 0:
+	case o.Spread < 0 || o.MaxSlotWait < 0 || o.TimerPeriod < 0 || o.TimerDelay < 0 || o.Deadline < 0:
 		return errors.New("durations must not be negative")
 	case o.Comeback != ComebackSlot && o.Comeback != ComebackTimer:
 		return fmt.Errorf("comeback must be %q or %q, not %q", ComebackSlot, ComebackTimer, o.Comeback)
@@ -261,7 +269,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	for _, l := range laptops {
 		lo := lifeOptions{
 			arrive:      start.Add(time.Duration(rng.Int64N(int64(o.Spread) + 1))),
-			maxSlotWait: o.MaxSlotWait, comeback: o.Comeback, period: o.TimerPeriod, delay: o.Spread,
+			maxSlotWait: o.MaxSlotWait, comeback: o.Comeback, period: o.TimerPeriod, delay: o.TimerDelay,
 			powerDir: powerDir, rng: rand.New(rand.NewPCG(o.Seed, rng.Uint64())),
 		}
 		wg.Add(1)

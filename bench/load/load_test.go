@@ -12,10 +12,16 @@ import (
 )
 
 // TestSmallSchool runs the load test's code at the scale of a class: 30
-// laptops whose timers fire within a second, against a real xs-backupd with
-// capacity 4. Every backup must complete, admission must have handed out
-// slots (not granted everyone at once), and every laptop's snapshot must be
-// on the server.
+// laptops whose timers first fire within 100 ms, against a real xs-backupd
+// with capacity 4, so most of them get a slot in the 7 s that follow. The
+// clock is shrunk further than the default (MaxSlotWait 2 s, a timer every
+// 1 s plus up to 0.5 s: firings still come closer together than
+// MaxSlotWait, as the shipped ones do) so that most slots are beyond
+// MaxSlotWait: those laptops must keep their slot, end the runs before it
+// offline, and be there when it comes.
+// Every backup must complete, admission must have handed out slots (not
+// granted everyone at once), and every laptop's snapshot must be on the
+// server.
 func TestSmallSchool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real xs-backupd and 30 laptops")
@@ -24,23 +30,30 @@ func TestSmallSchool(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := Run(ctx, Options{
-		Laptops:  30,
-		Capacity: 4,
-		Spread:   time.Second,
-		Deadline: time.Minute,
-		Journal:  &small,
-		WorkDir:  t.TempDir(),
+		Laptops:     30,
+		Capacity:    4,
+		Spread:      100 * time.Millisecond,
+		MaxSlotWait: 2 * time.Second,
+		TimerPeriod: time.Second,
+		TimerDelay:  500 * time.Millisecond,
+		Comeback:    ComebackTimer,
+		Deadline:    time.Minute,
+		Journal:     &small,
+		WorkDir:     t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wall %v, sessions %v, slots %v, server RSS %d MiB, CPU %.1f s",
-		r.Wall(), r.Session, r.Metrics["xs_slots_issued_total"], r.ServerPeakRSS>>20, r.ServerCPU)
+	t.Logf("wall %v, sessions %v, slots %v, runs %d, Later %d (%d offline), server RSS %d MiB, CPU %.1f s",
+		r.Wall(), r.Session, r.Metrics["xs_slots_issued_total"], r.Runs, r.Laters, r.LatersOffline, r.ServerPeakRSS>>20, r.ServerCPU)
 	if r.Completed != 30 || r.Failed != 0 {
 		t.Fatalf("%d completed, %d failed: %v %v", r.Completed, r.Failed, r.FailedBy, r.FailedExamples)
 	}
 	if r.Metrics["xs_slots_issued_total"] == 0 {
 		t.Fatal("the server issued no slots: every laptop was granted at once")
+	}
+	if r.LatersOffline == 0 || r.Laters == r.LatersOffline {
+		t.Fatalf("%d runs ended Later, %d of them offline: want some of each (slots beyond MaxSlotWait, kept between timer firings)", r.Laters, r.LatersOffline)
 	}
 	if r.Samples.Sessions > 4 {
 		t.Fatalf("%d sessions ran at once with capacity 4", r.Samples.Sessions)

@@ -44,8 +44,10 @@ type Report struct {
 	// RunErrorExamples holds one message of each kind in RunErrors.
 	RunErrorExamples map[string]string
 	// Runs is the number of agent.Run calls; Laters those that ended with a
-	// slot beyond MaxSlotWait; MaxRuns the most one laptop needed.
-	Runs, Laters, MaxRuns int
+	// slot beyond MaxSlotWait, LatersOffline the Laters that ended before
+	// contacting the server (the slot kept from an earlier run was still
+	// beyond MaxSlotWait); MaxRuns the most one laptop needed.
+	Runs, Laters, LatersOffline, MaxRuns int
 
 	// Session is a backup session: from the grant to the acknowledged
 	// commit (backup.Result.Duration, measured by the engine).
@@ -120,6 +122,7 @@ func (r *Report) collect(laptops []*laptop) {
 	for _, l := range laptops {
 		r.Runs += l.runs
 		r.Laters += l.laters
+		r.LatersOffline += l.latersOffline
 		r.MaxRuns = max(r.MaxRuns, l.runs)
 		for k, n := range l.errs {
 			r.RunErrors[k] += n
@@ -240,24 +243,37 @@ func (r *Report) Markdown() string {
 		"the server is a real `xs-backupd` subprocess on loopback, so its RSS and CPU are its own. Client and server share the machine's cores.\n\n",
 		r.Laptops, o.Journal.Entries, o.Journal.SharedBooks, kib(o.Journal.BookBytes), o.Journal.SharedBooks*3,
 		kib(o.Journal.MediaBytes), kib(o.Journal.DocBytes), mib(r.JournalBytes), mib(r.JournalBytes/int64(max(r.Laptops, 1))))
-	fmt.Fprintf(&b, "Every laptop's timer first fires at a random moment within %s of the start (a school switching on at 10:00). "+
-		"A run waits up to %s (MaxSlotWait) for its slot while connected; given a slot further away, it ends with the outcome Later ",
-		dur(o.Spread), dur(o.MaxSlotWait))
-	if o.Comeback == ComebackSlot {
-		b.WriteString("and the laptop comes back at the slot. (The shipped xo-backup does not: it exits with code 4 and its timer runs again " +
-			"30–40 minutes later; the reservation holds only if one of those runs falls between MaxSlotWait before the slot and two slot " +
-			"lengths after it. `-comeback timer` measures that.) ")
+	fmt.Fprintf(&b, "Every laptop's timer first fires at a random moment within %s of the start (a school switching on at 10:00), "+
+		"then again %s after each run that did not commit a backup, plus a random delay of up to %s, as the shipped xo-backup.timer does "+
+		"(every 5 minutes, RandomizedDelaySec 1 minute). "+
+		"A run waits up to %s (MaxSlotWait) for its slot while connected; given a slot further away, it ends with the outcome Later "+
+		"and the laptop keeps the slot (`slot.json` in its state directory), as the shipped xo-backup does. ",
+		dur(o.Spread), dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.MaxSlotWait))
+	if o.Comeback == ComebackTimer {
+		fmt.Fprintf(&b, "Its next timer firings before the slot end Later at once, without touching the network; "+
+			"the first within MaxSlotWait of the slot connects and waits for it. ")
+		if o.TimerPeriod+o.TimerDelay <= o.MaxSlotWait {
+			fmt.Fprintf(&b, "Firings are at most %s apart, less than MaxSlotWait, so one always falls in that window and no reservation is missed. ",
+				dur(o.TimerPeriod+o.TimerDelay))
+		} else {
+			fmt.Fprintf(&b, "Firings can be up to %s apart, more than MaxSlotWait, so a laptop can miss its window "+
+				"(the reservation lapses two slot lengths after the slot and the late run asks the server again). ",
+				dur(o.TimerPeriod+o.TimerDelay))
+		}
 	} else {
-		fmt.Fprintf(&b, "and the laptop comes back at its timer's next firing (%s plus up to %s), as the shipped xo-backup.timer does. ", dur(o.TimerPeriod), dur(o.Spread))
+		b.WriteString("Here (`-comeback slot`) the laptop runs again exactly at the slot instead of at its timer's next firing. " +
+			"(The shipped xo-backup has no such schedule: its timer fires every 5 minutes and the runs before the slot end at once; " +
+			"the default, `-comeback timer`, models that.) ")
 	}
 	fmt.Fprintf(&b, "A failed or skipped run is retried at the next timer firing (%s plus up to %s). "+
-		"A laptop without a committed backup %s after the start counts as failed.\n\n", dur(o.TimerPeriod), dur(o.Spread), dur(o.Deadline))
-	fmt.Fprintf(&b, "**Scale.** A real school runs a 2-minute slot, MaxSlotWait 10 minutes and a timer every 30 minutes with a 10-minute random delay; "+
-		"here the clock runs 120× faster (slot %s, MaxSlotWait %s, period %s, spread %s) because sessions are about that much shorter: "+
+		"A laptop without a committed backup %s after the start counts as failed.\n\n", dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.Deadline))
+	fmt.Fprintf(&b, "**Scale.** A real school runs a 2-minute slot, MaxSlotWait 10 minutes and the shipped timer every 5 minutes with a 1-minute random delay, "+
+		"its laptops switched on over about 10 minutes; "+
+		"here the clock runs 120× faster (slot %s, MaxSlotWait %s, timer period %s, random delay %s, switch-on spread %s) because sessions are about that much shorter: "+
 		"a first backup of a 1–2 MB Journal on loopback takes a tenth of a second (median %s here), a day's changes over a school's shared Wi-Fi tens of seconds. "+
 		"The capacity is the shipped default, %d. With every laptop arriving at once, admission hands out %d reservations per slot window, "+
 		"so the crowd drains at capacity / slot length = %.0f laptops per second here, %.0f per hour in a real school with the defaults.\n\n",
-		dur(o.SlotLength), dur(o.MaxSlotWait), dur(o.TimerPeriod), dur(o.Spread), dur(r.Session.P50), o.Capacity, o.Capacity,
+		dur(o.SlotLength), dur(o.MaxSlotWait), dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.Spread), dur(r.Session.P50), o.Capacity, o.Capacity,
 		float64(o.Capacity)/o.SlotLength.Seconds(), float64(o.Capacity)/(2*time.Minute).Hours())
 	b.WriteString("The daemon's configuration:\n\n```toml\n" + r.Config + "```\n")
 
@@ -304,7 +320,9 @@ func (r *Report) Markdown() string {
 	b.WriteString("- **completion**: from the laptop's first timer firing to its commit: the wait admission imposed, plus the session.\n")
 	b.WriteString("- **wall time**: from the first moment a timer could fire to the last commit.\n")
 	b.WriteString("- **slots issued**: `xs_slots_issued_total` from the daemon's /metrics, every reservation it handed out " +
-		"(a laptop whose reserved slot found the server full gets a new one). **Later**: runs that ended because the slot was beyond MaxSlotWait.\n")
+		"(a laptop whose reserved slot found the server full gets a new one). **Later**: runs that ended because the slot was beyond MaxSlotWait: " +
+		"**offline** when the slot kept from an earlier run was (the run ended before contacting the server, 0 bytes on the wire), " +
+		"**after asking the server** when the server's answer was.\n")
 	b.WriteString("- **runs refused or failed**: `agent.Run` calls that returned an error or skipped (refused as busy, refused by QUIC, " +
 		"unreachable, a server error), each retried at the laptop's next timer firing; they count against the admission target even when the laptop finished later.\n")
 	b.WriteString("- **peaks** (sessions, connections, reservations, RSS): the highest of the samples taken every 250 ms from /metrics and /proc/PID/status.\n")
@@ -328,7 +346,8 @@ func (r *Report) figures() [][2]string {
 		{"completion p50 / p95 / max (first timer → commit)", r.Completion.String()},
 		{"session starts, first / last", firstLast(r.SessionStarts)},
 		{"timer firings, first / last", firstLast(r.Arrivals)},
-		{"runs (agent.Run calls) / ended Later / most for one laptop", fmt.Sprintf("%d / %d / %d", r.Runs, r.Laters, r.MaxRuns)},
+		{"runs (agent.Run calls) / most for one laptop", fmt.Sprintf("%d / %d", r.Runs, r.MaxRuns)},
+		{"runs ended Later: offline (kept slot, no network) / after asking the server", fmt.Sprintf("%d / %d", r.LatersOffline, r.Laters-r.LatersOffline)},
 		{"slots issued (server)", fmt.Sprintf("%.0f", m["xs_slots_issued_total"])},
 		{"sessions granted / commits (server)", fmt.Sprintf("%.0f / %.0f", m["xs_sessions_started_total"], m["xs_commits_total"])},
 		{"peak sessions at once (capacity)", fmt.Sprintf("%d (%d)", r.Samples.Sessions, r.Options.Capacity)},
@@ -371,7 +390,7 @@ func (r *Report) histogram() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Seconds after the start, in buckets of %s (capacity × bucket / slot length = %.0f sessions fit in one).\n\n",
 		dur(width), float64(r.Options.Capacity)*width.Seconds()/r.Options.SlotLength.Seconds())
-	b.WriteString("| from | timers fired | sessions started | |\n|---:|---:|---:|---|\n")
+	b.WriteString("| from | first timer firings | sessions started | |\n|---:|---:|---:|---|\n")
 	for i := range n {
 		fmt.Fprintf(&b, "| %s | %d | %d | %s |\n", dur(time.Duration(i)*width), arr[i], st[i], strings.Repeat("█", (st[i]*30+peak-1)/peak))
 	}
@@ -385,9 +404,18 @@ func (r *Report) ReadmeSection() string {
 	fmt.Fprintf(&b, "## %d laptops through one server (bench/load)\n\n    make bench-load\n\n", r.Laptops)
 	fmt.Fprintf(&b, "%d laptops, each with its own key, serial and Journal (%s on average, books shared across the school), "+
 		"in the load process; one real `xs-backupd` subprocess on loopback with capacity %d and a %s slot. "+
-		"Every timer fires within %s of the start, so admission has to spread them out. ",
+		"Every laptop's timer first fires within %s of the start, so admission has to spread them out, ",
 		r.Laptops, mib(r.JournalBytes/int64(max(r.Laptops, 1))), o.Capacity, dur(o.SlotLength), dur(o.Spread))
-	b.WriteString("The clock runs 120× faster than a school's (2-minute slots become 1 s, sessions on loopback are that much shorter than on Wi-Fi); " +
+	if o.Comeback == ComebackTimer {
+		fmt.Fprintf(&b, "and then every %s plus up to %s, like the shipped xo-backup.timer: a laptop keeps the slot the server reserved, "+
+			"its runs before the slot end at once without touching the network, and the first within MaxSlotWait (%s) of it connects and waits. ",
+			dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.MaxSlotWait))
+	} else {
+		fmt.Fprintf(&b, "and a laptop given a slot beyond MaxSlotWait (%s) runs again exactly at it (`-comeback slot`, not the shipped timer). ",
+			dur(o.MaxSlotWait))
+	}
+	b.WriteString("The clock runs 120× faster than a school's (2-minute slots become 1 s, the 5-minute timer 2.5 s, " +
+		"sessions on loopback are that much shorter than on Wi-Fi); " +
 		"the set-up, the definitions and a histogram of session starts are in [results/load.md](results/load.md). ")
 	fmt.Fprintf(&b, "Measured %s on %s.\n\n", r.Date.Format("2006-01-02"), r.Machine)
 	b.WriteString("| target (brief, section 8) | measured | met |\n|---|---|---|\n")
@@ -398,7 +426,8 @@ func (r *Report) ReadmeSection() string {
 	keep := map[string]bool{"wall time (first timer to last commit)": true, "session p50 / p95 / max (grant → commit)": true,
 		"completion p50 / p95 / max (first timer → commit)": true, "slots issued (server)": true, "server peak RSS (VmHWM)": true,
 		"server CPU while the laptops ran / whole life": true, "logical bytes backed up (all Journals, scanned)": true,
-		"stored: pack files": true, "peak open connections (max_connections)": true}
+		"stored: pack files": true, "peak open connections (max_connections)": true,
+		"runs ended Later: offline (kept slot, no network) / after asking the server": true}
 	for _, row := range r.figures() {
 		if keep[row[0]] {
 			fmt.Fprintf(&b, "| %s | %s |\n", row[0], row[1])

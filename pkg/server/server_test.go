@@ -448,7 +448,7 @@ func TestSlotKeptUntilDue(t *testing.T) {
 	if done.Outcome != agent.Done {
 		t.Fatalf("the run within MaxSlotWait of the slot: %s %s", done.Outcome, done.Reason)
 	}
-	if early := first.Slot.Sub(time.Now()); early > time.Second {
+	if early := time.Until(first.Slot); early > time.Second {
 		t.Fatalf("backed up %v before its slot", early)
 	}
 	if !l.st.Slot().IsZero() {
