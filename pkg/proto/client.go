@@ -67,7 +67,8 @@ func clientQUIC(idle time.Duration) *quic.Config {
 		idle = 60 * time.Second
 	}
 	return &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: idle, KeepAlivePeriod: idle / 4,
-		MaxStreamReceiveWindow: 8 << 20, MaxConnectionReceiveWindow: 24 << 20}
+		InitialStreamReceiveWindow: receiveWindow, MaxStreamReceiveWindow: receiveWindow,
+		InitialConnectionReceiveWindow: receiveWindow, MaxConnectionReceiveWindow: receiveWindow}
 }
 
 // wireErr turns connection-level failures into *Error values where the
@@ -196,6 +197,9 @@ func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
 // except the UDP and IP headers.
 func (c *Client) BytesSent() int64     { return int64(c.conn.ConnectionStats().BytesSent) }
 func (c *Client) BytesReceived() int64 { return int64(c.conn.ConnectionStats().BytesReceived) }
+
+// BytesLost is what this end has declared lost so far and had to send again.
+func (c *Client) BytesLost() int64 { return int64(c.conn.ConnectionStats().BytesLost) }
 
 // roundTrip opens a stream, writes the request frames, closes the write
 // side and hands the stream's reader to read.

@@ -235,16 +235,26 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // PublicKey returns the server's public key (what laptops pin).
 func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
 
+// receiveWindow caps what a peer may have in flight on one connection. quic-go
+// drops a packet that arrives while 256 of the connection's packets wait to
+// be processed, so a larger window lets a laptop outrun a busy server (or a
+// busy laptop during a restore): the packets are dropped, declared lost and
+// sent again. The school benchmark saw 6.4% of every upload's packets go
+// twice; under this cap none are lost. 320 KiB is ~230 full packets, and
+// still 26 Mbit/s at a 100 ms round trip, more than a school's Wi-Fi gives a
+// laptop.
+const receiveWindow = 320 << 10
+
 func (s *Server) quicConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           s.cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 s.cfg.IdleTimeout,
 		MaxIncomingStreams:             int64(s.cfg.MaxStreams),
 		MaxIncomingUniStreams:          -1,
-		InitialStreamReceiveWindow:     1 << 20,
-		MaxStreamReceiveWindow:         8 << 20,
-		InitialConnectionReceiveWindow: 2 << 20,
-		MaxConnectionReceiveWindow:     24 << 20,
+		InitialStreamReceiveWindow:     receiveWindow,
+		MaxStreamReceiveWindow:         receiveWindow,
+		InitialConnectionReceiveWindow: receiveWindow,
+		MaxConnectionReceiveWindow:     receiveWindow,
 		Allow0RTT:                      false,
 	}
 }
