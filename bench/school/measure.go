@@ -213,10 +213,10 @@ func machine(ctx context.Context) Machine {
 			}
 		}
 	}
-	for tool, args := range map[string][]string{"rsync": {"--version"}, "restic": {"version"}, "borg": {"--version"}, "hardlink": {"--version"}} {
+	for tool, args := range map[string][]string{"rsync": {"--version"}, "restic": {"version"}, "borg": {"--version"}, "hardlink": {"--version"}, "ssh": {"-V"}} {
 		if path, err := exec.LookPath(tool); err == nil {
 			if p, err := run(ctx, "", nil, path, args...); err == nil && p.code == 0 {
-				line, _, _ := strings.Cut(strings.TrimSpace(p.stdout), "\n")
+				line, _, _ := strings.Cut(strings.TrimSpace(p.stdout+p.stderr), "\n")
 				m.Tools[tool] = strings.Join(strings.Fields(line), " ")
 			}
 		}

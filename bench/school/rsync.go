@@ -3,7 +3,6 @@ package school
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,12 +43,10 @@ func (r *rsyncLinkDest) start(ctx context.Context, sc *school, work string) erro
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var err error
+	if r.port, err = freePort(); err != nil {
 		return err
 	}
-	r.port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	ids := ""
 	if os.Geteuid() == 0 { // a root daemon would otherwise write as nobody
 		ids = "uid = 0\ngid = 0\n"
@@ -67,22 +64,7 @@ func (r *rsyncLinkDest) start(ctx context.Context, sc *school, work string) erro
 	}
 	r.waited = make(chan error, 1)
 	go func() { r.waited <- r.cmd.Wait() }()
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case err := <-r.waited:
-			r.waited <- err
-			return fmt.Errorf("the rsync daemon exited (%v); see %s", err, filepath.Join(work, "rsyncd.log"))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the rsync daemon does not answer on port %d; see %s", r.port, filepath.Join(work, "rsyncd.log"))
-		}
-	}
+	return waitListening(r.port, r.waited, filepath.Join(work, "rsyncd.log"))
 }
 
 var (

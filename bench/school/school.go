@@ -32,8 +32,10 @@ const (
 	XSBackup      = "xs-backup"
 	Rsync         = "rsync"
 	RsyncHardlink = "rsync+hardlink"
-	Restic        = "restic"
-	Borg          = "borg"
+	// RsyncSSH is ds-backup's own transport: rsync over SSH with --link-dest.
+	RsyncSSH = "rsync+ssh"
+	Restic   = "restic"
+	Borg     = "borg"
 )
 
 // Options shape a run. Zero fields take the defaults of [Small].
@@ -58,13 +60,14 @@ type Options struct {
 	// Repo is the root of the xs-backup source tree to build; empty: found
 	// from the current directory upwards.
 	Repo string
-	// Systems restricts the run to these systems (XSBackup, Rsync, Restic,
-	// Borg); empty runs every one that is installed. xs-backup always runs.
+	// Systems restricts the run to these systems (XSBackup, Rsync, RsyncSSH,
+	// Restic, Borg); empty runs every one that is installed. xs-backup always
+	// runs.
 	Systems []string
 	// NoChunkStudy skips the chunk-size study.
 	NoChunkStudy bool
 	// NoInstall never runs apt-get for a missing tool (otherwise a run as
-	// root installs missing rsync, restic and borg once).
+	// root installs missing rsync, openssh, restic and borg once).
 	NoInstall bool
 	// Command is the command line, quoted in the report.
 	Command string
@@ -279,6 +282,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			hl.Skipped = "hardlink (util-linux) not installed: skipped; apt-get install util-linux"
 		}
 		res.Systems = append(res.Systems, hl)
+	}
+	if want(o, RsyncSSH) {
+		if tools["sshd"] == "" || tools["ssh"] == "" || tools["ssh-keygen"] == "" {
+			res.Systems = append(res.Systems, &SystemResult{Name: RsyncSSH, Skipped: "sshd or ssh not installed: skipped; apt-get install openssh-server openssh-client"})
+		} else {
+			add(&rsyncSSH{bin: tools[Rsync], sshd: tools["sshd"], ssh: tools["ssh"], keygen: tools["ssh-keygen"]},
+				"the SSH connection's bytes both ways, counted by a TCP relay in front of sshd (encryption and framing included)")
+		}
 	}
 	for _, name := range []string{Restic, Borg} {
 		if !want(o, name) {
@@ -522,6 +533,10 @@ func pkgOf(tool string) string {
 		return "borgbackup"
 	case "hardlink":
 		return "util-linux"
+	case "sshd":
+		return "openssh-server"
+	case "ssh", "ssh-keygen":
+		return "openssh-client"
 	}
 	return tool
 }
@@ -532,11 +547,27 @@ func findTools(ctx context.Context, o Options, logf func(string, ...any)) (map[s
 	look := func() (map[string]string, []string) {
 		m := map[string]string{}
 		var missing []string
-		for _, t := range []string{Rsync, "hardlink", Restic, Borg} {
-			if t != "hardlink" && !want(o, t) {
-				continue
+		for _, t := range []string{Rsync, "hardlink", "sshd", "ssh", "ssh-keygen", Restic, Borg} {
+			switch t {
+			case "hardlink":
+			case "sshd", "ssh", "ssh-keygen":
+				if !want(o, RsyncSSH) {
+					continue
+				}
+			case Rsync:
+				if !want(o, Rsync) && !want(o, RsyncSSH) {
+					continue
+				}
+			default:
+				if !want(o, t) {
+					continue
+				}
 			}
-			if p, err := exec.LookPath(t); err == nil {
+			p, err := exec.LookPath(t)
+			if err != nil && t == "sshd" {
+				p, err = exec.LookPath("/usr/sbin/sshd")
+			}
+			if err == nil {
 				m[t] = p
 			} else {
 				missing = append(missing, t)
@@ -549,7 +580,9 @@ func findTools(ctx context.Context, o Options, logf func(string, ...any)) (map[s
 	if len(missing) > 0 && os.Geteuid() == 0 && !o.NoInstall {
 		var pkgs []string
 		for _, t := range missing {
-			pkgs = append(pkgs, pkgOf(t))
+			if !slices.Contains(pkgs, pkgOf(t)) {
+				pkgs = append(pkgs, pkgOf(t))
+			}
 		}
 		logf("installing %s with apt-get", strings.Join(pkgs, " "))
 		p, err := run(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", append([]string{"install", "-y"}, pkgs...)...)
@@ -558,7 +591,7 @@ func findTools(ctx context.Context, o Options, logf func(string, ...any)) (map[s
 		}
 		tools, _ = look()
 	}
-	if want(o, Rsync) && tools[Rsync] == "" {
+	if (want(o, Rsync) || want(o, RsyncSSH)) && tools[Rsync] == "" {
 		return nil, nil, errors.New("rsync is not installed and could not be installed: apt-get install rsync (as root), or leave rsync out with -systems")
 	}
 	return tools, notes, nil
@@ -584,8 +617,8 @@ func withDefaults(o Options) (Options, error) {
 		return o, errors.New("journal size must be at least 2 MiB, so that every Journal holds a document")
 	}
 	for _, s := range o.Systems {
-		if !slices.Contains([]string{XSBackup, Rsync, Restic, Borg}, s) {
-			return o, fmt.Errorf("unknown system %q: use %s, %s, %s or %s", s, XSBackup, Rsync, Restic, Borg)
+		if !slices.Contains([]string{XSBackup, Rsync, RsyncSSH, Restic, Borg}, s) {
+			return o, fmt.Errorf("unknown system %q: use %s, %s, %s, %s or %s", s, XSBackup, Rsync, RsyncSSH, Restic, Borg)
 		}
 	}
 	if o.Repo == "" {

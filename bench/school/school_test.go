@@ -20,6 +20,11 @@ func TestTinySchool(t *testing.T) {
 			t.Logf("%s not installed: not compared", s)
 		}
 	}
+	if _, err := os.Stat("/usr/sbin/sshd"); err == nil && len(o.Systems) > 0 && o.Systems[0] == Rsync {
+		o.Systems = append(o.Systems, RsyncSSH)
+	} else {
+		t.Log("rsync or sshd not installed: rsync over SSH not compared")
+	}
 	if len(o.Systems) == 0 {
 		o.Systems = []string{XSBackup}
 	}
@@ -57,6 +62,22 @@ func TestTinySchool(t *testing.T) {
 			t.Errorf("rsync --link-dest sent %d bytes on night 1, not less than night 0's %d", rs.Nights[1].Wire, rs.Nights[0].Wire)
 		}
 	}
+	if rs, ssh := res.System(Rsync), res.System(RsyncSSH); rs != nil && ssh != nil && ssh.Skipped == "" {
+		// The same rsync protocol inside SSH: a little more on the wire
+		// (encryption, framing, key exchange), and the same folders on disk.
+		if ssh.Nights[0].Wire <= rs.Nights[0].Wire || ssh.Nights[0].Wire > rs.Nights[0].Wire*11/10+1<<20 {
+			t.Errorf("rsync over SSH sent %d bytes on night 0, rsync alone %d: want a little more", ssh.Nights[0].Wire, rs.Nights[0].Wire)
+		}
+		if ssh.Nights[1].Wire >= ssh.Nights[0].Wire {
+			t.Errorf("rsync over SSH --link-dest sent %d bytes on night 1, not less than night 0's %d", ssh.Nights[1].Wire, ssh.Nights[0].Wire)
+		}
+		if d, want := ssh.LastDisk(), res.System(Rsync).Nights[len(rs.Nights)-1].Disk; d < want*9/10 || d > want*11/10 {
+			t.Errorf("rsync over SSH tree takes %d bytes, rsync's %d", d, want)
+		}
+		if ssh.Nights[0].ServerCPU <= 0 || ssh.RestoreWhole <= 0 {
+			t.Errorf("rsync over SSH figures missing: %+v", ssh)
+		}
+	}
 	if len(res.Chunks) != 7 || res.Chunks[2].AverageKiB != 64 || res.Chunks[2].Dedup() <= 1 || res.IndexPerBlob <= 0 {
 		t.Errorf("chunk study: %+v, index %.0f bytes per blob", res.Chunks, res.IndexPerBlob)
 	}
@@ -70,7 +91,7 @@ func TestTinySchool(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(readme)
-	if strings.Contains(string(b), "old") || !strings.Contains(string(b), "## Whole school") || !strings.HasSuffix(string(b), MarkerEnd+"\ntail\n") {
+	if strings.Contains(string(b), "\nold\n") || !strings.Contains(string(b), "## Whole school") || !strings.HasSuffix(string(b), MarkerEnd+"\ntail\n") {
 		t.Errorf("README section not replaced:\n%s", b)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-var colours = map[string]string{XSBackup: "#d62728", Rsync: "#1f77b4", RsyncHardlink: "#17becf", Restic: "#2ca02c", Borg: "#9467bd"}
+var colours = map[string]string{XSBackup: "#d62728", Rsync: "#1f77b4", RsyncHardlink: "#17becf", RsyncSSH: "#ff7f0e", Restic: "#2ca02c", Borg: "#9467bd"}
 
 // SVG draws two line charts, night by night: the server's disk after each
 // night (linear) and the bytes on the wire each night (logarithmic, since

@@ -39,7 +39,7 @@ func run(args []string) int {
 	fs.StringVar(&o.Work, "work", "", "working directory (default: a temporary one, removed afterwards)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the working directory")
 	fs.StringVar(&o.Repo, "repo", "", "xs-backup source tree to build (default: found from the current directory)")
-	systems := fs.String("systems", "", "comma-separated systems to compare with xs-backup: rsync,restic,borg (default: all installed)")
+	systems := fs.String("systems", "", "comma-separated systems to compare with xs-backup: rsync,rsync+ssh,restic,borg (default: all installed)")
 	fs.BoolVar(&o.NoChunkStudy, "no-chunk-study", false, "skip the chunk-size study")
 	out := fs.String("out", "bench/results", "directory for school-<size>.md and .svg")
 	readme := fs.String("readme", "", "also rewrite the school section of this README (bench/README.md)")
