@@ -399,7 +399,7 @@ func (r *Result) chunkVerdict() string {
 func (r *Result) ReadmeSection() string {
 	var b strings.Builder
 	o := r.Options
-	b.WriteString("## Whole school: xs-backup against rsync --link-dest, restic and borg (bench/school)\n\n")
+	b.WriteString("## Whole school: xs-backup against rsync --link-dest (daemon and SSH), restic and borg (bench/school)\n\n")
 	if o.Size == "full" {
 		b.WriteString("`make bench-full` runs:\n\n")
 	}

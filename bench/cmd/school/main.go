@@ -26,7 +26,7 @@ func run(args []string) int {
 	d := school.Small()
 	fs := flag.NewFlagSet("school", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(os.Stderr, "school runs the whole-school benchmark: xs-backup against rsync --link-dest, restic and borg on the same simulated school.\n\nUsage: go run ./bench/cmd/school [flags]\n\n")
+		fmt.Fprint(os.Stderr, "school runs the whole-school benchmark: xs-backup against rsync --link-dest (over its daemon and over SSH, as ds-backup ran it), restic and borg on the same simulated school. Run as root, it installs missing baselines with apt-get.\n\nUsage: go run ./bench/cmd/school [flags]\n\n")
 		fs.PrintDefaults()
 	}
 	o := school.Options{}
