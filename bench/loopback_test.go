@@ -110,3 +110,59 @@ func BenchmarkLoopback(b *testing.B) {
 		b.ReportMetric(float64(r2.Backup.BytesRead), "unchanged-read-B")
 	}
 }
+
+// BenchmarkRestoreLoopback backs up a generated Journal (~30 MB: photos,
+// documents, shared books, in the datastore layout) to a real xs-backupd on
+// loopback and restores it whole into an empty directory, next to `cp -a`
+// of the same Journal in the same run (the restore the whole-school
+// benchmark compares with).
+func BenchmarkRestoreLoopback(b *testing.B) {
+	src := b.TempDir()
+	o := journalgen.Options{Seed: 5, Entries: 120, MediaBytes: 512 << 10, DocBytes: 24 << 10, SharedBooks: 4, BookSeed: 42, BookBytes: 1 << 20}
+	if _, err := journalgen.Generate(src, o); err != nil {
+		b.Fatal(err)
+	}
+	var logical int64
+	filepath.WalkDir(src, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				logical += fi.Size()
+			}
+		}
+		return nil
+	})
+	addr, srv := startServer(b, b.TempDir())
+	st := agent.State{Dir: b.TempDir()}
+	ctx := context.Background()
+	if _, err := agent.Register(ctx, st, agent.RegisterOptions{Server: addr, Serial: "BENCHR1"}); err != nil {
+		b.Fatal(err)
+	}
+	if r, err := agent.Run(ctx, st, agent.RunOptions{Source: src, Force: true}); err != nil || r.Outcome != agent.Done {
+		b.Fatal(err, r)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), "cp")
+		t0 := time.Now()
+		if out, err := exec.Command("cp", "-a", src, dir).CombinedOutput(); err != nil {
+			b.Fatal(err, string(out))
+		}
+		cp := time.Since(t0)
+		cpu0 := cpuSeconds(srv.Process.Pid)
+		t1 := time.Now()
+		res, _, err := agent.Restore(ctx, st, agent.RestoreOptions{Target: filepath.Join(b.TempDir(), "xs"), All: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		xs := time.Since(t1)
+		if len(res.Damaged) > 0 {
+			b.Fatalf("restore reported damaged files: %v", res.Damaged)
+		}
+		b.ReportMetric(float64(logical)/1e6, "journal-MB")
+		b.ReportMetric(xs.Seconds()*1e3, "restore-ms")
+		b.ReportMetric(cp.Seconds()*1e3, "cp-a-ms")
+		b.ReportMetric(float64(logical)/xs.Seconds()/1e6, "restore-MB/s")
+		b.ReportMetric(xs.Seconds()/cp.Seconds(), "×cp-a")
+		b.ReportMetric(cpuSeconds(srv.Process.Pid)-cpu0, "server-cpu-s")
+	}
+}
