@@ -5,6 +5,12 @@
 GO       ?= go
 BIN      ?= bin
 FUZZTIME ?= 4s
+# The bench-full school: `make bench-full LAPTOPS=300 NIGHTS=14
+# SYSTEMS=rsync,rsync+ssh` runs a bigger school against the rsync baselines
+# only (restic and borg make each night several times longer).
+LAPTOPS  ?= 100
+NIGHTS   ?= 10
+SYSTEMS  ?=
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
 
 .PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load lint clean screenshot
@@ -55,7 +61,7 @@ bench:
 
 # The whole school at full size: results/school-full.md and the README table.
 bench-full:
-	$(GO) run ./bench/cmd/school -size full -laptops 100 -nights 10 -journal-mb 20 -readme bench/README.md
+	$(GO) run ./bench/cmd/school -size full -laptops $(LAPTOPS) -nights $(NIGHTS) -journal-mb 20 $(if $(SYSTEMS),-systems $(SYSTEMS)) -readme bench/README.md
 
 # 1000 laptops back up through one xs-backupd subprocess (bench/load, ~5
 # minutes); writes bench/results/load.md and the load section of bench/README.md.
