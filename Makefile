@@ -28,10 +28,10 @@ test: vet unit fuzz-smoke cross
 vet:
 	$(GO) vet ./...
 
+# Allocation bounds are measured again without the race detector, which
+# makes sync.Pool drop buffers at random.
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
-	# Allocation bounds are measured without the race detector, which
-	# makes sync.Pool drop buffers at random.
 	$(GO) test -count=1 -run 'BoundedMemory' ./pkg/chunk/
 
 # Every fuzz target, briefly (make fuzz runs them long).
