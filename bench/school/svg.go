@@ -45,8 +45,11 @@ func (r *Result) SVG() string {
 }
 
 func dash(name string) string {
-	if name == RsyncHardlink {
+	switch name {
+	case RsyncHardlink:
 		return ` stroke-dasharray="6 4"`
+	case RsyncSSH: // sends what rsync sends: dotted, so rsync shows through
+		return ` stroke-dasharray="2 4"`
 	}
 	return ""
 }
