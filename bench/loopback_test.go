@@ -122,15 +122,7 @@ func BenchmarkRestoreLoopback(b *testing.B) {
 	if _, err := journalgen.Generate(src, o); err != nil {
 		b.Fatal(err)
 	}
-	var logical int64
-	filepath.WalkDir(src, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				logical += fi.Size()
-			}
-		}
-		return nil
-	})
+	logical := dirBytes(src)
 	addr, srv := startServer(b, b.TempDir())
 	st := agent.State{Dir: b.TempDir()}
 	ctx := context.Background()

@@ -19,29 +19,100 @@ import (
 // into a new snapshot folder. It also runs util-linux hardlink over the
 // whole tree after each night for the "cross-user hardlinks" variant.
 type rsyncLinkDest struct {
+	folderChains
 	bin, hardlinkBin string
-	root, tree       string
 	port             int
 	cmd              *exec.Cmd
 	waited           chan error
+}
 
+// folderChains is the snapshot-folder bookkeeping of both rsync baselines:
+// tree/<chain>/night-NN, one chain per laptop (a new one after a reflash).
+type folderChains struct {
+	tree  string
 	mu    sync.Mutex
-	chain map[int]string // laptop -> folder chain (a new one after a reflash)
+	chain map[int]string // laptop -> folder chain
 	prev  map[int]string // laptop -> previous night's folder in its chain, "" if none
-	// last is each laptop's newest snapshot folder.
-	last map[int]string
+	last  map[int]string // laptop -> newest snapshot folder
+}
+
+// init creates a chain folder for every laptop under tree.
+func (f *folderChains) init(sc *school, tree string) error {
+	f.tree = tree
+	f.chain, f.prev, f.last = map[int]string{}, map[int]string{}, map[int]string{}
+	for _, l := range sc.laptops {
+		f.chain[l.idx] = l.name
+		if err := os.MkdirAll(filepath.Join(tree, l.name), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// current is the laptop's chain and previous night's folder ("" if none).
+func (f *folderChains) current(l *laptop) (chain, prev string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.chain[l.idx], f.prev[l.idx]
+}
+
+// done records night k's folder as the laptop's newest.
+func (f *folderChains) done(l *laptop, chain string, k int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prev[l.idx] = nightDir(k)
+	f.last[l.idx] = filepath.Join(f.tree, chain, nightDir(k))
+}
+
+// newest is the laptop's newest snapshot folder.
+func (f *folderChains) newest(l *laptop) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last[l.idx]
+}
+
+// reflash starts a new folder chain: the new laptop has no previous night.
+func (f *folderChains) reflash(_ context.Context, l *laptop) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.chain[l.idx] = l.name + "-reflashed"
+	f.prev[l.idx] = ""
+	return os.MkdirAll(filepath.Join(f.tree, f.chain[l.idx]), 0o755)
+}
+
+// night0 is where a file of the laptop's first chain was on night 0.
+func (f *folderChains) night0(l *laptop, rel string) string {
+	return filepath.Join(f.tree, l.name, nightDir(0), filepath.FromSlash(rel))
+}
+
+// rsyncFilters leave out what every system leaves out of a Journal.
+func rsyncFilters() []string {
+	var args []string
+	for _, n := range excludeNames {
+		args = append(args, "--exclude=/"+n)
+	}
+	return append(args, "--exclude=*.tmp", "--exclude=.tmp*", "--exclude=*~")
+}
+
+// stopDaemon sends SIGTERM and waits for waited, killing after 20 s.
+func stopDaemon(cmd *exec.Cmd, waited chan error) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-waited
+	}
 }
 
 func (r *rsyncLinkDest) name() string { return "rsync" }
 
 func (r *rsyncLinkDest) start(ctx context.Context, sc *school, work string) error {
-	r.root, r.tree = work, filepath.Join(work, "tree")
-	r.chain, r.prev, r.last = map[int]string{}, map[int]string{}, map[int]string{}
-	for _, l := range sc.laptops {
-		r.chain[l.idx] = l.name
-		if err := os.MkdirAll(filepath.Join(r.tree, l.name), 0o755); err != nil {
-			return err
-		}
+	if err := r.init(sc, filepath.Join(work, "tree")); err != nil {
+		return err
 	}
 	var err error
 	if r.port, err = freePort(); err != nil {
@@ -84,14 +155,8 @@ func statNum(re *regexp.Regexp, s string) (int64, bool) {
 func nightDir(k int) string { return fmt.Sprintf("night-%02d", k) }
 
 func (r *rsyncLinkDest) backup(ctx context.Context, l *laptop, k int) (int64, time.Duration, error) {
-	r.mu.Lock()
-	chain, prev := r.chain[l.idx], r.prev[l.idx]
-	r.mu.Unlock()
-	args := []string{"-a", "--delete", "--stats"}
-	for _, n := range excludeNames {
-		args = append(args, "--exclude=/"+n)
-	}
-	args = append(args, "--exclude=*.tmp", "--exclude=.tmp*", "--exclude=*~")
+	chain, prev := r.current(l)
+	args := append([]string{"-a", "--delete", "--stats"}, rsyncFilters()...)
 	if prev != "" {
 		args = append(args, "--link-dest=/"+chain+"/"+prev) // module-absolute: the daemon strips a leading ../
 	}
@@ -108,10 +173,7 @@ func (r *rsyncLinkDest) backup(ctx context.Context, l *laptop, k int) (int64, ti
 	if !ok1 || !ok2 {
 		return 0, 0, fmt.Errorf("rsync --stats for %s: no byte counts in %q", l.name, p.stdout)
 	}
-	r.mu.Lock()
-	r.prev[l.idx] = nightDir(k)
-	r.last[l.idx] = filepath.Join(r.tree, chain, nightDir(k))
-	r.mu.Unlock()
+	r.done(l, chain, k)
 	return sent + recv, p.cpu, nil
 }
 
@@ -161,20 +223,9 @@ func (r *rsyncLinkDest) hardlink(ctx context.Context) (time.Duration, time.Durat
 
 func (r *rsyncLinkDest) state(*laptop) (int64, error) { return 0, nil }
 
-// reflash starts a new folder chain: the new laptop has no previous night.
-func (r *rsyncLinkDest) reflash(_ context.Context, l *laptop) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.chain[l.idx] = l.name + "-reflashed"
-	r.prev[l.idx] = ""
-	return os.MkdirAll(filepath.Join(r.tree, r.chain[l.idx]), 0o755)
-}
-
 // restoreWhole is a plain copy of the newest snapshot folder.
 func (r *rsyncLinkDest) restoreWhole(ctx context.Context, l *laptop, dir string) (string, time.Duration, error) {
-	r.mu.Lock()
-	src := r.last[l.idx]
-	r.mu.Unlock()
+	src := r.newest(l)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", 0, err
 	}
@@ -189,7 +240,7 @@ func (r *rsyncLinkDest) restoreWhole(ctx context.Context, l *laptop, dir string)
 }
 
 func (r *rsyncLinkDest) restoreDoc(ctx context.Context, l *laptop, rel, dir string) (string, time.Duration, error) {
-	src := filepath.Join(r.tree, l.name, nightDir(0), filepath.FromSlash(rel))
+	src := r.night0(l, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", 0, err
 	}
@@ -205,16 +256,7 @@ func (r *rsyncLinkDest) restoreDoc(ctx context.Context, l *laptop, rel, dir stri
 }
 
 func (r *rsyncLinkDest) stop() error {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return nil
-	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.waited:
-	case <-time.After(20 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.waited
-	}
+	stopDaemon(r.cmd, r.waited)
 	r.cmd = nil
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -24,8 +23,8 @@ import (
 // the benchmark process, so the wire figure is the SSH stream itself
 // (encryption and framing included), not rsync's own count.
 type rsyncSSH struct {
+	folderChains
 	bin, sshd, ssh, keygen string
-	root, tree             string
 	sshdPort               int
 	relay                  net.Listener
 	relayWG                sync.WaitGroup
@@ -34,23 +33,13 @@ type rsyncSSH struct {
 	waited                 chan error
 	login                  string // user@127.0.0.1
 	rsh                    string // the -e command rsync runs
-
-	mu    sync.Mutex
-	chain map[int]string
-	prev  map[int]string
-	last  map[int]string
 }
 
 func (r *rsyncSSH) name() string { return RsyncSSH }
 
 func (r *rsyncSSH) start(ctx context.Context, sc *school, work string) error {
-	r.root, r.tree = work, filepath.Join(work, "tree")
-	r.chain, r.prev, r.last = map[int]string{}, map[int]string{}, map[int]string{}
-	for _, l := range sc.laptops {
-		r.chain[l.idx] = l.name
-		if err := os.MkdirAll(filepath.Join(r.tree, l.name), 0o755); err != nil {
-			return err
-		}
+	if err := r.init(sc, filepath.Join(work, "tree")); err != nil {
+		return err
 	}
 	hostKey, clientKey := filepath.Join(work, "host_ed25519"), filepath.Join(work, "client_ed25519")
 	for _, k := range []string{hostKey, clientKey} {
@@ -179,14 +168,8 @@ func (r *rsyncSSH) beginNight() error         { r.wire.Store(0); return nil }
 func (r *rsyncSSH) nightWire() (int64, error) { return r.wire.Load(), nil }
 
 func (r *rsyncSSH) backup(ctx context.Context, l *laptop, k int) (int64, time.Duration, error) {
-	r.mu.Lock()
-	chain, prev := r.chain[l.idx], r.prev[l.idx]
-	r.mu.Unlock()
-	args := []string{"-a", "--delete", "-e", r.rsh}
-	for _, n := range excludeNames {
-		args = append(args, "--exclude=/"+n)
-	}
-	args = append(args, "--exclude=*.tmp", "--exclude=.tmp*", "--exclude=*~")
+	chain, prev := r.current(l)
+	args := append([]string{"-a", "--delete", "-e", r.rsh}, rsyncFilters()...)
 	if prev != "" {
 		args = append(args, "--link-dest="+filepath.Join(r.tree, chain, prev))
 	}
@@ -199,10 +182,7 @@ func (r *rsyncSSH) backup(ctx context.Context, l *laptop, k int) (int64, time.Du
 	if p.code != 0 {
 		return 0, 0, p.failed("rsync over ssh " + l.name)
 	}
-	r.mu.Lock()
-	r.prev[l.idx] = nightDir(k)
-	r.last[l.idx] = dst
-	r.mu.Unlock()
+	r.done(l, chain, k)
 	return 0, p.cpu, nil
 }
 
@@ -214,27 +194,15 @@ func (r *rsyncSSH) disk() (int64, error) { return diskUsage(r.tree) }
 
 func (r *rsyncSSH) state(*laptop) (int64, error) { return 0, nil }
 
-func (r *rsyncSSH) reflash(_ context.Context, l *laptop) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.chain[l.idx] = l.name + "-reflashed"
-	r.prev[l.idx] = ""
-	return os.MkdirAll(filepath.Join(r.tree, r.chain[l.idx]), 0o755)
-}
-
 // restoreWhole pulls the newest snapshot folder back over SSH, as a
 // technician restoring a laptop from ds-backup would.
 func (r *rsyncSSH) restoreWhole(ctx context.Context, l *laptop, dir string) (string, time.Duration, error) {
-	r.mu.Lock()
-	src := r.last[l.idx]
-	r.mu.Unlock()
-	return r.pull(ctx, src+"/", dir+"/", dir)
+	return r.pull(ctx, r.newest(l)+"/", dir+"/", dir)
 }
 
 func (r *rsyncSSH) restoreDoc(ctx context.Context, l *laptop, rel, dir string) (string, time.Duration, error) {
-	src := filepath.Join(r.tree, l.name, nightDir(0), filepath.FromSlash(rel))
 	dst := filepath.Join(dir, "data")
-	return r.pull(ctx, src, dst, dst)
+	return r.pull(ctx, r.night0(l, rel), dst, dst)
 }
 
 func (r *rsyncSSH) pull(ctx context.Context, src, dst, landed string) (string, time.Duration, error) {
@@ -257,16 +225,7 @@ func (r *rsyncSSH) stop() error {
 		r.relayWG.Wait()
 		r.relay = nil
 	}
-	if r.cmd == nil || r.cmd.Process == nil {
-		return nil
-	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.waited:
-	case <-time.After(20 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.waited
-	}
+	stopDaemon(r.cmd, r.waited)
 	r.cmd = nil
 	return nil
 }

@@ -71,7 +71,7 @@ func TestTinySchool(t *testing.T) {
 		if ssh.Nights[1].Wire >= ssh.Nights[0].Wire {
 			t.Errorf("rsync over SSH --link-dest sent %d bytes on night 1, not less than night 0's %d", ssh.Nights[1].Wire, ssh.Nights[0].Wire)
 		}
-		if d, want := ssh.LastDisk(), res.System(Rsync).Nights[len(rs.Nights)-1].Disk; d < want*9/10 || d > want*11/10 {
+		if d, want := ssh.LastDisk(), rs.Nights[len(rs.Nights)-1].Disk; d < want*9/10 || d > want*11/10 {
 			t.Errorf("rsync over SSH tree takes %d bytes, rsync's %d", d, want)
 		}
 		if ssh.Nights[0].ServerCPU <= 0 || ssh.RestoreWhole <= 0 {
