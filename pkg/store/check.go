@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -41,6 +42,14 @@ type CheckReport struct {
 	Chunks    int       `json:"chunks"`
 	BytesRead int64     `json:"bytes_read"`
 	Problems  []Problem `json:"problems"`
+	// Damaged counts blobs with no intact copy (bit rot, lost packs). They
+	// are recorded (on a writable store) so that the next backup of a laptop
+	// that has them sends them again; Repair cannot bring them back.
+	Damaged int `json:"damaged"`
+	// IndexProblems counts "missing" and "count" problems: the index
+	// disagrees with the packs and snapshots, and Repair rebuilds it.
+	// Garbage collection refuses to run until then.
+	IndexProblems int `json:"index_problems"`
 }
 
 // OK reports whether Check found nothing wrong.
@@ -73,7 +82,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 			}
 			if len(bad) > 0 {
 				c.rep.Problems = append(c.rep.Problems, Problem{Kind: "snapshot", User: u.Serial, Snapshot: sn.ID,
-					Detail: fmt.Sprintf("uses %d missing or damaged blob(s), first %s; its other files can still be restored", len(bad), bad[0])})
+					Detail: fmt.Sprintf("uses %d missing or damaged blob(s), first %s; its other files can still be restored, and it is whole again once the laptop backs up the same files", len(bad), bad[0])})
 			}
 		}
 	}
@@ -91,7 +100,31 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		return nil, err
 	}
 	sort.SliceStable(c.rep.Problems, func(i, j int) bool { return c.rep.Problems[i].Kind < c.rep.Problems[j].Kind })
+	for _, p := range c.rep.Problems {
+		switch p.Kind {
+		case "damaged":
+			c.rep.Damaged++
+		case "missing", "count":
+			c.rep.IndexProblems++
+		}
+	}
+	// Garbage collection trusts the index: it refuses to run while the last
+	// check found the index inconsistent (Repair, or a clean check, clears it).
+	if c.rep.IndexProblems > 0 {
+		s.setSuspect(ctx, fmt.Sprintf("%d index problem(s), first: %s %s", c.rep.IndexProblems, c.rep.firstIndexProblem().Kind, c.rep.firstIndexProblem().Detail))
+	} else {
+		s.setSuspect(ctx, "")
+	}
 	return c.rep, nil
+}
+
+func (r *CheckReport) firstIndexProblem() Problem {
+	for _, p := range r.Problems {
+		if p.Kind == "missing" || p.Kind == "count" {
+			return p
+		}
+	}
+	return Problem{}
 }
 
 // blobStatus checks one blob (memoised).
@@ -120,10 +153,12 @@ func (c *checker) blobStatus(r blob.Ref) (string, error) {
 				}
 			}
 		}
-	} else if _, err := c.s.Stat(c.ctx, r); errors.Is(err, ErrNotFound) {
+	} else if bi, err := c.s.Stat(c.ctx, r); errors.Is(err, ErrNotFound) {
 		st = "missing"
 	} else if err != nil {
 		return "", err
+	} else if bi.Damaged {
+		st = "damaged"
 	}
 	c.status[r] = st
 	return st, nil
@@ -259,7 +294,7 @@ func (c *checker) recount(users []*User) error {
 			}
 			o, err := decodeObj(v)
 			if err != nil {
-				c.rep.Problems = append(c.rep.Problems, Problem{Kind: "damaged", Ref: r.String(), Detail: err.Error()})
+				c.rep.Problems = append(c.rep.Problems, Problem{Kind: "count", Ref: r.String(), Detail: err.Error()})
 				continue
 			}
 			if o.Owners != owners[r] {
@@ -273,16 +308,31 @@ func (c *checker) recount(users []*User) error {
 
 // RepairReport says what Repair rebuilt.
 type RepairReport struct {
-	Packs     int   `json:"packs"`
-	Blobs     int64 `json:"blobs"`
-	Damaged   int64 `json:"damaged_records_skipped"`
+	Packs int   `json:"packs"`
+	Blobs int64 `json:"blobs"`
+	// Damaged counts pack records that failed their checksum or hash: each
+	// is left out of the index (its neighbours are not) and listed in Spans.
+	Damaged int64 `json:"damaged_records_skipped"`
+	// Lost counts blobs that snapshots reference and no pack holds intact:
+	// they are marked damaged and heal when a laptop sends them again.
+	Lost      int64 `json:"lost"`
 	Snapshots int   `json:"snapshots"`
+	// TornBytes are bytes at the end of packs after the last intact record
+	// (a write cut short by a crash, or damage at the very end).
 	TornBytes int64 `json:"torn_bytes"`
+	// Spans lists each damaged stretch of a pack, at most 1000.
+	Spans []string `json:"damaged_spans,omitempty"`
+	// IndexMovedAside names where a damaged index that would not open was
+	// moved (see OpenForRepair); it can be deleted once the store checks clean.
+	IndexMovedAside string `json:"index_moved_aside,omitempty"`
 }
 
 // Repair rebuilds the whole index from the pack files and the user and
 // snapshot files: every blob whose record is intact is indexed again and
-// every snapshot's references are recounted. Pending uploads that no snapshot
+// every snapshot's references are recounted. A damaged record costs only
+// itself: the scan finds the records after it. A blob that snapshots
+// reference but no pack holds intact is marked damaged, to be healed by the
+// next backup of a laptop that has it. Pending uploads that no snapshot
 // references are forgotten (the laptop uploads them again if needed). The
 // store must not be serving backups while Repair runs.
 func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
@@ -299,17 +349,35 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 		return nil, err
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-	rep := &RepairReport{Packs: len(seqs)}
-	seen := map[blob.Ref]bool{}
+	rep := &RepairReport{Packs: len(seqs), IndexMovedAside: s.movedAside}
+	intact := map[blob.Ref]bool{} // indexed from an intact record (true) or a damaged one (false)
 	for _, seq := range seqs {
 		wb := s.db.NewWriteBatch()
 		var scratch []byte
-		good, err := scanPack(s.fsys, seq, func(h recordHeader, off int64, data []byte) error {
+		var keepErr error
+		// keepLost indexes a damaged record (unless an intact copy is known)
+		// as lost, where it is: its snapshots count it, Need asks for it
+		// again, and compaction keeps its pack until it is healed. An entry
+		// whose ID was itself damaged has no owners and is swept by GC.
+		keepLost := func(h recordHeader, off int64) error {
+			r := blob.Ref{Type: h.Type, ID: h.ID}
+			if _, seen := intact[r]; seen || !h.Type.Valid() {
+				return nil
+			}
+			intact[r] = false
+			o := objRec{Type: h.Type, Flags: h.Flags | flagLost, Pack: seq, Off: off, Stored: h.Stored, Raw: h.Raw}
+			rec, _ := json.Marshal(lostRec{Since: s.opts.Now().Unix(), Reason: fmt.Sprintf("repair: record in pack %016x at %d is damaged", seq, off)})
+			if err := wb.Set(objKey(r), o.encode()); err != nil {
+				return err
+			}
+			return wb.Set(lostKey(r), rec)
+		}
+		_, err := scanPack(s.fsys, seq, func(h recordHeader, off int64, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			r := blob.Ref{Type: h.Type, ID: h.ID}
-			if seen[r] {
+			if intact[r] {
 				return nil
 			}
 			raw := data
@@ -317,31 +385,50 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 				var err error
 				if raw, err = s.codec.Decompress(scratch[:0], data, int(h.Raw)); err != nil {
 					rep.Damaged++
-					return nil
+					rep.addSpan(seq, off, off+recordHeaderLen+int64(h.Stored), r, "does not decompress")
+					return keepLost(h, off)
 				}
 				scratch = raw
 			}
 			if chunk.Sum(raw) != h.ID {
 				rep.Damaged++
-				return nil
+				rep.addSpan(seq, off, off+recordHeaderLen+int64(h.Stored), r, "fails its hash check")
+				return keepLost(h, off)
 			}
-			seen[r] = true
-			rep.Blobs++
+			if _, dup := intact[r]; !dup {
+				rep.Blobs++
+			}
+			intact[r] = true
 			o := objRec{Type: h.Type, Flags: h.Flags, Pack: seq, Off: off, Stored: h.Stored, Raw: h.Raw}
-			return wb.Set(objKey(r), o.encode())
+			if err := wb.Set(objKey(r), o.encode()); err != nil {
+				return err
+			}
+			return wb.Delete(lostKey(r))
+		}, func(sp damagedSpan) {
+			if sp.Tail && sp.Header == nil {
+				rep.TornBytes += sp.End - sp.Off
+				rep.addSpan(seq, sp.Off, sp.End, blob.Ref{}, "torn tail")
+				return
+			}
+			rep.Damaged++
+			var r blob.Ref
+			if sp.Header != nil {
+				r = blob.Ref{Type: sp.Header.Type, ID: sp.Header.ID}
+				if err := keepLost(*sp.Header, sp.Off); err != nil && keepErr == nil {
+					keepErr = err
+				}
+			}
+			rep.addSpan(seq, sp.Off, sp.End, r, "fails its checksum")
 		})
+		if err == nil {
+			err = keepErr
+		}
 		if err != nil {
 			wb.Cancel()
 			return nil, fmt.Errorf("scan pack %016x: %w", seq, err)
 		}
 		if err := wb.Flush(); err != nil {
 			return nil, fmt.Errorf("index pack %016x: %w", seq, err)
-		}
-		if f, err := s.fsys.OpenFile(packName(seq), 0, 0); err == nil {
-			if st, err := f.Stat(); err == nil && st.Size() > good {
-				rep.TornBytes += st.Size() - good
-			}
-			f.Close()
 		}
 	}
 	for _, u := range s.Users() {
@@ -350,5 +437,21 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := s.reconcileLocked(ctx); err != nil {
 		return rep, fmt.Errorf("recount references: %w", err)
 	}
+	lost, err := s.Damaged(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Lost = int64(len(lost))
 	return rep, nil
+}
+
+func (rep *RepairReport) addSpan(seq uint64, off, end int64, r blob.Ref, why string) {
+	if len(rep.Spans) >= 1000 {
+		return
+	}
+	what := ""
+	if r.ID != (chunk.ID{}) {
+		what = " (record of " + r.String() + ")"
+	}
+	rep.Spans = append(rep.Spans, fmt.Sprintf("pack %016x bytes %d-%d%s: %s", seq, off, end, what, why))
 }

@@ -29,6 +29,9 @@ var (
 	ErrReadOnly = errors.New("store is read-only")
 	// ErrLocked: another process has the store open.
 	ErrLocked = errors.New("store is in use by another process")
+	// ErrIndexDamaged: the Badger index will not open. It is derived state:
+	// OpenForRepair and Repair rebuild it from the packs and metadata.
+	ErrIndexDamaged = errors.New("index damaged")
 	// ErrRevoked: the user's registration was revoked or moved to a new laptop.
 	ErrRevoked = errors.New("registration revoked")
 )

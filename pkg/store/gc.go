@@ -70,6 +70,11 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	// GC deletes what the index says nobody holds: it must not run on an
+	// index that a check found inconsistent with the snapshots.
+	if why := s.suspect(); why != "" {
+		return nil, fmt.Errorf("%w: garbage collection will not run until the index is rebuilt (the last check found %s)", ErrIndexDamaged, why)
+	}
 	start := time.Now()
 	rep := &GCReport{DryRun: opts.DryRun}
 	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
@@ -108,7 +113,10 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 					return err
 				}
 				o, err := decodeObj(v)
-				if err != nil || o.Owners > 0 {
+				if err != nil {
+					return err // never delete on an index we cannot read
+				}
+				if o.Owners > 0 {
 					continue
 				}
 				r := blob.Ref{Type: blob.Type(k[1])}
@@ -143,6 +151,11 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 					}
 					if err := txn.Delete(objKey(r)); err != nil {
 						return err
+					}
+					if o.lost() {
+						if err := txn.Delete(lostKey(r)); err != nil {
+							return err
+						}
 					}
 					if r.Type == blob.Tree {
 						if err := txn.Delete(tstatKey(r.ID)); err != nil {
@@ -179,6 +192,7 @@ type packUse struct {
 	size int64 // file size
 	live int64 // bytes of indexed records
 	recs []liveRec
+	lost int // indexed records marked lost (damaged, not yet healed)
 }
 
 // compact rewrites packs whose live fraction is below `below`.
@@ -235,10 +249,16 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 			}
 			o, err := decodeObj(v)
 			if err != nil {
-				continue
+				return err // never compact on an index we cannot read
 			}
 			p := use[o.Pack]
 			if p == nil {
+				continue
+			}
+			if o.lost() {
+				// A damaged record stays where it is until an upload heals
+				// it: its pack is not removed meanwhile.
+				p.lost++
 				continue
 			}
 			k := it.Item().Key()
@@ -256,6 +276,11 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	for _, p := range use {
 		body := p.size - packHeaderLen
 		switch {
+		case p.lost > 0:
+			// Keep it whole: it holds a damaged record not yet healed.
+			if len(p.recs) > 0 && float64(p.live)/float64(max(1, body)) < below {
+				rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: holds %d damaged blob(s) not yet healed", p.seq, p.lost))
+			}
 		case p.live == 0 || (body > 0 && float64(p.live)/float64(body) < below):
 			todo = append(todo, p)
 		case p.size < s.opts.PackSize/4:
@@ -316,9 +341,13 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 			if errors.Is(err, errNotExist) {
 				return nil // removed by an earlier, interrupted run's last step
 			}
+			// Record the damage (the blob heals from the next upload) and
+			// keep the pack: nothing is copied, nothing removed.
+			s.markLost(rc.ref, objRec{Pack: p.seq, Off: rc.off}, err.Error())
 			return fmt.Errorf("%w: %s in pack %016x: %v", ErrCorrupt, rc.ref, p.seq, err)
 		}
 		if h.ID != rc.ref.ID || h.Type != rc.ref.Type {
+			s.markLost(rc.ref, objRec{Pack: p.seq, Off: rc.off}, "the record there holds another blob")
 			return fmt.Errorf("%w: pack %016x at %d holds %s, the index says %s", ErrCorrupt, p.seq, rc.off, h.ID.Short(), rc.ref)
 		}
 		seq, off, err := s.packs.append(h, data)

@@ -26,6 +26,8 @@ import (
 //	'j' seq            -> a reference-counting job in progress
 //	't' treeID         -> treeStats: files, dirs, sizes of a tree (a cache)
 //	'm' name           -> store-wide counters
+//	'd' type id        -> lostRec: the blob has no intact copy (damaged or missing)
+//	'x' treeID user    -> int32: a descent into a lost tree still owed to its children
 const (
 	pObj   = 'o'
 	pHold  = 'h'
@@ -34,7 +36,39 @@ const (
 	pJob   = 'j'
 	pTStat = 't'
 	pMeta  = 'm'
+	pLost  = 'd'
+	pDebt  = 'x'
 )
+
+// flagLost marks an objRec whose blob has no intact copy: its record failed
+// its checksum or hash, its pack is gone, or a snapshot references it and no
+// pack holds it. The entry stays (with its owner count) so that reference
+// counting goes on as if the blob were there; reads fail with ErrCorrupt,
+// Need asks its holders to send it again, and the first verified upload
+// replaces it (see heal). Only objRec uses this bit; pack records never do.
+const flagLost = 0x80
+
+func (o objRec) lost() bool { return o.Flags&flagLost != 0 }
+
+func lostKey(r blob.Ref) []byte {
+	k := objKey(r)
+	k[0] = pLost
+	return k
+}
+
+func debtKey(tree chunk.ID, u UserID) []byte {
+	k := make([]byte, 1+32+8)
+	k[0] = pDebt
+	copy(k[1:], tree[:])
+	binary.BigEndian.PutUint64(k[33:], uint64(u))
+	return k
+}
+
+// lostRec says when and why a blob was found to have no intact copy.
+type lostRec struct {
+	Since  int64  `json:"since"`
+	Reason string `json:"reason"`
+}
 
 func objKey(r blob.Ref) []byte {
 	k := make([]byte, 2+32)
@@ -99,7 +133,7 @@ func (o *objRec) encode() []byte {
 
 func decodeObj(b []byte) (objRec, error) {
 	if len(b) != 30 {
-		return objRec{}, fmt.Errorf("%w: index entry of %d bytes; run xs-admin check --repair", ErrCorrupt, len(b))
+		return objRec{}, fmt.Errorf("%w: a blob entry of %d bytes", ErrIndexDamaged, len(b))
 	}
 	return objRec{Type: blob.Type(b[0]), Flags: b[1], Pack: binary.LittleEndian.Uint64(b[2:]),
 		Off: int64(binary.LittleEndian.Uint64(b[10:])), Stored: binary.LittleEndian.Uint32(b[18:]),
@@ -277,24 +311,42 @@ func (s *Store) Put(ctx context.Context, user UserID, blobs []blob.Blob) error {
 	if err := s.checkHardQuota(user, blobs); err != nil {
 		return err
 	}
+	healed, err := s.put(ctx, user, blobs)
+	if err != nil || !healed {
+		return err
+	}
+	// A healed tree owes its children the reference walks that could not
+	// descend into it while it was lost.
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	if err := s.runJobs(ctx); err != nil {
+		return fmt.Errorf("upload stored; counting the references of a healed tree: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) put(ctx context.Context, user UserID, blobs []blob.Blob) (healed bool, err error) {
 	s.putMu.RLock()
 	defer s.putMu.RUnlock()
 	for attempt := 0; attempt < 3; attempt++ {
 		locs, err := s.writeNew(ctx, user, blobs)
 		if err != nil {
-			return err
+			return false, err
 		}
-		err = s.update(ctx, func(txn *badger.Txn) error { return s.indexPut(txn, user, blobs, locs) })
+		err = s.update(ctx, func(txn *badger.Txn) (err error) {
+			healed, err = s.indexPut(txn, user, blobs, locs)
+			return err
+		})
 		if errors.Is(err, errMissingLoc) {
 			continue // garbage collection removed a blob between the two steps: write it
 		}
 		if err != nil {
-			return fmt.Errorf("index upload: %w", err)
+			return false, fmt.Errorf("index upload: %w", err)
 		}
 		s.hook("put:after-index-commit")
-		return nil
+		return healed, nil
 	}
-	return fmt.Errorf("upload raced garbage collection three times; try again")
+	return false, fmt.Errorf("upload raced garbage collection three times; try again")
 }
 
 var errMissingLoc = errors.New("blob vanished from the index")
@@ -311,13 +363,16 @@ type packLoc struct {
 // the uploader nothing (the dedup side channel).
 func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (map[blob.Ref]packLoc, error) {
 	var missing, shadow []int
+	var shadowAt []objRec
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range blobs {
-			_, ok, err := getObj(txn, blobs[i].Ref)
+			o, ok, err := getObj(txn, blobs[i].Ref)
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if !ok || o.lost() {
+				// Not stored, or stored damaged: this verified copy is written
+				// and replaces the damaged one.
 				missing = append(missing, i)
 				continue
 			}
@@ -327,6 +382,7 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 			}
 			if !h.held() {
 				shadow = append(shadow, i)
+				shadowAt = append(shadowAt, o)
 			}
 		}
 		return nil
@@ -334,6 +390,21 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 	if err != nil {
 		return nil, err
 	}
+	// A blob other users hold is deduplicated against the stored copy: check
+	// that copy's record first, so that bit rot does not spread into this
+	// user's snapshots while a good copy is in hand.
+	kept := shadow[:0]
+	for k, i := range shadow {
+		o := shadowAt[k]
+		h, _, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
+		if err == nil && h.ID == blobs[i].ID && h.Type == blobs[i].Type || errors.Is(err, errNotExist) {
+			kept = append(kept, i) // intact (or moved by compaction just now)
+			continue
+		}
+		s.markLost(blobs[i].Ref, o, "damaged copy found by a new upload")
+		missing = append(missing, i)
+	}
+	shadow = kept
 	locs := map[blob.Ref]packLoc{}
 	var need int64
 	for _, i := range append(missing, shadow...) {
@@ -378,17 +449,19 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 // diskErr turns ENOSPC into ErrStorageFull.
 func (s *Store) diskErr(err error) error {
 	if isNoSpace(err) {
-		return fmt.Errorf("%w: the disk of %s is full; free space or run xs-admin gc (%v)", ErrStorageFull, s.dir, err)
+		return fmt.Errorf("%w: the disk of %s is full (%v)", ErrStorageFull, s.dir, err)
 	}
 	return err
 }
 
-// indexPut records new blobs and the user's pending holds, in one transaction.
-func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs map[blob.Ref]packLoc) error {
+// indexPut records new blobs and the user's pending holds, in one
+// transaction; a lost blob written again is healed. It reports whether
+// healing added reference-counting jobs.
+func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs map[blob.Ref]packLoc) (jobs bool, err error) {
 	now := s.opts.Now().Unix()
 	usage, err := getUsage(txn, user)
 	if err != nil {
-		return err
+		return false, err
 	}
 	seen := map[blob.Ref]bool{}
 	for i := range blobs {
@@ -399,21 +472,29 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		seen[b.Ref] = true
 		o, ok, err := getObj(txn, b.Ref)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if !ok {
-			loc, written := locs[b.Ref]
-			if !written {
-				return errMissingLoc
-			}
-			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen)}
+		healed := false
+		if loc, written := locs[b.Ref]; written && (!ok || o.lost()) {
+			owners := o.Owners
+			healed = ok
+			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), Owners: owners}
 			if b.Compressed {
 				o.Flags = flagZstd
 			}
+			if healed {
+				j, err := healLocked(txn, b.Ref)
+				if err != nil {
+					return false, err
+				}
+				jobs = jobs || j
+			}
+		} else if !ok {
+			return false, errMissingLoc
 		}
 		h, err := getHold(txn, user, b.Ref)
 		if err != nil {
-			return err
+			return false, err
 		}
 		held := h.held()
 		if !held {
@@ -425,19 +506,19 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		if h.Refs == 0 {
 			h.Pending = now
 		}
-		if !ok || !held {
-			// A new blob, or one more owner (only then: rewriting an
-			// unchanged record would conflict with every other upload of
-			// the same chunk for nothing).
+		if !ok || !held || healed {
+			// A new blob, one more owner or a healed copy (only then:
+			// rewriting an unchanged record would conflict with every other
+			// upload of the same chunk for nothing).
 			if err := txn.Set(objKey(b.Ref), o.encode()); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if err := txn.Set(holdKey(user, b.Ref), h.encode()); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return txn.Set(usageKey(user), usage.encode())
+	return jobs, txn.Set(usageKey(user), usage.encode())
 }
 
 // Need reports, for each ref, whether the user must upload it. The answer is
@@ -461,11 +542,11 @@ func (s *Store) Need(ctx context.Context, user UserID, refs []blob.Ref) ([]bool,
 				need[i] = true
 				continue
 			}
-			_, ok, err := getObj(txn, r)
+			o, ok, err := getObj(txn, r)
 			if err != nil {
 				return err
 			}
-			need[i] = !ok
+			need[i] = !ok || o.lost() // a damaged copy is sent again
 		}
 		return nil
 	})
@@ -488,6 +569,8 @@ type BlobInfo struct {
 	Raw        int64 // uncompressed bytes
 	Owners     int   // users holding it
 	Compressed bool
+	// Damaged: the server has no intact copy (see Store.Damaged).
+	Damaged bool
 }
 
 // Stat returns information about a stored blob, or ErrNotFound.
@@ -504,7 +587,7 @@ func (s *Store) Stat(ctx context.Context, r blob.Ref) (BlobInfo, error) {
 	if !ok {
 		return BlobInfo{}, fmt.Errorf("%w: %s", ErrNotFound, r)
 	}
-	return BlobInfo{Ref: r, Stored: int64(o.Stored), Raw: int64(o.Raw), Owners: int(o.Owners), Compressed: o.Flags&flagZstd != 0}, nil
+	return BlobInfo{Ref: r, Stored: int64(o.Stored), Raw: int64(o.Raw), Owners: int(o.Owners), Compressed: o.Flags&flagZstd != 0, Damaged: o.lost()}, nil
 }
 
 // Usage returns what a user holds.
@@ -540,6 +623,7 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 	}
 	// Compaction may move a blob between the index lookup and the read: look again.
 	var lastErr error
+	var lastO objRec
 	for attempt := 0; attempt < 3; attempt++ {
 		var o objRec
 		var ok bool
@@ -553,21 +637,31 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 		if !ok {
 			return nil, o, fmt.Errorf("%w: %s", ErrNotFound, r)
 		}
+		if o.lost() {
+			return nil, o, fmt.Errorf("%w: %s has no intact copy on the server (it heals when a laptop that has it backs up)", ErrCorrupt, r)
+		}
 		h, data, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
 		if errors.Is(err, errNotExist) {
 			lastErr = err
+			lastO = o
 			continue
 		}
-		if err != nil || h.ID != r.ID || h.Type != r.Type {
+		if err == nil && (h.ID != r.ID || h.Type != r.Type) {
+			err = fmt.Errorf("the record there holds %s", h.ID.Short())
+		}
+		if err != nil {
+			s.markLost(r, o, err.Error())
 			return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
 		}
 		raw := data
 		if o.Flags&flagZstd != 0 {
 			if raw, err = s.codec.Decompress(nil, data, int(o.Raw)); err != nil {
+				s.markLost(r, o, "does not decompress")
 				return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
 			}
 		}
 		if len(raw) != int(o.Raw) || chunk.Sum(raw) != r.ID {
+			s.markLost(r, o, "fails its hash check")
 			return nil, o, fmt.Errorf("%w: %s fails its hash check", ErrCorrupt, r)
 		}
 		if storedOut != nil {
@@ -575,7 +669,8 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 		}
 		return raw, o, nil
 	}
-	return nil, objRec{}, fmt.Errorf("%w: %s: pack file missing (%v); run xs-admin check", ErrCorrupt, r, lastErr)
+	s.markLost(r, lastO, "pack file missing")
+	return nil, objRec{}, fmt.Errorf("%w: %s: pack file missing (%v)", ErrCorrupt, r, lastErr)
 }
 
 // ReadTree reads and decodes a manifest tree.

@@ -261,9 +261,91 @@ func readRecord(fsys FS, seq uint64, off int64, stored uint32) (recordHeader, []
 	return h, rec[recordHeaderLen:], nil
 }
 
-// scanPack calls fn for every intact record of a pack, in order, and stops at
-// the first damaged or torn one (returning how many bytes were good).
-func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byte) error) (good int64, err error) {
+// damagedSpan is a stretch of a pack that holds no intact record: a record
+// whose checksum fails, bytes that are not a record at all, or a torn tail.
+type damagedSpan struct {
+	Off, End int64
+	// Header is the damaged record's header when it still decodes (its
+	// fields, the ID among them, may themselves be what was damaged).
+	Header *recordHeader
+	// Tail: nothing intact follows (a write cut short by a crash, or damage
+	// at the very end of the pack).
+	Tail bool
+}
+
+// packReader reads records of one pack file.
+type packReader struct {
+	f    File
+	size int64
+	buf  []byte
+}
+
+// at reads and checks the record at off: it returns the header and the whole
+// record (header and data) if it is intact. The record aliases r.buf.
+func (r *packReader) at(off int64) (h recordHeader, rec []byte, headerOK bool, intact bool) {
+	if off < 0 || off+recordHeaderLen > r.size {
+		return h, nil, false, false
+	}
+	if cap(r.buf) < recordHeaderLen {
+		r.buf = make([]byte, recordHeaderLen)
+	}
+	if _, err := r.f.ReadAt(r.buf[:recordHeaderLen], off); err != nil {
+		return h, nil, false, false
+	}
+	h, err := decodeRecordHeader(r.buf[:recordHeaderLen])
+	if err != nil {
+		return h, nil, false, false
+	}
+	n := recordHeaderLen + int(h.Stored)
+	if off+int64(n) > r.size {
+		return h, nil, true, false
+	}
+	if cap(r.buf) < n {
+		nb := make([]byte, n)
+		copy(nb, r.buf[:recordHeaderLen])
+		r.buf = nb
+	}
+	rec = r.buf[:n]
+	if _, err := r.f.ReadAt(rec[recordHeaderLen:], off+recordHeaderLen); err != nil {
+		return h, nil, true, false
+	}
+	if checkRecord(rec) != nil {
+		return h, nil, true, false
+	}
+	return h, rec, true, true
+}
+
+// resyncWindow is how much of a pack is searched at once for the next record.
+const resyncWindow = 1 << 20
+
+// next finds the first intact record at or after from, or returns -1.
+func (r *packReader) next(from int64) int64 {
+	win := make([]byte, resyncWindow+len(recordMagic)-1)
+	for pos := from; pos+recordHeaderLen <= r.size; pos += resyncWindow {
+		n, _ := r.f.ReadAt(win[:min(int64(len(win)), r.size-pos)], pos)
+		w := win[:n]
+		for i := 0; ; {
+			j := bytes.Index(w[i:], recordMagic)
+			if j < 0 || i+j >= resyncWindow {
+				break
+			}
+			cand := pos + int64(i+j)
+			if _, _, _, ok := r.at(cand); ok {
+				return cand
+			}
+			i += j + 1
+		}
+	}
+	return -1
+}
+
+// scanPack calls fn for every intact record of a pack, in order, and onBad
+// (if set) for every damaged span between them. A damaged record costs only
+// itself: the scan goes on at the end its header gives when an intact record
+// is found there, and otherwise at the next intact record found by searching
+// for the record magic (each candidate must pass its CRC). It returns the
+// offset just past the last intact record.
+func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byte) error, onBad func(damagedSpan)) (good int64, err error) {
 	f, err := fsys.OpenFile(packName(seq), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, err
@@ -273,39 +355,68 @@ func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byt
 	if err != nil {
 		return 0, err
 	}
-	size := st.Size()
+	r := &packReader{f: f, size: st.Size()}
+	bad := func(sp damagedSpan) {
+		if onBad != nil {
+			onBad(sp)
+		}
+	}
+	// The pack header only names the pack (so does its file name): damage
+	// there costs nothing but a report.
 	hdr := make([]byte, packHeaderLen)
-	if _, err := f.ReadAt(hdr, 0); err != nil || !bytes.Equal(hdr[:8], packMagic) {
-		return 0, nil
+	if n, _ := f.ReadAt(hdr, 0); n < packHeaderLen || !bytes.Equal(hdr[:8], packMagic) {
+		if r.size <= packHeaderLen {
+			if r.size > 0 {
+				bad(damagedSpan{Off: 0, End: r.size, Tail: true})
+			}
+			return 0, nil
+		}
+		bad(damagedSpan{Off: 0, End: packHeaderLen})
 	}
 	off := int64(packHeaderLen)
-	buf := make([]byte, recordHeaderLen)
-	for off+recordHeaderLen <= size {
-		if _, err := f.ReadAt(buf[:recordHeaderLen], off); err != nil {
-			return off, nil
+	good = off
+	for off < r.size {
+		h, rec, headerOK, ok := r.at(off)
+		if ok {
+			if err := fn(h, off, rec[recordHeaderLen:]); err != nil {
+				return good, err
+			}
+			off += int64(len(rec))
+			good = off
+			continue
 		}
-		h, err := decodeRecordHeader(buf)
-		if err != nil || off+recordHeaderLen+int64(h.Stored) > size {
-			return off, nil
+		sp := damagedSpan{Off: off}
+		if headerOK {
+			hc := h
+			sp.Header = &hc
+			// Only the data (or the checksum) is damaged if an intact
+			// record, or the end of the pack, follows where the header says.
+			end := off + recordHeaderLen + int64(h.Stored)
+			if end == r.size {
+				sp.End = end
+				bad(sp)
+				break
+			}
+			if end < r.size {
+				if _, _, _, ok := r.at(end); ok {
+					sp.End = end
+					bad(sp)
+					off = end
+					continue
+				}
+			}
 		}
-		if cap(buf) < recordHeaderLen+int(h.Stored) {
-			nb := make([]byte, recordHeaderLen+int(h.Stored))
-			copy(nb, buf[:recordHeaderLen])
-			buf = nb
+		nx := r.next(off + 1)
+		if nx < 0 {
+			sp.End, sp.Tail = r.size, true
+			bad(sp)
+			break
 		}
-		rec := buf[:recordHeaderLen+int(h.Stored)]
-		if _, err := f.ReadAt(rec[recordHeaderLen:], off+recordHeaderLen); err != nil {
-			return off, nil
-		}
-		if checkRecord(rec) != nil {
-			return off, nil
-		}
-		if err := fn(h, off, rec[recordHeaderLen:]); err != nil {
-			return off, err
-		}
-		off += int64(len(rec))
+		sp.End = nx
+		bad(sp)
+		off = nx
 	}
-	return off, nil
+	return good, nil
 }
 
 // listPacks returns the sequence numbers of all pack files.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -164,13 +165,18 @@ func (s *Store) runJob(ctx context.Context, j *job) error {
 				top := &j.Stack[len(j.Stack)-1]
 				kids, err := s.children(ctx, cache, top.Tree)
 				if err != nil {
-					if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
-						// A lost tree cannot be descended: its children keep
-						// their counts (check reports the damage).
-						kids = nil
-					} else {
+					if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 						return err
 					}
+					// A lost tree cannot be descended: its children keep
+					// their counts, and the descent is owed to them until an
+					// upload heals the tree (see healLocked).
+					if top.Next == 0 {
+						if err := oweDescent(txn, top.Tree, j.User, j.Delta); err != nil {
+							return err
+						}
+					}
+					kids = nil
 				}
 				if top.Next >= len(kids) {
 					delete(cache, top.Tree)
@@ -223,9 +229,19 @@ func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	created := false
 	if !ok {
-		// Missing blob (only after data loss; check reports it). Nothing to count.
-		return false, nil
+		// A blob no pack holds (data lost, found by Repair or an old
+		// store's check). It is counted like any other, marked lost, so that
+		// the holders' next backups send it again and heal it.
+		if delta <= 0 {
+			return false, nil
+		}
+		o, created = objRec{Type: r.Type, Flags: flagLost}, true
+		rec, _ := json.Marshal(lostRec{Since: time.Now().Unix(), Reason: "referenced by a snapshot, in no pack"})
+		if err := b.txn.Set(lostKey(r), rec); err != nil {
+			return false, err
+		}
 	}
 	h, err := getHold(b.txn, b.user, r)
 	if err != nil {
@@ -255,7 +271,7 @@ func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if was != now {
+	if was != now || created {
 		u := b.usage[b.user]
 		if now {
 			o.Owners++
@@ -425,10 +441,12 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 		return treeStats{}, fmt.Errorf("%w: directories nested deeper than %d", ErrInvalid, manifest.MaxDepth)
 	}
 	tref := blob.Ref{Type: blob.Tree, ID: id}
-	if _, ok, err := getObj(txn, tref); err != nil {
+	if o, ok, err := getObj(txn, tref); err != nil {
 		return treeStats{}, err
 	} else if !ok {
 		return treeStats{}, fmt.Errorf("%w: tree %s is not on the server; upload it before committing", ErrNotOwned, id.Short())
+	} else if o.lost() {
+		return treeStats{}, errLostInCommit(tref, "")
 	}
 	if check {
 		h, err := getHold(txn, user, tref)
@@ -452,6 +470,9 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 		}
 	}
 	t, err := s.ReadTree(ctx, id)
+	if errors.Is(err, ErrCorrupt) {
+		return treeStats{}, errLostInCommit(tref, "")
+	}
 	if err != nil {
 		return treeStats{}, err
 	}
@@ -470,6 +491,9 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 				}
 				if !ok {
 					return st, fmt.Errorf("%w: chunk %s of %q is not on the server; upload it before committing", ErrNotOwned, cid.Short(), e.Name)
+				}
+				if o.lost() {
+					return st, errLostInCommit(r, e.Name)
 				}
 				if check {
 					h, err := getHold(txn, user, r)
@@ -501,6 +525,17 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 	}
 	cache[id] = st
 	return st, nil
+}
+
+// errLostInCommit is a commit's answer when the snapshot uses a blob whose
+// stored copy is damaged: the laptop's next session is told which blobs to
+// send again (DamagedHeld), so the next attempt heals it and commits.
+func errLostInCommit(r blob.Ref, file string) error {
+	what := r.String()
+	if file != "" {
+		what = fmt.Sprintf("%s of %q", r, file)
+	}
+	return fmt.Errorf("%w: %s is damaged on the server; the next backup sends it again", ErrCorrupt, what)
 }
 
 // DeleteSnapshot removes a snapshot. Its blobs stay on disk until garbage

@@ -107,6 +107,8 @@ type Store struct {
 	packs *packWriter
 	lock  *os.File
 	cfg   storeConfig
+	// movedAside names the damaged index OpenForRepair moved aside.
+	movedAside string
 
 	// refMu serialises changes to reference counts: commits, snapshot
 	// deletions, the jobs that apply them, and garbage collection.
@@ -141,6 +143,20 @@ type Store struct {
 // finishes any work a crash interrupted (reference counting of snapshots
 // committed just before the crash) before it returns.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	return open(ctx, dir, opts, false)
+}
+
+// OpenForRepair opens a store for Repair even when its index is too damaged
+// to open: the damaged index directory is then moved aside (to
+// index.damaged-TIME, named in RepairReport.IndexMovedAside) and a new one
+// started. It does not finish interrupted work first (Repair recounts
+// everything). The only thing to do with the result is Repair, then Close.
+func OpenForRepair(ctx context.Context, dir string, opts Options) (*Store, error) {
+	opts.ReadOnly = false
+	return open(ctx, dir, opts, true)
+}
+
+func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -195,7 +211,17 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.openIndex(); err != nil {
-		return nil, err
+		if !forRepair {
+			return nil, err
+		}
+		aside := fmt.Sprintf("index.damaged-%s", opts.Now().UTC().Format("20060102T150405"))
+		if rerr := os.Rename(filepath.Join(dir, "index"), filepath.Join(dir, aside)); rerr != nil {
+			return nil, fmt.Errorf("%v; moving it aside failed too: %w", err, rerr)
+		}
+		s.movedAside = aside
+		if err := s.openIndex(); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.loadMeta(); err != nil {
 		return nil, err
@@ -209,7 +235,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		next = slices.Max(seqs) + 1
 	}
 	s.packs = &packWriter{fsys: s.fsys, maxSize: opts.PackSize, next: next}
-	if !opts.ReadOnly {
+	if !opts.ReadOnly && !forRepair {
 		if err := s.reconcile(ctx); err != nil {
 			return nil, fmt.Errorf("finish interrupted work: %w", err)
 		}
@@ -283,7 +309,7 @@ func (s *Store) openIndex() error {
 		WithDetectConflicts(true)
 	db, err := badger.Open(bo)
 	if err != nil {
-		return fmt.Errorf("open index: %w (if it is damaged, run xs-admin check --repair)", err)
+		return fmt.Errorf("%w: open index: %v", ErrIndexDamaged, err)
 	}
 	s.db = db
 	return nil
@@ -352,7 +378,7 @@ func (s *Store) reserveSpace(n int64) error {
 		s.freeCache, s.freeAt = int64(min(free, 1<<62)), now
 	}
 	if s.freeCache-n < s.opts.Reserve {
-		return fmt.Errorf("%w: %s has %d MiB free and keeps a reserve of %d MiB; free disk space or run xs-admin gc",
+		return fmt.Errorf("%w: %s has %d MiB free and keeps a reserve of %d MiB",
 			ErrStorageFull, s.dir, s.freeCache>>20, s.opts.Reserve>>20)
 	}
 	s.freeCache -= n

@@ -1,0 +1,404 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+)
+
+// Damage and healing.
+//
+// A blob with no intact copy stays in the index, marked lost (flagLost), with
+// a 'd' entry saying since when and why. It is marked when a read fails its
+// checksum or hash (a restore, a check with ReadData, the nightly scrub,
+// compaction, a commit's validation), when its pack file is gone, and when a
+// snapshot references a blob no pack holds (after Repair). Nothing else
+// changes: its holders keep holding it, so reference counts, usage and
+// garbage collection stay exactly as they were, and no neighbouring blob is
+// touched.
+//
+// Healing: Need answers "send it" to every holder of a lost blob, the
+// session's Grant lists the lost blobs the laptop holds (so a laptop whose
+// file cache would skip the unchanged file reads it again), and Put of a
+// verified copy points the entry at the new record and clears the mark: every
+// snapshot that uses the blob is whole again. A tree that was lost when a
+// reference walk had to descend into it records the descent it owes its
+// children ('x' entries); healing the tree runs those walks, so counts end up
+// exactly as if it had never been lost.
+
+// markLost records that r, found at where, has no intact copy. It is best
+// effort (a read-only store, or one being closed, cannot record it) and does
+// nothing if the index meanwhile points r elsewhere (compaction moved it, or
+// an upload healed it).
+func (s *Store) markLost(r blob.Ref, where objRec, reason string) {
+	if s.opts.ReadOnly {
+		return
+	}
+	rec, _ := json.Marshal(lostRec{Since: s.opts.Now().Unix(), Reason: reason})
+	for attempt := 0; attempt < 5; attempt++ {
+		err := s.db.Update(func(txn *badger.Txn) error {
+			o, ok, err := getObj(txn, r)
+			if err != nil || !ok || o.lost() || o.Pack != where.Pack || o.Off != where.Off {
+				return err
+			}
+			o.Flags |= flagLost
+			if err := txn.Set(objKey(r), o.encode()); err != nil {
+				return err
+			}
+			return txn.Set(lostKey(r), rec)
+		})
+		if !errors.Is(err, badger.ErrConflict) {
+			return
+		}
+	}
+}
+
+// DamagedBlob is a blob with no intact copy on the server.
+type DamagedBlob struct {
+	Ref    blob.Ref  `json:"ref"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+	// Owners is how many users hold it (their snapshots or uploads).
+	Owners int `json:"owners"`
+}
+
+// Damaged lists the blobs that have no intact copy, oldest first. Each
+// heals when a laptop that holds it uploads it again.
+func (s *Store) Damaged(ctx context.Context) ([]DamagedBlob, error) {
+	var out []DamagedBlob
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pLost}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if len(k) != 34 {
+				continue
+			}
+			r := blob.Ref{Type: blob.Type(k[1])}
+			copy(r.ID[:], k[2:])
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			var lr lostRec
+			json.Unmarshal(v, &lr) // a damaged record still names the blob
+			o, ok, err := getObj(txn, r)
+			if err != nil {
+				return err
+			}
+			if !ok || !o.lost() {
+				continue // healed or swept since
+			}
+			out = append(out, DamagedBlob{Ref: r, Since: time.Unix(lr.Since, 0).UTC(), Reason: lr.Reason, Owners: int(o.Owners)})
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out, err
+}
+
+// maxDamagedList caps how many damaged blobs one session is told about; a
+// laptop told about that many forgets its whole file cache instead.
+const maxDamagedList = 4096
+
+// DamagedHeld lists the damaged blobs this user holds (at most 4096; more
+// reports true in all, and the laptop should read every file again). Its
+// next backup sends them again and heals them for everyone.
+func (s *Store) DamagedHeld(ctx context.Context, user UserID) (refs []blob.Ref, all bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pLost}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 34 {
+				continue
+			}
+			r := blob.Ref{Type: blob.Type(k[1])}
+			copy(r.ID[:], k[2:])
+			h, err := getHold(txn, user, r)
+			if err != nil {
+				return err
+			}
+			if !h.held() {
+				continue
+			}
+			if len(refs) == maxDamagedList {
+				all = true
+				return nil
+			}
+			refs = append(refs, r)
+		}
+		return nil
+	})
+	return refs, all, err
+}
+
+// healLocked is called inside an upload's transaction when a verified copy
+// of the lost blob r replaces it: it clears the mark and, for a tree, turns
+// the descents it owes into reference-counting jobs. It reports whether jobs
+// were added (the caller runs them).
+func healLocked(txn *badger.Txn, r blob.Ref) (jobs bool, err error) {
+	if err := txn.Delete(lostKey(r)); err != nil {
+		return false, err
+	}
+	if r.Type != blob.Tree {
+		return false, nil
+	}
+	prefix := append([]byte{pDebt}, r.ID[:]...)
+	type debt struct {
+		key   []byte
+		user  UserID
+		delta int32
+	}
+	var debts []debt
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().KeyCopy(nil)
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			it.Close()
+			return false, err
+		}
+		if len(k) != 41 || len(v) != 4 {
+			continue
+		}
+		debts = append(debts, debt{k, UserID(binary.BigEndian.Uint64(k[33:])), int32(binary.LittleEndian.Uint32(v))})
+	}
+	it.Close()
+	for _, d := range debts {
+		if err := txn.Delete(d.key); err != nil {
+			return false, err
+		}
+		if d.delta == 0 {
+			continue
+		}
+		j := &job{User: d.user, Delta: d.delta, Root: r.ID, Started: true, Stack: []frame{{Tree: r.ID}}, Snap: "heal"}
+		if err := addJob(txn, j); err != nil {
+			return false, err
+		}
+		jobs = true
+	}
+	return jobs, nil
+}
+
+// oweDescent records, inside a reference walk's transaction, that the walk
+// could not descend into the lost tree id for user with delta.
+func oweDescent(txn *badger.Txn, id chunk.ID, user UserID, delta int32) error {
+	k := debtKey(id, user)
+	v, ok, err := get(txn, k)
+	if err != nil {
+		return err
+	}
+	var cur int32
+	if ok && len(v) == 4 {
+		cur = int32(binary.LittleEndian.Uint32(v))
+	}
+	cur += delta
+	if cur == 0 {
+		return txn.Delete(k)
+	}
+	b := make([]byte, 4)
+	binary.LittleEndian.PutUint32(b, uint32(cur))
+	return txn.Set(k, b)
+}
+
+// ScrubOptions choose how much the scrub reads.
+type ScrubOptions struct {
+	// Days is how many nightly runs it takes to read every pack once
+	// (default 30): each run reads the next 1/Days of the packs, in a
+	// rolling order that resumes where the last run stopped.
+	Days int
+	// All reads every pack now.
+	All bool
+}
+
+// ScrubReport is what a scrub read and found.
+type ScrubReport struct {
+	Packs     int   `json:"packs"`
+	Blobs     int64 `json:"blobs"`
+	BytesRead int64 `json:"bytes_read"`
+	// Damaged lists the blobs found damaged by this run (newly marked).
+	Damaged    []string `json:"damaged,omitempty"`
+	DurationMS int64    `json:"duration_ms"`
+}
+
+var scrubCursorKey = []byte{pMeta, 's', 'c', 'r', 'u', 'b'}
+
+// Scrub reads back the next share of the pack files and verifies every blob
+// the index points at in them (checksum, decompression, hash). A blob that
+// fails is marked damaged, so that the next backup of a laptop that holds it
+// sends it again. The nightly lifecycle scrubs 1/Days of the packs, so every
+// pack is read at least once every Days nights.
+func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if opts.Days <= 0 {
+		opts.Days = 30
+	}
+	start := time.Now()
+	rep := &ScrubReport{}
+	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
+	seqs, err := listPacks(s.fsys)
+	if err != nil {
+		return rep, err
+	}
+	slices.Sort(seqs)
+	if len(seqs) == 0 {
+		return rep, nil
+	}
+	var cursor uint64
+	s.db.View(func(txn *badger.Txn) error {
+		if v, ok, _ := get(txn, scrubCursorKey); ok && len(v) == 8 {
+			cursor = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	n := len(seqs)
+	if !opts.All {
+		n = (len(seqs) + opts.Days - 1) / opts.Days
+	}
+	// The next n packs after the cursor, wrapping around.
+	i := sort.Search(len(seqs), func(i int) bool { return seqs[i] > cursor })
+	chosen := map[uint64]bool{}
+	for k := 0; k < n; k++ {
+		chosen[seqs[(i+k)%len(seqs)]] = true
+	}
+	last := seqs[(i+n-1)%len(seqs)]
+	type rec struct {
+		r blob.Ref
+		o objRec
+	}
+	var recs []rec
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			o, err := decodeObj(v)
+			if err != nil || o.lost() || !chosen[o.Pack] {
+				continue
+			}
+			k := it.Item().Key()
+			r := blob.Ref{Type: blob.Type(k[1])}
+			copy(r.ID[:], k[2:])
+			recs = append(recs, rec{r, o})
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].o.Pack != recs[j].o.Pack {
+			return recs[i].o.Pack < recs[j].o.Pack
+		}
+		return recs[i].o.Off < recs[j].o.Off
+	})
+	rep.Packs = len(chosen)
+	var scratch []byte
+	for _, rc := range recs {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		rep.Blobs++
+		rep.BytesRead += int64(rc.o.Stored) + recordHeaderLen
+		if reason := s.verifyAt(rc.r, rc.o, &scratch); reason != "" {
+			// Compaction may have moved it meanwhile: only a blob still
+			// at the place read is marked.
+			if s.stillAt(rc.r, rc.o) {
+				s.markLost(rc.r, rc.o, "scrub: "+reason)
+				rep.Damaged = append(rep.Damaged, rc.r.String())
+			}
+		}
+	}
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, last)
+	if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(scrubCursorKey, b) }); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// verifyAt reads the record of r at o and checks it all the way (CRC, ID,
+// decompression, hash). It returns why it failed, or "".
+func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
+	h, data, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
+	if err != nil {
+		if errors.Is(err, errNotExist) {
+			return "pack file missing"
+		}
+		return err.Error()
+	}
+	if h.ID != r.ID || h.Type != r.Type {
+		return fmt.Sprintf("record holds %s", h.ID.Short())
+	}
+	raw := data
+	if o.Flags&flagZstd != 0 {
+		if raw, err = s.codec.Decompress((*scratch)[:0], data, int(o.Raw)); err != nil {
+			return "does not decompress"
+		}
+		*scratch = raw
+	}
+	if len(raw) != int(o.Raw) || chunk.Sum(raw) != r.ID {
+		return "fails its hash check"
+	}
+	return ""
+}
+
+// stillAt reports whether the index still points r at o's place.
+func (s *Store) stillAt(r blob.Ref, o objRec) bool {
+	var cur objRec
+	var ok bool
+	s.db.View(func(txn *badger.Txn) (err error) {
+		cur, ok, err = getObj(txn, r)
+		return err
+	})
+	return ok && cur.Pack == o.Pack && cur.Off == o.Off
+}
+
+var suspectKey = []byte{pMeta, 's', 'u', 's', 'p', 'e', 'c', 't'}
+
+// setSuspect records (or clears) that the last check found the index
+// inconsistent with the packs and snapshots: garbage collection refuses to
+// run until Repair (or a clean check) clears it.
+func (s *Store) setSuspect(ctx context.Context, why string) {
+	if s.opts.ReadOnly {
+		return
+	}
+	s.update(ctx, func(txn *badger.Txn) error {
+		if why == "" {
+			return txn.Delete(suspectKey)
+		}
+		return txn.Set(suspectKey, []byte(why))
+	})
+}
+
+// suspect returns why the index is not trusted, or "".
+func (s *Store) suspect() string {
+	var why string
+	s.db.View(func(txn *badger.Txn) error {
+		v, ok, _ := get(txn, suspectKey)
+		if ok {
+			why = string(v)
+		}
+		return nil
+	})
+	return why
+}
