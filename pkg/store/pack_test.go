@@ -2,9 +2,9 @@ package store
 
 import (
 	"bytes"
-	"strings"
 	"encoding/binary"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
