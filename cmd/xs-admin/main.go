@@ -65,16 +65,27 @@ Keeping the disk healthy:
   pin SERIAL SNAPSHOT --reason TEXT
                               never delete this snapshot (SNAPSHOT: an ID or latest)
   unpin SERIAL SNAPSHOT       let retention and quota treat it normally again
-  gc [--dry-run] [--compact-below FRACTION]
+  gc [--dry-run] [--compact-below FRACTION] [--expire-pending]
                               delete chunks nothing uses and rewrite pack files
-                              with little live data
+                              with little live data; --expire-pending first
+                              releases the uploads of unfinished backups (kept
+                              3 days for the laptop to resume), for a full disk
   lifecycle [--at TIME] [--dry-run]
                               the nightly run now: retention, quota, expiry of
                               abandoned uploads, gc
   check [--read-data] [--repair]
                               verify the store (--read-data re-hashes every
-                              chunk); --repair rebuilds the index from the pack
-                              files (xs-backupd must be stopped)
+                              chunk and records what is damaged, so laptops
+                              send it again); --repair rebuilds the index from
+                              the pack files, moving a damaged index aside
+                              first (xs-backupd must be stopped). Bit rot is
+                              not repaired by --repair: it heals when a laptop
+                              that has the file backs up.
+  damaged                     blobs with no intact copy, and the laptops whose
+                              next backup heals them
+  scrub [--all]               read back and verify the next share of the pack
+                              files now (the nightly run reads 1/30 of them);
+                              --all: every pack
 
 Every command takes --json. While xs-backupd runs, xs-admin talks to it
 through its admin socket (DATA/admin.sock); when it is stopped, xs-admin
@@ -144,6 +155,9 @@ func run(args []string) int {
 		if errors.Is(err, admin.ErrUsage) {
 			return cli.ExitUsage
 		}
+		if hint := advice(err); hint != "" {
+			fmt.Fprintln(os.Stderr, "xs-admin:", hint)
+		}
 		return cli.ExitFailed
 	}
 	if *jsonOut {
@@ -180,7 +194,11 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	case "pin", "unpin":
 		out = new(store.Snapshot)
 	case "gc":
-		out = new(store.GCReport)
+		out = new(admin.GCResult)
+	case "damaged":
+		out = new([]admin.DamagedRow)
+	case "scrub":
+		out = new(store.ScrubReport)
 	case "lifecycle":
 		out = new(store.LifecycleReport)
 	case "ls":
@@ -195,16 +213,36 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	if c, err := admin.Dial(sock); err == nil {
 		return out, c.Do(ctx, cmd, a, out)
 	}
-	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "check" || cmd == "ls" ||
+	// check opens the store for writing: it finishes what an unclean stop
+	// left (as the daemon's start would) and records the damage it finds,
+	// so that laptops send those chunks again.
+	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "ls" || cmd == "damaged" ||
 		(cmd == "quota" && a.Soft == nil && a.Hard == nil && !a.Reset) ||
 		(cmd == "policy" && a.Policy == nil && !a.Reset) ||
-		(a.DryRun && (cmd == "retention" || cmd == "gc" || cmd == "lifecycle"))
-	s, err := store.Open(ctx, data, store.Options{ReadOnly: readOnly})
+		(a.DryRun && (cmd == "retention" || cmd == "lifecycle"))
+	open := store.Open
+	if cmd == "repair" {
+		open = store.OpenForRepair // works when the index itself will not open
+	}
+	s, err := open(ctx, data, store.Options{ReadOnly: readOnly})
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
 	return (&admin.Service{S: s}).Do(ctx, cmd, a)
+}
+
+// advice says what staff should do after an error.
+func advice(err error) string {
+	switch {
+	case errors.Is(err, store.ErrIndexDamaged):
+		return "the index is damaged; it is rebuilt from the pack files by: systemctl stop xs-backupd; xs-admin check --repair"
+	case errors.Is(err, store.ErrStorageFull):
+		return "free disk space: xs-admin gc --dry-run shows what garbage collection can give back, and xs-admin gc --expire-pending also releases the uploads of unfinished backups"
+	case errors.Is(err, store.ErrLocked):
+		return "xs-backupd has the store open: run xs-admin on the same --data (or --socket) as the daemon, or stop it first"
+	}
+	return ""
 }
 
 func printText(cmd string, out any) {
@@ -244,8 +282,18 @@ func printText(cmd string, out any) {
 		}
 		if v.OK() {
 			fmt.Fprintln(tw, "No problems found.")
-		} else {
-			fmt.Fprintf(tw, "%d problem(s). Run xs-admin check --repair (with xs-backupd stopped) to rebuild the index.\n", len(v.Problems))
+			break
+		}
+		fmt.Fprintf(tw, "%d problem(s).\n", len(v.Problems))
+		if v.Damaged > 0 {
+			fmt.Fprintf(tw, "%d chunk(s) or tree(s) are damaged on disk (bit rot). They are recorded: the next backup of any laptop\n"+
+				"that still has those files sends them again, which makes every snapshot using them whole (xs-admin damaged\n"+
+				"lists them and the laptops concerned). Data only in old snapshots, whose laptops no longer have it, cannot be\n"+
+				"recovered: restores write every other file and name the damaged ones. Do not run --repair for this.\n", v.Damaged)
+		}
+		if v.IndexProblems > 0 {
+			fmt.Fprintf(tw, "%d index problem(s): the index disagrees with the pack files. Garbage collection is paused until it is\n"+
+				"rebuilt: systemctl stop xs-backupd; xs-admin check --repair; systemctl start xs-backupd\n", v.IndexProblems)
 		}
 	case *admin.Listing:
 		fmt.Fprintf(tw, "%s, snapshot %s (%s)\n", v.Serial, v.Snapshot, v.Time.Local().Format("2006-01-02 15:04"))
@@ -308,6 +356,8 @@ func printText(cmd string, out any) {
 		}
 	case *store.GCReport:
 		printGC(tw, v)
+	case *admin.GCResult:
+		printGCResult(tw, v)
 	case *store.LifecycleReport:
 		what := "Lifecycle"
 		if v.DryRun {
@@ -330,8 +380,33 @@ func printText(cmd string, out any) {
 			printGC(tw, v.GC)
 		}
 	case *store.RepairReport:
-		fmt.Fprintf(tw, "Rebuilt the index from %d pack files: %d blobs, %d snapshots; %d damaged records skipped, %d torn bytes.\n",
+		if v.IndexMovedAside != "" {
+			fmt.Fprintf(tw, "The index would not open: moved it aside to %s (delete it once check is clean).\n", v.IndexMovedAside)
+		}
+		fmt.Fprintf(tw, "Rebuilt the index from %d pack files: %d blobs, %d snapshots; %d damaged records left out (their neighbours kept), %d torn bytes.\n",
 			v.Packs, v.Blobs, v.Snapshots, v.Damaged, v.TornBytes)
+		for _, sp := range v.Spans {
+			fmt.Fprintf(tw, "  %s\n", sp)
+		}
+		if v.Lost > 0 {
+			fmt.Fprintf(tw, "%d blob(s) that snapshots use have no intact copy: they are marked damaged and heal when a laptop\n"+
+				"that has them backs up (xs-admin damaged lists them). Uploads of unfinished backups were forgotten; laptops send them again.\n", v.Lost)
+		}
+	case *[]admin.DamagedRow:
+		if len(*v) == 0 {
+			fmt.Fprintln(tw, "No damaged data known. (The nightly scrub and xs-admin check --read-data look for it.)")
+			break
+		}
+		fmt.Fprintln(tw, "BLOB\tSINCE\tLAPTOPS\tREASON")
+		for _, d := range *v {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Ref, d.Since.Local().Format("2006-01-02 15:04"), strings.Join(d.Laptops, " "), d.Reason)
+		}
+		fmt.Fprintf(tw, "%d damaged. Each heals at the next backup of one of its laptops that still has the file.\n", len(*v))
+	case *store.ScrubReport:
+		fmt.Fprintf(tw, "Scrub: read %d pack file(s), %d blobs, %s in %d ms; %d damaged found.\n", v.Packs, v.Blobs, cli.Bytes(v.BytesRead), v.DurationMS, len(v.Damaged))
+		for _, d := range v.Damaged {
+			fmt.Fprintf(tw, "  damaged: %s\n", d)
+		}
 	}
 }
 
@@ -373,6 +448,8 @@ func parseArgs(cmd string, args []string) (cmdArgs, []string, error) {
 	fs.StringVar(&a.xoj, "xoj", "", "")
 	fs.StringVar(&a.raw, "raw", "", "")
 	fs.BoolVar(&a.overwrite, "overwrite", false, "")
+	fs.BoolVar(&a.ExpirePending, "expire-pending", false, "")
+	fs.BoolVar(&a.All, "all", false, "")
 	var soft, hard string
 	fs.StringVar(&soft, "soft", "", "")
 	fs.StringVar(&hard, "hard", "", "")
@@ -442,7 +519,23 @@ func printGC(tw io.Writer, v *store.GCReport) {
 	fmt.Fprintf(tw, "GC: %s %d unused chunks (%s); rewrote %d pack file(s), removed %d, copying %s; %s of disk given back, in %d ms.\n",
 		verb, v.BlobsDeleted, cli.Bytes(v.BytesDeleted), v.PacksRewritten, v.PacksRemoved, cli.Bytes(v.BytesCopied), cli.Bytes(v.BytesReclaimed), v.DurationMS)
 	for _, k := range v.PacksKept {
-		fmt.Fprintf(tw, "Kept pack %s; run xs-admin check --read-data\n", k)
+		fmt.Fprintf(tw, "Kept pack %s\n", k)
+	}
+}
+
+func printGCResult(tw io.Writer, v *admin.GCResult) {
+	if e := v.Expired; e != nil {
+		verb := "Released"
+		if e.DryRun {
+			verb = "Would release"
+		}
+		fmt.Fprintf(tw, "%s %d upload(s) of unfinished backups (%s); laptops backing up now were left alone.\n", verb, e.Holds, cli.Bytes(e.Bytes))
+	}
+	if v.GCReport != nil {
+		printGC(tw, v.GCReport)
+	}
+	if v.Expired == nil {
+		fmt.Fprintln(tw, "Uploads of unfinished backups are kept for their laptop to resume (lifecycle.pending_expiry); --expire-pending releases them now.")
 	}
 }
 

@@ -68,6 +68,27 @@ type Args struct {
 	Format string `json:"format,omitempty"`
 	// Nickname of a laptop staff register by hand.
 	Nickname string `json:"nickname,omitempty"`
+	// ExpirePending: gc first releases every upload of an unfinished backup
+	// (laptops not backing up right now), whatever its age.
+	ExpirePending bool `json:"expire_pending,omitempty"`
+	// All: scrub reads every pack now, not the nightly share.
+	All bool `json:"all,omitempty"`
+}
+
+// DamagedRow is one line of `xs-admin damaged`: a blob with no intact copy
+// and the laptops whose backups use it (any of them heals it by backing up).
+type DamagedRow struct {
+	Ref     string    `json:"ref"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason"`
+	Laptops []string  `json:"laptops"`
+}
+
+// GCResult is what `xs-admin gc` did: the garbage collection and, with
+// ExpirePending, the uploads it released first.
+type GCResult struct {
+	Expired *store.ExpireReport `json:"expired_uploads,omitempty"`
+	*store.GCReport
 }
 
 // QuotaRow is one line of `xs-admin quota`.
@@ -104,7 +125,7 @@ type UserRow struct {
 }
 
 // Commands lists the command names Do accepts.
-var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair",
+var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair", "damaged", "scrub",
 	"retention", "quota", "policy", "pin", "unpin", "gc", "lifecycle", "ls", "register", "restore-link"}
 
 // ErrUsage marks errors in the command's arguments.
@@ -223,7 +244,23 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 		}
 		return s.S.SetPin(ctx, u.ID, sn.ID, cmd == "pin", a.Reason)
 	case "gc":
-		return s.S.GC(ctx, store.GCOptions{DryRun: a.DryRun, CompactBelow: a.CompactBelow})
+		res := &GCResult{}
+		if a.ExpirePending {
+			// Uploads no snapshot uses yet, kept for their laptop to resume,
+			// are released now (of laptops not backing up at this moment).
+			far := time.Now().Add(100 * 365 * 24 * time.Hour)
+			var err error
+			if res.Expired, err = s.S.ExpirePending(ctx, far, a.DryRun); err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		res.GCReport, err = s.S.GC(ctx, store.GCOptions{DryRun: a.DryRun, CompactBelow: a.CompactBelow})
+		return res, err
+	case "damaged":
+		return s.damaged(ctx)
+	case "scrub":
+		return s.S.Scrub(ctx, store.ScrubOptions{All: a.All})
 	case "lifecycle":
 		at, err := s.parseAt(a.At)
 		if err != nil {
@@ -236,6 +273,32 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 		return s.S.Lifecycle(ctx, opts)
 	}
 	return nil, fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
+}
+
+// damaged lists the blobs with no intact copy and the laptops that hold them.
+func (s *Service) damaged(ctx context.Context) ([]DamagedRow, error) {
+	list, err := s.S.Damaged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := []DamagedRow{}
+	if len(list) == 0 {
+		return rows, nil
+	}
+	holders := map[string][]string{}
+	for _, u := range s.S.Users() {
+		refs, _, err := s.S.DamagedHeld(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range refs {
+			holders[r.String()] = append(holders[r.String()], u.Serial)
+		}
+	}
+	for _, d := range list {
+		rows = append(rows, DamagedRow{Ref: d.Ref.String(), Since: d.Since, Reason: d.Reason, Laptops: holders[d.Ref.String()]})
+	}
+	return rows, nil
 }
 
 // parseAt reads an --at time: RFC 3339, a date or date and time in local

@@ -169,12 +169,20 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		os.Remove(st.cachePath())
 		cache = backup.NewCache()
 	}
+	// Blobs whose copy on the server is damaged are sent again (which heals
+	// them for every laptop that shares them).
+	if g.Rescan {
+		cache.Reset()
+	} else {
+		cache.Forget(g.Damaged)
+	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
 	br, err := backup.Run(ctx, o.Source, c, opts)
-	if errors.Is(err, blob.ErrNotHeld) && cache.Len() > 0 {
+	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && cache.Len() > 0 {
 		// The server no longer has what the cache promised (restored,
-		// replaced, or pending uploads expired): start afresh.
+		// replaced, pending uploads expired, or a stored copy found damaged
+		// during the commit): start afresh, sending what it lacks.
 		cache.Reset()
 		br, err = backup.Run(ctx, o.Source, c, opts)
 	}

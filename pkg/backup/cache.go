@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 )
 
@@ -166,6 +167,35 @@ func (c *Cache) Save(path string) error {
 // Reset forgets everything (used when the server no longer has what the
 // cache promised, e.g. after a restore of the server or a move to a new one).
 func (c *Cache) Reset() { *c = *NewCache() }
+
+// Forget drops what the cache knows about the given blobs: files cut into
+// one of the chunks are read again, and the trees are offered to the
+// server again. The server names the blobs whose stored copy is damaged, so
+// that the next backup sends them again and heals them.
+func (c *Cache) Forget(refs []blob.Ref) {
+	if len(refs) == 0 {
+		return
+	}
+	chunks := map[chunk.ID]bool{}
+	for _, r := range refs {
+		if r.Type == blob.Tree {
+			delete(c.trees, r.ID)
+		} else {
+			chunks[r.ID] = true
+		}
+	}
+	if len(chunks) == 0 {
+		return
+	}
+	for name, f := range c.files {
+		for _, id := range f.chunks {
+			if chunks[id] {
+				delete(c.files, name)
+				break
+			}
+		}
+	}
+}
 
 // Len returns the number of files in the cache.
 func (c *Cache) Len() int { return len(c.files) }

@@ -88,6 +88,10 @@ type Backend interface {
 	// Fetch returns a blob the user holds (KindNotFound otherwise, including
 	// for blobs only other users hold).
 	Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob, error)
+	// Damaged lists the blobs this user holds whose stored copy is damaged
+	// (all: there are more than the list holds), so that the laptop sends
+	// them again in the session.
+	Damaged(ctx context.Context, user uint64) (refs []blob.Ref, all bool, err error)
 	// BeginSession is called when a backup session is granted; end is
 	// called when it ends. Between the two, the store must not release
 	// what the user holds (see store.Store.BeginSession).
@@ -105,6 +109,13 @@ type Grant struct {
 	// RestorePage is where the students' restore page is served: a full
 	// base URL, or ":PORT" on the host the laptop reached (empty: none).
 	RestorePage string `json:"restore_page,omitempty"`
+	// Damaged lists, in a granted backup session, blobs the laptop holds
+	// whose stored copy is damaged: the laptop sends them again (reading
+	// the files they came from even if unchanged), which heals them.
+	Damaged []blob.Ref `json:"damaged,omitempty"`
+	// Rescan: more blobs are damaged than Damaged lists; the laptop should
+	// read every file again.
+	Rescan bool `json:"rescan,omitempty"`
 }
 
 type helloReq struct {
@@ -605,6 +616,11 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 	q, err := c.s.cfg.Backend.Quota(ctx, c.acct.ID)
 	if err != nil {
 		return err
+	}
+	if req.Purpose == "backup" && g.Granted {
+		if g.Damaged, g.Rescan, err = c.s.cfg.Backend.Damaged(ctx, c.acct.ID); err != nil {
+			return err
+		}
 	}
 	g.Params, g.Quota, g.ServerTime, g.Serial = c.s.cfg.Backend.Params(), q, c.s.cfg.Now().UTC(), c.acct.Serial
 	if v, ok := c.s.page.Load().(string); ok {

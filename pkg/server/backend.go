@@ -150,4 +150,9 @@ func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob
 
 // BeginSession implements proto.Backend: the lifecycle leaves the user's
 // holdings alone while they back up.
+// Damaged lists the damaged blobs the user holds (store.Store.DamagedHeld).
+func (b *Backend) Damaged(ctx context.Context, user uint64) ([]blob.Ref, bool, error) {
+	return b.S.DamagedHeld(ctx, store.UserID(user))
+}
+
 func (b *Backend) BeginSession(user uint64) func() { return b.S.BeginSession(store.UserID(user)) }

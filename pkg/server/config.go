@@ -106,6 +106,11 @@ type Config struct {
 		// CompactBelow: pack files with less live data than this fraction
 		// are rewritten to give the space back.
 		CompactBelow float64 `toml:"compact_below"`
+		// ScrubDays: every night a share of the pack files is read back
+		// and verified, so that each is read every ScrubDays nights; a
+		// damaged chunk found is re-sent by the next backup of a laptop
+		// that has it. Negative disables the scrub.
+		ScrubDays int `toml:"scrub_days"`
 	} `toml:"lifecycle"`
 	// RestorePage is the students' restore page on the school LAN.
 	RestorePage struct {
@@ -148,6 +153,7 @@ func DefaultConfig() Config {
 	c.Lifecycle.At = "02:30"
 	c.Lifecycle.PendingExpiry = Duration(72 * time.Hour)
 	c.Lifecycle.CompactBelow = 0.5
+	c.Lifecycle.ScrubDays = 30
 	c.RestorePage.Listen = ":7459"
 	return c
 }

@@ -79,7 +79,7 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	}
 	policy := cfg.Retention
 	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)},
-		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow,
+		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow, ScrubDays: cfg.Lifecycle.ScrubDays,
 		Hook: cfg.Hook, Now: cfg.Now}
 	if cfg.Reserve == 0 {
 		opts.Reserve = -1
@@ -199,6 +199,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) WriteMetrics(w io.Writer) {
 	d.Metrics.WriteTo(w)
 	d.life.writeMetrics(w)
+	if dmg, err := d.Store.Damaged(context.Background()); err == nil {
+		fmt.Fprintf(w, "# HELP xs_store_damaged_blobs Blobs with no intact copy on the server, waiting for a laptop to send them again.\n# TYPE xs_store_damaged_blobs gauge\nxs_store_damaged_blobs %d\n", len(dmg))
+	}
 }
 
 // notifySystemd sends a state to systemd (Type=notify) if NOTIFY_SOCKET is set.

@@ -25,6 +25,8 @@ type lifeStats struct {
 	blobsDeleted     int64
 	packsRewritten   int64
 	usersSkippedBusy int64
+	scrubbedBytes    int64
+	scrubDamaged     int64
 }
 
 func (l *lifeStats) record(rep *store.LifecycleReport, err error) {
@@ -55,6 +57,10 @@ func (l *lifeStats) record(rep *store.LifecycleReport, err error) {
 		l.uploadsExpired += rep.Expired.Holds
 		l.usersSkippedBusy += int64(rep.Expired.Busy)
 	}
+	if rep.Scrub != nil {
+		l.scrubbedBytes += rep.Scrub.BytesRead
+		l.scrubDamaged += int64(len(rep.Scrub.Damaged))
+	}
 	if rep.GC != nil {
 		l.bytesReclaimed += rep.GC.BytesReclaimed
 		l.blobsDeleted += rep.GC.BlobsDeleted
@@ -79,6 +85,8 @@ func (l *lifeStats) writeMetrics(w io.Writer) {
 	g("xs_lifecycle_snapshots_deleted_total", "Snapshots deleted by retention and soft quota.", "counter", l.snapshotsDeleted)
 	g("xs_lifecycle_uploads_expired_total", "Abandoned pending uploads released.", "counter", l.uploadsExpired)
 	g("xs_lifecycle_users_busy_total", "Users skipped because they were backing up.", "counter", l.usersSkippedBusy)
+	g("xs_scrub_bytes_total", "Bytes of pack files read back and verified by the nightly scrub.", "counter", l.scrubbedBytes)
+	g("xs_scrub_damaged_total", "Damaged blobs found by the nightly scrub.", "counter", l.scrubDamaged)
 	g("xs_gc_blobs_deleted_total", "Blobs garbage collection removed.", "counter", l.blobsDeleted)
 	g("xs_gc_packs_rewritten_total", "Pack files compaction rewrote.", "counter", l.packsRewritten)
 	g("xs_gc_bytes_reclaimed_total", "Disk bytes compaction gave back.", "counter", l.bytesReclaimed)
@@ -131,6 +139,10 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 		return r.rep, r.err
 	}
 	rep := r.rep
+	if rep.Scrub != nil && len(rep.Scrub.Damaged) > 0 {
+		d.Log.Error("the scrub found damaged data; laptops that have it send it again at their next backup (xs-admin damaged lists it)",
+			"damaged_blobs", len(rep.Scrub.Damaged), "first", rep.Scrub.Damaged[0])
+	}
 	d.Log.Info("lifecycle done", "duration_ms", rep.DurationMS,
 		"retention_deleted", rep.Retention.Deleted, "quota_deleted", rep.Quota.Deleted,
 		"uploads_expired", rep.Expired.Holds, "blobs_deleted", rep.GC.BlobsDeleted,

@@ -510,6 +510,9 @@ type LifecycleOptions struct {
 	// collection's figures then cover only what is garbage already, not
 	// what the simulated deletions would free.
 	DryRun bool
+	// ScrubDays overrides Options.ScrubDays for this run (0: keep;
+	// negative: no scrub).
+	ScrubDays int
 }
 
 // LifecycleReport is what the nightly run did.
@@ -521,10 +524,12 @@ type LifecycleReport struct {
 	Quota      *QuotaReport     `json:"quota"`
 	Expired    *ExpireReport    `json:"expired_uploads"`
 	GC         *GCReport        `json:"gc"`
+	Scrub      *ScrubReport     `json:"scrub,omitempty"`
 }
 
 // Lifecycle runs the nightly maintenance: retention, soft quota, expiry of
-// abandoned uploads, then garbage collection with pack compaction. Backups
+// abandoned uploads, the scrub of a rolling share of the packs, then
+// garbage collection with pack compaction. Backups
 // keep running meanwhile; users in the middle of a backup are skipped by the
 // steps that delete (and reported busy).
 func (s *Store) Lifecycle(ctx context.Context, opts LifecycleOptions) (*LifecycleReport, error) {
@@ -551,6 +556,17 @@ func (s *Store) Lifecycle(ctx context.Context, opts LifecycleOptions) (*Lifecycl
 	}
 	if rep.Expired, err = s.ExpirePending(ctx, opts.Now, opts.DryRun); err != nil {
 		return rep, err
+	}
+	// The scrub comes before compaction, so that a damaged record is known
+	// (and its pack kept) before any pack is rewritten.
+	days := s.opts.ScrubDays
+	if opts.ScrubDays != 0 {
+		days = opts.ScrubDays
+	}
+	if !opts.DryRun && days > 0 {
+		if rep.Scrub, err = s.Scrub(ctx, ScrubOptions{Days: days}); err != nil {
+			return rep, err
+		}
 	}
 	rep.GC, err = s.GC(ctx, GCOptions{DryRun: opts.DryRun})
 	return rep, err

@@ -64,6 +64,10 @@ type Options struct {
 	// fraction is below it (default 0.5; 1 rewrites every pack with any
 	// garbage, a negative value never rewrites).
 	CompactBelow float64
+	// ScrubDays: the nightly lifecycle reads back 1/ScrubDays of the pack
+	// files, so every pack is verified at least every ScrubDays nights
+	// (default 30; negative: no scrub).
+	ScrubDays int
 	// IndexMemory caps the Badger index's caches and memtables, in bytes
 	// (roughly). Default 96 MiB, which keeps a school's index well under
 	// the server's memory budget.
@@ -177,6 +181,9 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	}
 	if opts.PendingExpiry <= 0 {
 		opts.PendingExpiry = 72 * time.Hour
+	}
+	if opts.ScrubDays == 0 {
+		opts.ScrubDays = 30
 	}
 	if opts.CompactBelow == 0 {
 		opts.CompactBelow = 0.5
