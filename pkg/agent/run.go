@@ -169,13 +169,6 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		os.Remove(st.cachePath())
 		cache = backup.NewCache()
 	}
-	// Blobs whose copy on the server is damaged are sent again (which heals
-	// them for every laptop that shares them).
-	if g.Rescan {
-		cache.Reset()
-	} else {
-		cache.Forget(g.Damaged)
-	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
 	br, err := backup.Run(ctx, o.Source, c, opts)

@@ -38,6 +38,16 @@ type Target interface {
 	Commit(ctx context.Context, root chunk.ID) (string, error)
 }
 
+// DamageReporter is an optional Target interface: a target that knows which
+// of this laptop's blobs it holds only damaged copies of (bit rot found by
+// its scrub or a read) names them, and Run reads the files they came from
+// again, even when unchanged, so that they are sent again and heal.
+type DamageReporter interface {
+	// Damaged lists those blobs; all reports that there are more than the
+	// list holds (Run then reads every file).
+	Damaged(ctx context.Context) (refs []blob.Ref, all bool, err error)
+}
+
 // Options configure Run.
 type Options struct {
 	// Params are the target's chunker parameters (required).
@@ -131,6 +141,17 @@ func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	}
 	if r.cache == nil {
 		r.cache = NewCache()
+	}
+	if d, ok := t.(DamageReporter); ok {
+		refs, all, err := d.Damaged(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ask which stored blobs are damaged: %w", err)
+		}
+		if all {
+			r.cache.Reset()
+		} else {
+			r.cache.Forget(refs)
+		}
 	}
 	r.cache.startRun()
 	st, err := os.Stat(dir)

@@ -149,6 +149,8 @@ type Client struct {
 	last    SnapshotInfo
 	params  chunk.Params
 	granted bool
+	damaged []blob.Ref // from the Grant: blobs to send again
+	rescan  bool
 }
 
 // Dial connects and authenticates. A server that refuses this laptop (not
@@ -258,7 +260,14 @@ func (c *Client) Hello(ctx context.Context, purpose string) (*Grant, error) {
 	}
 	c.params = g.Params
 	c.granted = g.Granted && purpose == "backup"
+	c.damaged, c.rescan = g.Damaged, g.Rescan
 	return &g, nil
+}
+
+// Damaged returns the blobs the server asked this laptop, in its Grant, to
+// send again because its stored copy is damaged (backup.DamageReporter).
+func (c *Client) Damaged(ctx context.Context) ([]blob.Ref, bool, error) {
+	return c.damaged, c.rescan, nil
 }
 
 // Params returns the chunker parameters the server sent in Hello.

@@ -25,8 +25,9 @@ type CheckOptions struct {
 type Problem struct {
 	// Kind is "missing" (a referenced blob is not in the index), "damaged"
 	// (its bytes fail their checksum or hash), "snapshot" (a snapshot uses
-	// missing or damaged blobs), or "count" (a reference count, owner count
-	// or usage figure differs from a recount).
+	// missing or damaged blobs), "count" (a reference count, owner count
+	// or usage figure differs from a recount), or "metadata" (a user or
+	// snapshot file was damaged: rebuilt, or left out if it could not be).
 	Kind     string     `json:"kind"`
 	Ref      string     `json:"ref,omitempty"`
 	User     string     `json:"user,omitempty"`
@@ -95,6 +96,9 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		if st != "" {
 			c.rep.Problems = append(c.rep.Problems, Problem{Kind: st, Ref: r.String(), Detail: st + " blob"})
 		}
+	}
+	for _, md := range s.metaDamage {
+		c.rep.Problems = append(c.rep.Problems, Problem{Kind: "metadata", Ref: md.File, Detail: md.Detail})
 	}
 	if err := c.recount(users); err != nil {
 		return nil, err

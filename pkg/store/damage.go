@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -237,6 +239,22 @@ type ScrubReport struct {
 
 var scrubCursorKey = []byte{pMeta, 's', 'c', 'r', 'u', 'b'}
 
+// maxRecheck caps the stored copies waiting for the next scrub to verify
+// them (those another user just deduplicated against).
+const maxRecheck = 1 << 16
+
+// recheckLater queues the stored copy of r (at o) for the next scrub.
+func (s *Store) recheckLater(r blob.Ref, o objRec) {
+	s.recheckMu.Lock()
+	defer s.recheckMu.Unlock()
+	if s.recheck == nil {
+		s.recheck = map[blob.Ref]objRec{}
+	}
+	if len(s.recheck) < maxRecheck {
+		s.recheck[r] = o
+	}
+}
+
 // Scrub reads back the next share of the pack files and verifies every blob
 // the index points at in them (checksum, decompression, hash). A blob that
 // fails is marked damaged, so that the next backup of a laptop that holds it
@@ -312,6 +330,17 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		return recs[i].o.Off < recs[j].o.Off
 	})
 	rep.Packs = len(chosen)
+	// First the copies new uploads were deduplicated against since the last
+	// scrub, wherever they are: bit rot must not spread through dedup.
+	s.recheckMu.Lock()
+	queued := s.recheck
+	s.recheck = nil
+	s.recheckMu.Unlock()
+	for r, o := range queued {
+		if !chosen[o.Pack] {
+			recs = append(recs, rec{r, o})
+		}
+	}
 	var scratch []byte
 	for _, rc := range recs {
 		if err := ctx.Err(); err != nil {
@@ -402,3 +431,87 @@ func (s *Store) suspect() string {
 	})
 	return why
 }
+
+// MetaDamage is a user or snapshot file that could not be read.
+type MetaDamage struct {
+	File string `json:"file"`
+	// Recovered: rebuilt from what the index and the file's name say (a
+	// snapshot's root and time; a user's ID, under a placeholder serial).
+	Recovered bool   `json:"recovered"`
+	Detail    string `json:"detail"`
+}
+
+// recoverSnapshot rebuilds a snapshot whose file is damaged from its name
+// (user, ID and so time) and the index, which records every counted
+// snapshot's root. A snapshot that cannot be rebuilt is left out and
+// reported; garbage collection then refuses to run (its blobs may be the
+// snapshot's only trace), until staff restore the file or run Repair.
+func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot {
+	file := "snapshots/" + user.String() + "/" + name
+	id := SnapshotID(strings.TrimSuffix(name, ".json"))
+	var root chunk.ID
+	found := false
+	if ValidSnapshotID(id) {
+		s.db.View(func(txn *badger.Txn) error {
+			v, ok, err := get(txn, applyKey(user, id))
+			if err == nil && ok && len(v) == len(root) {
+				copy(root[:], v)
+				found = true
+			}
+			return nil
+		})
+	}
+	if !found {
+		s.metaDamage = append(s.metaDamage, MetaDamage{File: file, Detail: fmt.Sprintf("cannot be read (%v) and the index does not know its root", cause)})
+		return nil
+	}
+	t, _ := time.Parse("20060102T150405Z", string(id)[:16])
+	sn := &Snapshot{ID: id, User: user, Time: t.UTC(), Root: root}
+	s.db.View(func(txn *badger.Txn) error {
+		if b, ok, err := get(txn, tstatKey(root)); err == nil && ok && len(b) == 32 {
+			sn.Files = int64(binary.LittleEndian.Uint64(b))
+			sn.Dirs = int64(binary.LittleEndian.Uint64(b[8:]))
+			sn.Size = int64(binary.LittleEndian.Uint64(b[16:]))
+			sn.Stored = int64(binary.LittleEndian.Uint64(b[24:]))
+		}
+		return nil
+	})
+	md := MetaDamage{File: file, Recovered: true, Detail: fmt.Sprintf("could not be read (%v); rebuilt from the index (pin and host are lost)", cause)}
+	if !s.opts.ReadOnly {
+		b, _ := json.MarshalIndent(sn, "", "  ")
+		s.fsys.Rename(file, file+".damaged")
+		if err := writeFileAtomic(s.fsys, file, b); err != nil {
+			md.Detail += "; writing it back failed: " + err.Error()
+		}
+	}
+	s.metaDamage = append(s.metaDamage, md)
+	return sn
+}
+
+// recoverUser stands in for a user whose file is damaged: the user keeps
+// their ID (and so their snapshots, which are counted as before) under the
+// serial "damaged-ID", not approved, until staff give it back its real
+// serial (xs-admin alias damaged-ID SERIAL). Its laptop must register again.
+func (s *Store) recoverUser(name string, cause error) (*User, error) {
+	hexID := strings.TrimSuffix(name, ".json")
+	n, err := strconv.ParseUint(hexID, 16, 64)
+	if err != nil || userFile(UserID(n)) != "users/"+name {
+		s.metaDamage = append(s.metaDamage, MetaDamage{File: "users/" + name, Detail: fmt.Sprintf("cannot be read (%v) and is not named like a user file", cause)})
+		return nil, fmt.Errorf("%w: users/%s cannot be read (%v): move it out of users/", ErrCorrupt, name, cause)
+	}
+	u := &User{ID: UserID(n), Serial: "damaged-" + hexID, Created: s.opts.Now().UTC()}
+	md := MetaDamage{File: userFile(u.ID), Recovered: true,
+		Detail: fmt.Sprintf("could not be read (%v); the user keeps its backups as %s until given its serial back", cause, u.Serial)}
+	if !s.opts.ReadOnly {
+		s.fsys.Rename(userFile(u.ID), userFile(u.ID)+".damaged")
+		b, _ := json.MarshalIndent(u, "", "  ")
+		if err := writeFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
+			md.Detail += "; writing it back failed: " + err.Error()
+		}
+	}
+	s.metaDamage = append(s.metaDamage, md)
+	return u, nil
+}
+
+// MetaDamage lists the user and snapshot files Open found damaged.
+func (s *Store) MetaDamage() []MetaDamage { return slices.Clone(s.metaDamage) }

@@ -72,6 +72,11 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	defer s.gcMu.Unlock()
 	// GC deletes what the index says nobody holds: it must not run on an
 	// index that a check found inconsistent with the snapshots.
+	for _, md := range s.metaDamage {
+		if !md.Recovered {
+			return nil, fmt.Errorf("%w: garbage collection will not run while %s is damaged and not rebuilt (its blobs may be all that is left of it): put back a good copy, or move it away and rebuild the index", ErrCorrupt, md.File)
+		}
+	}
 	if why := s.suspect(); why != "" {
 		return nil, fmt.Errorf("%w: garbage collection will not run until the index is rebuilt (the last check found %s)", ErrIndexDamaged, why)
 	}

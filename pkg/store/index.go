@@ -390,21 +390,13 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 	if err != nil {
 		return nil, err
 	}
-	// A blob other users hold is deduplicated against the stored copy: check
-	// that copy's record first, so that bit rot does not spread into this
-	// user's snapshots while a good copy is in hand.
-	kept := shadow[:0]
-	for k, i := range shadow {
-		o := shadowAt[k]
-		h, _, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
-		if err == nil && h.ID == blobs[i].ID && h.Type == blobs[i].Type || errors.Is(err, errNotExist) {
-			kept = append(kept, i) // intact (or moved by compaction just now)
-			continue
-		}
-		s.markLost(blobs[i].Ref, o, "damaged copy found by a new upload")
-		missing = append(missing, i)
+	// A blob other users hold is deduplicated against the stored copy. That
+	// copy is verified by the next scrub, first of all, rather than now:
+	// reading it here would make the upload slower exactly when another
+	// user has the chunk (the dedup side channel).
+	for k := range shadow {
+		s.recheckLater(blobs[shadow[k]].Ref, shadowAt[k])
 	}
-	shadow = kept
 	locs := map[blob.Ref]packLoc{}
 	var need int64
 	for _, i := range append(missing, shadow...) {

@@ -86,12 +86,14 @@ func (s *Store) loadMeta() error {
 			continue
 		}
 		b, err := readFile(s.fsys, "users/"+e.Name(), 1<<20)
-		if err != nil {
-			return fmt.Errorf("read user: %w", err)
-		}
 		u := new(User)
-		if err := json.Unmarshal(b, u); err != nil || userFile(u.ID) != "users/"+e.Name() {
-			return fmt.Errorf("%w: users/%s cannot be read (%v); move it away and run xs-admin check --repair", ErrCorrupt, e.Name(), err)
+		if err == nil {
+			err = json.Unmarshal(b, u)
+		}
+		if err != nil || userFile(u.ID) != "users/"+e.Name() {
+			if u, err = s.recoverUser(e.Name(), err); err != nil {
+				return err
+			}
 		}
 		s.users[u.ID] = u
 		if !u.Revoked {
@@ -117,12 +119,14 @@ func (s *Store) loadMeta() error {
 				continue // e.g. a .tmp left by a crash
 			}
 			b, err := readFile(s.fsys, "snapshots/"+d.Name()+"/"+e.Name(), 1<<20)
-			if err != nil {
-				return fmt.Errorf("read snapshot: %w", err)
-			}
 			sn := new(Snapshot)
-			if err := json.Unmarshal(b, sn); err != nil || sn.User != UserID(uid) || string(sn.ID)+".json" != e.Name() {
-				return fmt.Errorf("%w: snapshots/%s/%s cannot be read (%v); move it away and run xs-admin check --repair", ErrCorrupt, d.Name(), e.Name(), err)
+			if err == nil {
+				err = json.Unmarshal(b, sn)
+			}
+			if err != nil || sn.User != UserID(uid) || string(sn.ID)+".json" != e.Name() {
+				if sn = s.recoverSnapshot(UserID(uid), e.Name(), err); sn == nil {
+					continue
+				}
 			}
 			s.snaps[sn.User] = append(s.snaps[sn.User], sn)
 		}

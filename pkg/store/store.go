@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
 
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 )
 
@@ -113,6 +114,13 @@ type Store struct {
 	cfg   storeConfig
 	// movedAside names the damaged index OpenForRepair moved aside.
 	movedAside string
+	// metaDamage lists user and snapshot files Open found damaged.
+	metaDamage []MetaDamage
+
+	recheckMu sync.Mutex // guards recheck
+	// recheck holds stored copies that uploads were deduplicated against,
+	// for the next scrub to verify first.
+	recheck map[blob.Ref]objRec
 
 	// refMu serialises changes to reference counts: commits, snapshot
 	// deletions, the jobs that apply them, and garbage collection.

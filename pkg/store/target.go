@@ -42,5 +42,11 @@ func (t *UserTarget) Commit(ctx context.Context, root chunk.ID) (string, error) 
 	return string(sn.ID), nil
 }
 
+// Damaged lists the damaged blobs the user holds (see Store.DamagedHeld), so
+// that backup.Run sends them again.
+func (t *UserTarget) Damaged(ctx context.Context) ([]blob.Ref, bool, error) {
+	return t.s.DamagedHeld(ctx, t.user)
+}
+
 // Last returns the snapshot the last successful Commit made, or nil.
 func (t *UserTarget) Last() *Snapshot { return t.last }
