@@ -143,7 +143,9 @@ func TestRestoreGoesOnAfterRealDamage(t *testing.T) {
 			t.Errorf("damaged[%d] = %+v, want %+v", i, d, want[i])
 		}
 	}
-	gone := func(p string) bool { return p == "big.bin" || p == "changed.txt" || p == "missing.txt" || strings.HasPrefix(p, "d2/") }
+	gone := func(p string) bool {
+		return p == "big.bin" || p == "changed.txt" || p == "missing.txt" || strings.HasPrefix(p, "d2/")
+	}
 	intact := 0
 	for p, b := range files {
 		got, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(p)))
