@@ -6,16 +6,20 @@ import (
 	"errors"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xs-backup/xs-backup/internal/damage"
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/journal"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/server"
 )
 
@@ -129,5 +133,44 @@ func TestLaptopRestoreGoesOnOverQUIC(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(out2, changed)); err != nil || string(b) != "first version of the story" {
 		t.Fatalf("older copy: %q %v", b, err)
+	}
+}
+
+// TestRestorePageRefusesDamagedDownload: a document whose data is damaged
+// in the pack files is answered with an error page and status before any
+// byte of it (never a cut download served as complete); an intact one
+// downloads byte for byte.
+func TestRestorePageRefusesDamagedDownload(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) { c.RestorePage.Listen = "" })
+	l := newLaptop(t, d, "WEBROT", 5)
+	l.run(t)
+	ents, err := journal.Read(os.DirFS(l.src))
+	if err != nil || len(ents) < 2 {
+		t.Fatalf("%d entries: %v", len(ents), err)
+	}
+	bad, good := ents[0], ents[1]
+	u, _ := d.Store.UserBySerial(l.serial)
+	sn, _ := d.Store.Snapshot(u.ID, "latest")
+	e, err := d.Store.Lookup(context.Background(), sn.Root, bad.DataPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := damage.Record(d.Config.Data, e.Chunks[0]); err != nil {
+		t.Fatal(err)
+	}
+	page := &server.RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey()}
+	h := page.Handler()
+	key, _ := l.st.Key()
+	base := "/r/" + proto.SignLink(key, proto.LinkClaims{Serial: l.serial, Expires: time.Now().Add(time.Hour)}) + "/s/" + string(sn.ID) + "/"
+	for _, kind := range []string{"f", "x"} {
+		code, body, hdr := get(t, h, base+kind+"/"+bad.UID)
+		if code != http.StatusInternalServerError || !strings.Contains(body, "damaged") || hdr.Get("Content-Disposition") != "" {
+			t.Errorf("download (%s) of a damaged document: %d %v %.200q", kind, code, hdr, body)
+		}
+	}
+	code, body, _ := get(t, h, base+"f/"+good.UID)
+	want, _ := os.ReadFile(filepath.Join(l.src, filepath.FromSlash(good.DataPath)))
+	if code != 200 || body != string(want) {
+		t.Fatalf("download of an intact document: %d, %d bytes, want %d", code, len(body), len(want))
 	}
 }
