@@ -18,6 +18,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
@@ -46,7 +47,10 @@ Global options:
                 (default ~/.sugar/default/xs-backup)
 
 Exit codes:
-  0 done   1 failed (the message says what to do)   2 usage error
+  0 done   1 failed (the message says what to do; for restore also: some
+    files were left out because their copy on the server is damaged or
+    missing — everything else was restored, and the list names them)
+  2 usage error
   3 skipped by design (done today, low battery, not registered, server
     unreachable, another run in progress)   4 server busy: a slot is reserved
     (runs before the slot end at once with 4; the one 10 minutes before it waits)
@@ -250,9 +254,30 @@ func cmdRestore(ctx context.Context, st agent.State, args []string) int {
 		return fail(err)
 	}
 	if *jsonOut {
-		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": res.Damaged})
+		damaged := res.Damaged
+		if damaged == nil {
+			damaged = []backup.DamagedFile{}
+		}
+		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": damaged})
 	} else {
 		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, target)
+	}
+	var de *backup.DamagedError
+	if errors.As(err, &de) {
+		fmt.Fprintf(os.Stderr, "xo-backup: %d file(s) left out: their copy on the school server is damaged or missing (everything else was restored):\n", len(de.Files))
+		for _, f := range de.Files {
+			name := journal.Printable(f.Path)
+			if f.Dir {
+				name += "/ (the whole folder)"
+			}
+			if f.OlderSnapshot != "" {
+				fmt.Fprintf(os.Stderr, "  %s: an older copy is intact in backup %s (xo-backup restore --snapshot %s --to DIR %s)\n", name, f.OlderSnapshot, f.OlderSnapshot, name)
+			} else {
+				fmt.Fprintf(os.Stderr, "  %s: no older backup has it intact\n", name)
+			}
+		}
+		fmt.Fprintln(os.Stderr, "If this laptop still has those files, its next backup repairs the server's copy; tell staff either way.")
+		return cli.ExitFailed
 	}
 	if err != nil {
 		return fail(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -91,7 +92,9 @@ Every command takes --json. While xs-backupd runs, xs-admin talks to it
 through its admin socket (DATA/admin.sock); when it is stopped, xs-admin
 opens the store itself.
 
-Exit codes: 0 ok, 1 failed (or check found problems), 2 usage error.
+Exit codes: 0 ok, 1 failed (or check found problems, or restore left out
+files whose data is damaged or missing: it restores everything else, then
+lists them with the older snapshot that holds each intact), 2 usage error.
 `
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -150,7 +153,13 @@ func run(args []string) int {
 	} else {
 		out, err = do(ctx, *data, *sock, cmd, a.Args)
 	}
-	if err != nil {
+	var damaged *backup.DamagedError
+	if errors.As(err, &damaged) && out != nil {
+		// Everything else was restored: say what, then what was left out.
+		if sum, ok := out.(*restoreSummary); ok {
+			sum.Damaged = damaged.Files
+		}
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "xs-admin:", err)
 		if errors.Is(err, admin.ErrUsage) {
 			return cli.ExitUsage
@@ -168,7 +177,28 @@ func run(args []string) int {
 	if rep, ok := out.(*store.CheckReport); ok && !rep.OK() {
 		return cli.ExitFailed
 	}
+	if damaged != nil {
+		printDamaged(os.Stderr, a, damaged.Files)
+		return cli.ExitFailed
+	}
 	return cli.ExitOK
+}
+
+// printDamaged lists what a restore left out and where to find it.
+func printDamaged(w io.Writer, a cmdArgs, files []backup.DamagedFile) {
+	fmt.Fprintf(w, "xs-admin: %d file(s) left out: their data on the server is damaged or missing (everything else was restored):\n", len(files))
+	for _, f := range files {
+		name := pr(f.Path)
+		if f.Dir {
+			name += "/ (the whole directory)"
+		}
+		if f.OlderSnapshot != "" {
+			fmt.Fprintf(w, "  %s: an intact copy is in the older snapshot %s (xs-admin restore %s --snapshot %s ...)\n", name, f.OlderSnapshot, pr(a.Serial), f.OlderSnapshot)
+		} else {
+			fmt.Fprintf(w, "  %s: no older snapshot has it intact\n", name)
+		}
+	}
+	fmt.Fprintln(w, "Run xs-admin check --read-data to see every damaged chunk; the laptop's next backup heals what it still holds.")
 }
 
 // do runs the command through the daemon if it runs, else on the store.
@@ -245,6 +275,9 @@ func advice(err error) string {
 	return ""
 }
 
+// pr makes text from a laptop (titles, names, paths) safe for a terminal.
+func pr(s string) string { return journal.Printable(s) }
+
 func printText(cmd string, out any) {
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	defer tw.Flush()
@@ -262,17 +295,17 @@ func printText(cmd string, out any) {
 			if !u.LastBackup.IsZero() {
 				last = u.LastBackup.Local().Format("2006-01-02 15:04")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", u.Serial, u.Nickname, u.Registered.Local().Format("2006-01-02"), last, u.Snapshots, cli.Bytes(u.Usage), state)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", pr(u.Serial), pr(u.Nickname), u.Registered.Local().Format("2006-01-02"), last, u.Snapshots, cli.Bytes(u.Usage), state)
 		}
 	case *[]*store.Snapshot:
 		fmt.Fprintln(tw, "SNAPSHOT\tTIME\tFILES\tSIZE\tSTORED\tPINNED")
 		for _, s := range *v {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Time.Local().Format("2006-01-02 15:04"), s.Files, cli.Bytes(s.Size), cli.Bytes(s.Stored), s.PinReason)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Time.Local().Format("2006-01-02 15:04"), s.Files, cli.Bytes(s.Size), cli.Bytes(s.Stored), pr(s.PinReason))
 		}
 	case *store.User:
-		fmt.Fprintf(tw, "%s: serial %s, approved %v, revoked %v", cmd, v.Serial, v.Approved, v.Revoked)
+		fmt.Fprintf(tw, "%s: serial %s, approved %v, revoked %v", cmd, pr(v.Serial), v.Approved, v.Revoked)
 		if len(v.Aliases) > 0 {
-			fmt.Fprintf(tw, ", formerly %s", strings.Join(v.Aliases, ", "))
+			fmt.Fprintf(tw, ", formerly %s", pr(strings.Join(v.Aliases, ", ")))
 		}
 		fmt.Fprintln(tw)
 	case *store.CheckReport:
@@ -296,11 +329,11 @@ func printText(cmd string, out any) {
 				"rebuilt: systemctl stop xs-backupd; xs-admin check --repair; systemctl start xs-backupd\n", v.IndexProblems)
 		}
 	case *admin.Listing:
-		fmt.Fprintf(tw, "%s, snapshot %s (%s)\n", v.Serial, v.Snapshot, v.Time.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(tw, "%s, snapshot %s (%s)\n", pr(v.Serial), v.Snapshot, v.Time.Local().Format("2006-01-02 15:04"))
 		if v.Files != nil {
 			fmt.Fprintln(tw, "TYPE\tSIZE\tMODIFIED\tPATH")
 			for _, f := range v.Files {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Type, cli.Bytes(f.Size), f.MTime.Local().Format("2006-01-02 15:04"), f.Path)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Type, cli.Bytes(f.Size), f.MTime.Local().Format("2006-01-02 15:04"), pr(f.Path))
 			}
 			break
 		}
@@ -313,11 +346,11 @@ func printText(cmd string, out any) {
 			if e.Size >= 0 {
 				size = cli.Bytes(e.Size)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Title, e.Activity, date, size, e.UID)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pr(e.Title), pr(e.Activity), date, size, pr(e.UID))
 		}
-		fmt.Fprintf(tw, "%d entries. Restore one with: xs-admin restore %s --snapshot %s --title TITLE --xoj DIR\n", len(v.Entries), v.Serial, v.Snapshot)
+		fmt.Fprintf(tw, "%d entries. Restore one with: xs-admin restore %s --snapshot %s --title TITLE --xoj DIR\n", len(v.Entries), pr(v.Serial), v.Snapshot)
 	case *admin.LinkResult:
-		fmt.Fprintf(tw, "Restore page for %s (works until %s):\n%s\n", v.Serial, v.Expires.Local().Format("2006-01-02 15:04"), v.URL)
+		fmt.Fprintf(tw, "Restore page for %s (works until %s):\n%s\n", pr(v.Serial), v.Expires.Local().Format("2006-01-02 15:04"), v.URL)
 	case *restoreSummary:
 		fmt.Fprintf(tw, "Restored %d file(s), %s, to %s (%s).\n", v.Files, cli.Bytes(v.Bytes), v.To, v.Format)
 	case *store.RetentionReport:
@@ -338,7 +371,7 @@ func printText(cmd string, out any) {
 			if q.Own {
 				note = strings.TrimPrefix(note+"; own quota", "; ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", q.Serial, cli.Bytes(q.Used), limit(q.Soft), limit(q.Hard), cli.Bytes(q.FairShare), note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pr(q.Serial), cli.Bytes(q.Used), limit(q.Soft), limit(q.Hard), cli.Bytes(q.FairShare), note)
 		}
 	case *admin.PolicyRow:
 		whose := "the server's policy"
@@ -546,6 +579,8 @@ type restoreSummary struct {
 	Format string `json:"format"`
 	Files  int64  `json:"files"`
 	Bytes  int64  `json:"bytes"`
+	// Damaged lists what was left out (the exit code is then 1).
+	Damaged []backup.DamagedFile `json:"damaged,omitempty"`
 }
 
 // restore exports from the daemon (or the stopped store) and writes the
@@ -570,18 +605,7 @@ func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary
 	defer bar.Done()
 	sink := func(total int64, r io.Reader) error {
 		if a.tar != "" {
-			flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-			if a.overwrite {
-				flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-			}
-			f, err := os.OpenFile(a.tar, flag, 0o644)
-			if err != nil {
-				return fmt.Errorf("%w (--overwrite replaces it)", err)
-			}
-			n, err := io.Copy(f, &progressReader{r: r, total: total, bar: bar})
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+			n, err := writeFileAtomic(a.tar, a.overwrite, &progressReader{r: r, total: total, bar: bar})
 			sum.Bytes = n
 			return err
 		}
@@ -597,19 +621,69 @@ func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary
 		return nil, err
 	}
 	defer s.Close()
-	pr, pw := io.Pipe()
+	pipeR, pw := io.Pipe()
 	started := make(chan int64, 1)
+	done := make(chan error, 1)
 	go func() {
 		err := (&admin.Service{S: s}).Export(ctx, a.Args, func(total int64) { started <- total }, pw)
 		close(started)
-		pw.CloseWithError(err)
+		var de *backup.DamagedError
+		if errors.As(err, &de) {
+			pw.Close() // the archive is complete without the damaged files
+		} else {
+			pw.CloseWithError(err)
+		}
+		done <- err
 	}()
 	total, ok := <-started
 	if !ok {
-		_, err := io.Copy(io.Discard, pr)
-		return nil, err
+		io.Copy(io.Discard, pipeR)
+		return nil, <-done
 	}
-	return sum, sink(total, pr)
+	serr := sink(total, pipeR)
+	if serr != nil {
+		pipeR.CloseWithError(serr) // stops the export
+	} else {
+		io.Copy(io.Discard, pipeR)
+	}
+	if err := <-done; err != nil {
+		return sum, err
+	}
+	return sum, serr
+}
+
+// writeFileAtomic writes r to name through a temporary file in the same
+// directory, moved into place only when complete: never a cut archive
+// under the name staff asked for.
+func writeFileAtomic(name string, overwrite bool, r io.Reader) (int64, error) {
+	if !overwrite {
+		if _, err := os.Lstat(name); err == nil {
+			return 0, fmt.Errorf("%s exists (--overwrite replaces it)", name)
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), ".xs-restore-*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if overwrite {
+			err = os.Rename(f.Name(), name)
+		} else if err = os.Link(f.Name(), name); err == nil {
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return n, err
+	}
+	return n, nil
 }
 
 // progressReader updates a progress bar as bytes are read.

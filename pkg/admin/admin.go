@@ -30,6 +30,8 @@ type Service struct {
 	Now func() time.Time
 	// Link, if set, makes a staff restore-page link (the daemon's).
 	Link func(serial string, lifetime time.Duration) (string, error)
+	// LinkLifetime is how long such a link works (default an hour).
+	LinkLifetime time.Duration
 }
 
 // LinkResult is the output of `xs-admin restore-link`.
@@ -198,7 +200,10 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 		if s.Link == nil {
 			return nil, errors.New("the restore page is served by xs-backupd, which is not running: start it (systemctl start xs-backupd)")
 		}
-		const lifetime = 24 * time.Hour
+		lifetime := s.LinkLifetime
+		if lifetime <= 0 {
+			lifetime = time.Hour
+		}
 		url, err := s.Link(u.Serial, lifetime)
 		if err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -167,7 +168,11 @@ const (
 
 // Export writes a user's snapshot (or the chosen entries) to w as a tar
 // stream in a.Format. start is called once, before the first byte, with the
-// number of content bytes to come (for a progress bar).
+// number of content bytes to come (for a progress bar). A damaged or
+// missing file (or entry, for xoj and raw) is left out of the archive,
+// which stays complete and well-formed; Export then returns a
+// *backup.DamagedError naming each one left out and, where there is one,
+// the newest older snapshot of the user that holds it intact.
 func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w io.Writer) error {
 	_, sn, fsys, err := s.open(ctx, a)
 	if err != nil {
@@ -177,6 +182,7 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 	if err != nil {
 		return err
 	}
+	var damaged []damagedItem
 	switch a.Format {
 	case "", FormatTar:
 		var paths []string
@@ -189,8 +195,13 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 			}
 		}
 		start(total)
-		_, err := backup.WriteTar(w, fsys, paths)
-		return err
+		st, err := backup.WriteTar(w, fsys, paths)
+		if !errors.Is(err, blob.ErrDamaged) {
+			return err
+		}
+		for _, d := range st.Damaged {
+			damaged = append(damaged, damagedItem{d, []string{d.Path}})
+		}
 	case FormatXOJ, FormatRaw:
 		if chosen == nil {
 			if chosen, err = readJournal(fsys); err != nil {
@@ -202,28 +213,62 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 			total += max(e.Size, 0)
 		}
 		start(total)
-		return writeEntries(w, fsys, chosen, a.Format)
+		if damaged, err = writeEntries(w, fsys, chosen, a.Format); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: unknown export format %q", ErrUsage, a.Format)
 	}
-	return fmt.Errorf("%w: unknown export format %q", ErrUsage, a.Format)
+	if len(damaged) == 0 {
+		return nil
+	}
+	ic := backup.NewIntactChecker(s.S)
+	older := s.S.OlderSnapshots(sn)
+	out := make([]backup.DamagedFile, len(damaged))
+	for i, d := range damaged {
+		out[i] = d.DamagedFile
+		if out[i].OlderSnapshot, err = ic.FindOlder(ctx, older, d.paths); err != nil {
+			return err
+		}
+	}
+	return &backup.DamagedError{Files: out}
+}
+
+// damagedItem is a file or entry an export left out, with the snapshot
+// paths it is made of.
+type damagedItem struct {
+	backup.DamagedFile
+	paths []string
 }
 
 // writeEntries writes each entry as a bundle or raw file into a tar stream,
-// with unique names.
-func writeEntries(w io.Writer, fsys fs.FS, ents []journal.Entry, format string) error {
+// with unique names. An entry whose data is damaged or missing is left
+// out and returned; any other error ends the stream.
+func writeEntries(w io.Writer, fsys fs.FS, ents []journal.Entry, format string) ([]damagedItem, error) {
 	tw := newEntryTar(w)
 	sort.SliceStable(ents, func(i, j int) bool { return ents[i].Time.After(ents[j].Time) })
+	var damaged []damagedItem
 	for _, e := range ents {
 		var err error
+		name := ""
 		if format == FormatXOJ {
-			err = tw.add(journal.BundleName(e), e.Time, func(w io.Writer) error { return journal.WriteBundle(w, fsys, e) })
+			name = journal.BundleName(e)
+			err = tw.add(name, e.Time, func(w io.Writer) error { return journal.WriteBundle(w, fsys, e) })
 		} else if e.DataPath != "" {
-			err = tw.add(journal.FileName(e), e.Time, func(w io.Writer) error { return journal.WriteFile(w, fsys, e) })
+			name = journal.FileName(e)
+			err = tw.add(name, e.Time, func(w io.Writer) error { return journal.WriteFile(w, fsys, e) })
+		}
+		var ge *genError
+		if errors.As(err, &ge) && errors.Is(err, blob.ErrDamaged) {
+			damaged = append(damaged, damagedItem{backup.DamagedFile{Path: name, Err: fmt.Sprintf("%s (%s): %v", e.Title, e.UID, ge.err)},
+				entryPaths(fsys, e)})
+			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s (%s): %w", e.Title, e.UID, err)
+			return damaged, fmt.Errorf("%s (%s): %w", e.Title, e.UID, err)
 		}
 	}
-	return tw.close()
+	return damaged, tw.close()
 }
 
 // entryTar writes generated files (bundles) into a tar: each is produced
@@ -245,7 +290,7 @@ func (t *entryTar) add(name string, mtime time.Time, gen func(io.Writer) error) 
 	defer os.Remove(f.Name())
 	defer f.Close()
 	if err := gen(f); err != nil {
-		return err
+		return &genError{err} // nothing written to the archive yet
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
@@ -270,6 +315,12 @@ func (t *entryTar) add(name string, mtime time.Time, gen func(io.Writer) error) 
 }
 
 func (t *entryTar) close() error { return t.tw.Close() }
+
+// genError is a failure to produce a file, before its header was written.
+type genError struct{ err error }
+
+func (e *genError) Error() string { return e.err.Error() }
+func (e *genError) Unwrap() error { return e.err }
 
 // readJournal lists a snapshot's Journal; past journal.MaxEntries it keeps
 // the entries it has (a listing that is partial beats no listing).

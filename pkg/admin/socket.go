@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/backup"
 )
 
 // DefaultSocket is where the daemon listens for xs-admin, relative to its data directory.
@@ -67,6 +70,9 @@ func Handler(svc *Service) http.Handler {
 		err := svc.Export(r.Context(), req.Args, func(total int64) {
 			w.Header().Set("Content-Type", "application/x-tar")
 			w.Header().Set("X-Total-Bytes", strconv.FormatInt(total, 10))
+			// Known only at the end: what was left out, or why the stream
+			// stopped (never a bare EOF for the client).
+			w.Header().Set("Trailer", trailerDamaged+", "+trailerError)
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}, w)
@@ -75,9 +81,13 @@ func Handler(svc *Service) http.Handler {
 			writeResp(w, nil, err)
 			return
 		}
-		if err != nil {
-			// The stream is cut: the client's tar reader reports it.
-			panic(http.ErrAbortHandler)
+		var de *backup.DamagedError
+		if errors.As(err, &de) {
+			b, _ := json.Marshal(de.Files)
+			w.Header().Set(trailerDamaged, base64.StdEncoding.EncodeToString(b))
+		} else if err != nil {
+			b, _ := json.Marshal(response{Error: err.Error(), Usage: errors.Is(err, ErrUsage)})
+			w.Header().Set(trailerError, base64.StdEncoding.EncodeToString(b))
 		}
 	})
 	return mux
@@ -93,6 +103,12 @@ func writeResp(w http.ResponseWriter, res any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
 }
+
+// Trailers of an export stream (base64 of JSON).
+const (
+	trailerDamaged = "X-Damaged" // []backup.DamagedFile left out
+	trailerError   = "X-Export-Error"
+)
 
 // Client sends commands to a daemon's admin socket.
 type Client struct {
@@ -167,5 +183,28 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 		return errors.New(r.Error)
 	}
 	total, _ := strconv.ParseInt(resp.Header.Get("X-Total-Bytes"), 10, 64)
-	return fn(total, resp.Body)
+	ferr := fn(total, resp.Body)
+	// The trailers arrive after the last byte of the body.
+	io.Copy(io.Discard, resp.Body)
+	if v := resp.Trailer.Get(trailerError); v != "" {
+		var r response
+		if b, err := base64.StdEncoding.DecodeString(v); err == nil && json.Unmarshal(b, &r) == nil && r.Error != "" {
+			return fmt.Errorf("the daemon stopped the export: %s", r.Error)
+		}
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if v := resp.Trailer.Get(trailerDamaged); v != "" {
+		var files []backup.DamagedFile
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err == nil {
+			err = json.Unmarshal(b, &files)
+		}
+		if err != nil || len(files) == 0 {
+			return fmt.Errorf("admin socket: bad list of damaged files: %v", err)
+		}
+		return &backup.DamagedError{Files: files}
+	}
+	return nil
 }

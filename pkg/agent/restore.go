@@ -18,7 +18,19 @@ type netSource struct {
 	codec *chunk.Codec
 }
 
+// Fetch implements backup.Source. A blob the server does not have (not
+// found, though a snapshot references it) is as lost as a damaged one: the
+// error then matches blob.ErrDamaged, and the restore goes on without the
+// files that use it.
 func (n *netSource) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref, []byte) error) error {
+	err := n.fetch(ctx, refs, fn)
+	if errors.Is(err, proto.ErrNotFound) && !errors.Is(err, blob.ErrDamaged) {
+		err = fmt.Errorf("%w: %w", blob.ErrDamaged, err)
+	}
+	return err
+}
+
+func (n *netSource) fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref, []byte) error) error {
 	return n.c.Fetch(ctx, refs, func(b blob.Blob) error {
 		raw := b.Data
 		if b.Compressed {
@@ -57,7 +69,10 @@ type RestoreOptions struct {
 	Progress  func(backup.RestoreProgress)
 }
 
-// Restore brings files back from the server.
+// Restore brings files back from the server. Files whose data on the
+// server is damaged or missing are left out (never written in part) and
+// listed in the result, with the newest older snapshot that holds each
+// intact; the error is then a *backup.DamagedError.
 func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreResult, *proto.SnapshotInfo, error) {
 	if o.Target == "" {
 		if !o.All {
@@ -85,17 +100,24 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreRe
 	if len(sns) == 0 {
 		return nil, nil, errors.New("the server has no backups of this laptop yet")
 	}
-	var sn *proto.SnapshotInfo
+	at := -1
 	if o.Snapshot == "" || o.Snapshot == "latest" {
-		sn = &sns[len(sns)-1]
+		at = len(sns) - 1
 	} else {
 		for i := range sns {
 			if sns[i].ID == o.Snapshot {
-				sn = &sns[i]
+				at = i
 			}
 		}
-		if sn == nil {
+		if at < 0 {
 			return nil, nil, fmt.Errorf("no snapshot %s; list them with: xo-backup list", o.Snapshot)
+		}
+	}
+	sn := &sns[at]
+	var older []backup.OlderSnapshot // newest first; the list is oldest first
+	for i := at - 1; i >= 0; i-- {
+		if sns[i].Time.Before(sn.Time) {
+			older = append(older, backup.OlderSnapshot{ID: sns[i].ID, Root: sns[i].Root})
 		}
 	}
 	codec, err := chunk.NewCodec()
@@ -104,6 +126,6 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreRe
 	}
 	defer codec.Close()
 	res, err := backup.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
-		backup.RestoreOptions{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress})
+		backup.RestoreOptions{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older})
 	return res, sn, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"slices"
@@ -29,6 +30,11 @@ type Source interface {
 
 // RestoreOptions choose what Restore writes.
 type RestoreOptions struct {
+	// Older are the user's snapshots older than the one restored, newest
+	// first. For each file left out as damaged, Restore names the first
+	// of them that holds the same path with every chunk intact (fetched
+	// and verified through the same Source).
+	Older []OlderSnapshot
 	// Paths restricts the restore to these entries (files or whole
 	// directories, slash-separated, relative to the snapshot root). Empty
 	// restores everything.
@@ -50,10 +56,60 @@ type RestoreProgress struct {
 type RestoreResult struct {
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
-	// Damaged lists files left out because stored data failed its check;
-	// every other file was restored.
-	Damaged []string
+	// Damaged lists, in path order, the files (and directories) left out
+	// because stored data is damaged or missing; every other file was
+	// restored.
+	Damaged []DamagedFile
 }
+
+// OlderSnapshot is a snapshot a restore may name as holding an intact copy.
+type OlderSnapshot struct {
+	ID   string
+	Root chunk.ID
+}
+
+// DamagedFile is a file or directory a restore left out.
+type DamagedFile struct {
+	// Path is where it would have been written (relative to the target,
+	// or its name in an archive).
+	Path string `json:"path"`
+	// Dir is set when a directory could not be read: all its contents are
+	// left out.
+	Dir bool `json:"dir,omitempty"`
+	// OlderSnapshot is the newest older snapshot holding the same path
+	// with every chunk intact; empty if there is none.
+	OlderSnapshot string `json:"older_snapshot,omitempty"`
+	// Err says what was wrong with it.
+	Err string `json:"error,omitempty"`
+}
+
+// DamagedError is returned, together with everything that could be
+// restored, when some files were left out; it matches blob.ErrDamaged.
+type DamagedError struct {
+	Files []DamagedFile
+}
+
+func (e *DamagedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: %d file(s) could not be restored (", blob.ErrDamaged, len(e.Files))
+	for i, f := range e.Files[:min(5, len(e.Files))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(f.Path)
+		if f.Dir {
+			b.WriteString("/")
+		}
+	}
+	if len(e.Files) > 5 {
+		b.WriteString(", ...")
+	}
+	b.WriteString("); the rest were")
+	return b.String()
+}
+
+// Is makes errors.Is(err, blob.ErrDamaged) true.
+func (e *DamagedError) Is(target error) bool { return target == blob.ErrDamaged }
 
 // ReadTree fetches and decodes one tree from src.
 func ReadTree(ctx context.Context, src Source, id chunk.ID) (*manifest.Tree, error) {
@@ -110,22 +166,33 @@ type item struct {
 // collect lists every entry under the tree id in walk's order (depth
 // first, by name). It fetches the trees level by level, up to fetchBatch in
 // one request and restoreWorkers requests at once: over the network a
-// request is a round trip, and a Journal has two directories per entry.
-func collect(ctx context.Context, src Source, id chunk.ID, dir string) ([]item, error) {
+// request is a round trip, and a Journal has two directories per entry. A
+// directory whose tree is damaged or missing is listed in bad (its
+// contents are not), and the rest goes on; the error is for the tree id
+// itself or for a failure of the source.
+func collect(ctx context.Context, src Source, id chunk.ID, dir string) (out []item, bad []item, err error) {
 	trees := map[chunk.ID]*manifest.Tree{}
+	broken := map[chunk.ID]error{}
 	frontier := []chunk.ID{id}
 	for depth := 0; len(frontier) > 0; depth++ {
 		if depth > manifest.MaxDepth {
-			return nil, fmt.Errorf("%w: directories nested deeper than %d", blob.ErrDamaged, manifest.MaxDepth)
+			return nil, nil, fmt.Errorf("%w: directories nested deeper than %d", blob.ErrDamaged, manifest.MaxDepth)
 		}
-		if err := fetchTrees(ctx, src, frontier, trees); err != nil {
-			return nil, err
+		if err := fetchTrees(ctx, src, frontier, trees, broken); err != nil {
+			return nil, nil, err
+		}
+		if err := broken[id]; err != nil {
+			return nil, nil, err
 		}
 		var next []chunk.ID
 		queued := map[chunk.ID]bool{}
 		for _, id := range frontier {
-			for _, e := range trees[id].Entries {
-				if e.Type == manifest.Dir && trees[e.Subtree] == nil && !queued[e.Subtree] {
+			t := trees[id]
+			if t == nil {
+				continue
+			}
+			for _, e := range t.Entries {
+				if e.Type == manifest.Dir && trees[e.Subtree] == nil && broken[e.Subtree] == nil && !queued[e.Subtree] {
 					queued[e.Subtree] = true
 					next = append(next, e.Subtree)
 				}
@@ -133,13 +200,16 @@ func collect(ctx context.Context, src Source, id chunk.ID, dir string) ([]item, 
 		}
 		frontier = next
 	}
-	var out []item
 	var list func(id chunk.ID, dir string)
 	list = func(id chunk.ID, dir string) {
 		t := trees[id]
 		for i := range t.Entries {
 			e := &t.Entries[i]
 			p := path.Join(dir, e.Name)
+			if e.Type == manifest.Dir && trees[e.Subtree] == nil {
+				bad = append(bad, item{p, e})
+				continue
+			}
 			out = append(out, item{p, e})
 			if e.Type == manifest.Dir {
 				list(e.Subtree, p)
@@ -147,12 +217,29 @@ func collect(ctx context.Context, src Source, id chunk.ID, dir string) ([]item, 
 		}
 	}
 	list(id, dir)
-	return out, nil
+	return out, bad, nil
 }
 
-// fetchTrees fetches, checks and decodes the trees ids into trees.
-func fetchTrees(ctx context.Context, src Source, ids []chunk.ID, trees map[chunk.ID]*manifest.Tree) error {
+// fetchTrees fetches, checks and decodes the trees ids into trees. A tree
+// that is damaged or missing goes into broken with its error; if one tree
+// of a batch is, the rest of that batch is fetched one by one.
+func fetchTrees(ctx context.Context, src Source, ids []chunk.ID, trees map[chunk.ID]*manifest.Tree, broken map[chunk.ID]error) error {
 	var mu sync.Mutex
+	fetch := func(ctx context.Context, refs []blob.Ref) error {
+		return src.Fetch(ctx, refs, func(r blob.Ref, raw []byte) error {
+			if chunk.Sum(raw) != r.ID {
+				return fmt.Errorf("%w: tree %s fails its hash check", blob.ErrDamaged, r.ID.Short())
+			}
+			t, err := manifest.Decode(raw)
+			if err != nil {
+				return fmt.Errorf("%w: tree %s: %v", blob.ErrDamaged, r.ID.Short(), err)
+			}
+			mu.Lock()
+			trees[r.ID] = t
+			mu.Unlock()
+			return nil
+		})
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(restoreWorkers)
 	for i := 0; i < len(ids); i += fetchBatch {
@@ -161,19 +248,26 @@ func fetchTrees(ctx context.Context, src Source, ids []chunk.ID, trees map[chunk
 			refs = append(refs, blob.Ref{Type: blob.Tree, ID: id})
 		}
 		g.Go(func() error {
-			return src.Fetch(gctx, refs, func(r blob.Ref, raw []byte) error {
-				if chunk.Sum(raw) != r.ID {
-					return fmt.Errorf("%w: tree %s fails its hash check", blob.ErrDamaged, r.ID.Short())
+			err := fetch(gctx, refs)
+			if !errors.Is(err, blob.ErrDamaged) {
+				return err
+			}
+			for _, r := range refs {
+				mu.Lock()
+				done := trees[r.ID] != nil
+				mu.Unlock()
+				if done {
+					continue
 				}
-				t, err := manifest.Decode(raw)
-				if err != nil {
+				if err := fetch(gctx, []blob.Ref{r}); errors.Is(err, blob.ErrDamaged) {
+					mu.Lock()
+					broken[r.ID] = err
+					mu.Unlock()
+				} else if err != nil {
 					return err
 				}
-				mu.Lock()
-				trees[r.ID] = t
-				mu.Unlock()
-				return nil
-			})
+			}
+			return nil
 		})
 	}
 	return g.Wait()
@@ -212,9 +306,12 @@ func Lookup(ctx context.Context, src Source, root chunk.ID, p string) (*manifest
 // Restore writes the tree root (or the chosen paths) under target, creating
 // it if needed. Every write goes through an os.Root opened on target, so no
 // name, symlink or path can make it write outside target. Each chunk is
-// re-hashed before its bytes are written; a file with a damaged chunk is
-// left out and listed in Damaged, and Restore then returns an error wrapping
-// blob.ErrDamaged after restoring everything else.
+// re-hashed before its bytes are written, and each file is written under a
+// temporary name in its directory and renamed into place only once whole:
+// a file with a damaged or missing chunk (or a directory whose tree is) is
+// left out, never written in part, and listed in Damaged; Restore then
+// returns a *DamagedError (matching blob.ErrDamaged) after restoring
+// everything else.
 func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts RestoreOptions) (*RestoreResult, error) {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return nil, fmt.Errorf("create restore target: %w", err)
@@ -224,6 +321,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		return nil, fmt.Errorf("open restore target: %w", err)
 	}
 	defer r.Close()
+	res := &RestoreResult{}
 	var todo []item
 	paths := opts.Paths
 	if len(paths) == 0 {
@@ -231,19 +329,31 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	}
 	for _, p := range paths {
 		e, err := Lookup(ctx, src, root, p)
+		p = strings.Trim(path.Clean("/"+p), "/")
+		if errors.Is(err, blob.ErrDamaged) && p != "" {
+			res.Damaged = append(res.Damaged, DamagedFile{Path: p, Err: err.Error()})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		p = strings.Trim(path.Clean("/"+p), "/")
 		if p != "" {
 			todo = append(todo, item{p, e})
 		}
 		if e.Type == manifest.Dir {
-			sub, err := collect(ctx, src, e.Subtree, p)
+			sub, bad, err := collect(ctx, src, e.Subtree, p)
+			if errors.Is(err, blob.ErrDamaged) && p != "" {
+				todo = todo[:len(todo)-1]
+				res.Damaged = append(res.Damaged, DamagedFile{Path: p, Dir: true, Err: err.Error()})
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
 			todo = append(todo, sub...)
+			for _, it := range bad {
+				res.Damaged = append(res.Damaged, DamagedFile{Path: it.p, Dir: true, Err: "its directory listing is damaged or missing"})
+			}
 		}
 	}
 	var prog RestoreProgress
@@ -253,7 +363,6 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			prog.TotalBytes += it.e.Size
 		}
 	}
-	res := &RestoreResult{}
 	var dirs, files []item
 	made := map[string]bool{".": true} // directories known to exist
 	for _, it := range todo {
@@ -294,8 +403,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		mu.Lock()
 		defer mu.Unlock()
 		if errors.Is(err, blob.ErrDamaged) {
-			res.Damaged = append(res.Damaged, it.p)
-			r.Remove(it.p)
+			res.Damaged = append(res.Damaged, DamagedFile{Path: it.p, Err: err.Error()})
 			return nil
 		}
 		if err != nil {
@@ -325,7 +433,6 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	if err := g.Wait(); err != nil {
 		return res, err
 	}
-	slices.Sort(res.Damaged)
 	// Directory modes and times last, deepest first, once their contents exist.
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
@@ -333,11 +440,20 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		mt := time.Unix(0, d.e.MTime)
 		r.Chtimes(d.p, mt, mt)
 	}
-	if len(res.Damaged) > 0 {
-		return res, fmt.Errorf("%w: %d file(s) could not be restored (%s); the rest were",
-			blob.ErrDamaged, len(res.Damaged), strings.Join(res.Damaged[:min(5, len(res.Damaged))], ", "))
+	if len(res.Damaged) == 0 {
+		return res, nil
 	}
-	return res, nil
+	slices.SortFunc(res.Damaged, func(a, b DamagedFile) int { return strings.Compare(a.Path, b.Path) })
+	if len(opts.Older) > 0 {
+		ic := NewIntactChecker(src)
+		for i := range res.Damaged {
+			d := &res.Damaged[i]
+			if d.OlderSnapshot, err = ic.FindOlder(ctx, opts.Older, []string{d.Path}); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, &DamagedError{Files: res.Damaged}
 }
 
 // restoreWorkers is how many files are restored at once.
@@ -382,10 +498,10 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 		}
 	}
 	var (
-		i int      // the file being written
-		f *os.File // group[i], open
-		n int64    // bytes written to it
-		k int      // chunks written to it
+		i int       // the file being written
+		f *tempFile // group[i], open
+		n int64     // bytes written to it
+		k int       // chunks written to it
 	)
 	// settle closes the files that have all their chunks (and creates
 	// empty ones) up to the next file that still needs some.
@@ -402,7 +518,7 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 			if k < len(it.e.Chunks) {
 				return nil
 			}
-			err := closeFile(d, f, it.p, it.e, n)
+			err := f.commit(it.e, n)
 			f = nil
 			i++
 			if err := finish(it, n, err); err != nil {
@@ -420,7 +536,7 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 			if chunk.Sum(raw) != r.ID {
 				return fmt.Errorf("%w: chunk %s fails its hash check", blob.ErrDamaged, r.ID.Short())
 			}
-			m, err := f.Write(raw)
+			m, err := f.f.Write(raw)
 			n += int64(m)
 			k++
 			if err != nil {
@@ -430,10 +546,9 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 		})
 	}
 	if f != nil {
-		f.Close()
+		f.abort()
 	}
 	if errors.Is(err, blob.ErrDamaged) && i < len(group) {
-		root.Remove(group[i].p)
 		for _, it := range group[i:] {
 			n, err := restoreFile(ctx, src, root, it.p, it.e, overwrite)
 			if err := finish(it, n, err); err != nil {
@@ -482,44 +597,78 @@ func (d *dirRoot) close() {
 	}
 }
 
-func createFile(d *dirRoot, p string, overwrite bool) (*os.File, error) {
-	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if overwrite {
-		flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	root, name, err := d.at(p)
-	var f *os.File
-	if err == nil {
-		f, err = root.OpenFile(name, flag, 0o600)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w (use the overwrite option to replace it)", p, err)
-	}
-	return f, nil
+// tempFile is a file being restored: written under a temporary name in its
+// directory, renamed to its real name by commit, removed by abort.
+type tempFile struct {
+	f         *os.File
+	root      *os.Root // of its directory
+	tmp, name string
+	p         string // its path in the restore, for errors
+	overwrite bool
 }
 
-// closeFile checks the size, sets the mode and closes f, then sets its times.
-func closeFile(d *dirRoot, f *os.File, p string, e *manifest.Entry, n int64) error {
+// tempPrefix starts the names of files being restored; a restore that is
+// killed may leave one behind, never a file under its real name.
+const tempPrefix = ".xs-restore-"
+
+func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
+	root, name, err := d.at(p)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", p, err)
+	}
+	if !overwrite {
+		if _, err := root.Lstat(name); err == nil {
+			return nil, fmt.Errorf("restore %s: %w (use the overwrite option to replace it)", p, fs.ErrExist)
+		}
+	}
+	for try := 0; ; try++ {
+		tmp := fmt.Sprintf("%s%s-%08x", tempPrefix, name[:min(len(name), 100)], rand.Uint32())
+		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			return &tempFile{f: f, root: root, tmp: tmp, name: name, p: p, overwrite: overwrite}, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 9 {
+			return nil, fmt.Errorf("restore %s: %w", p, err)
+		}
+	}
+}
+
+// abort closes and removes the temporary file.
+func (t *tempFile) abort() {
+	t.f.Close()
+	t.root.Remove(t.tmp)
+}
+
+// commit checks the size, sets the mode, closes the file and moves it to
+// its real name (never replacing one unless overwriting), then sets its
+// times. On any error the temporary file is removed.
+func (t *tempFile) commit(e *manifest.Entry, n int64) error {
 	var err error
 	if n != e.Size {
 		err = fmt.Errorf("%w: restored %d bytes, the manifest says %d", blob.ErrDamaged, n, e.Size)
 	}
 	if err == nil {
-		err = f.Chmod(e.Mode.Perm()) // on the open file: no second path lookup
+		err = t.f.Chmod(e.Mode.Perm()) // on the open file: no second path lookup
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		var root *os.Root
-		var name string
-		if root, name, err = d.at(p); err == nil {
-			mt := time.Unix(0, e.MTime)
-			err = root.Chtimes(name, mt, mt)
+		mt := time.Unix(0, e.MTime)
+		err = t.root.Chtimes(t.tmp, mt, mt)
+	}
+	if err == nil {
+		if t.overwrite {
+			err = t.root.Rename(t.tmp, t.name)
+		} else if err = t.root.Link(t.tmp, t.name); err == nil {
+			t.root.Remove(t.tmp)
+		} else if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%w (use the overwrite option to replace it)", err)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", p, err)
+		t.root.Remove(t.tmp)
+		return fmt.Errorf("restore %s: %w", t.p, err)
 	}
 	return nil
 }
@@ -541,14 +690,14 @@ func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *ma
 			if chunk.Sum(raw) != r.ID {
 				return fmt.Errorf("%w: chunk %s fails its hash check", blob.ErrDamaged, r.ID.Short())
 			}
-			m, err := f.Write(raw)
+			m, err := f.f.Write(raw)
 			n += int64(m)
 			return err
 		})
 	}
 	if err != nil {
-		f.Close()
+		f.abort()
 		return n, fmt.Errorf("restore %s: %w", p, err)
 	}
-	return n, closeFile(d, f, p, e, n)
+	return n, f.commit(e, n)
 }

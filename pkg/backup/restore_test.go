@@ -93,7 +93,11 @@ func TestRestoreManySmallFiles(t *testing.T) {
 		t.Fatalf("restore with damaged chunks: %v", err)
 	}
 	slices.Sort(want)
-	if !slices.Equal(res.Damaged, want) {
+	var got []string
+	for _, d := range res.Damaged {
+		got = append(got, d.Path)
+	}
+	if !slices.Equal(got, want) {
 		t.Fatalf("damaged %v, want %v", res.Damaged, want)
 	}
 	if res.Files != files-3 {

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 )
 
@@ -17,12 +18,21 @@ import (
 type TarStats struct {
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
+	// Damaged lists what WriteTar left out (OlderSnapshot not filled in).
+	Damaged []DamagedFile
 }
+
+// tarBuffer is the largest file WriteTar reads into memory before writing
+// its header; a larger one is read twice (verified, then written).
+const tarBuffer = 8 << 20
 
 // WriteTar writes the given paths of fsys (files or whole directories; all
 // of fsys if none) to w as a tar stream, with their modes and times. Reading
-// a file from a SnapshotFS verifies each chunk: a damaged file ends the
-// stream with an error, never with wrong bytes.
+// a file from a SnapshotFS verifies each chunk. Every file is read and
+// verified before its header is written, so a damaged or missing file (or
+// a directory that cannot be listed) is left out, listed in Damaged, and
+// the archive stays complete and well-formed: WriteTar then returns a
+// *DamagedError after closing it. Any other error ends the stream.
 func WriteTar(w io.Writer, fsys fs.FS, paths []string) (TarStats, error) {
 	var st TarStats
 	tw := tar.NewWriter(w)
@@ -30,9 +40,24 @@ func WriteTar(w io.Writer, fsys fs.FS, paths []string) (TarStats, error) {
 		paths = []string{"."}
 	}
 	seen := map[string]bool{}
+	// skip records a damaged path and says whether the walk goes on.
+	skip := func(p string, dir bool, err error) bool {
+		var se *skipError
+		if !errors.Is(err, blob.ErrDamaged) || (!errors.As(err, &se) && !isReadErr(err)) {
+			return false
+		}
+		st.Damaged = append(st.Damaged, DamagedFile{Path: p, Dir: dir, Err: err.Error()})
+		return true
+	}
 	for _, root := range paths {
 		err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
+				if skip(p, d == nil || d.IsDir(), err) {
+					if d != nil && d.IsDir() {
+						return fs.SkipDir
+					}
+					return nil
+				}
 				return err
 			}
 			if p == "." || seen[p] {
@@ -49,13 +74,36 @@ func WriteTar(w io.Writer, fsys fs.FS, paths []string) (TarStats, error) {
 					return err
 				}
 			}
-			return writeTarEntry(tw, fsys, p, fi, &st)
+			err = writeTarEntry(tw, fsys, p, fi, &st)
+			if err != nil && skip(p, false, err) {
+				return nil
+			}
+			return err
 		})
 		if err != nil {
 			return st, err
 		}
 	}
-	return st, tw.Close()
+	if err := tw.Close(); err != nil {
+		return st, err
+	}
+	if len(st.Damaged) > 0 {
+		return st, &DamagedError{Files: st.Damaged}
+	}
+	return st, nil
+}
+
+// skipError is a damaged file found before its header was written.
+type skipError struct{ err error }
+
+func (e *skipError) Error() string { return e.err.Error() }
+func (e *skipError) Unwrap() error { return e.err }
+
+// isReadErr reports whether err comes from reading fsys (a walk error), not
+// from writing the archive.
+func isReadErr(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe)
 }
 
 func writeParents(tw *tar.Writer, fsys fs.FS, p string, seen map[string]bool) error {
@@ -98,20 +146,48 @@ func writeTarEntry(tw *tar.Writer, fsys fs.FS, p string, fi fs.FileInfo, st *Tar
 		return nil
 	}
 	h.Typeflag, h.Size = tar.TypeReg, fi.Size()
+	// Read (and so verify) the whole file before its header: a header
+	// promises a size that a damaged file could not keep.
+	var buf []byte
+	read := func() (int64, error) {
+		f, err := fsys.Open(p)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if fi.Size() <= tarBuffer {
+			buf, err = io.ReadAll(io.LimitReader(f, fi.Size()+1))
+			return int64(len(buf)), err
+		}
+		return io.Copy(io.Discard, f)
+	}
+	n, err := read()
+	if err == nil && n != fi.Size() {
+		err = fmt.Errorf("%w: read %d bytes, expected %d", blob.ErrDamaged, n, fi.Size())
+	}
+	if err != nil {
+		return &skipError{fmt.Errorf("%s: %w", p, err)}
+	}
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
-	f, err := fsys.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	n, err := io.Copy(tw, f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	if n != fi.Size() {
-		return fmt.Errorf("%s: read %d bytes, expected %d", p, n, fi.Size())
+	if buf != nil || fi.Size() == 0 {
+		if _, err := tw.Write(buf); err != nil {
+			return err
+		}
+	} else {
+		f, err := fsys.Open(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		defer f.Close()
+		if n, err = io.Copy(tw, f); err == nil && n != fi.Size() {
+			err = fmt.Errorf("read %d bytes, expected %d", n, fi.Size())
+		}
+		if err != nil {
+			// The header is written: the archive cannot be completed.
+			return fmt.Errorf("%s changed between two reads: %v", p, err)
+		}
 	}
 	st.Files++
 	st.Bytes += n

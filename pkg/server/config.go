@@ -12,6 +12,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -120,6 +121,14 @@ type Config struct {
 		// server is reached under another name or through a proxy
 		// (default: http://<the host laptops back up to>:<port of listen>).
 		URL string `toml:"url"`
+		// StaffLink is how long a link made by xs-admin restore-link
+		// works (at most 24h; laptops' own links work for an hour).
+		StaffLink Duration `toml:"staff_link"`
+		// CacheBytes bounds the memory of the Journal listings kept for
+		// backups recently viewed; Concurrent bounds the pages and
+		// downloads worked on at once: more get 503 with Retry-After.
+		CacheBytes Size `toml:"cache_bytes"`
+		Concurrent int  `toml:"concurrent"`
 	} `toml:"restore_page"`
 	// Hook is passed to the store (store.Options.Hook): crash and fault
 	// tests kill the daemon at named points. Not a configuration setting.
@@ -155,6 +164,9 @@ func DefaultConfig() Config {
 	c.Lifecycle.CompactBelow = 0.5
 	c.Lifecycle.ScrubDays = 30
 	c.RestorePage.Listen = ":7459"
+	c.RestorePage.StaffLink = Duration(time.Hour)
+	c.RestorePage.CacheBytes = 64 << 20
+	c.RestorePage.Concurrent = 4
 	return c
 }
 
@@ -205,6 +217,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("slot_length must be at least 1s")
 	case c.Data == "":
 		return fmt.Errorf("data must name the store directory")
+	case c.RestorePage.StaffLink < Duration(time.Minute) || c.RestorePage.StaffLink > Duration(proto.MaxLinkLifetime):
+		return fmt.Errorf("restore_page.staff_link must be between 1m and %v, not %v", proto.MaxLinkLifetime, time.Duration(c.RestorePage.StaffLink))
+	case c.RestorePage.CacheBytes < 1<<20:
+		return fmt.Errorf("restore_page.cache_bytes must be at least 1MiB")
+	case c.RestorePage.Concurrent < 1:
+		return fmt.Errorf("restore_page.concurrent must be at least 1")
 	}
 	if err := c.Retention.Validate(); err != nil {
 		return fmt.Errorf("retention: %w", err)

@@ -151,7 +151,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("restore page listener on %s: %w (set [restore_page] listen, or \"\" to disable it)", d.Config.RestorePage.Listen, err)
 		}
-		page := &RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey(), Log: d.Log}
+		page := &RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey(), Log: d.Log,
+			CacheBytes: int64(d.Config.RestorePage.CacheBytes), Concurrent: d.Config.RestorePage.Concurrent}
 		ws := &http.Server{Handler: page.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 		go ws.Serve(ln)
 		defer ws.Close()
@@ -165,7 +166,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 2)
 	go func() {
-		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink}, sock); err != nil {
+		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink)}, sock); err != nil {
 			errc <- err
 		}
 	}()

@@ -8,16 +8,19 @@ import (
 	"fmt"
 	"hash/fnv"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -38,10 +41,29 @@ type RestorePage struct {
 	ServerKey ed25519.PublicKey
 	Now       func() time.Time // default time.Now
 	Log       *slog.Logger
+	// CacheBytes bounds the memory of the Journal listings kept (default
+	// 64 MiB); Concurrent bounds the listings and downloads worked on at
+	// once (default 4): more are answered 503 with Retry-After.
+	CacheBytes int64
+	Concurrent int
+
+	once  sync.Once
+	cache *listingCache
+	busy  chan struct{} // a token per page or download in progress
 }
 
 // Handler returns the page's HTTP handler.
 func (p *RestorePage) Handler() http.Handler {
+	p.once.Do(func() {
+		if p.CacheBytes <= 0 {
+			p.CacheBytes = 64 << 20
+		}
+		if p.Concurrent <= 0 {
+			p.Concurrent = 4
+		}
+		p.cache = newListingCache(p.CacheBytes)
+		p.busy = make(chan struct{}, p.Concurrent)
+	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		p.render(w, http.StatusOK, "index.html", page{Title: "Get your work back"})
@@ -53,8 +75,8 @@ func (p *RestorePage) Handler() http.Handler {
 		w.Write(b)
 	})
 	mux.HandleFunc("GET /r/{token}/{$}", p.dates)
-	mux.HandleFunc("GET /r/{token}/s/{snap}/{$}", p.entries)
-	mux.HandleFunc("GET /r/{token}/s/{snap}/{kind}/{uid}", p.download)
+	mux.HandleFunc("GET /r/{token}/s/{snap}/{$}", p.limited(p.entries))
+	mux.HandleFunc("GET /r/{token}/s/{snap}/{kind}/{uid}", p.limited(p.download))
 	return secureHeaders(mux)
 }
 
@@ -176,13 +198,66 @@ func (p *RestorePage) snapshot(w http.ResponseWriter, r *http.Request, u *store.
 	return sn, true
 }
 
+// limited runs h if fewer than Concurrent pages and downloads are in
+// progress, else answers 503 with Retry-After: memory and CPU stay bounded
+// however many children (or scripts) ask at once.
+func (p *RestorePage) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case p.busy <- struct{}{}:
+			defer func() { <-p.busy }()
+			h(w, r)
+		default:
+			w.Header().Set("Retry-After", "5")
+			p.refuse(w, http.StatusServiceUnavailable, "The school server is busy", "Many people are getting their work back right now. Wait a few seconds and try again.")
+		}
+	}
+}
+
+// journal lists a snapshot's Journal, from the cache when it can.
 func (p *RestorePage) journal(ctx context.Context, sn *store.Snapshot) (fs.FS, []journal.Entry, error) {
 	fsys := backup.SnapshotFS(ctx, p.Store, sn.Root)
+	if ents, ok := p.cache.get(sn.Root); ok {
+		return fsys, ents, nil
+	}
 	ents, err := journal.Read(fsys)
 	if errors.Is(err, journal.ErrTooManyEntries) {
 		err = nil // show what fits
 	}
+	if err == nil {
+		p.cache.put(sn.Root, ents)
+	}
 	return fsys, ents, err
+}
+
+// verify reads the file at name of fsys through once, so that every chunk
+// is checked before the first byte of a download (whose headers promise
+// a complete document) is sent.
+func verify(fsys fs.FS, name string) error {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
+// damaged answers a download of a document whose data on the server is
+// damaged or missing, naming an older backup that holds it intact.
+func (p *RestorePage) damaged(w http.ResponseWriter, r *http.Request, sn *store.Snapshot, e *journal.Entry, cause error) {
+	if p.Log != nil {
+		p.Log.Warn("restore page: damaged document", "uid", e.UID, "snapshot", sn.ID, "err", cause)
+	}
+	msg := "Its copy on the school server is damaged, so it cannot be downloaded from this backup. Please tell your teacher."
+	older, err := backup.NewIntactChecker(p.Store).FindOlder(r.Context(), p.Store.OlderSnapshots(sn), []string{e.DataPath})
+	if err == nil && older != "" {
+		if o, err := p.Store.Snapshot(sn.User, store.SnapshotID(older)); err == nil {
+			msg = "Its copy in this backup is damaged, but the backup of " + o.Time.Local().Format("Monday 2 January 2006, 15:04") +
+				" has it intact: go back to the list of your backups and pick that day."
+		}
+	}
+	p.refuse(w, http.StatusInternalServerError, "This document is damaged", msg)
 }
 
 func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
@@ -257,6 +332,15 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		p.refuse(w, http.StatusNotFound, "This document is not in that backup", "Go back and pick it from the list.")
 		return
+	}
+	if k := r.PathValue("kind"); (k == "x" || k == "f") && e.DataPath != "" {
+		if err := verify(fsys, e.DataPath); errors.Is(err, blob.ErrDamaged) {
+			p.damaged(w, r, sn, e, err)
+			return
+		} else if err != nil {
+			p.refuse(w, http.StatusInternalServerError, "This backup cannot be read", err.Error())
+			return
+		}
 	}
 	hd := w.Header()
 	switch r.PathValue("kind") {

@@ -73,7 +73,7 @@ func TestBitRot(t *testing.T) {
 	}
 	left := map[string]bool{}
 	for _, p := range res.Damaged {
-		left[p] = true
+		left[p.Path] = true
 	}
 	intact := 0
 	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {

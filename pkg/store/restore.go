@@ -13,10 +13,16 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 )
 
-// Fetch implements backup.Source: it reads blobs back, verified.
+// Fetch implements backup.Source: it reads blobs back, verified. A blob
+// that is not in the index at all gives an error matching both
+// blob.ErrDamaged and ErrNotFound: a snapshot references it, so to a
+// restore it is as lost as a damaged one.
 func (s *Store) Fetch(ctx context.Context, refs []blob.Ref, fn func(r blob.Ref, raw []byte) error) error {
 	for _, r := range refs {
 		raw, err := s.ReadBlob(ctx, r)
+		if errors.Is(err, ErrNotFound) && !errors.Is(err, blob.ErrDamaged) {
+			err = fmt.Errorf("%w: %w", blob.ErrDamaged, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -51,7 +57,8 @@ func (s *Store) Lookup(ctx context.Context, root chunk.ID, p string) (*manifest.
 }
 
 // FileReader returns a reader of a file entry's content. Each chunk is
-// verified against its ID before any of its bytes are returned.
+// verified against its ID before any of its bytes are returned; a damaged
+// or missing chunk is an error matching blob.ErrDamaged.
 func (s *Store) FileReader(ctx context.Context, e *manifest.Entry) io.Reader {
 	return &fileReader{ctx: ctx, s: s, chunks: e.Chunks}
 }
@@ -69,6 +76,9 @@ func (r *fileReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		b, err := r.s.ReadBlob(r.ctx, blob.Ref{Type: blob.Chunk, ID: r.chunks[0]})
+		if errors.Is(err, ErrNotFound) && !errors.Is(err, blob.ErrDamaged) {
+			err = fmt.Errorf("%w: %w", blob.ErrDamaged, err)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -87,11 +97,29 @@ type RestoreResult = backup.RestoreResult
 
 // Restore writes a snapshot (or the chosen paths) under target through an
 // os.Root, verifying every chunk; see backup.Restore. A file with damaged
-// data is left out and reported, the rest is restored.
+// or missing data is left out and reported, the rest is restored. Unless
+// opts.Older is set, the user's older snapshots are searched for an intact
+// copy of each file left out.
 func (s *Store) Restore(ctx context.Context, snap *Snapshot, target string, opts RestoreOptions) (*RestoreResult, error) {
+	if opts.Older == nil {
+		opts.Older = s.OlderSnapshots(snap)
+	}
 	res, err := backup.Restore(ctx, s, snap.Root, target, opts)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	return res, err
+}
+
+// OlderSnapshots lists the snapshots of sn's user older than sn, newest
+// first, for backup.RestoreOptions.Older.
+func (s *Store) OlderSnapshots(sn *Snapshot) []backup.OlderSnapshot {
+	var out []backup.OlderSnapshot
+	snaps := s.Snapshots(sn.User)
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if snaps[i].ID != sn.ID && snaps[i].Time.Before(sn.Time) {
+			out = append(out, backup.OlderSnapshot{ID: string(snaps[i].ID), Root: snaps[i].Root})
+		}
+	}
+	return out
 }
