@@ -59,15 +59,27 @@ type CommitInfo struct {
 
 // RegisterRequest is a laptop asking to be registered.
 type RegisterRequest struct {
-	Serial   string            `json:"serial"`
-	Nickname string            `json:"nickname"`
-	Key      ed25519.PublicKey `json:"-"` // from the TLS handshake
+	Serial   string `json:"serial"`
+	Nickname string `json:"nickname"`
+	// Claim is a one-time claim code staff issued for this serial
+	// (xs-admin claim-code): with it, a reflashed or replacement laptop
+	// takes the serial's history at once, without waiting for approval.
+	Claim string            `json:"claim,omitempty"`
+	Key   ed25519.PublicKey `json:"-"` // from the TLS handshake
 }
 
 // RegisterResult is the server's answer to a registration.
 type RegisterResult struct {
-	Serial    string            `json:"serial"`
-	Approved  bool              `json:"approved"`
+	Serial   string `json:"serial"`
+	Approved bool   `json:"approved"`
+	// KeyChange is set when the serial is known with another key (a
+	// reflashed laptop, or a serial staff aliased or registered by hand):
+	// the laptop waits until staff approve its key.
+	KeyChange bool `json:"key_change,omitempty"`
+	// Continued is set when the laptop took over an existing history (by
+	// claim code); Snapshots is how many backups that history has.
+	Continued bool              `json:"continued,omitempty"`
+	Snapshots int               `json:"snapshots,omitempty"`
 	ServerKey ed25519.PublicKey `json:"-"` // from the TLS handshake
 }
 
