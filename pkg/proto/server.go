@@ -476,35 +476,42 @@ func (s *Server) serveRegister(ctx context.Context, conn *quic.Conn, key ed25519
 	if err != nil {
 		return
 	}
-	defer st.Close()
 	st.SetReadDeadline(deadline)
 	st.SetWriteDeadline(deadline)
-	typ, p, rel, err := readFrame(st, nil)
-	if err != nil {
-		writeError(st, err)
-		return
-	}
-	defer rel()
-	if typ != tRegister {
-		writeError(st, Errorf(KindBadRequest, "expected a registration"))
-		return
-	}
-	var req RegisterRequest
-	if err := decodeJSON(p, &req); err != nil {
-		writeError(st, err)
-		return
-	}
-	req.Key = key
-	res, err := s.cfg.Backend.Register(sctx, req)
+	res, err := s.register(sctx, st, key)
 	if err != nil {
 		s.m.errorOf(KindOf(err))
 		writeError(st, err)
-		return
+	} else {
+		writeJSON(st, tRegisterOK, res)
 	}
-	s.log.Info("registered", "serial", req.Serial, "approved", res.Approved, "key", Fingerprint(key))
-	writeJSON(st, tRegisterOK, res)
-	// Wait (within the deadline) for the client to read the answer and close.
+	st.Close()
+	// Wait (within the deadline) for the client to read the answer and
+	// close its side, so the connection's close cannot overtake the answer.
 	io.Copy(io.Discard, io.LimitReader(st, 1))
+}
+
+func (s *Server) register(ctx context.Context, st *quic.Stream, key ed25519.PublicKey) (RegisterResult, error) {
+	// Memory grows as the bytes arrive, not by what the header claims.
+	typ, p, rel, err := readFrame(st, func(int) (func(), error) { return func() {}, nil })
+	if err != nil {
+		return RegisterResult{}, err
+	}
+	defer rel()
+	if typ != tRegister {
+		return RegisterResult{}, Errorf(KindBadRequest, "expected a registration")
+	}
+	var req RegisterRequest
+	if err := decodeJSON(p, &req); err != nil {
+		return RegisterResult{}, err
+	}
+	req.Key = key
+	res, err := s.cfg.Backend.Register(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	s.log.Info("registered", "serial", req.Serial, "approved", res.Approved, "key_change", res.KeyChange, "claimed", res.Continued, "key", Fingerprint(key))
+	return res, nil
 }
 
 // serverConn is one authenticated laptop connection.

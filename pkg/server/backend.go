@@ -37,9 +37,10 @@ type Backend struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	once sync.Once
-	mu   sync.Mutex // guards open
-	open bucket.Bucket
+	once  sync.Once
+	regMu sync.Mutex // serializes registrations, so that the caps hold
+	mu    sync.Mutex // guards open
+	open  bucket.Bucket
 }
 
 func (b *Backend) init() {
@@ -112,6 +113,8 @@ func (b *Backend) Params() chunk.Params { return b.S.Params() }
 // otherwise it becomes a key change that waits for staff.
 func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (proto.RegisterResult, error) {
 	b.init()
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
 	u, err := b.S.UserBySerial(req.Serial)
 	known := err == nil && u.Serial == req.Serial
 	if known && ed25519.PublicKey(u.PublicKey).Equal(req.Key) {
