@@ -183,6 +183,10 @@ func TestRestoreEndToEnd(t *testing.T) {
 	if o, e, code := admin(t, d.Data, "alias", "OLD1", "NEW1"); code != 0 {
 		t.Fatalf("alias: %s %s", o, e)
 	}
+	// The alias alone trusts no key: staff approve the one that registered.
+	if o, e, code := admin(t, d.Data, "approve", "NEW1"); code != 0 {
+		t.Fatalf("approve: %s %s", o, e)
+	}
 	if o, e, code := xo(t, newState, "restore", "--all", "--journal", newJournal); code != 0 {
 		t.Fatalf("restore --all on the new laptop: %s %s", o, e)
 	}

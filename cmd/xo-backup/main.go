@@ -25,14 +25,19 @@ import (
 const usage = `xo-backup backs up this laptop's Sugar Journal to the school server.
 
 Usage:
-  xo-backup [--state DIR] register --server HOST[:PORT] [--serial SN] [--nickname NAME]
+  xo-backup [--state DIR] register --server HOST[:PORT] [--serial SN] [--nickname NAME] [--claim CODE]
   xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--idle-timeout DUR] [--json]
   xo-backup [--state DIR] list [--json]
   xo-backup [--state DIR] restore [--snapshot ID|latest] (--to DIR [PATH...] | --all [--force])
   xo-backup [--state DIR] restore-link [--no-open] [--json]
 
 Commands:
-  register  register with the school server (once); pins the server's key
+  register  register with the school server (once); pins the server's key.
+            A laptop the server knows by its serial (reflashed, or prepared
+            by staff) gets its backups back only when staff approve its key
+            (it prints the key to compare) or with --claim CODE, a one-time
+            code from staff (xs-admin claim-code SERIAL); then run
+            xo-backup restore --all
   run       back up now if due: the timer runs this every 5 minutes
   list      list this laptop's backups on the server
   restore   bring files back: chosen paths into DIR, or --all to rebuild the
@@ -111,11 +116,12 @@ func cmdRegister(ctx context.Context, st agent.State, args []string) int {
 	server := fs.String("server", "", "school server, HOST[:PORT] (UDP port 7457 by default)")
 	serial := fs.String("serial", "", "serial number (default: read from the XO's firmware)")
 	nick := fs.String("nickname", "", "the student's name as Sugar shows it")
+	claim := fs.String("claim", "", "one-time claim code from staff: continue this serial's backups at once")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return helpOr(err)
 	}
-	reg, err := agent.Register(ctx, st, agent.RegisterOptions{Server: *server, Serial: *serial, Nickname: *nick})
+	reg, err := agent.Register(ctx, st, agent.RegisterOptions{Server: *server, Serial: *serial, Nickname: *nick, Claim: *claim})
 	if err != nil {
 		return fail(err)
 	}
@@ -123,8 +129,13 @@ func cmdRegister(ctx context.Context, st agent.State, args []string) int {
 		cli.JSON(os.Stdout, reg)
 		return cli.ExitOK
 	}
-	fmt.Printf("Registered %s with %s.\n", reg.Serial, reg.Server)
-	if !reg.Approved {
+	fmt.Printf("Registered %s with %s. This laptop's key: %s\n", reg.Serial, reg.Server, reg.Key)
+	switch {
+	case reg.Continued:
+		fmt.Printf("The claim code was accepted: this laptop continues %s's %d backup(s). Get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Snapshots)
+	case reg.KeyChange:
+		fmt.Printf("The server already knows %s with another key (a reflashed laptop?). Ask staff to check the key above and run:\n  xs-admin approve %s --key %s\nThen this laptop continues its backups; get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Serial, reg.Key)
+	case !reg.Approved:
 		fmt.Println("Staff must approve this laptop before it can back up (xs-admin approve " + reg.Serial + ").")
 	}
 	return cli.ExitOK

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/journal"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -27,15 +29,42 @@ Usage:
   xs-admin [--data DIR] [--socket PATH] [--json] COMMAND [ARGS]
 
 Laptops and backups:
-  users                       every laptop: serial, name, last backup, usage
+  users                       every laptop, revoked ones too: serial, name,
+                              last backup, usage, state
+  pending                     registrations waiting for staff, oldest first:
+                              new laptops and key changes (a reflashed laptop
+                              asking again with a new key), with both key
+                              fingerprints and the old key's last backup
   snapshots SERIAL            a laptop's backups
-  approve SERIAL              let a registered laptop back up (registration = "approve")
-  revoke SERIAL               stop a laptop from backing up or restoring
+  approve SERIAL [--key FINGERPRINT] [--new-history]
+                              let a laptop back up. If a key change waits, the
+                              new key continues the serial's backups (the
+                              laptop then runs: xo-backup restore --all) and
+                              the old key is refused from now on; --key makes
+                              sure it is the key the laptop showed;
+                              --new-history starts an empty history instead
+                              and keeps the old one as SERIAL.old. Approving a
+                              revoked laptop undoes the revoke.
+  claim-code SERIAL [--expires 7d]
+                              a one-time code for a laptop about to be
+                              reflashed or replaced: it registers with
+                              xo-backup register --claim CODE and continues
+                              the serial's backups at once, no approval needed.
+                              Only a hash is kept; a new code replaces the old.
+  revoke SERIAL               stop a laptop from backing up or restoring; its
+                              backups stay (see unrevoke)
+  unrevoke SERIAL             undo a revoke
   register SERIAL [--nickname NAME]
-                              register a laptop by hand (approved); it gets its
-                              key when it runs xo-backup register
+                              prepare a laptop by hand; the first laptop to
+                              register this serial waits for approve (or gives
+                              a claim code)
   alias OLD_SERIAL NEW_SERIAL move a student's backups to a replacement laptop;
-                              the new laptop then runs: xo-backup restore --all
+                              when it registers, approve it (or give it a claim
+                              code first), then it runs: xo-backup restore --all.
+                              A reflashed laptop keeps its serial: no alias.
+
+Every command that takes SERIAL also takes a user's ID (xs-admin users --json)
+or a former serial.
 
 Getting documents back:
   ls SERIAL [SNAPSHOT|latest|DATE] [--files]
@@ -207,9 +236,13 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	switch cmd {
 	case "users":
 		out = new([]admin.UserRow)
+	case "pending":
+		out = new([]admin.PendingRow)
+	case "claim-code":
+		out = new(admin.ClaimResult)
 	case "snapshots":
 		out = new([]*store.Snapshot)
-	case "approve", "revoke", "alias":
+	case "approve", "revoke", "unrevoke", "alias":
 		out = new(store.User)
 	case "check":
 		out = new(store.CheckReport)
@@ -246,7 +279,7 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	// check opens the store for writing: it finishes what an unclean stop
 	// left (as the daemon's start would) and records the damage it finds,
 	// so that laptops send those chunks again.
-	readOnly := cmd == "users" || cmd == "snapshots" || cmd == "ls" || cmd == "damaged" ||
+	readOnly := cmd == "users" || cmd == "pending" || cmd == "snapshots" || cmd == "ls" || cmd == "damaged" ||
 		(cmd == "quota" && a.Soft == nil && a.Hard == nil && !a.Reset) ||
 		(cmd == "policy" && a.Policy == nil && !a.Reset) ||
 		(a.DryRun && (cmd == "retention" || cmd == "lifecycle"))
@@ -286,10 +319,21 @@ func printText(cmd string, out any) {
 		fmt.Fprintln(tw, "SERIAL\tNAME\tREGISTERED\tLAST BACKUP\tSNAPSHOTS\tUSAGE\tSTATE")
 		for _, u := range *v {
 			state := "ok"
-			if u.Revoked {
+			switch {
+			case u.PendingKey != "":
+				state = "new key waiting: xs-admin pending"
+				if u.Revoked {
+					state = "revoked; " + state
+				}
+			case u.Revoked:
 				state = "revoked"
-			} else if !u.Approved {
+			case !u.Approved:
 				state = "waiting for approval"
+			case u.Key == "":
+				state = "no laptop yet: approve or claim-code"
+			}
+			if !u.ClaimExpires.IsZero() {
+				state += "; claim code until " + u.ClaimExpires.Local().Format("2006-01-02")
 			}
 			last := "never"
 			if !u.LastBackup.IsZero() {
@@ -307,7 +351,41 @@ func printText(cmd string, out any) {
 		if len(v.Aliases) > 0 {
 			fmt.Fprintf(tw, ", formerly %s", pr(strings.Join(v.Aliases, ", ")))
 		}
+		if len(v.PublicKey) == ed25519.PublicKeySize {
+			fmt.Fprintf(tw, ", key %s", proto.Fingerprint(v.PublicKey))
+		}
 		fmt.Fprintln(tw)
+		switch {
+		case len(v.PendingKey) == ed25519.PublicKeySize:
+			fmt.Fprintf(tw, "Key %s waits: check it is the one the laptop showed, then xs-admin approve %s\n", proto.Fingerprint(v.PendingKey), v.Serial)
+		case len(v.PublicKey) == 0:
+			fmt.Fprintf(tw, "No laptop has this serial's key yet. When it registers, approve it (xs-admin approve %s), or give it a code now: xs-admin claim-code %s\n", v.Serial, v.Serial)
+		}
+	case *[]admin.PendingRow:
+		if len(*v) == 0 {
+			fmt.Fprintln(tw, "Nothing waits for approval.")
+			break
+		}
+		fmt.Fprintln(tw, "SINCE\tSERIAL\tNAME\tWHAT\tNEW KEY\tOLD KEY\tBACKUPS\tLAST BACKUP")
+		for _, p := range *v {
+			what, old, last := "new laptop", "-", "never"
+			if p.KeyChange {
+				what = "key change"
+				if p.OldKey != "" {
+					old = p.OldKey
+				}
+			}
+			if p.Revoked {
+				what += " (revoked)"
+			}
+			if !p.LastBackup.IsZero() {
+				last = p.LastBackup.Local().Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Since.Local().Format("2006-01-02 15:04"), p.Serial, p.Nickname, what, p.NewKey, old, p.Snapshots, last)
+		}
+		fmt.Fprintln(tw, "Approve one with: xs-admin approve SERIAL --key NEW_KEY (the laptop printed its key when it registered)")
+	case *admin.ClaimResult:
+		fmt.Fprintf(tw, "Claim code for %s: %s (works once, until %s)\nOn the laptop: xo-backup register --server HOST --claim %s\n", v.Serial, v.Code, v.Expires.Local().Format("2006-01-02 15:04"), v.Code)
 	case *store.CheckReport:
 		fmt.Fprintf(tw, "%d users, %d snapshots, %d trees, %d chunks checked (%s read).\n", v.Users, v.Snapshots, v.Trees, v.Chunks, cli.Bytes(v.BytesRead))
 		for _, p := range v.Problems {
@@ -473,6 +551,9 @@ func parseArgs(cmd string, args []string) (cmdArgs, []string, error) {
 	fs.Float64Var(&a.CompactBelow, "compact-below", 0, "")
 	fs.BoolVar(&a.Files, "files", false, "")
 	fs.StringVar(&a.Nickname, "nickname", "", "")
+	fs.StringVar(&a.Key, "key", "", "")
+	fs.BoolVar(&a.NewHistory, "new-history", false, "")
+	fs.StringVar(&a.Expires, "expires", "", "")
 	fs.StringVar(&a.Snapshot, "snapshot", "", "")
 	fs.Var((*listFlag)(&a.Entries), "entry", "")
 	fs.Var((*listFlag)(&a.Titles), "title", "")

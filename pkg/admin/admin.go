@@ -7,13 +7,16 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -75,6 +78,15 @@ type Args struct {
 	ExpirePending bool `json:"expire_pending,omitempty"`
 	// All: scrub reads every pack now, not the nightly share.
 	All bool `json:"all,omitempty"`
+	// Key is the fingerprint (or its start) of the key staff approve: the
+	// one the laptop showed when it registered. Empty approves the key
+	// that waits, whichever it is.
+	Key string `json:"key,omitempty"`
+	// NewHistory approves a waiting key as a new, empty history and keeps
+	// the old one beside it (as SERIAL.old) instead of continuing it.
+	NewHistory bool `json:"new_history,omitempty"`
+	// Expires is how long a claim code works (e.g. 7d, 12h; default 7d).
+	Expires string `json:"expires,omitempty"`
 }
 
 // DamagedRow is one line of `xs-admin damaged`: a blob with no intact copy
@@ -91,6 +103,30 @@ type DamagedRow struct {
 type GCResult struct {
 	Expired *store.ExpireReport `json:"expired_uploads,omitempty"`
 	*store.GCReport
+}
+
+// ClaimResult is the output of `xs-admin claim-code`.
+type ClaimResult struct {
+	Serial string `json:"serial"`
+	// Code is shown once: the store keeps only its hash.
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+}
+
+// PendingRow is one registration waiting for staff (`xs-admin pending`).
+type PendingRow struct {
+	Serial   string    `json:"serial"`
+	Nickname string    `json:"nickname,omitempty"`
+	Since    time.Time `json:"since"`
+	// KeyChange is true for a known serial asking with a new key (a
+	// reflash, or an aliased or pre-registered serial); false for a new laptop.
+	KeyChange bool   `json:"key_change"`
+	NewKey    string `json:"new_key"`
+	OldKey    string `json:"old_key,omitempty"`
+	// The history the key would continue: its backups and the last one.
+	Snapshots  int       `json:"snapshots"`
+	LastBackup time.Time `json:"last_backup,omitzero"`
+	Revoked    bool      `json:"revoked,omitempty"`
 }
 
 // QuotaRow is one line of `xs-admin quota`.
@@ -124,10 +160,25 @@ type UserRow struct {
 	LastBackup time.Time `json:"last_backup,omitzero"`
 	Snapshots  int       `json:"snapshots"`
 	Usage      int64     `json:"usage_bytes"`
+	// ID reaches this user in every command, like its serial.
+	ID  string `json:"id"`
+	Key string `json:"key,omitempty"`
+	// PendingKey is a key change waiting for staff (xs-admin approve).
+	PendingKey   string    `json:"pending_key,omitempty"`
+	PendingSince time.Time `json:"pending_since,omitzero"`
+	// ClaimExpires is set while a claim code is outstanding.
+	ClaimExpires time.Time `json:"claim_expires,omitzero"`
+}
+
+func fingerprint(k []byte) string {
+	if len(k) != ed25519.PublicKeySize {
+		return ""
+	}
+	return proto.Fingerprint(k)
 }
 
 // Commands lists the command names Do accepts.
-var Commands = []string{"users", "snapshots", "approve", "revoke", "alias", "check", "repair", "damaged", "scrub",
+var Commands = []string{"users", "pending", "snapshots", "approve", "revoke", "unrevoke", "claim-code", "alias", "check", "repair", "damaged", "scrub",
 	"retention", "quota", "policy", "pin", "unpin", "gc", "lifecycle", "ls", "register", "restore-link"}
 
 // ErrUsage marks errors in the command's arguments.
@@ -149,7 +200,11 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 			snaps := s.S.Snapshots(u.ID)
 			us, _ := s.S.Usage(ctx, u.ID)
 			r := UserRow{Serial: u.Serial, Nickname: u.Nickname, Registered: u.Created, Approved: u.Approved,
-				Revoked: u.Revoked, Aliases: u.Aliases, Snapshots: len(snaps), Usage: us.Bytes}
+				Revoked: u.Revoked, Aliases: u.Aliases, Snapshots: len(snaps), Usage: us.Bytes,
+				ID: u.ID.String(), Key: fingerprint(u.PublicKey), PendingKey: fingerprint(u.PendingKey), PendingSince: u.PendingSince}
+			if u.ClaimHash != "" && s.now().Before(u.ClaimExpires) {
+				r.ClaimExpires = u.ClaimExpires
+			}
 			if len(snaps) > 0 {
 				r.LastBackup = snaps[len(snaps)-1].Time
 			}
@@ -165,19 +220,35 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 			return nil, err
 		}
 		return s.S.Snapshots(u.ID), nil
-	case "approve", "revoke":
+	case "pending":
+		return s.pending(), nil
+	case "approve":
+		return s.approve(ctx, a)
+	case "revoke", "unrevoke":
 		u, err := s.user(a.Serial)
 		if err != nil {
 			return nil, err
 		}
 		return s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
-			if cmd == "approve" {
-				u.Approved = true
-			} else {
-				u.Revoked = true
-			}
+			u.Revoked = cmd == "revoke"
 			return nil
 		})
+	case "claim-code":
+		u, err := s.user(a.Serial)
+		if err != nil {
+			return nil, fmt.Errorf("%w; to prepare a laptop the server has never seen, first: xs-admin register %s", err, a.Serial)
+		}
+		ttl := 7 * 24 * time.Hour
+		if a.Expires != "" {
+			if ttl, err = parseDuration(a.Expires); err != nil || ttl <= 0 {
+				return nil, fmt.Errorf("%w: --expires %q: write e.g. 7d or 12h", ErrUsage, a.Expires)
+			}
+		}
+		code, u, err := s.S.IssueClaim(ctx, u.ID, ttl)
+		if err != nil {
+			return nil, err
+		}
+		return ClaimResult{Serial: u.Serial, Code: code, Expires: u.ClaimExpires}, nil
 	case "alias":
 		if a.Serial == "" || a.NewSerial == "" {
 			return nil, fmt.Errorf("%w: xs-admin alias OLD_SERIAL NEW_SERIAL", ErrUsage)
@@ -213,6 +284,8 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 		if a.Serial == "" {
 			return nil, fmt.Errorf("%w: xs-admin register SERIAL [--nickname NAME]", ErrUsage)
 		}
+		// No key yet: the first laptop to register this serial waits for
+		// staff to approve its key, or gives a claim code (claim-code).
 		return s.S.AddUser(ctx, store.NewUser{Serial: a.Serial, Nickname: a.Nickname, Approved: true})
 	case "retention":
 		at, err := s.parseAt(a.At)
@@ -304,6 +377,73 @@ func (s *Service) damaged(ctx context.Context) ([]DamagedRow, error) {
 		rows = append(rows, DamagedRow{Ref: d.Ref.String(), Since: d.Since, Reason: d.Reason, Laptops: holders[d.Ref.String()]})
 	}
 	return rows, nil
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// parseDuration reads 7d, 36h, 90m.
+func parseDuration(text string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(text, "d"); ok {
+		days, err := strconv.Atoi(n)
+		return time.Duration(days) * 24 * time.Hour, err
+	}
+	return time.ParseDuration(text)
+}
+
+// pending lists the registrations waiting for staff, oldest first.
+func (s *Service) pending() []PendingRow {
+	rows := []PendingRow{}
+	for _, u := range s.S.Users() {
+		var r PendingRow
+		switch {
+		case u.PendingKey != nil:
+			r = PendingRow{KeyChange: true, Since: u.PendingSince, NewKey: fingerprint(u.PendingKey), OldKey: fingerprint(u.PublicKey)}
+		case !u.Approved && !u.Revoked && len(u.PublicKey) > 0:
+			r = PendingRow{Since: u.Created, NewKey: fingerprint(u.PublicKey)}
+		default:
+			continue
+		}
+		r.Serial, r.Nickname, r.Revoked = u.Serial, u.Nickname, u.Revoked
+		snaps := s.S.Snapshots(u.ID)
+		r.Snapshots = len(snaps)
+		if len(snaps) > 0 {
+			r.LastBackup = snaps[len(snaps)-1].Time
+		}
+		rows = append(rows, r)
+	}
+	slices.SortStableFunc(rows, func(a, b PendingRow) int { return a.Since.Compare(b.Since) })
+	return rows
+}
+
+// approve lets a laptop back up: a waiting key change continues the
+// serial's history (or starts a new one with NewHistory); a new laptop is
+// approved; a revoked laptop is active again.
+func (s *Service) approve(ctx context.Context, a Args) (*store.User, error) {
+	u, err := s.user(a.Serial)
+	if err != nil {
+		return nil, err
+	}
+	if u.PendingKey != nil {
+		if fp := fingerprint(u.PendingKey); a.Key != "" && !strings.HasPrefix(fp, a.Key) && !strings.HasPrefix(strings.TrimPrefix(fp, "SHA256:"), a.Key) {
+			return nil, fmt.Errorf("the key waiting for %s is %s, not %s: a different device asked after the laptop you checked; do not approve it — have the laptop register again and compare (xs-admin pending)", u.Serial, fp, a.Key)
+		}
+		return s.S.ApproveKey(ctx, u.ID, a.NewHistory)
+	}
+	if a.NewHistory || len(u.PublicKey) == 0 {
+		return s.S.ApproveKey(ctx, u.ID, a.NewHistory) // explains that no key waits
+	}
+	if a.Key != "" && !strings.HasPrefix(fingerprint(u.PublicKey), a.Key) && !strings.HasPrefix(strings.TrimPrefix(fingerprint(u.PublicKey), "SHA256:"), a.Key) {
+		return nil, fmt.Errorf("laptop %s has key %s, not %s", u.Serial, fingerprint(u.PublicKey), a.Key)
+	}
+	return s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
+		u.Approved, u.Revoked = true, false
+		return nil
+	})
 }
 
 // parseAt reads an --at time: RFC 3339, a date or date and time in local

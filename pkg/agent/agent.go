@@ -47,6 +47,16 @@ type Registration struct {
 	Nickname  string    `json:"nickname,omitempty"`
 	Approved  bool      `json:"approved"`
 	When      time.Time `json:"registered"`
+	// Key is this laptop's key fingerprint: staff compare it before they
+	// approve (xs-admin pending, xs-admin approve SERIAL --key KEY).
+	Key string `json:"key,omitempty"`
+	// KeyChange: the serial was known with another key (a reflash); the
+	// laptop waits until staff approve this key, then continues its backups.
+	KeyChange bool `json:"key_change,omitempty"`
+	// Continued: a claim code gave this laptop the serial's backups
+	// (Snapshots of them); restore them with xo-backup restore --all.
+	Continued bool `json:"continued,omitempty"`
+	Snapshots int  `json:"snapshots,omitempty"`
 }
 
 // LastRun records the last good backup.
@@ -171,6 +181,8 @@ type RegisterOptions struct {
 	Server   string // host or host:port (default port 7457)
 	Serial   string // "" reads the XO serial
 	Nickname string
+	// Claim is a one-time claim code from staff (xs-admin claim-code).
+	Claim string
 }
 
 // DefaultPort is the server's default UDP port.
@@ -200,12 +212,13 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 		return nil, err
 	}
 	addr := withPort(o.Server)
-	res, err := proto.Register(ctx, addr, key, o.Serial, o.Nickname)
+	res, err := proto.RegisterWith(ctx, addr, key, proto.RegisterRequest{Serial: o.Serial, Nickname: o.Nickname, Claim: o.Claim})
 	if err != nil {
 		return nil, err
 	}
 	reg := &Registration{Server: addr, ServerKey: hex.EncodeToString(res.ServerKey), Serial: res.Serial,
-		Nickname: o.Nickname, Approved: res.Approved, When: time.Now().UTC()}
+		Nickname: o.Nickname, Approved: res.Approved, When: time.Now().UTC(),
+		Key: proto.Fingerprint(key.Public().(ed25519.PublicKey)), KeyChange: res.KeyChange, Continued: res.Continued, Snapshots: res.Snapshots}
 	if err := writeJSON(st.path("server.json"), reg); err != nil {
 		return nil, err
 	}

@@ -103,6 +103,11 @@ var ErrUnreachable = errors.New("server unreachable")
 // Register registers this laptop with the server at addr and returns the
 // server's key, to be pinned for every later connection (trust on first use).
 func Register(ctx context.Context, addr string, key ed25519.PrivateKey, serial, nickname string) (RegisterResult, error) {
+	return RegisterWith(ctx, addr, key, RegisterRequest{Serial: serial, Nickname: nickname})
+}
+
+// RegisterWith is Register with every field of the request (a claim code).
+func RegisterWith(ctx context.Context, addr string, key ed25519.PrivateKey, req RegisterRequest) (RegisterResult, error) {
 	var server ed25519.PublicKey
 	tc, err := clientTLS(key, ALPNRegister, nil, &server)
 	if err != nil {
@@ -119,7 +124,7 @@ func Register(ctx context.Context, addr string, key ed25519.PrivateKey, serial, 
 	if err != nil {
 		return RegisterResult{}, wireErr(err)
 	}
-	if err := writeJSON(st, tRegister, RegisterRequest{Serial: serial, Nickname: nickname}); err != nil {
+	if err := writeJSON(st, tRegister, req); err != nil {
 		return RegisterResult{}, wireErr(err)
 	}
 	st.SetReadDeadline(time.Now().Add(15 * time.Second))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -78,15 +79,17 @@ func frameCap(typ byte) (int, bool) {
 	return 0, false
 }
 
-// readFrame reads one frame. alloc, if set, is called with the payload size
-// before the payload is allocated (a server uses it to bound the memory all
-// streams together hold); its release func is returned.
+// readFrame reads one frame. alloc, if set, is called for each piece of the
+// payload (at most framePiece bytes) before that piece is read and
+// allocated, so memory is reserved as bytes arrive, never for what the
+// header claims (a server uses it to bound the memory all streams together
+// hold); the returned release gives back everything reserved.
 func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payload []byte, release func(), err error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
+	n := int(binary.BigEndian.Uint32(hdr[:4]))
 	typ = hdr[4]
 	limit, ok := frameCap(typ)
 	if !ok {
@@ -95,16 +98,35 @@ func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payloa
 	if uint64(n) > uint64(limit) {
 		return 0, nil, nil, Errorf(KindTooLarge, "frame of type %d has %d bytes, the limit is %d", typ, n, limit)
 	}
-	release = func() {}
-	if alloc != nil && n > 0 {
-		if release, err = alloc(int(n)); err != nil {
-			return 0, nil, nil, err
+	var rels []func()
+	release = func() {
+		for _, r := range rels {
+			r()
 		}
+		rels = nil
 	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		release()
-		return 0, nil, nil, fmt.Errorf("truncated frame: %w", err)
+	if alloc == nil {
+		payload = make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return 0, nil, nil, fmt.Errorf("truncated frame: %w", err)
+		}
+	} else {
+		payload = make([]byte, 0, min(n, framePiece))
+		for len(payload) < n {
+			k := min(framePiece, n-len(payload))
+			rel, err := alloc(k)
+			if err != nil {
+				release()
+				return 0, nil, nil, err
+			}
+			rels = append(rels, rel)
+			m := len(payload)
+			payload = slices.Grow(payload, k)[:m+k]
+			if _, err := io.ReadFull(r, payload[m:]); err != nil {
+				release()
+				return 0, nil, nil, fmt.Errorf("truncated frame: %w", err)
+			}
+		}
 	}
 	if typ == tError {
 		defer release()

@@ -16,8 +16,12 @@ type Metrics struct {
 	bytesIn     atomic.Int64
 	blobsIn     atomic.Int64
 	commits     atomic.Int64
-	errs        [256]atomic.Int64
-	adm         *admission
+	// limited counts connections and requests refused by a per-device cap;
+	// commitsLimited the commits refused by the per-laptop rate.
+	limited        atomic.Int64
+	commitsLimited atomic.Int64
+	errs           [256]atomic.Int64
+	adm            *admission
 }
 
 // NewMetrics returns zeroed metrics.
@@ -28,6 +32,7 @@ func (m *Metrics) errorOf(k Kind) { m.errs[k].Add(1) }
 // Snapshot of the counters, for tests and status output.
 type MetricValues struct {
 	ConnsActive, SessionsStarted, Refused, BytesReceived, BlobsReceived, Commits int64
+	Limited, CommitsLimited                                                      int64
 	SessionsActive, SlotsWaiting                                                 int
 	SlotsIssued                                                                  int64
 	Errors                                                                       map[string]int64
@@ -36,7 +41,8 @@ type MetricValues struct {
 // Values returns the current counter values.
 func (m *Metrics) Values() MetricValues {
 	v := MetricValues{ConnsActive: m.connsActive.Load(), SessionsStarted: m.sessions.Load(), Refused: m.refused.Load(),
-		BytesReceived: m.bytesIn.Load(), BlobsReceived: m.blobsIn.Load(), Commits: m.commits.Load(), Errors: map[string]int64{}}
+		BytesReceived: m.bytesIn.Load(), BlobsReceived: m.blobsIn.Load(), Commits: m.commits.Load(), Errors: map[string]int64{},
+		Limited: m.limited.Load(), CommitsLimited: m.commitsLimited.Load()}
 	if m.adm != nil {
 		v.SessionsActive, v.SlotsWaiting, v.SlotsIssued = m.adm.stats()
 	}
@@ -64,6 +70,8 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	g("xs_received_bytes_total", "Frame bytes received from laptops.", "counter", v.BytesReceived)
 	g("xs_received_blobs_total", "Blobs received from laptops.", "counter", v.BlobsReceived)
 	g("xs_commits_total", "Snapshots committed.", "counter", v.Commits)
+	g("xs_commits_limited_total", "Commits refused by the per-laptop commit rate.", "counter", v.CommitsLimited)
+	g("xs_limited_total", "Connections and requests refused by a per-device cap (connections, memory, registrations).", "counter", v.Limited)
 	fmt.Fprintf(&b, "# HELP xs_errors_total Requests failed, by kind.\n# TYPE xs_errors_total counter\n")
 	for k := range m.errs {
 		if n := m.errs[k].Load(); n > 0 {

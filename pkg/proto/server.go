@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,15 +60,27 @@ type CommitInfo struct {
 
 // RegisterRequest is a laptop asking to be registered.
 type RegisterRequest struct {
-	Serial   string            `json:"serial"`
-	Nickname string            `json:"nickname"`
-	Key      ed25519.PublicKey `json:"-"` // from the TLS handshake
+	Serial   string `json:"serial"`
+	Nickname string `json:"nickname"`
+	// Claim is a one-time claim code staff issued for this serial
+	// (xs-admin claim-code): with it, a reflashed or replacement laptop
+	// takes the serial's history at once, without waiting for approval.
+	Claim string            `json:"claim,omitempty"`
+	Key   ed25519.PublicKey `json:"-"` // from the TLS handshake
 }
 
 // RegisterResult is the server's answer to a registration.
 type RegisterResult struct {
-	Serial    string            `json:"serial"`
-	Approved  bool              `json:"approved"`
+	Serial   string `json:"serial"`
+	Approved bool   `json:"approved"`
+	// KeyChange is set when the serial is known with another key (a
+	// reflashed laptop, or a serial staff aliased or registered by hand):
+	// the laptop waits until staff approve its key.
+	KeyChange bool `json:"key_change,omitempty"`
+	// Continued is set when the laptop took over an existing history (by
+	// claim code); Snapshots is how many backups that history has.
+	Continued bool              `json:"continued,omitempty"`
+	Snapshots int               `json:"snapshots,omitempty"`
 	ServerKey ed25519.PublicKey `json:"-"` // from the TLS handshake
 }
 
@@ -159,12 +172,15 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Metrics, if set, is updated as the server runs.
 	Metrics *Metrics
+	// Limits are each device's fair share (see Limits).
+	Limits Limits
 }
 
 // Server serves the backup protocol over QUIC.
 type Server struct {
 	cfg   ServerConfig
 	adm   *admission
+	lim   *limiter
 	mem   *semaphore.Weighted
 	tls   *tls.Config
 	log   *slog.Logger
@@ -219,11 +235,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
+	cfg.Limits.setDefaults(cfg.MemoryBudget)
 	cert, err := certificate(cfg.Key)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget),
+	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget), lim: newLimiter(cfg.Limits, cfg.Now),
 		adm: newAdmission(cfg.Capacity, cfg.SlotLength, 50*time.Millisecond, cfg.Now), open: map[*quic.Conn]struct{}{}}
 	s.m.adm = s.adm
 	s.tls = &tls.Config{
@@ -354,37 +371,54 @@ func (s *Server) closeWith(conn *quic.Conn, err error) {
 }
 
 func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
-	n := s.conns.Add(1)
 	s.m.connsActive.Add(1)
 	defer s.m.connsActive.Add(-1)
+	cs := conn.ConnectionState().TLS
+	addr := addrOf(conn.RemoteAddr())
+	if cs.NegotiatedProtocol == ALPNRegister {
+		// Registrations have their own small pool, apart from backups: a
+		// flood of them never keeps a registered laptop out.
+		release, err := s.lim.register(addr)
+		if err != nil {
+			s.m.limited.Add(1)
+			s.closeWith(conn, err)
+			return
+		}
+		defer release()
+		if !s.track(conn) {
+			return
+		}
+		defer s.untrack(conn)
+		key, err := peerKey(cs.PeerCertificates)
+		if err != nil {
+			s.closeWith(conn, Errorf(KindBadRequest, "%v", err))
+			return
+		}
+		s.serveRegister(ctx, conn, key)
+		return
+	}
+	n := s.conns.Add(1)
 	defer s.conns.Add(-1)
 	if n > int64(s.cfg.MaxConns) {
 		s.closeWith(conn, Errorf(KindBusy, "too many connections; try again in a few minutes"))
 		return
 	}
-	s.mu.Lock()
-	if s.stopping {
-		s.mu.Unlock()
-		s.closeWith(conn, Errorf(KindShutdown, "server shutting down"))
+	if !s.track(conn) {
 		return
 	}
-	s.open[conn] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.open, conn)
-		s.mu.Unlock()
-	}()
-	cs := conn.ConnectionState().TLS
+	defer s.untrack(conn)
 	key, err := peerKey(cs.PeerCertificates)
 	if err != nil {
 		s.closeWith(conn, Errorf(KindBadRequest, "%v", err))
 		return
 	}
-	if cs.NegotiatedProtocol == ALPNRegister {
-		s.serveRegister(ctx, conn, key)
+	share, release, err := s.lim.conn(addr, key)
+	if err != nil {
+		s.m.limited.Add(1)
+		s.closeWith(conn, err)
 		return
 	}
+	defer release()
 	acct, err := s.cfg.Backend.Account(ctx, key)
 	if err == nil && acct.Revoked {
 		err = Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
@@ -399,7 +433,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		s.closeWith(conn, err)
 		return
 	}
-	c := &serverConn{s: s, conn: conn, acct: acct}
+	c := &serverConn{s: s, conn: conn, acct: acct, mem: share.mem, addr: addr}
 	defer c.closed()
 	for {
 		st, err := conn.AcceptStream(ctx)
@@ -423,42 +457,72 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	}
 }
 
+// track records an open connection (Shutdown closes it); false if the
+// server is shutting down.
+func (s *Server) track(conn *quic.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		s.closeWith(conn, Errorf(KindShutdown, "server shutting down"))
+		return false
+	}
+	s.open[conn] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(conn *quic.Conn) {
+	s.mu.Lock()
+	delete(s.open, conn)
+	s.mu.Unlock()
+}
+
+// serveRegister answers one registration within Limits.RegisterTimeout and
+// closes the connection.
 func (s *Server) serveRegister(ctx context.Context, conn *quic.Conn, key ed25519.PublicKey) {
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	deadline := time.Now().Add(s.cfg.Limits.RegisterTimeout)
+	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	defer conn.CloseWithError(0, "")
 	st, err := conn.AcceptStream(sctx)
 	if err != nil {
 		return
 	}
-	defer st.Close()
-	st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	typ, p, rel, err := readFrame(st, nil)
-	if err != nil {
-		writeError(st, err)
-		return
-	}
-	defer rel()
-	if typ != tRegister {
-		writeError(st, Errorf(KindBadRequest, "expected a registration"))
-		return
-	}
-	var req RegisterRequest
-	if err := decodeJSON(p, &req); err != nil {
-		writeError(st, err)
-		return
-	}
-	req.Key = key
-	res, err := s.cfg.Backend.Register(sctx, req)
+	st.SetReadDeadline(deadline)
+	st.SetWriteDeadline(deadline)
+	res, err := s.register(sctx, st, key)
 	if err != nil {
 		s.m.errorOf(KindOf(err))
 		writeError(st, err)
-		return
+	} else {
+		writeJSON(st, tRegisterOK, res)
 	}
-	s.log.Info("registered", "serial", req.Serial, "approved", res.Approved, "key", Fingerprint(key))
-	writeJSON(st, tRegisterOK, res)
-	// Wait for the client to read the answer and close.
+	st.Close()
+	// Wait (within the deadline) for the client to read the answer and
+	// close its side, so the connection's close cannot overtake the answer.
 	io.Copy(io.Discard, io.LimitReader(st, 1))
-	conn.CloseWithError(0, "")
+}
+
+func (s *Server) register(ctx context.Context, st *quic.Stream, key ed25519.PublicKey) (RegisterResult, error) {
+	// Memory grows as the bytes arrive, not by what the header claims.
+	typ, p, rel, err := readFrame(st, func(int) (func(), error) { return func() {}, nil })
+	if err != nil {
+		return RegisterResult{}, err
+	}
+	defer rel()
+	if typ != tRegister {
+		return RegisterResult{}, Errorf(KindBadRequest, "expected a registration")
+	}
+	var req RegisterRequest
+	if err := decodeJSON(p, &req); err != nil {
+		return RegisterResult{}, err
+	}
+	req.Key = key
+	res, err := s.cfg.Backend.Register(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	s.log.Info("registered", "serial", req.Serial, "approved", res.Approved, "key_change", res.KeyChange, "claimed", res.Continued, "key", Fingerprint(key))
+	return res, nil
 }
 
 // serverConn is one authenticated laptop connection.
@@ -466,6 +530,8 @@ type serverConn struct {
 	s    *Server
 	conn *quic.Conn
 	acct Account
+	mem  *semaphore.Weighted // the key's share of frame memory
+	addr netip.Addr
 
 	mu      sync.Mutex // guards the fields below
 	session bool
@@ -516,17 +582,28 @@ func (c *serverConn) endSession() {
 	}
 }
 
-// allocFor bounds the memory of frames being read and enforces the minimum
-// transfer rate through read deadlines.
+// read reads one request frame. Its memory is reserved piece by piece as
+// the bytes arrive, from the key's share and the server's budget, and the
+// minimum transfer rate is enforced through read deadlines over the frame.
 func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, func(), error) {
 	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	var start time.Time
+	var got int64
 	return readFrame(st, func(n int) (func(), error) {
-		st.SetReadDeadline(time.Now().Add(10*time.Second + time.Duration(int64(n)*int64(time.Second)/c.s.cfg.MinRate)))
-		if err := c.s.mem.Acquire(ctx, int64(n)); err != nil {
+		if start.IsZero() {
+			start = time.Now()
+		}
+		got += int64(n)
+		st.SetReadDeadline(start.Add(10*time.Second + time.Duration(got*int64(time.Second)/c.s.cfg.MinRate)))
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rel, err := reserve(rctx, c.mem, c.s.mem, int64(n))
+		if err != nil {
+			c.s.m.limited.Add(1)
 			return nil, err
 		}
 		c.s.m.bytesIn.Add(int64(n))
-		return func() { c.s.mem.Release(int64(n)) }, nil
+		return rel, nil
 	})
 }
 
@@ -721,6 +798,10 @@ func (c *serverConn) commit(ctx context.Context, st *quic.Stream, p []byte) erro
 	}
 	var req commitReq
 	if err := decodeJSON(p, &req); err != nil {
+		return err
+	}
+	if err := c.s.lim.commit(c.addr, c.acct.ID); err != nil {
+		c.s.m.commitsLimited.Add(1)
 		return err
 	}
 	sn, err := c.s.cfg.Backend.Commit(ctx, c.acct.ID, req.Root, req.CommitInfo)

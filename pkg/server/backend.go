@@ -8,7 +8,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"sync"
+	"time"
 
+	"github.com/xs-backup/xs-backup/internal/bucket"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/proto"
@@ -18,8 +21,58 @@ import (
 // Backend serves the protocol from a store.
 type Backend struct {
 	S *store.Store
-	// OpenRegistration approves new laptops at once; otherwise staff approve them.
+	// OpenRegistration approves new laptops at once; otherwise staff approve
+	// them. A known serial with a new key always waits for staff (or a claim
+	// code), in both modes.
 	OpenRegistration bool
+	// MaxPending caps the registrations waiting for staff (new laptops and
+	// key changes); past it registrations are refused as busy (default 200).
+	MaxPending int
+	// OpenBurst new laptops are approved at once in open registration, then
+	// one per OpenEvery (defaults 100 and 36 s: 100 an hour); beyond that
+	// they wait for staff like in approve mode, so a flood of made-up serials
+	// cannot create approved accounts quickly.
+	OpenBurst int
+	OpenEvery time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	once  sync.Once
+	regMu sync.Mutex // serializes registrations, so that the caps hold
+	mu    sync.Mutex // guards open
+	open  bucket.Bucket
+}
+
+func (b *Backend) init() {
+	b.once.Do(func() {
+		if b.MaxPending <= 0 {
+			b.MaxPending = 200
+		}
+		if b.OpenBurst <= 0 {
+			b.OpenBurst = 100
+		}
+		if b.OpenEvery <= 0 {
+			b.OpenEvery = 36 * time.Second
+		}
+		if b.Now == nil {
+			b.Now = time.Now
+		}
+		b.open = bucket.Bucket{Burst: b.OpenBurst, Every: b.OpenEvery}
+	})
+}
+
+// openApproves says whether open registration approves one more new laptop now.
+func (b *Backend) openApproves() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.OpenRegistration && b.open.Allow(b.Now())
+}
+
+func (b *Backend) pendingFull() error {
+	if n := b.S.Pending(); n >= b.MaxPending {
+		return proto.Errorf(proto.KindBusy, "%d laptops already wait for staff approval; ask staff to look at them (xs-admin pending), then register again", n)
+	}
+	return nil
 }
 
 var _ proto.Backend = (*Backend)(nil)
@@ -54,24 +107,55 @@ func wireErr(err error) error {
 func (b *Backend) Params() chunk.Params { return b.S.Params() }
 
 // Register implements proto.Backend. Registering again with the same serial
-// and key is harmless and returns the existing registration.
+// and key is harmless and returns the existing registration. A known serial
+// with another key (a reflashed laptop; a serial staff aliased or registered
+// by hand) takes the serial's history only with a valid claim code;
+// otherwise it becomes a key change that waits for staff.
 func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (proto.RegisterResult, error) {
-	if u, err := b.S.UserBySerial(req.Serial); err == nil {
-		if u.PublicKey == nil || !ed25519.PublicKey(u.PublicKey).Equal(req.Key) {
-			if u.PublicKey == nil {
-				// An aliased student's new laptop: it takes the place prepared for it.
-				u, err = b.S.SetKey(ctx, u.ID, req.Key)
-				if err != nil {
-					return proto.RegisterResult{}, wireErr(err)
-				}
-				return proto.RegisterResult{Serial: u.Serial, Approved: u.Approved}, nil
-			}
-			return proto.RegisterResult{}, proto.Errorf(proto.KindExists,
-				"serial %s is already registered with another key; if this laptop was reflashed, ask staff to run: xs-admin revoke %s, then register again", req.Serial, req.Serial)
+	b.init()
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	u, err := b.S.UserBySerial(req.Serial)
+	known := err == nil && u.Serial == req.Serial
+	if known && ed25519.PublicKey(u.PublicKey).Equal(req.Key) {
+		if u.Revoked {
+			return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
+				"laptop %s was revoked; staff can undo it with: xs-admin unrevoke %s", u.Serial, u.Serial)
 		}
 		return proto.RegisterResult{Serial: u.Serial, Approved: u.Approved}, nil
 	}
-	u, err := b.S.AddUser(ctx, store.NewUser{Serial: req.Serial, Nickname: req.Nickname, PublicKey: req.Key, Approved: b.OpenRegistration})
+	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired && o.Serial == req.Serial {
+		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
+			"this key of laptop %s was replaced by a newer registration; staff decide which laptop is %s (xs-admin pending, xs-admin users)", req.Serial, req.Serial)
+	}
+	if req.Claim != "" {
+		if !known {
+			return proto.RegisterResult{}, proto.Errorf(proto.KindNotApproved, "no laptop %s is registered, so there is nothing to claim; register without --claim", req.Serial)
+		}
+		u, err := b.S.Claim(ctx, req.Serial, req.Claim, req.Key)
+		if errors.Is(err, store.ErrNotOwned) {
+			return proto.RegisterResult{}, &proto.Error{Kind: proto.KindNotApproved, Msg: err.Error()}
+		}
+		if err != nil {
+			return proto.RegisterResult{}, wireErr(err)
+		}
+		return proto.RegisterResult{Serial: u.Serial, Approved: true, Continued: true, Snapshots: len(b.S.Snapshots(u.ID))}, nil
+	}
+	if known {
+		if u.PendingKey == nil {
+			if err := b.pendingFull(); err != nil {
+				return proto.RegisterResult{}, err
+			}
+		}
+		if _, err := b.S.RequestKey(ctx, u.ID, req.Key); err != nil {
+			return proto.RegisterResult{}, wireErr(err)
+		}
+		return proto.RegisterResult{Serial: u.Serial, KeyChange: true}, nil
+	}
+	if err := b.pendingFull(); err != nil {
+		return proto.RegisterResult{}, err
+	}
+	u, err = b.S.AddUser(ctx, store.NewUser{Serial: req.Serial, Nickname: req.Nickname, PublicKey: req.Key, Approved: b.openApproves()})
 	if err != nil {
 		return proto.RegisterResult{}, wireErr(err)
 	}
@@ -80,9 +164,14 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 
 // Account implements proto.Backend.
 func (b *Backend) Account(ctx context.Context, key ed25519.PublicKey) (proto.Account, error) {
-	u, err := b.S.UserByKey(key)
-	if err != nil {
+	u, m := b.S.KeyStatus(key)
+	switch m {
+	case store.KeyUnknown:
 		return proto.Account{}, proto.Errorf(proto.KindNotRegistered, "this laptop is not registered with the school server; run: xo-backup register --server HOST")
+	case store.KeyPending:
+		return proto.Account{ID: uint64(u.ID), Serial: u.Serial, Nickname: u.Nickname}, nil
+	case store.KeyRetired:
+		return proto.Account{ID: uint64(u.ID), Serial: u.Serial, Nickname: u.Nickname, Revoked: true}, nil
 	}
 	a := proto.Account{ID: uint64(u.ID), Serial: u.Serial, Nickname: u.Nickname, Approved: u.Approved, Revoked: u.Revoked}
 	if sn, err := b.S.Snapshot(u.ID, "latest"); err == nil {

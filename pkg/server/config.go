@@ -80,8 +80,17 @@ type Config struct {
 	SessionDeadline Duration `toml:"session_deadline"`
 	// MinRate (bytes/s) drops laptops that trickle.
 	MinRate Size `toml:"min_rate"`
-	// MaxConnections caps open connections.
+	// MaxConnections caps open backup connections (registrations have
+	// their own small pool; see proto.Limits).
 	MaxConnections int `toml:"max_connections"`
+	// MaxPending caps the registrations waiting for staff (new laptops and
+	// key changes of reflashed laptops); past it registrations are refused
+	// as busy until staff look at xs-admin pending.
+	MaxPending int `toml:"max_pending"`
+	// OpenApprovalsPerHour is how many new laptops open registration
+	// approves an hour (all at once if they come together); beyond it they
+	// wait for staff, so a flood of made-up serials cannot make accounts.
+	OpenApprovalsPerHour int `toml:"open_approvals_per_hour"`
 	// Reserve is the free space kept on the data disk.
 	Reserve Size `toml:"reserve"`
 	// LogLevel is debug, info, warn or error.
@@ -137,6 +146,9 @@ type Config struct {
 	// time.Now; the soak test runs weeks on an accelerated clock. Not a
 	// configuration setting.
 	Now func() time.Time `toml:"-"`
+	// Limits are each device's fair share of the server (proto.Limits;
+	// zero values take its defaults). Not a configuration setting.
+	Limits proto.Limits `toml:"-"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).
@@ -146,18 +158,20 @@ type Config struct {
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	c := Config{
-		Listen:          ":7457",
-		Data:            "/var/lib/xs-backup",
-		Metrics:         "127.0.0.1:7458",
-		Registration:    "open",
-		Capacity:        4,
-		SlotLength:      Duration(2 * time.Minute),
-		SessionDeadline: Duration(time.Hour),
-		MinRate:         4096,
-		MaxConnections:  512,
-		Reserve:         256 << 20,
-		LogLevel:        "info",
-		Retention:       store.DefaultPolicy(),
+		Listen:               ":7457",
+		Data:                 "/var/lib/xs-backup",
+		Metrics:              "127.0.0.1:7458",
+		Registration:         "open",
+		Capacity:             4,
+		SlotLength:           Duration(2 * time.Minute),
+		SessionDeadline:      Duration(time.Hour),
+		MinRate:              4096,
+		MaxConnections:       512,
+		MaxPending:           200,
+		OpenApprovalsPerHour: 100,
+		Reserve:              256 << 20,
+		LogLevel:             "info",
+		Retention:            store.DefaultPolicy(),
 	}
 	c.Lifecycle.At = "02:30"
 	c.Lifecycle.PendingExpiry = Duration(72 * time.Hour)
@@ -213,6 +227,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("registration must be \"open\" or \"approve\", not %q", c.Registration)
 	case c.Capacity < 1:
 		return fmt.Errorf("capacity must be at least 1")
+	case c.MaxPending < 0 || c.OpenApprovalsPerHour < 0:
+		return fmt.Errorf("max_pending and open_approvals_per_hour cannot be negative (0 takes the default)")
 	case c.SlotLength < Duration(time.Second):
 		return fmt.Errorf("slot_length must be at least 1s")
 	case c.Data == "":

@@ -97,14 +97,19 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		return nil, fmt.Errorf("server key: %w", err)
 	}
 	m := proto.NewMetrics()
+	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending}
+	if cfg.OpenApprovalsPerHour > 0 {
+		be.OpenBurst, be.OpenEvery = cfg.OpenApprovalsPerHour, time.Hour/time.Duration(cfg.OpenApprovalsPerHour)
+	}
 	srv, err := proto.NewServer(proto.ServerConfig{
-		Backend:         &Backend{S: st, OpenRegistration: cfg.Registration == "open"},
+		Backend:         be,
 		Key:             key,
 		Capacity:        cfg.Capacity,
 		SlotLength:      time.Duration(cfg.SlotLength),
 		SessionDeadline: time.Duration(cfg.SessionDeadline),
 		MinRate:         int64(cfg.MinRate),
 		MaxConns:        cfg.MaxConnections,
+		Limits:          cfg.Limits,
 		Logger:          log,
 		Metrics:         m,
 	})

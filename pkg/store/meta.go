@@ -41,6 +41,22 @@ type User struct {
 	Quota *Quota `json:"quota,omitempty"`
 	// Retention overrides the store's retention policy when set.
 	Retention *Policy `json:"retention,omitempty"`
+
+	// The fields below were added after the first release; a user file
+	// without them reads as "no key change pending, no claim code".
+
+	// PendingKey is a key that asked for this serial and waits for staff
+	// (ApproveKey): a reflashed laptop, or the first laptop to register an
+	// aliased or pre-registered serial. It gets nothing until approved.
+	PendingKey   []byte    `json:"pending_key,omitempty"`
+	PendingSince time.Time `json:"pending_since,omitzero"`
+	// OldKeys are keys this user had before a key change; they are refused.
+	OldKeys [][]byte `json:"old_keys,omitempty"`
+	// ClaimHash is the hash of a one-time claim code staff issued (see
+	// IssueClaim); it expires at ClaimExpires or after maxClaimTries wrong codes.
+	ClaimHash    string    `json:"claim_hash,omitempty"`
+	ClaimExpires time.Time `json:"claim_expires,omitzero"`
+	ClaimTries   int       `json:"claim_tries,omitempty"`
 }
 
 // SnapshotID names a snapshot: its UTC commit time and a random suffix,
@@ -97,7 +113,11 @@ func (s *Store) loadMeta() error {
 		}
 		s.users[u.ID] = u
 		if !u.Revoked {
-			s.serials[u.Serial] = u.ID
+			// Two active users with one serial cannot be made any more; if
+			// an old store has them, the newer registration answers.
+			if prev, ok := s.serials[u.Serial]; !ok || prev < u.ID {
+				s.serials[u.Serial] = u.ID
+			}
 		}
 		s.nextUID = max(s.nextUID, u.ID)
 	}
@@ -173,6 +193,10 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	if _, ok := s.serials[nu.Serial]; ok {
 		return nil, fmt.Errorf("%w: serial %s is already registered; to move a student to a new laptop use xs-admin alias", ErrExists, nu.Serial)
 	}
+	if old, ok := s.lookupLocked(nu.Serial); ok && old.Serial == nu.Serial {
+		return nil, fmt.Errorf("%w: serial %s belongs to a revoked laptop with %d backup(s); undo the revoke (xs-admin unrevoke %s) or, when the laptop registers, xs-admin approve %s [--new-history]",
+			ErrExists, nu.Serial, len(s.snaps[old.ID]), nu.Serial, nu.Serial)
+	}
 	if len(nu.PublicKey) > 0 {
 		for _, u := range s.users {
 			if !u.Revoked && string(u.PublicKey) == string(nu.PublicKey) {
@@ -219,6 +243,8 @@ func cloneUser(u *User) *User {
 	c := *u
 	c.PublicKey = slices.Clone(u.PublicKey)
 	c.Aliases = slices.Clone(u.Aliases)
+	c.PendingKey = slices.Clone(u.PendingKey)
+	c.OldKeys = slices.Clone(u.OldKeys)
 	if u.Quota != nil {
 		q := *u.Quota
 		c.Quota = &q
@@ -247,19 +273,26 @@ func (s *Store) UpdateUser(ctx context.Context, id UserID, fn func(*User) error)
 		return nil, err
 	}
 	u.ID, u.Serial, u.Aliases = old.ID, old.Serial, old.Aliases
+	u.PublicKey, u.PendingKey, u.OldKeys = old.PublicKey, old.PendingKey, old.OldKeys
+	if old.Revoked && !u.Revoked {
+		if err := s.canActivateLocked(u); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.saveUserLocked(u); err != nil {
 		return nil, err
 	}
-	if u.Revoked {
-		delete(s.serials, u.Serial)
-	}
+	s.indexSerialLocked(u)
 	return cloneUser(u), nil
 }
 
 // Alias moves a student to a new laptop: the user registered as oldSerial
-// now has newSerial (and the new laptop's key, if the new serial had
-// registered itself: that registration is merged into this user and must
-// have no snapshots). The old serial can no longer back up or restore.
+// (revoked or not) now has newSerial. The old laptop's key is refused from
+// then on. The new laptop's key is never trusted by the alias alone: if the
+// new serial had registered itself (that registration must have no
+// snapshots and is merged into this user), its key becomes the pending key;
+// otherwise the first laptop to register the new serial becomes it. Either
+// way staff approve it (ApproveKey) or the laptop gives a claim code.
 func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, error) {
 	if err := s.writable(); err != nil {
 		return nil, err
@@ -269,24 +302,38 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.serials[oldSerial]
+	ou, ok := s.lookupLocked(oldSerial)
 	if !ok {
-		return nil, fmt.Errorf("%w: no registered laptop with serial %s (see xs-admin users)", ErrNotFound, oldSerial)
+		return nil, fmt.Errorf("%w: no laptop registered with serial %s (see xs-admin users)", ErrNotFound, oldSerial)
 	}
-	u := cloneUser(s.users[id])
+	if ou.Serial == newSerial {
+		advice := "when it registers again, approve its new key: xs-admin approve " + newSerial + " (or hand it a code first: xs-admin claim-code " + newSerial + ")"
+		if ou.PendingKey != nil {
+			advice = "its new key is waiting: xs-admin approve " + newSerial
+		}
+		return nil, fmt.Errorf("%w: %s is already this student's laptop; a reflashed laptop keeps its serial and its backups: %s", ErrInvalid, newSerial, advice)
+	}
+	u := cloneUser(ou)
 	var merged *User
 	if nid, ok := s.serials[newSerial]; ok {
-		if nid == id {
-			return nil, fmt.Errorf("%w: %s and %s are the same laptop", ErrInvalid, oldSerial, newSerial)
-		}
 		if len(s.snaps[nid]) > 0 {
 			return nil, fmt.Errorf("%w: the new laptop %s already has backups of its own; restore them elsewhere before aliasing", ErrExists, newSerial)
 		}
 		merged = cloneUser(s.users[nid])
-		u.PublicKey = merged.PublicKey
-	} else {
-		u.PublicKey = nil // the new laptop's key is learnt when it registers
 	}
+	// Nobody inherits a history without proof: the new laptop's key is
+	// not trusted by the alias alone. A key the new serial registered with
+	// before waits for staff (ApproveKey, with its fingerprint shown);
+	// otherwise the first laptop to register the new serial waits too, unless
+	// it gives a claim code (IssueClaim).
+	if ou.PublicKey != nil {
+		u.OldKeys = append(u.OldKeys, ou.PublicKey)
+	}
+	u.PublicKey, u.PendingKey, u.PendingSince = nil, nil, time.Time{}
+	if merged != nil && len(merged.PublicKey) > 0 {
+		u.PendingKey, u.PendingSince = merged.PublicKey, s.opts.Now().UTC()
+	}
+	u.Revoked = false
 	u.Aliases = append(u.Aliases, oldSerial)
 	u.Serial = newSerial
 	if merged != nil {
@@ -299,7 +346,9 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 	if err := s.saveUserLocked(u); err != nil {
 		return nil, err
 	}
-	delete(s.serials, oldSerial)
+	if s.serials[oldSerial] == u.ID {
+		delete(s.serials, oldSerial)
+	}
 	s.serials[newSerial] = u.ID
 	return cloneUser(u), nil
 }
@@ -315,16 +364,72 @@ func (s *Store) User(id UserID) (*User, error) {
 	return cloneUser(u), nil
 }
 
-// UserBySerial returns the (not revoked) user registered with serial,
-// including a former serial of an aliased user only if it is current.
+// UserBySerial returns the user with this serial: the active one if there is
+// one, else the newest revoked one, else the user who had it before an
+// Alias; serial may also be a user ID as xs-admin users --json shows it.
+// Every user, revoked or not, stays reachable this way.
 func (s *Store) UserBySerial(serial string) (*User, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	id, ok := s.serials[serial]
+	u, ok := s.lookupLocked(serial)
 	if !ok {
 		return nil, fmt.Errorf("%w: no laptop registered with serial %s (see xs-admin users)", ErrNotFound, serial)
 	}
-	return cloneUser(s.users[id]), nil
+	return cloneUser(u), nil
+}
+
+// lookupLocked finds a user for UserBySerial. s.mu must be held.
+func (s *Store) lookupLocked(serial string) (*User, bool) {
+	if id, ok := s.serials[serial]; ok {
+		return s.users[id], true
+	}
+	var revoked, aliased *User
+	for _, u := range s.users {
+		if u.Serial == serial && (revoked == nil || u.ID > revoked.ID) {
+			revoked = u
+		}
+		if slices.Contains(u.Aliases, serial) && (aliased == nil || u.ID > aliased.ID) {
+			aliased = u
+		}
+	}
+	if revoked != nil {
+		return revoked, true
+	}
+	if aliased != nil {
+		return aliased, true
+	}
+	if len(serial) == 16 {
+		if id, err := strconv.ParseUint(serial, 16, 64); err == nil {
+			u, ok := s.users[UserID(id)]
+			return u, ok
+		}
+	}
+	return nil, false
+}
+
+// indexSerialLocked keeps the active-serial map in step with u.
+func (s *Store) indexSerialLocked(u *User) {
+	if u.Revoked {
+		if s.serials[u.Serial] == u.ID {
+			delete(s.serials, u.Serial)
+		}
+		return
+	}
+	s.serials[u.Serial] = u.ID
+}
+
+// canActivateLocked says whether u may become active again (unrevoked):
+// no other active user has its serial or its key.
+func (s *Store) canActivateLocked(u *User) error {
+	if id, ok := s.serials[u.Serial]; ok && id != u.ID {
+		return fmt.Errorf("%w: serial %s is now used by another registration (user %s); revoke that one first, or keep both apart", ErrExists, u.Serial, id)
+	}
+	for _, o := range s.users {
+		if o.ID != u.ID && !o.Revoked && len(u.PublicKey) > 0 && slices.Equal(o.PublicKey, u.PublicKey) {
+			return fmt.Errorf("%w: this laptop's key is now registered to serial %s", ErrExists, o.Serial)
+		}
+	}
+	return nil
 }
 
 // UserByKey returns the user with the given public key: the active one if
