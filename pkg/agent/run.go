@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
-	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
@@ -171,14 +170,9 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
+	// backup.Run starts afresh by itself when the server no longer has what
+	// the cache promised (restored, replaced, uploads expired, damaged).
 	br, err := backup.Run(ctx, o.Source, c, opts)
-	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && cache.Len() > 0 {
-		// The server no longer has what the cache promised (restored,
-		// replaced, pending uploads expired, or a stored copy found damaged
-		// during the commit): start afresh, sending what it lacks.
-		cache.Reset()
-		br, err = backup.Run(ctx, o.Source, c, opts)
-	}
 	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
 	if err != nil {
 		return res, err

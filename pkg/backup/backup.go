@@ -121,8 +121,21 @@ type runner struct {
 	queued     map[blob.Ref]struct{} // asked about or sent in this run
 }
 
-// Run backs up dir to t and returns what it did.
+// Run backs up dir to t and returns what it did. If the target refuses the
+// commit because it lacks, or holds only damaged copies of, blobs the file
+// cache said it had (its pending uploads expired, the store was repaired or
+// rebuilt, bit rot), Run forgets the cache and runs once more, reading every
+// file and sending whatever the target needs.
 func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, error) {
+	res, err := run(ctx, dir, t, opts)
+	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && opts.Cache != nil && opts.Cache.Len() > 0 {
+		opts.Cache.Reset()
+		res, err = run(ctx, dir, t, opts)
+	}
+	return res, err
+}
+
+func run(ctx context.Context, dir string, t Target, opts Options) (*Result, error) {
 	start := time.Now()
 	if err := opts.Params.Validate(); err != nil {
 		return nil, fmt.Errorf("chunker parameters from the server: %w", err)

@@ -179,7 +179,11 @@ func (c *Cache) Forget(refs []blob.Ref) {
 	chunks := map[chunk.ID]bool{}
 	for _, r := range refs {
 		if r.Type == blob.Tree {
-			delete(c.trees, r.ID)
+			// Below a damaged tree the target may hold nothing it can
+			// vouch for: offer every tree again (a Need round trip for a
+			// few hundred small blobs), so that damaged ones below it are
+			// sent too.
+			clear(c.trees)
 		} else {
 			chunks[r.ID] = true
 		}

@@ -48,7 +48,7 @@ func (s *Store) markLost(r blob.Ref, where objRec, reason string) {
 	}
 	rec, _ := json.Marshal(lostRec{Since: s.opts.Now().Unix(), Reason: reason})
 	for attempt := 0; attempt < 5; attempt++ {
-		err := s.db.Update(func(txn *badger.Txn) error {
+		err := s.dbUpdate(func(txn *badger.Txn) error {
 			o, ok, err := getObj(txn, r)
 			if err != nil || !ok || o.lost() || o.Pack != where.Pack || o.Off != where.Off {
 				return err
@@ -78,7 +78,7 @@ type DamagedBlob struct {
 // heals when a laptop that holds it uploads it again.
 func (s *Store) Damaged(ctx context.Context) ([]DamagedBlob, error) {
 	var out []DamagedBlob
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pLost}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -120,7 +120,7 @@ const maxDamagedList = 4096
 // reports true in all, and the laptop should read every file again). Its
 // next backup sends them again and heals them for everyone.
 func (s *Store) DamagedHeld(ctx context.Context, user UserID) (refs []blob.Ref, all bool, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pLost}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -279,7 +279,7 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		return rep, nil
 	}
 	var cursor uint64
-	s.db.View(func(txn *badger.Txn) error {
+	s.view(func(txn *badger.Txn) error {
 		if v, ok, _ := get(txn, scrubCursorKey); ok && len(v) == 8 {
 			cursor = binary.BigEndian.Uint64(v)
 		}
@@ -301,7 +301,7 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		o objRec
 	}
 	var recs []rec
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -395,7 +395,7 @@ func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
 func (s *Store) stillAt(r blob.Ref, o objRec) bool {
 	var cur objRec
 	var ok bool
-	s.db.View(func(txn *badger.Txn) (err error) {
+	s.view(func(txn *badger.Txn) (err error) {
 		cur, ok, err = getObj(txn, r)
 		return err
 	})
@@ -422,7 +422,7 @@ func (s *Store) setSuspect(ctx context.Context, why string) {
 // suspect returns why the index is not trusted, or "".
 func (s *Store) suspect() string {
 	var why string
-	s.db.View(func(txn *badger.Txn) error {
+	s.view(func(txn *badger.Txn) error {
 		v, ok, _ := get(txn, suspectKey)
 		if ok {
 			why = string(v)
@@ -452,7 +452,7 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 	var root chunk.ID
 	found := false
 	if ValidSnapshotID(id) {
-		s.db.View(func(txn *badger.Txn) error {
+		s.view(func(txn *badger.Txn) error {
 			v, ok, err := get(txn, applyKey(user, id))
 			if err == nil && ok && len(v) == len(root) {
 				copy(root[:], v)
@@ -467,7 +467,7 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 	}
 	t, _ := time.Parse("20060102T150405Z", string(id)[:16])
 	sn := &Snapshot{ID: id, User: user, Time: t.UTC(), Root: root}
-	s.db.View(func(txn *badger.Txn) error {
+	s.view(func(txn *badger.Txn) error {
 		if b, ok, err := get(txn, tstatKey(root)); err == nil && ok && len(b) == 32 {
 			sn.Files = int64(binary.LittleEndian.Uint64(b))
 			sn.Dirs = int64(binary.LittleEndian.Uint64(b[8:]))

@@ -102,7 +102,7 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 	for {
 		var cands []blob.Ref
 		var sizes []int64
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
 			defer it.Close()
 			if from == nil {
@@ -244,7 +244,7 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 		}
 		use[seq] = &packUse{seq: seq, size: st.Size()}
 	}
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

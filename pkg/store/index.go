@@ -242,7 +242,7 @@ func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 			s.retryMu.Lock()
 			defer s.retryMu.Unlock()
 		}
-		err := s.db.Update(fn)
+		err := s.dbUpdate(fn)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -364,7 +364,7 @@ type packLoc struct {
 func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (map[blob.Ref]packLoc, error) {
 	var missing, shadow []int
 	var shadowAt []objRec
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		for i := range blobs {
 			o, ok, err := getObj(txn, blobs[i].Ref)
 			if err != nil {
@@ -519,7 +519,7 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 // one nobody has, so the answer reveals nothing about other users.
 func (s *Store) Need(ctx context.Context, user UserID, refs []blob.Ref) ([]bool, error) {
 	need := make([]bool, len(refs))
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		for i, r := range refs {
 			if i%256 == 0 {
 				if err := ctx.Err(); err != nil {
@@ -569,7 +569,7 @@ type BlobInfo struct {
 func (s *Store) Stat(ctx context.Context, r blob.Ref) (BlobInfo, error) {
 	var o objRec
 	var ok bool
-	err := s.db.View(func(txn *badger.Txn) (err error) {
+	err := s.view(func(txn *badger.Txn) (err error) {
 		o, ok, err = getObj(txn, r)
 		return err
 	})
@@ -585,7 +585,7 @@ func (s *Store) Stat(ctx context.Context, r blob.Ref) (BlobInfo, error) {
 // Usage returns what a user holds.
 func (s *Store) Usage(ctx context.Context, user UserID) (Usage, error) {
 	var u Usage
-	err := s.db.View(func(txn *badger.Txn) (err error) {
+	err := s.view(func(txn *badger.Txn) (err error) {
 		u, err = getUsage(txn, user)
 		return err
 	})
@@ -619,7 +619,7 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 	for attempt := 0; attempt < 3; attempt++ {
 		var o objRec
 		var ok bool
-		err := s.db.View(func(txn *badger.Txn) (err error) {
+		err := s.view(func(txn *badger.Txn) (err error) {
 			o, ok, err = getObj(txn, r)
 			return err
 		})
@@ -708,4 +708,24 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 		s.shadowSize = 0
 	}
 	return err
+}
+
+// view runs a read-only index transaction. Badger panics on some damaged
+// tables instead of returning an error: that becomes ErrIndexDamaged, so
+// that the caller stops and staff are told to rebuild the index.
+func (s *Store) view(fn func(txn *badger.Txn) error) (err error) {
+	defer recoverIndex(&err)
+	return s.db.View(fn)
+}
+
+// dbUpdate is view for a read-write transaction (see update for retries).
+func (s *Store) dbUpdate(fn func(txn *badger.Txn) error) (err error) {
+	defer recoverIndex(&err)
+	return s.db.Update(fn)
+}
+
+func recoverIndex(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: reading it failed (%v)", ErrIndexDamaged, r)
+	}
 }

@@ -335,7 +335,7 @@ func (s *Store) usageWithout(ctx context.Context, user UserID, drop map[Snapshot
 
 // eachHold calls fn for every hold of a user.
 func (s *Store) eachHold(user UserID, fn func(r blob.Ref, h holdRec) error) error {
-	return s.db.View(func(txn *badger.Txn) error {
+	return s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: holdPrefix(user), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -361,7 +361,7 @@ func (s *Store) eachHold(user UserID, fn func(r blob.Ref, h holdRec) error) erro
 // hold.
 func (s *Store) FairShare(ctx context.Context, user UserID) (int64, error) {
 	var share float64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: holdPrefix(user), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -406,7 +406,7 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time, dryRun bool) (
 		size int64
 	}
 	old := map[UserID][]item{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pHold}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -45,7 +45,7 @@ func (s *Store) checkHardQuota(user UserID, blobs []blob.Blob) error {
 	}
 	var usage Usage
 	var add int64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		if usage, err = getUsage(txn, user); err != nil {
 			return err

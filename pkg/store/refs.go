@@ -80,7 +80,7 @@ func addJob(txn *badger.Txn, j *job) error {
 func (s *Store) runJobs(ctx context.Context) error {
 	for {
 		var jobs []*job
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pJob}, PrefetchValues: true})
 			defer it.Close()
 			for it.Rewind(); it.Valid() && len(jobs) < 64; it.Next() {
@@ -408,7 +408,7 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 func (s *Store) validate(ctx context.Context, user UserID, root chunk.ID) (treeStats, error) {
 	cache := map[chunk.ID]treeStats{}
 	var st treeStats
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		st, err = s.walkValidate(ctx, txn, user, root, true, 0, cache)
 		return err
@@ -604,7 +604,7 @@ func (s *Store) reconcile(ctx context.Context) error {
 
 func (s *Store) reconcileLocked(ctx context.Context) error {
 	applied := map[string]bool{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pApply}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -665,7 +665,7 @@ func (s *Store) reconcileLocked(ctx context.Context) error {
 // appliedRoot returns the root stored with an 'a' key.
 func (s *Store) appliedRoot(key []byte) (chunk.ID, error) {
 	var root chunk.ID
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		v, _, err := get(txn, key)
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"golang.org/x/sys/unix"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -307,7 +308,8 @@ func (s *Store) loadConfig() error {
 	return nil
 }
 
-func (s *Store) openIndex() error {
+func (s *Store) openIndex() (err error) {
+	defer recoverIndex(&err)
 	mem := s.opts.IndexMemory
 	bo := badger.DefaultOptions(filepath.Join(s.dir, "index")).
 		WithSyncWrites(true).
@@ -321,7 +323,12 @@ func (s *Store) openIndex() error {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
-		WithDetectConflicts(true)
+		WithDetectConflicts(true).
+		// Verify every block when it is read, so that a damaged index is an
+		// error (ErrIndexDamaged: Repair rebuilds it), not data read as if
+		// whole. (Not OnTableRead: Badger v4.9 dereferences nil when a table
+		// fails that check while opening, which crashes the process.)
+		WithChecksumVerificationMode(options.OnBlockRead)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return fmt.Errorf("%w: open index: %v", ErrIndexDamaged, err)
