@@ -140,7 +140,7 @@ func (c *checker) blobStatus(r blob.Ref) (string, error) {
 	if c.opts.ReadData || r.Type == blob.Tree {
 		raw, err := c.s.ReadBlob(c.ctx, r)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrIndexDamaged):
 			st = "missing"
 		case errors.Is(err, ErrCorrupt):
 			st = "damaged"
@@ -157,7 +157,7 @@ func (c *checker) blobStatus(r blob.Ref) (string, error) {
 				}
 			}
 		}
-	} else if bi, err := c.s.Stat(c.ctx, r); errors.Is(err, ErrNotFound) {
+	} else if bi, err := c.s.Stat(c.ctx, r); errors.Is(err, ErrNotFound) || errors.Is(err, ErrIndexDamaged) {
 		st = "missing"
 	} else if err != nil {
 		return "", err
@@ -449,6 +449,16 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	}
 	for _, u := range s.Users() {
 		rep.Snapshots += len(s.Snapshots(u.ID))
+	}
+	// Every record of every pack is now indexed or a copy of one indexed
+	// elsewhere: the accounting starts over from here, for all packs.
+	if err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := setU64(txn, acctFromKey, 0); err != nil {
+			return err
+		}
+		return setU64(txn, runningKey, s.packs.nextSeq())
+	}); err != nil {
+		return rep, err
 	}
 	if err := s.reconcileLocked(ctx); err != nil {
 		return rep, fmt.Errorf("recount references: %w", err)

@@ -157,6 +157,9 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 					if err := txn.Delete(objKey(r)); err != nil {
 						return err
 					}
+					if err := addGarbage(txn, o.Pack, 1); err != nil {
+						return err
+					}
 					if o.lost() {
 						if err := txn.Delete(lostKey(r)); err != nil {
 							return err
@@ -319,6 +322,11 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 			continue
 		}
 		err := s.rewritePack(ctx, p, rep)
+		if errors.Is(err, ErrIndexDamaged) {
+			// The index has lost entries: keep this pack and every other.
+			rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", p.seq, err))
+			return nil
+		}
 		if errors.Is(err, ErrStorageFull) || errors.Is(err, ErrCorrupt) {
 			rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", p.seq, err))
 			continue
@@ -389,6 +397,15 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 		}
 	}
 	s.hook("compact:after-index")
+	// Remove the pack only if every record in it is accounted for.
+	why, err := s.mayRemovePack(ctx, p.seq)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		s.setSuspect(ctx, fmt.Sprintf("pack %016x: %s", p.seq, why))
+		return fmt.Errorf("%w: pack %016x kept: %s", ErrIndexDamaged, p.seq, why)
+	}
 	if err := s.fsys.Remove(packName(p.seq)); err != nil && !errors.Is(err, errNotExist) {
 		return fmt.Errorf("remove pack %016x: %w", p.seq, err)
 	}

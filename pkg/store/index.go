@@ -337,6 +337,11 @@ func (s *Store) put(ctx context.Context, user UserID, blobs []blob.Blob) (healed
 			healed, err = s.indexPut(txn, user, blobs, locs)
 			return err
 		})
+		if err != nil {
+			// What this attempt wrote will never be indexed: count it as the
+			// pack's garbage, so that compaction can account for it.
+			s.countOrphans(ctx, locs)
+		}
 		if errors.Is(err, errMissingLoc) {
 			continue // garbage collection removed a blob between the two steps: write it
 		}

@@ -252,6 +252,9 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	}
 	s.packs = &packWriter{fsys: s.fsys, maxSize: opts.PackSize, next: next}
 	if !opts.ReadOnly && !forRepair {
+		if err := s.startAccounting(ctx, seqs); err != nil {
+			return nil, fmt.Errorf("pack accounting: %w", err)
+		}
 		if err := s.reconcile(ctx); err != nil {
 			return nil, fmt.Errorf("finish interrupted work: %w", err)
 		}
@@ -347,6 +350,7 @@ func (s *Store) closeAll() error {
 		errs = append(errs, s.packs.close())
 	}
 	if s.db != nil {
+		s.stopAccounting()
 		errs = append(errs, s.db.Close())
 		s.db = nil
 	}
