@@ -42,15 +42,20 @@
 //	users/UUUUUUUUUUUUUUUU.json          one file per user (user ID in hex)
 //	snapshots/UUUUUUUUUUUUUUUU/ID.json   one file per snapshot of that user
 //	index/                               the Badger index
+//	index.damaged-TIME/                  an index OpenForRepair moved aside
+//	*.damaged                            a user or snapshot file found damaged, kept beside its rebuilt copy
 //
 // Pack files hold the bytes of every blob. They are append-only: a record
-// is a fixed header (type, compression flag, stored and raw sizes, the
-// blob's ID, a CRC-32C over header and data) followed by the stored bytes;
-// the exact layout is documented in pack.go. A new pack is started at every
-// Open and whenever the current one reaches [Options.PackSize]. Because
-// each record carries its ID and checksum, a scan of the packs alone finds
-// every intact blob and stops at a torn tail left by a crash. A blob is
-// written once for the whole school, whoever uploads it.
+// is a fixed header (record magic, type, compression flag, stored and raw
+// sizes, the blob's ID, a CRC-32C over header and data) followed by the
+// stored bytes; the exact layout is documented in pack.go. A new pack is
+// started at every Open and whenever the current one reaches
+// [Options.PackSize]. Because each record carries its ID and checksum, a
+// scan of the packs alone finds every intact blob: past a damaged record it
+// goes on where the header says the next one starts, or at the next record
+// magic whose record passes its CRC, so a damaged byte costs only the record
+// that holds it. A blob is written once for the whole school, whoever
+// uploads it.
 //
 // Users and snapshots are small JSON files, each written atomically
 // (temporary file, fsync, rename, fsync of the directory) and all loaded
@@ -134,8 +139,9 @@
 // snapshots always stay), [Store.EnforceQuota] deletes the oldest unpinned
 // snapshots of users over their soft quota (never the latest),
 // [Store.ExpirePending] releases uploads older than
-// [Options.PendingExpiry] that no snapshot references, and [Store.GC]
-// deletes blobs nobody holds and compacts pack files. Each takes the time
+// [Options.PendingExpiry] that no snapshot references, [Store.Scrub] reads
+// back a share of the packs, and [Store.GC] deletes blobs nobody holds and
+// compacts pack files. Each takes the time
 // as a parameter and has a dry run.
 //
 // Nothing a running backup relies on disappears. The server brackets each
@@ -152,16 +158,43 @@
 // merged. A crash at any step leaves every blob readable from one of its
 // copies, and the next run finishes the work.
 //
-// # Check and repair
+// # Damage, healing, check and repair
+//
+// A damaged byte costs at most the blob that holds it (damage.go). A blob
+// whose stored copy fails its checksum or hash, or is gone, stays in the
+// index marked lost, with its owner count: reference counts, usage and
+// garbage collection go on as if it were there, and nothing next to it is
+// touched. The store learns of damage from every read (restores, commits,
+// [Store.Check] with ReadData, compaction) and from [Store.Scrub], which the
+// nightly lifecycle runs over 1/[Options.ScrubDays] of the packs, plus every
+// stored copy a new upload was deduplicated against. [Store.Need] asks every
+// holder of a lost blob to send it again, [Store.DamagedHeld] tells a
+// laptop's session which blobs those are (backup.Run then reads the files
+// they came from even when unchanged), and the first verified upload
+// replaces the lost copy: every snapshot that uses it is whole again. A tree
+// that was lost when a reference walk needed to descend into it records the
+// walk it owes; healing it runs that walk. [Store.Damaged] lists what waits.
 //
 // [Store.Check] walks every snapshot, confirms that its blobs exist (with
 // [CheckOptions.ReadData], reads each back and re-hashes it) and recounts
 // every hold, owner count and usage figure from scratch, reporting each
-// difference as a [Problem]; it changes nothing. [Store.Repair] drops the
-// index, re-indexes every intact pack record and recounts every snapshot's
+// difference as a [Problem]. It records the damage it reads, and whether the
+// index disagrees with the snapshots: then garbage collection refuses to run
+// until [Store.Repair] (or a clean check). Repair drops the index,
+// re-indexes every intact pack record, indexes damaged records and blobs
+// snapshots use that no pack holds as lost, and recounts every snapshot's
 // references; pending uploads are forgotten (laptops upload them again).
-// [Store.ReadBlob] and restores never return data that fails its checksum or
-// hash ([ErrCorrupt]).
+// [OpenForRepair] opens a store whose index will not open at all, moving it
+// aside. A damaged user or snapshot file does not stop Open: a snapshot is
+// rebuilt from the root the index recorded for it, a user keeps its ID (and
+// backups) under a placeholder serial ([Store.MetaDamage]).
+//
+// Compaction removes a pack only when every record in it is accounted for
+// (account.go): copied, indexed elsewhere, or garbage the store counted
+// (swept blobs, uploads never indexed, the last packs of a run that stopped
+// uncleanly). A pack holding anything else is kept and GC pauses, because
+// the index must have lost entries. [Store.ReadBlob] and restores never
+// return data that fails its checksum or hash ([ErrCorrupt]).
 //
 // # Disk space
 //
