@@ -32,6 +32,8 @@ var (
 	// ErrIndexDamaged: the Badger index will not open. It is derived state:
 	// OpenForRepair and Repair rebuild it from the packs and metadata.
 	ErrIndexDamaged = errors.New("index damaged")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store is closed")
 	// ErrRevoked: the user's registration was revoked or moved to a new laptop.
 	ErrRevoked = errors.New("registration revoked")
 )

@@ -719,12 +719,18 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 // tables instead of returning an error: that becomes ErrIndexDamaged, so
 // that the caller stops and staff are told to rebuild the index.
 func (s *Store) view(fn func(txn *badger.Txn) error) (err error) {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	defer recoverIndex(&err)
 	return s.db.View(fn)
 }
 
 // dbUpdate is view for a read-write transaction (see update for retries).
 func (s *Store) dbUpdate(fn func(txn *badger.Txn) error) (err error) {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	defer recoverIndex(&err)
 	return s.db.Update(fn)
 }

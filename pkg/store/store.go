@@ -113,6 +113,8 @@ type Store struct {
 	packs *packWriter
 	lock  *os.File
 	cfg   storeConfig
+	// closed is set by Close: every later call fails with ErrClosed.
+	closed atomic.Bool
 	// movedAside names the damaged index OpenForRepair moved aside.
 	movedAside string
 	// metaDamage lists user and snapshot files Open found damaged.
@@ -349,10 +351,9 @@ func (s *Store) closeAll() error {
 	if s.packs != nil {
 		errs = append(errs, s.packs.close())
 	}
-	if s.db != nil {
+	if s.db != nil && !s.closed.Swap(true) {
 		s.stopAccounting()
 		errs = append(errs, s.db.Close())
-		s.db = nil
 	}
 	if s.codec != nil {
 		s.codec.Close()
@@ -380,6 +381,9 @@ func (s *Store) hook(point string) {
 }
 
 func (s *Store) writable() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
