@@ -460,6 +460,7 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 	if err != nil {
 		return false, err
 	}
+	before := usage.Bytes
 	seen := map[blob.Ref]bool{}
 	for i := range blobs {
 		b := &blobs[i]
@@ -514,6 +515,14 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		if err := txn.Set(holdKey(user, b.Ref), h.encode()); err != nil {
 			return false, err
 		}
+	}
+	// The hard quota is checked here, on the usage this transaction read and
+	// writes: parallel uploads of one user conflict on it, and the retry sees
+	// what the others charged (checkHardQuota before the pack write only
+	// spares the disk an upload that is refused anyway).
+	if q := s.QuotaOf(user); q.Hard > 0 && usage.Bytes > before && usage.Bytes > q.Hard {
+		return false, fmt.Errorf("%w: this upload needs %d more bytes but only %d of the %d-byte hard quota are left",
+			ErrOverQuota, usage.Bytes-before, max(0, q.Hard-before), q.Hard)
 	}
 	return jobs, txn.Set(usageKey(user), usage.encode())
 }
