@@ -46,12 +46,6 @@ func (it *itStore) open() {
 	it.s = s
 }
 
-func (it *itStore) reopen() {
-	it.t.Helper()
-	it.s.Close()
-	it.open()
-}
-
 func (it *itStore) user(serial string) UserID {
 	it.t.Helper()
 	u, err := it.s.AddUser(context.Background(), NewUser{Serial: serial, Approved: true})
