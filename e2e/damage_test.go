@@ -120,3 +120,25 @@ func TestRepairOfAnIndexThatWillNotOpen(t *testing.T) {
 	runBackup(t, state, src, "--force")
 	restoreAll(t, state, src)
 }
+
+// TestCheckAfterUncleanStop: the daemon is killed (power cut, OOM); with it
+// stopped, staff's xs-admin check works on the store as it was left (it
+// used to fail with Badger's "Log truncate required" and advise --repair).
+func TestCheckAfterUncleanStop(t *testing.T) {
+	data := t.TempDir()
+	d := StartDaemon(t, data)
+	state, src := t.TempDir(), newJournal(t, 31)
+	if _, e, code := register(t, d, state, "SHC401"); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	runBackup(t, state, src)
+	d.Cmd.Process.Kill()
+	d.Cmd.Wait()
+	out, errOut, code := admin(t, data, "check", "--read-data")
+	if code != 0 || !strings.Contains(out, "No problems found") {
+		t.Fatalf("check after an unclean stop: exit %d\n%s%s", code, out, errOut)
+	}
+	StartDaemon(t, data, "--listen", d.Addr)
+	runBackup(t, state, src, "--force")
+	restoreAll(t, state, src)
+}
