@@ -20,6 +20,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 const usage = `xo-backup backs up this laptop's Sugar Journal to the school server.
@@ -259,7 +260,7 @@ func cmdRestore(ctx context.Context, st agent.State, args []string) int {
 	}
 	bar := cli.NewProgress(os.Stderr)
 	res, sn, err := agent.Restore(ctx, st, agent.RestoreOptions{Snapshot: *snap, Target: target, Paths: fs.Args(),
-		All: *all, Overwrite: *force, Progress: func(p backup.RestoreProgress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }})
+		All: *all, Overwrite: *force, Progress: func(p restore.Progress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }})
 	bar.Done()
 	if err != nil && res == nil {
 		return fail(err)
@@ -267,13 +268,13 @@ func cmdRestore(ctx context.Context, st agent.State, args []string) int {
 	if *jsonOut {
 		damaged := res.Damaged
 		if damaged == nil {
-			damaged = []backup.DamagedFile{}
+			damaged = []restore.DamagedFile{}
 		}
 		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": damaged})
 	} else {
 		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, target)
 	}
-	var de *backup.DamagedError
+	var de *restore.DamagedError
 	if errors.As(err, &de) {
 		fmt.Fprintf(os.Stderr, "xo-backup: %d file(s) left out: their copy on the school server is damaged or missing (everything else was restored):\n", len(de.Files))
 		for _, f := range de.Files {

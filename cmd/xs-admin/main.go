@@ -17,9 +17,9 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
-	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -178,11 +178,11 @@ func run(args []string) int {
 	var out any
 
 	if cmd == "restore" {
-		out, err = restore(ctx, *data, *sock, a)
+		out, err = runRestore(ctx, *data, *sock, a)
 	} else {
 		out, err = do(ctx, *data, *sock, cmd, a.Args)
 	}
-	var damaged *backup.DamagedError
+	var damaged *restore.DamagedError
 	if errors.As(err, &damaged) && out != nil {
 		// Everything else was restored: say what, then what was left out.
 		if sum, ok := out.(*restoreSummary); ok {
@@ -214,7 +214,7 @@ func run(args []string) int {
 }
 
 // printDamaged lists what a restore left out and where to find it.
-func printDamaged(w io.Writer, a cmdArgs, files []backup.DamagedFile) {
+func printDamaged(w io.Writer, a cmdArgs, files []restore.DamagedFile) {
 	fmt.Fprintf(w, "xs-admin: %d file(s) left out: their data on the server is damaged or missing (everything else was restored):\n", len(files))
 	for _, f := range files {
 		name := pr(f.Path)
@@ -661,12 +661,12 @@ type restoreSummary struct {
 	Files  int64  `json:"files"`
 	Bytes  int64  `json:"bytes"`
 	// Damaged lists what was left out (the exit code is then 1).
-	Damaged []backup.DamagedFile `json:"damaged,omitempty"`
+	Damaged []restore.DamagedFile `json:"damaged,omitempty"`
 }
 
-// restore exports from the daemon (or the stopped store) and writes the
+// runRestore exports from the daemon (or the stopped store) and writes the
 // result where staff asked.
-func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary, error) {
+func runRestore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary, error) {
 	var dest string
 	n := 0
 	for _, v := range []struct{ dir, format string }{{a.to, admin.FormatTar}, {a.tar, admin.FormatTar}, {a.xoj, admin.FormatXOJ}, {a.raw, admin.FormatRaw}} {
@@ -690,7 +690,7 @@ func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary
 			sum.Bytes = n
 			return err
 		}
-		st, err := backup.ExtractTar(r, dest, a.overwrite, func(n int64, name string) { bar.Update(n, total, name) })
+		st, err := restore.ExtractTar(r, dest, a.overwrite, func(n int64, name string) { bar.Update(n, total, name) })
 		sum.Files, sum.Bytes = st.Files, st.Bytes
 		return err
 	}
@@ -708,7 +708,7 @@ func restore(ctx context.Context, data, sock string, a cmdArgs) (*restoreSummary
 	go func() {
 		err := (&admin.Service{S: s}).Export(ctx, a.Args, func(total int64) { started <- total }, pw)
 		close(started)
-		var de *backup.DamagedError
+		var de *restore.DamagedError
 		if errors.As(err, &de) {
 			pw.Close() // the archive is complete without the damaged files
 		} else {

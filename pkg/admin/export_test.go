@@ -19,6 +19,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/journal"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -137,7 +138,7 @@ func TestExportGoesOnAfterRealDamage(t *testing.T) {
 			_, err := io.Copy(&buf, r)
 			return err
 		})
-		var de *backup.DamagedError
+		var de *restore.DamagedError
 		if !errors.As(err, &de) || !errors.Is(err, blob.ErrDamaged) {
 			t.Fatalf("%s export of a damaged snapshot: %v", format, err)
 		}

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -88,7 +88,7 @@ func (s *Service) open(ctx context.Context, a Args) (*store.User, *store.Snapsho
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return u, sn, backup.SnapshotFS(ctx, s.S, sn.Root), nil
+	return u, sn, restore.SnapshotFS(ctx, s.S, sn.Root), nil
 }
 
 func entryRows(ents []journal.Entry) []EntryRow {
@@ -171,7 +171,7 @@ const (
 // number of content bytes to come (for a progress bar). A damaged or
 // missing file (or entry, for xoj and raw) is left out of the archive,
 // which stays complete and well-formed; Export then returns a
-// *backup.DamagedError naming each one left out and, where there is one,
+// *restore.DamagedError naming each one left out and, where there is one,
 // the newest older snapshot of the user that holds it intact.
 func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w io.Writer) error {
 	_, sn, fsys, err := s.open(ctx, a)
@@ -195,7 +195,7 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 			}
 		}
 		start(total)
-		st, err := backup.WriteTar(w, fsys, paths)
+		st, err := restore.WriteTar(w, fsys, paths)
 		if !errors.Is(err, blob.ErrDamaged) {
 			return err
 		}
@@ -222,22 +222,22 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 	if len(damaged) == 0 {
 		return nil
 	}
-	ic := backup.NewIntactChecker(s.S)
+	ic := restore.NewIntactChecker(s.S)
 	older := s.S.OlderSnapshots(sn)
-	out := make([]backup.DamagedFile, len(damaged))
+	out := make([]restore.DamagedFile, len(damaged))
 	for i, d := range damaged {
 		out[i] = d.DamagedFile
 		if out[i].OlderSnapshot, err = ic.FindOlder(ctx, older, d.paths); err != nil {
 			return err
 		}
 	}
-	return &backup.DamagedError{Files: out}
+	return &restore.DamagedError{Files: out}
 }
 
 // damagedItem is a file or entry an export left out, with the snapshot
 // paths it is made of.
 type damagedItem struct {
-	backup.DamagedFile
+	restore.DamagedFile
 	paths []string
 }
 
@@ -260,7 +260,7 @@ func writeEntries(w io.Writer, fsys fs.FS, ents []journal.Entry, format string) 
 		}
 		var ge *genError
 		if errors.As(err, &ge) && errors.Is(err, blob.ErrDamaged) {
-			damaged = append(damaged, damagedItem{backup.DamagedFile{Path: name, Err: fmt.Sprintf("%s (%s): %v", e.Title, e.UID, ge.err)},
+			damaged = append(damaged, damagedItem{restore.DamagedFile{Path: name, Err: fmt.Sprintf("%s (%s): %v", e.Title, e.UID, ge.err)},
 				entryPaths(fsys, e)})
 			continue
 		}

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // DefaultSocket is where the daemon listens for xs-admin, relative to its data directory.
@@ -81,7 +81,7 @@ func Handler(svc *Service) http.Handler {
 			writeResp(w, nil, err)
 			return
 		}
-		var de *backup.DamagedError
+		var de *restore.DamagedError
 		if errors.As(err, &de) {
 			b, _ := json.Marshal(de.Files)
 			w.Header().Set(trailerDamaged, base64.StdEncoding.EncodeToString(b))
@@ -106,7 +106,7 @@ func writeResp(w http.ResponseWriter, res any, err error) {
 
 // Trailers of an export stream (base64 of JSON).
 const (
-	trailerDamaged = "X-Damaged" // []backup.DamagedFile left out
+	trailerDamaged = "X-Damaged" // []restore.DamagedFile left out
 	trailerError   = "X-Export-Error"
 )
 
@@ -196,7 +196,7 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 		return ferr
 	}
 	if v := resp.Trailer.Get(trailerDamaged); v != "" {
-		var files []backup.DamagedFile
+		var files []restore.DamagedFile
 		b, err := base64.StdEncoding.DecodeString(v)
 		if err == nil {
 			err = json.Unmarshal(b, &files)
@@ -204,7 +204,7 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 		if err != nil || len(files) == 0 {
 			return fmt.Errorf("admin socket: bad list of damaged files: %v", err)
 		}
-		return &backup.DamagedError{Files: files}
+		return &restore.DamagedError{Files: files}
 	}
 	return nil
 }

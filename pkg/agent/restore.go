@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // netSource reads blobs from the server for a restore.
@@ -18,7 +18,7 @@ type netSource struct {
 	codec *chunk.Codec
 }
 
-// Fetch implements backup.Source. A blob the server does not have (not
+// Fetch implements restore.Source. A blob the server does not have (not
 // found, though a snapshot references it) is as lost as a damaged one: the
 // error then matches blob.ErrDamaged, and the restore goes on without the
 // files that use it.
@@ -66,14 +66,14 @@ type RestoreOptions struct {
 	All bool
 	// Overwrite allows replacing existing files.
 	Overwrite bool
-	Progress  func(backup.RestoreProgress)
+	Progress  func(restore.Progress)
 }
 
 // Restore brings files back from the server. Files whose data on the
 // server is damaged or missing are left out (never written in part) and
 // listed in the result, with the newest older snapshot that holds each
-// intact; the error is then a *backup.DamagedError.
-func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreResult, *proto.SnapshotInfo, error) {
+// intact; the error is then a *restore.DamagedError.
+func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
 	if o.Target == "" {
 		if !o.All {
 			return nil, nil, errors.New("say where to restore to (--to DIR), or --all to bring the whole Journal back into place")
@@ -114,10 +114,10 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreRe
 		}
 	}
 	sn := &sns[at]
-	var older []backup.OlderSnapshot // newest first; the list is oldest first
+	var older []restore.OlderSnapshot // newest first; the list is oldest first
 	for i := at - 1; i >= 0; i-- {
 		if sns[i].Time.Before(sn.Time) {
-			older = append(older, backup.OlderSnapshot{ID: sns[i].ID, Root: sns[i].Root})
+			older = append(older, restore.OlderSnapshot{ID: sns[i].ID, Root: sns[i].Root})
 		}
 	}
 	codec, err := chunk.NewCodec()
@@ -125,7 +125,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*backup.RestoreRe
 		return nil, nil, err
 	}
 	defer codec.Close()
-	res, err := backup.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
-		backup.RestoreOptions{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older})
+	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
+		restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older})
 	return res, sn, err
 }

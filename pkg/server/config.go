@@ -10,7 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/xs-backup/xs-backup/internal/cli"
+	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -30,7 +30,7 @@ func (s *Size) UnmarshalText(b []byte) error {
 }
 
 // ParseSize parses a size with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
-func ParseSize(text string) (int64, error) { return cli.ParseSize(text) }
+func ParseSize(text string) (int64, error) { return units.ParseSize(text) }
 
 // Duration is a time.Duration that reads "90s", "2m", "1h30m" or "3d".
 type Duration time.Duration

@@ -20,6 +20,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/server"
 )
 
@@ -80,11 +81,11 @@ func TestLaptopRestoreGoesOnOverQUIC(t *testing.T) {
 	l, older, big, changed := damagedLaptop(t, d)
 	out := t.TempDir()
 	res, _, err := agent.Restore(context.Background(), l.st, agent.RestoreOptions{Target: out})
-	var de *backup.DamagedError
+	var de *restore.DamagedError
 	if !errors.As(err, &de) || !errors.Is(err, blob.ErrDamaged) {
 		t.Fatalf("restore of a damaged snapshot: %v", err)
 	}
-	want := []backup.DamagedFile{{Path: big}, {Path: changed, OlderSnapshot: older}}
+	want := []restore.DamagedFile{{Path: big}, {Path: changed, OlderSnapshot: older}}
 	if len(res.Damaged) != 2 {
 		t.Fatalf("damaged %+v, want %+v", res.Damaged, want)
 	}

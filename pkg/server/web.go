@@ -18,11 +18,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/xs-backup/xs-backup/internal/cli"
-	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -182,7 +182,7 @@ func (p *RestorePage) dates(w http.ResponseWriter, r *http.Request) {
 		sn := snaps[i]
 		t := sn.Time.Local()
 		rows = append(rows, dateRow{ID: string(sn.ID), Day: t.Format("Monday 2 January 2006"), Clock: t.Format("15:04"),
-			Size: cli.Bytes(sn.Size), Pinned: sn.Pinned, PinReason: sn.PinReason})
+			Size: units.Bytes(sn.Size), Pinned: sn.Pinned, PinReason: sn.PinReason})
 	}
 	p.render(w, http.StatusOK, "dates.html", page{Title: "Your backups", Who: who(u), Base: base, Snapshots: rows})
 }
@@ -216,7 +216,7 @@ func (p *RestorePage) limited(h http.HandlerFunc) http.HandlerFunc {
 
 // journal lists a snapshot's Journal, from the cache when it can.
 func (p *RestorePage) journal(ctx context.Context, sn *store.Snapshot) (fs.FS, []journal.Entry, error) {
-	fsys := backup.SnapshotFS(ctx, p.Store, sn.Root)
+	fsys := restore.SnapshotFS(ctx, p.Store, sn.Root)
 	if ents, ok := p.cache.get(sn.Root); ok {
 		return fsys, ents, nil
 	}
@@ -250,7 +250,7 @@ func (p *RestorePage) damaged(w http.ResponseWriter, r *http.Request, sn *store.
 		p.Log.Warn("restore page: damaged document", "uid", e.UID, "snapshot", sn.ID, "err", cause)
 	}
 	msg := "Its copy on the school server is damaged, so it cannot be downloaded from this backup. Please tell your teacher."
-	older, err := backup.NewIntactChecker(p.Store).FindOlder(r.Context(), p.Store.OlderSnapshots(sn), []string{e.DataPath})
+	older, err := restore.NewIntactChecker(p.Store).FindOlder(r.Context(), p.Store.OlderSnapshots(sn), []string{e.DataPath})
 	if err == nil && older != "" {
 		if o, err := p.Store.Snapshot(sn.User, store.SnapshotID(older)); err == nil {
 			msg = "Its copy in this backup is damaged, but the backup of " + o.Time.Local().Format("Monday 2 January 2006, 15:04") +
@@ -283,7 +283,7 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 			row.When = e.Time.Local().Format("2 Jan 2006 15:04")
 		}
 		if e.Size > 0 {
-			row.Size = cli.Bytes(e.Size)
+			row.Size = units.Bytes(e.Size)
 		}
 		row.Initial, row.Color = badge(row.Activity, row.Title)
 		rows = append(rows, row)

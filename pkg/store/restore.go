@@ -7,13 +7,13 @@ import (
 	"io"
 	"io/fs"
 
-	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
-// Fetch implements backup.Source: it reads blobs back, verified. A blob
+// Fetch implements restore.Source: it reads blobs back, verified. A blob
 // that is not in the index at all gives an error matching both
 // blob.ErrDamaged and ErrNotFound: a snapshot references it, so to a
 // restore it is as lost as a damaged one.
@@ -33,7 +33,7 @@ func (s *Store) Fetch(ctx context.Context, refs []blob.Ref, fn func(r blob.Ref, 
 	return nil
 }
 
-var _ backup.Source = (*Store)(nil)
+var _ restore.Source = (*Store)(nil)
 
 // WalkFunc is called by Walk for every entry, with its slash-separated path
 // relative to the snapshot root.
@@ -44,12 +44,12 @@ var SkipDir = fs.SkipDir
 
 // Walk visits every entry of the tree root, depth first, in name order.
 func (s *Store) Walk(ctx context.Context, root chunk.ID, fn WalkFunc) error {
-	return backup.Walk(ctx, s, root, fn)
+	return restore.Walk(ctx, s, root, fn)
 }
 
 // Lookup finds the entry at path p (slash-separated, relative) in the tree root.
 func (s *Store) Lookup(ctx context.Context, root chunk.ID, p string) (*manifest.Entry, error) {
-	e, err := backup.Lookup(ctx, s, root, p)
+	e, err := restore.Lookup(ctx, s, root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
@@ -89,14 +89,14 @@ func (r *fileReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// RestoreOptions choose what Restore writes (see backup.RestoreOptions).
-type RestoreOptions = backup.RestoreOptions
+// RestoreOptions choose what Restore writes (see restore.Options).
+type RestoreOptions = restore.Options
 
-// RestoreResult summarises a restore (see backup.RestoreResult).
-type RestoreResult = backup.RestoreResult
+// RestoreResult summarises a restore (see restore.Result).
+type RestoreResult = restore.Result
 
 // Restore writes a snapshot (or the chosen paths) under target through an
-// os.Root, verifying every chunk; see backup.Restore. A file with damaged
+// os.Root, verifying every chunk; see restore.Restore. A file with damaged
 // or missing data is left out and reported, the rest is restored. Unless
 // opts.Older is set, the user's older snapshots are searched for an intact
 // copy of each file left out.
@@ -104,7 +104,7 @@ func (s *Store) Restore(ctx context.Context, snap *Snapshot, target string, opts
 	if opts.Older == nil {
 		opts.Older = s.OlderSnapshots(snap)
 	}
-	res, err := backup.Restore(ctx, s, snap.Root, target, opts)
+	res, err := restore.Restore(ctx, s, snap.Root, target, opts)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
@@ -112,13 +112,13 @@ func (s *Store) Restore(ctx context.Context, snap *Snapshot, target string, opts
 }
 
 // OlderSnapshots lists the snapshots of sn's user older than sn, newest
-// first, for backup.RestoreOptions.Older.
-func (s *Store) OlderSnapshots(sn *Snapshot) []backup.OlderSnapshot {
-	var out []backup.OlderSnapshot
+// first, for restore.Options.Older.
+func (s *Store) OlderSnapshots(sn *Snapshot) []restore.OlderSnapshot {
+	var out []restore.OlderSnapshot
 	snaps := s.Snapshots(sn.User)
 	for i := len(snaps) - 1; i >= 0; i-- {
 		if snaps[i].ID != sn.ID && snaps[i].Time.Before(sn.Time) {
-			out = append(out, backup.OlderSnapshot{ID: string(snaps[i].ID), Root: snaps[i].Root})
+			out = append(out, restore.OlderSnapshot{ID: string(snaps[i].ID), Root: snaps[i].Root})
 		}
 	}
 	return out

@@ -1,4 +1,4 @@
-package backup
+package restore
 
 import (
 	"context"
@@ -28,8 +28,8 @@ type Source interface {
 	Fetch(ctx context.Context, refs []blob.Ref, fn func(r blob.Ref, raw []byte) error) error
 }
 
-// RestoreOptions choose what Restore writes.
-type RestoreOptions struct {
+// Options choose what Restore writes.
+type Options struct {
 	// Older are the user's snapshots older than the one restored, newest
 	// first. For each file left out as damaged, Restore names the first
 	// of them that holds the same path with every chunk intact (fetched
@@ -42,18 +42,18 @@ type RestoreOptions struct {
 	// Overwrite replaces existing files; without it an existing file is an error.
 	Overwrite bool
 	// Progress, if set, is called after each file with running totals.
-	Progress func(RestoreProgress)
+	Progress func(Progress)
 }
 
-// RestoreProgress reports how far a restore is.
-type RestoreProgress struct {
+// Progress reports how far a restore is.
+type Progress struct {
 	Files, TotalFiles int64
 	Bytes, TotalBytes int64
 	Path              string
 }
 
-// RestoreResult summarises a restore.
-type RestoreResult struct {
+// Result summarises a restore.
+type Result struct {
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
 	// Damaged lists, in path order, the files (and directories) left out
@@ -312,7 +312,7 @@ func Lookup(ctx context.Context, src Source, root chunk.ID, p string) (*manifest
 // left out, never written in part, and listed in Damaged; Restore then
 // returns a *DamagedError (matching blob.ErrDamaged) after restoring
 // everything else.
-func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts RestoreOptions) (*RestoreResult, error) {
+func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts Options) (*Result, error) {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return nil, fmt.Errorf("create restore target: %w", err)
 	}
@@ -321,7 +321,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		return nil, fmt.Errorf("open restore target: %w", err)
 	}
 	defer r.Close()
-	res := &RestoreResult{}
+	res := &Result{}
 	var todo []item
 	paths := opts.Paths
 	if len(paths) == 0 {
@@ -356,7 +356,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			}
 		}
 	}
-	var prog RestoreProgress
+	var prog Progress
 	for _, it := range todo {
 		if it.e.Type == manifest.File {
 			prog.TotalFiles++

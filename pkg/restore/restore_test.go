@@ -1,4 +1,4 @@
-package backup_test
+package restore_test
 
 import (
 	"bytes"
@@ -15,13 +15,14 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // rotSource serves blobs from a real store, counting requests, and flips a
 // byte in the chunks listed in rot (bit rot on the way: the restore's own
 // hash check must catch it).
 type rotSource struct {
-	src      backup.Source
+	src      restore.Source
 	rot      map[chunk.ID]bool
 	requests atomic.Int64
 }
@@ -61,7 +62,7 @@ func TestRestoreManySmallFiles(t *testing.T) {
 
 	clean := &rotSource{src: s}
 	out := t.TempDir()
-	res, err := backup.Restore(context.Background(), clean, sn.Root, out, backup.RestoreOptions{})
+	res, err := restore.Restore(context.Background(), clean, sn.Root, out, restore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +82,14 @@ func TestRestoreManySmallFiles(t *testing.T) {
 	want := []string{"00/entry-000/data", "07/entry-071/data", "05/entry-149/data"}
 	rot := &rotSource{src: s, rot: map[chunk.ID]bool{}}
 	for _, p := range want {
-		e, err := backup.Lookup(context.Background(), s, sn.Root, p)
+		e, err := restore.Lookup(context.Background(), s, sn.Root, p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rot.rot[e.Chunks[0]] = true
 	}
 	out = t.TempDir()
-	res, err = backup.Restore(context.Background(), rot, sn.Root, out, backup.RestoreOptions{})
+	res, err = restore.Restore(context.Background(), rot, sn.Root, out, restore.Options{})
 	if !errors.Is(err, blob.ErrDamaged) {
 		t.Fatalf("restore with damaged chunks: %v", err)
 	}

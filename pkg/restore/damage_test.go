@@ -1,4 +1,4 @@
-package backup_test
+package restore_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -96,7 +97,7 @@ func TestRestoreGoesOnAfterRealDamage(t *testing.T) {
 	}
 	sn, _ := s.Snapshot(u.ID, "latest")
 	look := func(p string) *chunkList {
-		e, err := backup.Lookup(ctx, s, sn.Root, p)
+		e, err := restore.Lookup(ctx, s, sn.Root, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,12 +125,12 @@ func TestRestoreGoesOnAfterRealDamage(t *testing.T) {
 
 	out := t.TempDir()
 	src2 := &missingSource{s: s, missing: map[chunk.ID]bool{missing: true}}
-	res, err := backup.Restore(ctx, src2, sn.Root, out, backup.RestoreOptions{Older: s.OlderSnapshots(sn)})
-	var de *backup.DamagedError
+	res, err := restore.Restore(ctx, src2, sn.Root, out, restore.Options{Older: s.OlderSnapshots(sn)})
+	var de *restore.DamagedError
 	if !errors.As(err, &de) || !errors.Is(err, blob.ErrDamaged) {
 		t.Fatalf("restore of a damaged snapshot: %v", err)
 	}
-	want := []backup.DamagedFile{
+	want := []restore.DamagedFile{
 		{Path: "big.bin"},
 		{Path: "changed.txt", OlderSnapshot: older.Snapshot},
 		{Path: "d2", Dir: true, OlderSnapshot: older.Snapshot},
@@ -183,7 +184,7 @@ type chunkList struct {
 
 // cancelSource cancels the restore after the first chunk of a file.
 type cancelSource struct {
-	src    backup.Source
+	src    restore.Source
 	cancel context.CancelFunc
 	after  chunk.ID
 }
@@ -210,14 +211,14 @@ func TestCancelledRestoreLeavesNoPartialFile(t *testing.T) {
 	writeFile(t, filepath.Join(src, "big.bin"), randBytes(5, 6<<20))
 	mustRun(t, s, u, src, backup.Options{})
 	sn, _ := s.Snapshot(u.ID, "latest")
-	e, err := backup.Lookup(context.Background(), s, sn.Root, "big.bin")
+	e, err := restore.Lookup(context.Background(), s, sn.Root, "big.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := t.TempDir()
-	_, err = backup.Restore(ctx, &cancelSource{src: s, cancel: cancel, after: e.Chunks[0]}, sn.Root, out, backup.RestoreOptions{})
+	_, err = restore.Restore(ctx, &cancelSource{src: s, cancel: cancel, after: e.Chunks[0]}, sn.Root, out, restore.Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled restore: %v", err)
 	}

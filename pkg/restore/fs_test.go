@@ -1,4 +1,4 @@
-package backup_test
+package restore_test
 
 import (
 	"archive/tar"
@@ -14,6 +14,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // TestSnapshotFSAndTar reads a backed-up Journal through SnapshotFS (checked
@@ -32,7 +33,7 @@ func TestSnapshotFSAndTar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys := backup.SnapshotFS(ctx, s, sn.Root)
+	fsys := restore.SnapshotFS(ctx, s, sn.Root)
 	var files []string
 	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -53,12 +54,12 @@ func TestSnapshotFSAndTar(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	st, err := backup.WriteTar(&buf, fsys, nil)
+	st, err := restore.WriteTar(&buf, fsys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	xs, err := backup.ExtractTar(bytes.NewReader(buf.Bytes()), out, false, nil)
+	xs, err := restore.ExtractTar(bytes.NewReader(buf.Bytes()), out, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +75,11 @@ func TestSnapshotFSAndTar(t *testing.T) {
 		entry = filepath.ToSlash(filepath.Dir(files[0]))
 	}
 	buf.Reset()
-	if _, err := backup.WriteTar(&buf, fsys, []string{entry}); err != nil {
+	if _, err := restore.WriteTar(&buf, fsys, []string{entry}); err != nil {
 		t.Fatal(err)
 	}
 	one := t.TempDir()
-	if _, err := backup.ExtractTar(&buf, one, false, nil); err != nil {
+	if _, err := restore.ExtractTar(&buf, one, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(one, filepath.FromSlash(entry))); err != nil {
@@ -86,8 +87,8 @@ func TestSnapshotFSAndTar(t *testing.T) {
 	}
 	// Extracting again refuses to overwrite.
 	buf.Reset()
-	backup.WriteTar(&buf, fsys, []string{entry})
-	if _, err := backup.ExtractTar(&buf, one, false, nil); err == nil {
+	restore.WriteTar(&buf, fsys, []string{entry})
+	if _, err := restore.ExtractTar(&buf, one, false, nil); err == nil {
 		t.Fatal("extracting over existing files succeeded without overwrite")
 	}
 }
@@ -101,7 +102,7 @@ func TestExtractTarStaysInside(t *testing.T) {
 		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 4, Mode: 0o644})
 		tw.Write([]byte("evil"))
 		tw.Close()
-		if _, err := backup.ExtractTar(&buf, target, true, nil); err == nil {
+		if _, err := restore.ExtractTar(&buf, target, true, nil); err == nil {
 			t.Errorf("entry %q was extracted", name)
 		}
 	}
@@ -113,7 +114,7 @@ func TestExtractTarStaysInside(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: "link/escape", Typeflag: tar.TypeReg, Size: 4, Mode: 0o644})
 	tw.Write([]byte("evil"))
 	tw.Close()
-	backup.ExtractTar(&buf, target, true, nil)
+	restore.ExtractTar(&buf, target, true, nil)
 	if _, err := os.Stat(filepath.Join(parent, "escape")); err == nil {
 		t.Fatal("a file was written outside the target")
 	}
