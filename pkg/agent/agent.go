@@ -213,9 +213,12 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 	return reg, nil
 }
 
-// dial connects to the registered server; idle is
-// proto.ClientConfig.IdleTimeout (0: the default).
-func dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
+// Dial connects to the registered server with the laptop's key, checking
+// the server's key against the pinned one; idle is
+// proto.ClientConfig.IdleTimeout (0: the default). It fails with
+// ErrNotRegistered if the laptop has not registered. The caller closes the
+// client.
+func Dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
 	reg, err := st.Registration()
 	if err != nil {
 		return nil, nil, err
