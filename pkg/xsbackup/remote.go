@@ -42,6 +42,12 @@ func state(dir string) agent.State {
 // register). Backups through the Repo are the laptop's backups: they share
 // its history on the server, its file cache and its record of the day's
 // backup with xo-backup's timer.
+//
+// When the server is busy, Backup waits for the slot it reserves if that
+// is within 10 minutes (cancel ctx to stop waiting), and otherwise fails
+// with ErrBusy. Listing and reading snapshots use one connection opened by
+// Dial; if it is lost (the server restarted, the network went away), those
+// calls fail and the Repo must be closed and dialled again.
 func Dial(ctx context.Context, stateDir string, opts Options) (*Repo, error) {
 	st := state(stateDir)
 	if _, err := st.Registration(); err != nil {
