@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
@@ -139,24 +140,11 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
+// writeAtomic writes a state file atomically and durably: its loss would
+// mean registering again (key, server.json), a missed slot (slot.json) or
+// reading every file again (cache).
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 func writeJSON(path string, v any) error {
@@ -225,9 +213,12 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 	return reg, nil
 }
 
-// dial connects to the registered server; idle is
-// proto.ClientConfig.IdleTimeout (0: the default).
-func dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
+// Dial connects to the registered server with the laptop's key, checking
+// the server's key against the pinned one; idle is
+// proto.ClientConfig.IdleTimeout (0: the default). It fails with
+// ErrNotRegistered if the laptop has not registered. The caller closes the
+// client.
+func Dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
 	reg, err := st.Registration()
 	if err != nil {
 		return nil, nil, err

@@ -25,7 +25,7 @@ func RestoreLink(ctx context.Context, st State, lifetime time.Duration) (string,
 		lifetime = DefaultLinkLifetime
 	}
 	lifetime = min(lifetime, proto.MaxLinkLifetime)
-	c, reg, err := dial(ctx, st, 0)
+	c, reg, err := Dial(ctx, st, 0)
 	if err != nil {
 		return "", time.Time{}, err
 	}

@@ -18,6 +18,14 @@ type netSource struct {
 	codec *chunk.Codec
 }
 
+// NewSource returns a restore.Source that reads blobs from the server
+// through c, decompressing them with codec (which must stay open while the
+// source is used): restore.Restore, restore.SnapshotFS and restore.Walk work on
+// it as they do on a store.
+func NewSource(c *proto.Client, codec *chunk.Codec) restore.Source {
+	return &netSource{c: c, codec: codec}
+}
+
 // Fetch implements restore.Source. A blob the server does not have (not
 // found, though a snapshot references it) is as lost as a damaged one: the
 // error then matches blob.ErrDamaged, and the restore goes on without the
@@ -45,7 +53,7 @@ func (n *netSource) fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref
 
 // Snapshots lists this laptop's snapshots on the server, oldest first.
 func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
-	c, _, err := dial(ctx, st, 0)
+	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +93,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 			return nil, nil, fmt.Errorf("%s is not empty: restoring the whole Journal over it could mix two Journals; move it away first, or use --force to overwrite", o.Target)
 		}
 	}
-	c, _, err := dial(ctx, st, 0)
+	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
 		return nil, nil, err
 	}

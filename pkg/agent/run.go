@@ -123,7 +123,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, fmt.Errorf("backup source: %w", err)
 	}
 
-	c, _, err := dial(ctx, st, o.IdleTimeout)
+	c, _, err := Dial(ctx, st, o.IdleTimeout)
 	if errors.Is(err, proto.ErrUnreachable) {
 		return skip(err.Error())
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 )
@@ -119,7 +120,8 @@ func (c *Cache) decode(r *bufio.Reader) error {
 	return nil
 }
 
-// Save writes the cache atomically, keeping only the files the last run saw.
+// Save writes the cache atomically and durably (atomicfile.WriteFile),
+// keeping only the files the last run saw.
 func (c *Cache) Save(path string) error {
 	var b bytes.Buffer
 	b.WriteString(cacheMagic)
@@ -152,16 +154,7 @@ func (c *Cache) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		f.Sync()
-		f.Close()
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, b.Bytes(), 0o600)
 }
 
 // Reset forgets everything (used when the server no longer has what the

@@ -19,13 +19,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
 // LoadOrCreateKey reads the server's ed25519 key from path, creating it
-// (mode 0600) if it does not exist.
+// (mode 0600) if it does not exist. A new key is written atomically and
+// fsynced (atomicfile.WriteFile) before it is returned: a power cut right
+// after the first start leaves no key or the whole key, never an empty
+// one that every laptop's pin would then disagree with.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -36,11 +40,10 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return nil, err
 		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
 			return nil, err
 		}
-		return key, os.Rename(tmp, path)
+		return key, nil
 	}
 	if err != nil {
 		return nil, err

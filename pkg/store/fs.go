@@ -79,6 +79,15 @@ func (d osFS) Free() (uint64, error) {
 // writeFileAtomic writes data to name through a temporary file, fsyncs it,
 // renames it into place and fsyncs the directory: after it returns, name
 // holds data even across a power loss, and a crash never leaves it half written.
+//
+// It takes the same five steps as internal/atomicfile.WriteFile (temp file
+// in the same directory, write, fsync, rename, fsync the directory; the
+// temp file removed on failure), but through the store's FS so that the
+// fault-injection tests (fault_test.go) can fail each step. Files outside
+// the store use atomicfile. The temporary name is fixed (name+".tmp"):
+// writers of one name are serialised by the store's locks (s.mu, refMu, or
+// Open), and a temporary left by a crash is overwritten by the next write
+// instead of piling up.
 func writeFileAtomic(fsys FS, name string, data []byte) error {
 	dir := filepath.ToSlash(filepath.Dir(filepath.FromSlash(name)))
 	if err := fsys.MkdirAll(dir, 0o750); err != nil {

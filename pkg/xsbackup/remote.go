@@ -1,0 +1,147 @@
+package xsbackup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/agent"
+	"github.com/xs-backup/xs-backup/pkg/restore"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/proto"
+)
+
+// RegisterOptions configure Register: the server (host or host:port), the
+// laptop's serial ("" reads the XO's), a nickname, a claim code from staff.
+type RegisterOptions = agent.RegisterOptions
+
+// Registration is what Register recorded in the state directory.
+type Registration = agent.Registration
+
+// Register registers this laptop with a school server, as xo-backup
+// register does: it creates the laptop's key in stateDir ("" means the
+// Sugar default, ~/.sugar/default/xs-backup) if there is none, and pins the
+// server's key. Depending on the server's configuration the registration
+// may wait for staff approval (Registration.Approved is then false).
+func Register(ctx context.Context, stateDir string, o RegisterOptions) (*Registration, error) {
+	return agent.Register(ctx, state(stateDir), o)
+}
+
+func state(dir string) agent.State {
+	if dir == "" {
+		dir = agent.DefaultStateDir()
+	}
+	return agent.State{Dir: dir}
+}
+
+// Dial connects to the school server this laptop registered with, using the
+// registration in stateDir ("" means the Sugar default, the directory
+// xo-backup uses). It fails with an error matching ErrNotRegistered if the
+// laptop has not registered: call Register first (or run xo-backup
+// register). Backups through the Repo are the laptop's backups: they share
+// its history on the server, its file cache and its record of the day's
+// backup with xo-backup's timer.
+//
+// When the server is busy, Backup waits for the slot it reserves if that
+// is within 10 minutes (cancel ctx to stop waiting), and otherwise fails
+// with ErrBusy. Listing and reading snapshots use one connection opened by
+// Dial; if it is lost (the server restarted, the network went away), those
+// calls fail and the Repo must be closed and dialled again.
+func Dial(ctx context.Context, stateDir string, opts Options) (*Repo, error) {
+	st := state(stateDir)
+	if _, err := st.Registration(); err != nil {
+		if errors.Is(err, agent.ErrNotRegistered) {
+			return nil, fmt.Errorf("xsbackup: no registration in %s; call xsbackup.Register first (or run xo-backup register --server HOST): %w", st.Dir, err)
+		}
+		return nil, fmt.Errorf("xsbackup: %w", err)
+	}
+	c, _, err := agent.Dial(ctx, st, 0)
+	if err != nil {
+		return nil, fmt.Errorf("xsbackup: connect to the school server: %w", err)
+	}
+	codec, err := chunk.NewCodec()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Repo{opts: opts, be: &remote{st: st, c: c, codec: codec}}, nil
+}
+
+// remote is a school server: backups and restores go through pkg/agent
+// (each on its own connection, as xo-backup's), listing and reading
+// snapshots through one connection kept open.
+type remote struct {
+	st    agent.State
+	c     *proto.Client
+	codec *chunk.Codec
+}
+
+func snapshotInfo(sn proto.SnapshotInfo) Snapshot {
+	return Snapshot{ID: sn.ID, Time: sn.Time, Files: sn.Files, Size: sn.Size, Pinned: sn.Pinned}
+}
+
+func (r *remote) backup(ctx context.Context, dir string, o Options) (Snapshot, error) {
+	ex := o.Exclude
+	if ex == nil {
+		ex = noExclude
+	}
+	res, err := agent.Run(ctx, r.st, agent.RunOptions{Source: dir, Force: true, Exclude: ex, Progress: o.Progress, Host: o.Host})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("xsbackup: backup %s: %w", dir, err)
+	}
+	switch res.Outcome {
+	case agent.Later:
+		return Snapshot{}, fmt.Errorf("%w: the school server reserved a slot at %s; call Backup again then", ErrBusy, res.Slot.Format(time.RFC3339))
+	case agent.Skipped:
+		return Snapshot{}, fmt.Errorf("%w: backup not done: %s", ErrBusy, res.Reason)
+	}
+	sns, err := r.c.Snapshots(ctx)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("xsbackup: snapshot %s is safe, but listing it failed: %w", res.Backup.Snapshot, err)
+	}
+	for _, sn := range sns {
+		if sn.ID == res.Backup.Snapshot {
+			return snapshotInfo(sn), nil
+		}
+	}
+	return Snapshot{ID: res.Backup.Snapshot, Files: res.Backup.Files, Size: res.Backup.BytesScanned}, nil
+}
+
+func (r *remote) snapshots(ctx context.Context) ([]Snapshot, error) {
+	sns, err := r.c.Snapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("xsbackup: list snapshots: %w", err)
+	}
+	var out []Snapshot
+	for _, sn := range sns {
+		out = append(out, snapshotInfo(sn))
+	}
+	return out, nil
+}
+
+func (r *remote) find(ctx context.Context, id string) (chunk.ID, error) {
+	sns, err := r.c.Snapshots(ctx)
+	if err != nil {
+		return chunk.ID{}, fmt.Errorf("xsbackup: list snapshots: %w", err)
+	}
+	for _, sn := range sns {
+		if sn.ID == id {
+			return sn.Root, nil
+		}
+	}
+	return chunk.ID{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+}
+
+func (r *remote) source() restore.Source { return agent.NewSource(r.c, r.codec) }
+
+func (r *remote) restore(ctx context.Context, id, target string, paths []string) error {
+	_, _, err := agent.Restore(ctx, r.st, agent.RestoreOptions{Snapshot: id, Target: target, Paths: paths})
+	return err
+}
+
+func (r *remote) close() error {
+	err := r.c.Close()
+	r.codec.Close()
+	return err
+}
