@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
-	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
-	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // RegisterOptions configure Register: the server (host or host:port), the

@@ -12,9 +12,9 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/backup"
-	"github.com/xs-backup/xs-backup/pkg/restore"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
 // Errors callers may branch on (with errors.Is).
