@@ -44,9 +44,14 @@ type Daemon struct {
 	Cmd  *exec.Cmd
 	Addr string
 	Data string
+	// PageAddr is the restore page's address (host:port), from the log.
+	PageAddr string
 }
 
-var readyRe = regexp.MustCompile(`listen=(\S+)`)
+var (
+	readyRe = regexp.MustCompile(`listen=(\S+)`)
+	pageRe  = regexp.MustCompile(`msg="restore page" addr=(\S+)`)
+)
 
 // StartDaemon starts xs-backupd on a free loopback port and waits until it is ready.
 func StartDaemon(t testing.TB, data string, extra ...string) *Daemon {
@@ -82,6 +87,9 @@ func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			if m := pageRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				d.PageAddr = m[1]
+			}
 			if m := readyRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true

@@ -35,14 +35,25 @@ func Serve(ctx context.Context, svc *Service, path string) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: Handler(svc), ReadHeaderTimeout: 10 * time.Second}
+	// Calls keep running past ctx (a staff restore in progress finishes):
+	// at ctx's end the socket stops accepting and Serve returns once the
+	// calls in progress are done, or after 20 s.
+	srv := &http.Server{Handler: Handler(svc), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		srv.Close()
+		grace, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if srv.Shutdown(grace) != nil {
+			srv.Close()
+		}
 		os.Remove(path)
 	}()
 	err = srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
 		return nil
 	}
 	return err

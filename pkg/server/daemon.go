@@ -123,65 +123,123 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	return &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{})}, nil
 }
 
-// Run serves until ctx is done, then shuts down cleanly: requests in
-// progress finish (at most 20 s), the store is closed. Everything
+// ShutdownGrace is how long requests in progress (uploads, commits,
+// restores, admin calls, page downloads) may run on after a stop signal.
+const ShutdownGrace = 20 * time.Second
+
+// Run serves until ctx is done, then shuts down in order: stop accepting
+// anything new; let requests in progress finish (at most ShutdownGrace:
+// they keep their own contexts, so a laptop in the middle of an upload is
+// not cut off by the signal); stop the nightly run at a safe point; join
+// every goroutine Run started; close the store last. Everything
 // acknowledged to a laptop was durable before it was acknowledged.
-func (d *Daemon) Run(ctx context.Context) error {
-	defer d.Store.Close()
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := d.Store.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
 	pc, err := net.ListenPacket("udp", d.Config.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another xs-backupd running?)", d.Config.Listen, err)
 	}
 	defer pc.Close()
 	d.Addr = pc.LocalAddr()
-	var hs *http.Server
+
+	// serveCtx outlives the signal: it carries requests in progress and
+	// ends only when they are done (or the grace period is over).
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		runErr  error
+		failed  = make(chan struct{})
+		failOne sync.Once
+	)
+	fail := func(err error) {
+		if err == nil {
+			return
+		}
+		errMu.Lock()
+		if runErr == nil {
+			runErr = err
+		}
+		errMu.Unlock()
+		failOne.Do(func() { close(failed) })
+	}
+	spawn := func(fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail(fn())
+		}()
+	}
+	var https []*http.Server
+	serveHTTP := func(ln net.Listener, h http.Handler, readHeader time.Duration) {
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: readHeader, IdleTimeout: time.Minute,
+			BaseContext: func(net.Listener) context.Context { return serveCtx }}
+		https = append(https, hs)
+		spawn(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	// Listeners first, so that a bad address fails before anything runs.
+	var metricsLn, pageLn net.Listener
 	if d.Config.Metrics != "" {
-		ln, err := net.Listen("tcp", d.Config.Metrics)
-		if err != nil {
+		if metricsLn, err = net.Listen("tcp", d.Config.Metrics); err != nil {
 			return fmt.Errorf("metrics listener on %s: %w", d.Config.Metrics, err)
 		}
+	}
+	if d.Config.RestorePage.Listen != "" {
+		if pageLn, err = net.Listen("tcp", d.Config.RestorePage.Listen); err != nil {
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+			return fmt.Errorf("restore page listener on %s: %w (set [restore_page] listen, or \"\" to disable it)", d.Config.RestorePage.Listen, err)
+		}
+	}
+	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			d.WriteMetrics(w)
 		})
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(ln)
-		defer hs.Close()
-		d.Log.Info("metrics", "addr", ln.Addr().String())
+		serveHTTP(metricsLn, mux, 5*time.Second)
+		d.Log.Info("metrics", "addr", metricsLn.Addr().String())
+	}
+	if pageLn != nil {
+		page := &RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey(), Log: d.Log,
+			CacheBytes: int64(d.Config.RestorePage.CacheBytes), Concurrent: d.Config.RestorePage.Concurrent}
+		serveHTTP(pageLn, page.Handler(), 10*time.Second)
+		d.PageAddr = pageLn.Addr()
+		announce := d.Config.RestorePage.URL
+		if announce == "" {
+			announce = fmt.Sprintf(":%d", pageLn.Addr().(*net.TCPAddr).Port)
+		}
+		d.Server.SetRestorePage(announce)
+		d.Log.Info("restore page", "addr", pageLn.Addr().String(), "announced", announce)
 	}
 	sock := d.Config.AdminSocket
 	if sock == "" {
 		sock = filepath.Join(d.Config.Data, admin.DefaultSocket)
 	}
-	if d.Config.RestorePage.Listen != "" {
-		ln, err := net.Listen("tcp", d.Config.RestorePage.Listen)
-		if err != nil {
-			return fmt.Errorf("restore page listener on %s: %w (set [restore_page] listen, or \"\" to disable it)", d.Config.RestorePage.Listen, err)
-		}
-		page := &RestorePage{Store: d.Store, ServerKey: d.Server.PublicKey(), Log: d.Log,
-			CacheBytes: int64(d.Config.RestorePage.CacheBytes), Concurrent: d.Config.RestorePage.Concurrent}
-		ws := &http.Server{Handler: page.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-		go ws.Serve(ln)
-		defer ws.Close()
-		d.PageAddr = ln.Addr()
-		announce := d.Config.RestorePage.URL
-		if announce == "" {
-			announce = fmt.Sprintf(":%d", ln.Addr().(*net.TCPAddr).Port)
-		}
-		d.Server.SetRestorePage(announce)
-		d.Log.Info("restore page", "addr", ln.Addr().String(), "announced", announce)
-	}
-	errc := make(chan error, 2)
-	go func() {
-		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
-			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink)}, sock); err != nil {
-			errc <- err
-		}
-	}()
-	go func() { errc <- d.Server.Serve(ctx, pc) }()
+	adminCtx, stopAdmin := context.WithCancel(serveCtx)
+	defer stopAdmin()
+	spawn(func() error {
+		return admin.Serve(adminCtx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink)}, sock)
+	})
+	spawn(func() error { return d.Server.Serve(serveCtx, pc) })
+	// The nightly run stops at the signal, at its next safe point (every
+	// step of the lifecycle checks its context between batches).
+	nightCtx, stopNight := context.WithCancel(ctx)
+	defer stopNight()
 	if h, m, ok, _ := d.Config.lifecycleAt(); ok {
-		go d.nightly(ctx, h, m)
+		spawn(func() error { d.nightly(nightCtx, h, m); return nil })
 	}
 	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
 		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "capacity", d.Config.Capacity)
@@ -189,19 +247,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	notifySystemd("READY=1")
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		if err != nil {
-			return err
-		}
+	case <-failed:
 	}
 	notifySystemd("STOPPING=1")
-	d.Log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	d.Log.Info("shutting down: requests in progress may finish", "grace", ShutdownGrace)
+	stopNight()
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
 	defer cancel()
-	if err := d.Server.Shutdown(sctx); err != nil {
-		d.Log.Warn("shutdown: requests still running were cut off", "err", err)
+	if err := d.Server.Shutdown(grace); err != nil {
+		d.Log.Warn("shutdown: uploads still running were cut off", "err", err)
 	}
-	return nil
+	for _, hs := range https {
+		if err := hs.Shutdown(grace); err != nil {
+			d.Log.Warn("shutdown: page requests still running were cut off", "err", err)
+			hs.Close()
+		}
+	}
+	stopAdmin() // admin.Serve lets calls in progress finish within its own grace
+	stopServing()
+	wg.Wait()
+	d.Log.Info("stopped")
+	errMu.Lock()
+	defer errMu.Unlock()
+	return runErr
 }
 
 // WriteMetrics writes the protocol's and the lifecycle's metrics in the
