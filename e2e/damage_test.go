@@ -142,3 +142,32 @@ func TestCheckAfterUncleanStop(t *testing.T) {
 	runBackup(t, state, src, "--force")
 	restoreAll(t, state, src)
 }
+
+// TestAdminTextWithDaemonStopped: with xs-backupd stopped, xs-admin opens the
+// store itself and its text output is the same as through the daemon (it
+// printed nothing for users, snapshots and quota).
+func TestAdminTextWithDaemonStopped(t *testing.T) {
+	data := t.TempDir()
+	d := StartDaemon(t, data)
+	state, src := t.TempDir(), newJournal(t, 41)
+	if _, e, code := register(t, d, state, "SHC601"); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	runBackup(t, state, src)
+	live := map[string]string{}
+	cmds := [][]string{{"users"}, {"snapshots", "SHC601"}, {"quota"}}
+	for _, c := range cmds {
+		out, _, _ := admin(t, data, c...)
+		live[c[0]] = out
+	}
+	d.Stop(t)
+	for _, c := range cmds {
+		out, errOut, code := admin(t, data, c...)
+		if code != 0 || !strings.Contains(out, "SHC601") && c[0] != "snapshots" || strings.Count(out, "\n") < 2 {
+			t.Errorf("xs-admin %s with the daemon stopped: exit %d\n%s%s", strings.Join(c, " "), code, out, errOut)
+		}
+		if out != live[c[0]] {
+			t.Errorf("xs-admin %s differs with the daemon stopped:\n%s\nwith it running:\n%s", c[0], out, live[c[0]])
+		}
+	}
+}

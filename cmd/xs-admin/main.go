@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -292,7 +293,17 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 		return nil, err
 	}
 	defer s.Close()
-	return (&admin.Service{S: s}).Do(ctx, cmd, a)
+	res, err := (&admin.Service{S: s}).Do(ctx, cmd, a)
+	if err != nil || res == nil {
+		return res, err
+	}
+	// The same typed result as through the daemon's socket, so that the
+	// text printer knows it (it printed nothing for a stopped daemon).
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return out, json.Unmarshal(b, out)
 }
 
 // advice says what staff should do after an error.
