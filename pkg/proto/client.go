@@ -181,6 +181,12 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		if errors.Is(err, ErrServerKeyChanged) {
 			return nil, ErrServerKeyChanged
 		}
+		// The server answered and refused (revoked, busy…): its kind, not
+		// "unreachable" (an ApplicationError is also a net.Error).
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) && ae.Remote {
+			return nil, wireErr(err)
+		}
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w (%s): %v", ErrUnreachable, cfg.Addr, err)
@@ -221,16 +227,20 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 	}
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
-	if err := write(st); err != nil {
-		st.CancelWrite(0)
-		// The server may have answered with an error before we finished.
+	// The server may answer with an error (and stop reading) before the
+	// request is all written: that answer is the error to return.
+	answered := func(err error) error {
 		if _, _, _, rerr := readFrame(st, nil); rerr != nil && KindOf(rerr) != KindInternal {
 			return rerr
 		}
 		return wireErr(err)
 	}
+	if err := write(st); err != nil {
+		st.CancelWrite(0)
+		return answered(err)
+	}
 	if err := st.Close(); err != nil {
-		return wireErr(err)
+		return answered(err)
 	}
 	return wireErr(read(st))
 }
