@@ -188,10 +188,7 @@ func cmdRun(ctx context.Context, st agent.State, args []string) int {
 		if !*jsonOut {
 			fail(err)
 		}
-		if errors.Is(err, proto.ErrOverQuota) {
-			return cli.ExitOverQuota
-		}
-		return cli.ExitFailed
+		return cli.ExitCode(err)
 	}
 	switch res.Outcome {
 	case agent.Skipped:

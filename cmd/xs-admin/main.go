@@ -194,7 +194,7 @@ func run(args []string) int {
 		if errors.Is(err, admin.ErrUsage) {
 			return cli.ExitUsage
 		}
-		if hint := advice(err); hint != "" {
+		if hint := cli.StaffAdvice(err); hint != "" {
 			fmt.Fprintln(os.Stderr, "xs-admin:", hint)
 		}
 		return cli.ExitFailed
@@ -306,18 +306,6 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	return out, json.Unmarshal(b, out)
 }
 
-// advice says what staff should do after an error.
-func advice(err error) string {
-	switch {
-	case errors.Is(err, store.ErrIndexDamaged):
-		return "the index is damaged; it is rebuilt from the pack files by: systemctl stop xs-backupd; xs-admin check --repair"
-	case errors.Is(err, store.ErrStorageFull):
-		return "free disk space: xs-admin gc --dry-run shows what garbage collection can give back, and xs-admin gc --expire-pending also releases the uploads of unfinished backups"
-	case errors.Is(err, store.ErrLocked):
-		return "xs-backupd has the store open: run xs-admin on the same --data (or --socket) as the daemon, or stop it first"
-	}
-	return ""
-}
 
 // pr makes text from a laptop (titles, names, paths) safe for a terminal.
 func pr(s string) string { return journal.Printable(s) }

@@ -18,6 +18,7 @@ var layer = map[string]int{
 	"internal/bucket":     0,
 	"internal/atomicfile": 0,
 	"pkg/chunk":           0,
+	"pkg/errkind":         0,
 	"pkg/journal":         0,
 	"pkg/blob":            1,
 	"pkg/manifest":        1,

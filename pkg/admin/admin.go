@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -573,4 +574,29 @@ type response struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
 	Usage  bool            `json:"usage,omitempty"`
+	// Kind is the error's errkind.Kind (0: none known), so that xs-admin
+	// gives the same advice through the socket as on a stopped daemon.
+	Kind errkind.Kind `json:"kind,omitempty"`
+}
+
+// errResponse is the answer carrying err.
+func errResponse(err error) response {
+	r := response{Error: err.Error(), Usage: errors.Is(err, ErrUsage)}
+	if k := errkind.Of(err); k != errkind.Internal {
+		r.Kind = k
+	}
+	return r
+}
+
+// err rebuilds the error of an answer, with its kind.
+func (r response) err() error {
+	switch {
+	case r.Error == "":
+		return nil
+	case r.Usage:
+		return fmt.Errorf("%w: %s", ErrUsage, strings.TrimPrefix(r.Error, ErrUsage.Error()+": "))
+	case r.Kind.Valid():
+		return &errkind.Error{Kind: r.Kind, Msg: strings.TrimPrefix(r.Error, r.Kind.String()+": ")}
+	}
+	return errors.New(r.Error)
 }

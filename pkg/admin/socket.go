@@ -97,7 +97,7 @@ func Handler(svc *Service) http.Handler {
 			b, _ := json.Marshal(de.Files)
 			w.Header().Set(trailerDamaged, base64.StdEncoding.EncodeToString(b))
 		} else if err != nil {
-			b, _ := json.Marshal(response{Error: err.Error(), Usage: errors.Is(err, ErrUsage)})
+			b, _ := json.Marshal(errResponse(err))
 			w.Header().Set(trailerError, base64.StdEncoding.EncodeToString(b))
 		}
 	})
@@ -107,7 +107,7 @@ func Handler(svc *Service) http.Handler {
 func writeResp(w http.ResponseWriter, res any, err error) {
 	var out response
 	if err != nil {
-		out.Error, out.Usage = err.Error(), errors.Is(err, ErrUsage)
+		out = errResponse(err)
 	} else {
 		out.Result, _ = json.Marshal(res)
 	}
@@ -158,11 +158,8 @@ func (c *Client) Do(ctx context.Context, cmd string, a Args, out any) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&r); err != nil {
 		return fmt.Errorf("admin socket: bad answer: %w", err)
 	}
-	if r.Error != "" {
-		if r.Usage {
-			return fmt.Errorf("%w: %s", ErrUsage, r.Error)
-		}
-		return errors.New(r.Error)
+	if err := r.err(); err != nil {
+		return err
 	}
 	if out != nil {
 		return json.Unmarshal(r.Result, out)
@@ -188,10 +185,7 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&r); err != nil {
 			return fmt.Errorf("admin socket: bad answer: %w", err)
 		}
-		if r.Usage {
-			return fmt.Errorf("%w: %s", ErrUsage, r.Error)
-		}
-		return errors.New(r.Error)
+		return r.err()
 	}
 	total, _ := strconv.ParseInt(resp.Header.Get("X-Total-Bytes"), 10, 64)
 	ferr := fn(total, resp.Body)
@@ -200,7 +194,7 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 	if v := resp.Trailer.Get(trailerError); v != "" {
 		var r response
 		if b, err := base64.StdEncoding.DecodeString(v); err == nil && json.Unmarshal(b, &r) == nil && r.Error != "" {
-			return fmt.Errorf("the daemon stopped the export: %s", r.Error)
+			return fmt.Errorf("the daemon stopped the export: %w", r.err())
 		}
 	}
 	if ferr != nil {

@@ -5,10 +5,10 @@
 package blob
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 )
 
 // Type says what a blob holds. The values are stored on disk and sent on the
@@ -57,8 +57,8 @@ type Blob struct {
 // ErrNotHeld is returned by a commit that references a blob the user does not
 // hold: never uploaded by them, or no longer on the server. A client that
 // trusted a local cache should forget it and back up again from scratch.
-var ErrNotHeld = errors.New("blob not uploaded by this user")
+var ErrNotHeld = errkind.ErrNotHeld
 
 // ErrDamaged is returned for a blob whose stored bytes fail their checksum or
 // hash. A restore skips the files that use it and restores the rest.
-var ErrDamaged = errors.New("stored data is damaged")
+var ErrDamaged = errkind.ErrDamaged

@@ -3,10 +3,10 @@ package proto
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -160,11 +160,9 @@ func decodeJSON(payload []byte, v any) error {
 
 func writeError(w io.Writer, err error) error {
 	k := KindOf(err)
-	msg := err.Error()
-	var e *Error
-	if errors.As(err, &e) {
-		msg = e.Msg
-	}
+	// The whole message, less the kind's name it starts with when it wraps
+	// a sentinel ("not found: snapshot x" is sent as kind + "snapshot x").
+	msg := strings.TrimPrefix(err.Error(), k.String()+": ")
 	if len(msg) > 4096 {
 		msg = msg[:4096]
 	}

@@ -77,31 +77,9 @@ func (b *Backend) pendingFull() error {
 
 var _ proto.Backend = (*Backend)(nil)
 
-// wireErr gives store errors the kind the laptop understands.
-func wireErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *proto.Error
-	if errors.As(err, &pe) {
-		return err
-	}
-	for _, m := range []struct {
-		target error
-		kind   proto.Kind
-	}{
-		{store.ErrNotFound, proto.KindNotFound}, {store.ErrExists, proto.KindExists},
-		{store.ErrHashMismatch, proto.KindHashMismatch}, {store.ErrInvalid, proto.KindBadRequest},
-		{store.ErrNotOwned, proto.KindNotHeld}, {store.ErrOverQuota, proto.KindOverQuota},
-		{store.ErrStorageFull, proto.KindStorageFull}, {store.ErrCorrupt, proto.KindDamaged},
-		{store.ErrRevoked, proto.KindRevoked}, {context.DeadlineExceeded, proto.KindTimeout},
-	} {
-		if errors.Is(err, m.target) {
-			return &proto.Error{Kind: m.kind, Msg: err.Error()}
-		}
-	}
-	return err
-}
+// wireErr is the error a laptop is told. Store errors already carry their
+// kind (pkg/errkind), which crosses the wire with the message.
+func wireErr(err error) error { return err }
 
 // Params implements proto.Backend.
 func (b *Backend) Params() chunk.Params { return b.S.Params() }
