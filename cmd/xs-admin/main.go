@@ -306,7 +306,6 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 	return out, json.Unmarshal(b, out)
 }
 
-
 // pr makes text from a laptop (titles, names, paths) safe for a terminal.
 func pr(s string) string { return journal.Printable(s) }
 
