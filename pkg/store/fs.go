@@ -131,7 +131,7 @@ func readFile(fsys FS, name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if st.Size() > max {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed: the file is damaged; run xs-admin check", name, st.Size(), max)
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrCorrupt, name, st.Size(), max)
 	}
 	b := make([]byte, st.Size())
 	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {

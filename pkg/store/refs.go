@@ -90,7 +90,7 @@ func (s *Store) runJobs(ctx context.Context) error {
 					return err
 				}
 				if err := json.Unmarshal(v, j); err != nil {
-					return fmt.Errorf("%w: job record: %v; run xs-admin check --repair", ErrCorrupt, err)
+					return fmt.Errorf("%w: a reference-counting job record does not decode: %v", ErrIndexDamaged, err)
 				}
 				j.Seq = binary.BigEndian.Uint64(it.Item().Key()[1:])
 				jobs = append(jobs, j)
@@ -671,7 +671,7 @@ func (s *Store) appliedRoot(key []byte) (chunk.ID, error) {
 			return err
 		}
 		if len(v) != len(root) {
-			return fmt.Errorf("%w: applied-snapshot record without its root; run xs-admin check --repair", ErrCorrupt)
+			return fmt.Errorf("%w: an applied-snapshot record has no root", ErrIndexDamaged)
 		}
 		copy(root[:], v)
 		return nil

@@ -275,7 +275,7 @@ func (s *Store) lockDir() error {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return fmt.Errorf("%w (%s): stop xs-backupd or use its admin socket", ErrLocked, s.dir)
+		return fmt.Errorf("%w: %s is open in another process", ErrLocked, s.dir)
 	}
 	s.lock = f
 	return nil
