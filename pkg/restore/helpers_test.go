@@ -4,16 +4,11 @@ package restore_test
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
-	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/pkg/backup"
-	"github.com/xs-backup/xs-backup/pkg/chunk"
-	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -54,35 +49,6 @@ func mustRun(t *testing.T, s *store.Store, u *store.User, dir string, opts backu
 	return res
 }
 
-// paths lists every path in the snapshot tree root.
-func paths(t *testing.T, s *store.Store, root chunk.ID) []string {
-	t.Helper()
-	var out []string
-	err := s.Walk(context.Background(), root, func(p string, e *manifest.Entry) error {
-		out = append(out, p)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func restoreLatest(t *testing.T, s *store.Store, u *store.User, want string, skip func(string, bool) bool) {
-	t.Helper()
-	sn, err := s.Snapshot(u.ID, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	if _, err := s.Restore(context.Background(), sn, out, store.RestoreOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := dircmp.Compare(want, out, skip); err != nil {
-		t.Fatalf("restore differs from the source: %v", err)
-	}
-}
-
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -93,18 +59,3 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-func dataFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() == "data" {
-			out = append(out, p)
-		}
-		return nil
-	})
-	slices.Sort(out)
-	if len(out) == 0 {
-		t.Fatal("no data files generated")
-	}
-	return out
-}
