@@ -579,8 +579,8 @@ func (c *serverConn) startSession(restore bool) bool {
 	c.end = func() {}
 	if !restore {
 		c.end = c.s.cfg.Backend.BeginSession(c.acct.ID)
+		c.s.m.sessions.Add(1)
 	}
-	c.s.m.sessions.Add(1)
 	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
 		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
 	})
