@@ -33,6 +33,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'BoundedMemory' ./pkg/chunk/
+	$(GO) test -count=1 -timeout 5m -run 'TestSchoolMorningScaled' ./bench/traffic/
 
 # Every fuzz target, briefly (make fuzz runs them long).
 fuzz-smoke:

@@ -317,17 +317,18 @@ func (a *admission) estimate(now time.Time, e *entry) time.Duration {
 	if e.lane == laneBulk && a.byteRate > 0 {
 		secs = a.bulkWait(now, ahead)
 	} else {
-		// Small ones at the measured session rate; before anything is
-		// measured, assume 5-second sessions, and never assume
+		// Small ones at the measured session rate, never assuming
 		// sessions longer than a minute: early is cheap (a laptop back
 		// early is held or told again), late leaves places empty.
 		rate := max(a.rate[e.lane], limit/60)
-		if a.rate[e.lane] == 0 {
-			rate = limit / 5
-		}
 		secs = float64(len(ahead)+1) / rate
 	}
-	d := time.Duration(0.8 * secs * float64(time.Second))
+	d := time.Duration(0.6 * secs * float64(time.Second))
+	if a.rate[e.lane] == 0 && a.byteRate == 0 {
+		// Nothing measured yet (the first minute of a morning, while
+		// the limits are still growing): come back soon and ask again.
+		d = min(d, a.cfg.Hold)
+	}
 	return min(max(d, time.Second), a.cfg.MaxComeBack)
 }
 
@@ -416,23 +417,24 @@ func (a *admission) tick(now time.Time, s sample) {
 	a.last = now
 	const alpha = 0.3
 	doneSmall := a.doneN[laneSmall]
+	// A lane's limit held laptops back if one of them waits, connected,
+	// or the lane is full: only then does the lane's drain rate measure
+	// what the server can do (an idle lane, or one whose laptops are
+	// away until told, measures only how few came).
+	var binding [nLanes]bool
+	for _, e := range a.waiting {
+		if e.present {
+			binding[e.lane] = true
+		}
+	}
 	for l := range nLanes {
-		if a.n[l] > 0 || a.doneN[l] > 0 {
-			a.demand[l] = true
-		}
-		for _, e := range a.waiting {
-			if e.lane == l {
-				a.demand[l] = true
-				break
-			}
-		}
-		if a.demand[l] && (a.doneN[l] > 0 || a.rate[l] > 0) {
-			r := float64(a.doneN[l]) / dt
-			if a.rate[l] == 0 {
-				a.rate[l] = r
-			} else {
-				a.rate[l] += alpha * (r - a.rate[l])
-			}
+		binding[l] = binding[l] || a.n[l] >= a.lim[l].limit()
+		r := float64(a.doneN[l]) / dt
+		switch {
+		case a.rate[l] == 0 && a.doneN[l] > 0:
+			a.rate[l] = r
+		case binding[l] || r > a.rate[l]:
+			a.rate[l] += alpha * (r - a.rate[l])
 		}
 		a.doneN[l], a.demand[l] = 0, a.n[l] > 0
 	}
@@ -451,14 +453,9 @@ func (a *admission) tick(now time.Time, s sample) {
 			a.expired++
 		}
 	}
-	// A lane's limit held laptops back if one of them waits (held, or
-	// told to come back).
-	var binding [nLanes]bool
-	for _, e := range a.waiting {
-		binding[e.lane] = true
-	}
-	a.lim[laneSmall].observe(limitSample{dt: dt, work: float64(doneSmall) * sessionCost, qdelay: s.qdelay, binding: binding[laneSmall]})
-	a.lim[laneBulk].observe(limitSample{dt: dt, work: float64(s.bytes), qdelay: s.qdelay, binding: binding[laneBulk]})
+	stalled := s.bytes == 0 && a.n[laneSmall]+a.n[laneBulk] > 0
+	a.lim[laneSmall].observe(limitSample{dt: dt, work: float64(doneSmall) * sessionCost, qdelay: s.qdelay, binding: binding[laneSmall], stalled: stalled})
+	a.lim[laneBulk].observe(limitSample{dt: dt, work: float64(s.bytes), qdelay: s.qdelay, binding: binding[laneBulk], stalled: stalled})
 	a.dispatch(now)
 }
 

@@ -8,10 +8,13 @@ import "time"
 // finished for small ones) over an epoch of three intervals and compares
 // it with the epoch before.
 //
-//   - A step up that raised throughput by 5% or more is followed by another.
+//   - A step up that raised throughput by 5% or more is followed by another:
+//     doubling the limit at first (as TCP's slow start does, so that a crowd
+//     at 8:00 finds the school's capacity in seconds), by a quarter once a
+//     step has failed.
 //   - A step up that did not is taken back, and the limit holds for two
 //     epochs before it probes again: more sessions would only queue.
-//   - Throughput that falls by 30% at an unchanged limit (a link that got
+//   - Throughput that falls by half at an unchanged limit (a link that got
 //     slower, a disk that stalls) lowers the limit by a quarter, and so do
 //     round trips that inflate beyond RTTTolerance above their minimum.
 //   - While nobody waits the limit is not what holds the school back, so
@@ -24,12 +27,14 @@ type gradientLimit struct {
 	// The epoch being measured.
 	work, secs float64
 	binding    int
+	stalled    int
 	intervals  int
 	qdelay     time.Duration
 	// The previous epoch and the last step.
 	prevLimit, prevTput float64
 	step                int // stepNone, stepUp, stepHold
 	holdLeft            int
+	steady              bool // a step has failed: grow by a quarter, not double
 	raises, lowers      int64
 }
 
@@ -46,12 +51,22 @@ func newGradientLimit(lo, start, hi int, tolerance time.Duration) gradientLimit 
 
 func (g *gradientLimit) limit() int { return int(g.cur) }
 
+// gain is the throughput a step up must bring to count as paying: 15%
+// after doubling, 5% after a quarter more.
+func (g *gradientLimit) gain() float64 {
+	if g.steady {
+		return 1.05
+	}
+	return 1.15
+}
+
 // limitSample is one interval's measurement.
 type limitSample struct {
 	dt      float64       // seconds
 	work    float64       // bytes-equivalent done
 	qdelay  time.Duration // queueing delay on the laptops' paths
 	binding bool          // laptops waited for a place
+	stalled bool          // sessions ran and the server received nothing
 }
 
 func (g *gradientLimit) observe(s limitSample) {
@@ -62,38 +77,50 @@ func (g *gradientLimit) observe(s limitSample) {
 		g.binding++
 	}
 	g.qdelay = max(g.qdelay, s.qdelay)
+	if s.stalled {
+		g.stalled++
+	}
 	if g.intervals < limitEpoch {
 		return
 	}
 	tput := g.work / g.secs
 	binding := g.binding*2 >= g.intervals
+	stalled := g.stalled == g.intervals
 	qdelay := g.qdelay
-	g.work, g.secs, g.binding, g.intervals, g.qdelay = 0, 0, 0, 0, 0
+	g.work, g.secs, g.binding, g.stalled, g.intervals, g.qdelay = 0, 0, 0, 0, 0, 0
 	up := func() {
 		g.prevLimit, g.prevTput = g.cur, tput
-		g.cur = min(g.max, g.cur+max(1, g.cur/4))
+		if g.steady {
+			g.cur = min(g.max, g.cur+max(1, g.cur/4))
+		} else {
+			g.cur = min(g.max, g.cur*2)
+		}
 		g.step = stepUp
 		g.raises++
 	}
 	down := func() {
 		g.cur = max(g.min, g.cur*0.75)
 		g.prevLimit, g.prevTput = g.cur, tput
-		g.step = stepNone
+		g.step, g.steady = stepNone, true
 		g.lowers++
 	}
 	switch {
 	case qdelay > g.tolerance:
 		down()
+	case stalled:
+		// Sessions run and not a byte arrives: a stalled server (a
+		// disk that hangs); let nobody else in meanwhile.
+		down()
 	case !binding:
 		// Nobody waited: the limit held nobody back; remember the level.
 		g.prevLimit, g.prevTput, g.step = g.cur, tput, stepNone
-	case g.step == stepUp && tput > 0 && tput >= g.prevTput*1.05:
+	case g.step == stepUp && tput >= g.prevTput*g.gain():
 		up()
 	case g.step == stepUp:
 		// The step did not pay: take it back and hold.
 		g.cur = g.prevLimit
-		g.step, g.holdLeft = stepHold, 2
-	case g.prevTput > 0 && tput < g.prevTput*0.7:
+		g.step, g.holdLeft, g.steady = stepHold, 2, true
+	case g.prevTput > 0 && tput < g.prevTput*0.5:
 		down()
 	case g.holdLeft > 0:
 		g.holdLeft--

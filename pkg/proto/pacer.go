@@ -78,8 +78,10 @@ func (p *pacer) effective(now time.Time) float64 {
 // burst is how far reads may run ahead of the rate after a pause.
 const burst = 20 * time.Millisecond
 
-// wait waits until n more bytes may be read.
-func (p *pacer) wait(ctx context.Context, n int) error {
+// wait waits until n more bytes may be read. A priority read (a small
+// session's, which must not wait behind big first backups) goes at once
+// but takes its share of the rate, so the big ones yield to it.
+func (p *pacer) wait(ctx context.Context, n int, priority bool) error {
 	p.mu.Lock()
 	now := time.Now()
 	r := p.effective(now)
@@ -95,6 +97,9 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 	p.next = p.next.Add(time.Duration(float64(n) / r * float64(time.Second)))
 	p.used += int64(n)
 	p.mu.Unlock()
+	if priority {
+		return nil
+	}
 	d := time.Until(at)
 	if d <= 0 {
 		return nil

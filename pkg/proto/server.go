@@ -190,16 +190,17 @@ type ServerConfig struct {
 
 // Server serves the backup protocol over QUIC.
 type Server struct {
-	cfg   ServerConfig
-	adm   admitter
-	pace  *pacer
-	lim   *limiter
-	mem   *semaphore.Weighted
-	tls   *tls.Config
-	log   *slog.Logger
-	m     *Metrics
-	conns atomic.Int64
-	page  atomic.Value // string: the restore page announced in grants
+	cfg    ServerConfig
+	admCfg AdmissionConfig // cfg.Admission with its defaults
+	adm    admitter
+	pace   *pacer
+	lim    *limiter
+	mem    *semaphore.Weighted
+	tls    *tls.Config
+	log    *slog.Logger
+	m      *Metrics
+	conns  atomic.Int64
+	page   atomic.Value // string: the restore page announced in grants
 
 	mu       sync.Mutex // guards the fields below
 	ln       *quic.Listener
@@ -252,7 +253,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget), lim: newLimiter(cfg.Limits, cfg.Now),
-		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]struct{}{}}
+		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]struct{}{}, admCfg: cfg.Admission}
+	s.admCfg.setDefaults()
 	if fw := cfg.FixedWindow; fw != nil {
 		s.adm = newFixedWindow(max(fw.Capacity, 1), max(fw.SlotLength, time.Second), 50*time.Millisecond, cfg.Now)
 	} else {
@@ -555,8 +557,9 @@ type serverConn struct {
 
 	mu      sync.Mutex // guards the fields below
 	session bool
-	restore bool // the session is a restore: it may fetch, not upload
-	gone    bool // the connection has ended: no session may start
+	restore bool  // the session is a restore: it may fetch, not upload
+	small   int64 // bytes a small session may still send ahead of big ones (pacing)
+	gone    bool  // the connection has ended: no session may start
 	timer   *time.Timer
 	end     func() // ends the backend's session
 }
@@ -569,13 +572,19 @@ func (c *serverConn) inSession() bool {
 
 // startSession starts the granted session; false if the connection has
 // already ended (the laptop gave up while its hello waited for admission).
-func (c *serverConn) startSession(restore bool) bool {
+func (c *serverConn) startSession(restore bool, work Work) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gone {
 		return false
 	}
-	c.session, c.restore = true, restore
+	c.session, c.restore, c.small = true, restore, 0
+	if restore || work.Bytes < c.s.admCfg.SmallBytes {
+		// A small session's bytes are read first, up to what makes it
+		// small (a laptop that claims little and sends much is paced
+		// like the others once past it).
+		c.small = c.s.admCfg.SmallBytes
+	}
 	c.end = func() {}
 	if !restore {
 		c.end = c.s.cfg.Backend.BeginSession(c.acct.ID)
@@ -623,7 +632,13 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, f
 		// Time the server itself holds the bytes back (pacing) is not
 		// the laptop's: it moves the deadline.
 		t0 := time.Now()
-		if err := c.s.pace.wait(ctx, n); err != nil {
+		c.mu.Lock()
+		priority := c.small >= int64(n)
+		if priority {
+			c.small -= int64(n)
+		}
+		c.mu.Unlock()
+		if err := c.s.pace.wait(ctx, n, priority); err != nil {
 			return nil, err
 		}
 		paced += time.Since(t0)
@@ -730,7 +745,7 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 			}
 		}()
 		g = c.s.adm.request(hctx, r, c.s.cfg.Now)
-		if g.Granted && !c.startSession(r.restore) {
+		if g.Granted && !c.startSession(r.restore, r.work) {
 			c.s.adm.release(time.Now(), c.acct.ID)
 			return Errorf(KindShutdown, "the connection ended before the session started")
 		}
@@ -916,16 +931,23 @@ const paceEvery = 100 * time.Millisecond
 
 // measure feeds the pacer (every paceEvery) and admission (every
 // AdmissionConfig.Interval) with what the connections show: the bytes
-// received and the queueing delay on the laptops' paths, the median over
-// the connections that sent something of their smoothed round trip minus
-// their minimum (QUIC's ConnectionStats; a server that receives still sends
-// acknowledged flow-control updates, which give round-trip samples).
+// received and the queueing delay on the laptops' paths. A connection's
+// delay is its latest round trip minus its minimum (QUIC's
+// ConnectionStats; a server that receives still sends acknowledged
+// flow-control updates, which give round-trip samples), filtered as LEDBAT
+// filters one-way delays: the least of its last four samples, so that a
+// delayed acknowledgement or a busy CPU is not taken for a queue. The
+// school's figure is the median over the connections that sent something.
 func (s *Server) measure(ctx context.Context) {
-	cfg := s.cfg.Admission
-	cfg.setDefaults()
+	cfg := s.admCfg
 	t := time.NewTicker(paceEvery)
 	defer t.Stop()
-	seen := map[*quic.Conn]uint64{}
+	type connSample struct {
+		bytes uint64
+		rtts  [4]time.Duration
+		n     int
+	}
+	seen := map[*quic.Conn]*connSample{}
 	lastPace, lastAdm := time.Now(), time.Now()
 	var admBytes int64 = s.m.bytesIn.Load()
 	var delays []time.Duration
@@ -941,10 +963,24 @@ func (s *Server) measure(ctx context.Context) {
 		s.mu.Lock()
 		for c := range s.open {
 			st := c.ConnectionStats()
-			if prev, ok := seen[c]; ok && st.BytesReceived > prev+1500 && st.MinRTT > 0 {
-				delays = append(delays, st.SmoothedRTT-st.MinRTT)
+			cs := seen[c]
+			if cs == nil {
+				cs = &connSample{bytes: st.BytesReceived}
+				seen[c] = cs
+				continue
 			}
-			seen[c] = st.BytesReceived
+			if st.MinRTT > 0 && st.LatestRTT > 0 {
+				cs.rtts[cs.n%len(cs.rtts)] = st.LatestRTT - st.MinRTT
+				cs.n++
+			}
+			if st.BytesReceived > cs.bytes+1500 && cs.n > 0 {
+				d := cs.rtts[0]
+				for _, r := range cs.rtts[:min(cs.n, len(cs.rtts))] {
+					d = min(d, r)
+				}
+				delays = append(delays, d)
+			}
+			cs.bytes = st.BytesReceived
 		}
 		for c := range seen {
 			if _, ok := s.open[c]; !ok {
