@@ -140,4 +140,3 @@ func (b *bulkFlow) Close() {
 	b.ln.Close()
 	b.pc.Close()
 }
-

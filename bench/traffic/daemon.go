@@ -46,7 +46,7 @@ func (c ServeConfig) config() server.Config {
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", c.Data, "127.0.0.1:0", 0
 	cfg.RestorePage.Listen, cfg.Lifecycle.At = "", ""
-	cfg.OpenApprovalsPerHour, cfg.MaxPending = 1 << 20, 1 << 20 // a whole school registers at once
+	cfg.OpenApprovalsPerHour, cfg.MaxPending = 1<<20, 1<<20 // a whole school registers at once
 	cfg.AdminSocket = c.Data + ".sock"
 	if c.TargetDelay != 0 {
 		cfg.Traffic.TargetDelay = server.Duration(max(c.TargetDelay, 0))

@@ -111,8 +111,8 @@ type Class string
 
 // The classes of the mix.
 const (
-	SmallDelta Class = "small delta" // a day of changes (70%)
-	Unchanged  Class = "unchanged"   // nothing new (25%)
+	SmallDelta Class = "small delta"  // a day of changes (70%)
+	Unchanged  Class = "unchanged"    // nothing new (25%)
 	First      Class = "first backup" // never backed up (5%)
 )
 
