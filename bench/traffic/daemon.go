@@ -210,7 +210,7 @@ func Subprocess(ctx context.Context, c ServeConfig) (Daemon, error) {
 	}
 	s := &subprocess{cmd: cmd, stdin: stdin}
 	sc := bufio.NewScanner(out)
-	for sc.Scan() && (s.addr == "" || s.metrics == "") {
+	for (s.addr == "" || s.metrics == "") && sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 2 && f[0] == "ready" {
 			s.addr = f[1]

@@ -54,8 +54,10 @@ type Options struct {
 	// MaxSlotWait, TimerPeriod and TimerDelay are the laptop's (defaults:
 	// the shipped 10 minutes, 5 minutes and up to 1 minute).
 	MaxSlotWait, TimerPeriod, TimerDelay time.Duration
-	// Journal shapes each Journal (default journalgen.Small).
-	Journal *journalgen.Options
+	// Journal shapes each Journal (default journalgen.Small), and
+	// FirstJournal those of the laptops that never backed up (default
+	// Journal): a real school's first backups are its big ones.
+	Journal, FirstJournal *journalgen.Options
 	// Probe sends a small datagram through the link every 100 ms and
 	// reports the delay it saw.
 	Probe bool
@@ -97,6 +99,9 @@ func (o *Options) setDefaults() {
 	if o.Journal == nil {
 		j := journalgen.Small(0)
 		o.Journal = &j
+	}
+	if o.FirstJournal == nil {
+		o.FirstJournal = o.Journal
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
@@ -402,6 +407,9 @@ func prepare(ctx context.Context, o Options, work, addr string, laps []*laptop) 
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			j := *o.Journal
+			if l.class == First {
+				j = *o.FirstJournal
+			}
 			j.Seed = o.Seed*1000 + uint64(i)
 			if _, err := journalgen.Generate(l.journal, j); err != nil {
 				errc <- err
