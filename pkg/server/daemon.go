@@ -179,7 +179,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() {
 		if err := admin.Serve(ctx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
-			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink)}, sock); err != nil {
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }}, sock); err != nil {
 			errc <- err
 		}
 	}()

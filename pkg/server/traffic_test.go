@@ -1,11 +1,16 @@
 package server_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/server"
 )
 
@@ -38,5 +43,36 @@ func TestTrafficConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), says) {
 			t.Errorf("config %q: %v, want an error saying %q", bad, err, says)
 		}
+	}
+}
+
+// TestStatusShowsQueue: xs-admin status, through the admin socket, shows
+// the sessions running, the limit and the waiting laptops by serial.
+func TestStatusShowsQueue(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) { c.Admission.MaxSessions = 2 })
+	for i := range 2 {
+		dialLaptop(t, d, newLaptop(t, d, fmt.Sprintf("RUN%d", i), uint64(20+i)))
+	}
+	w := newLaptop(t, d, "WAITER", 30)
+	key, _ := w.st.Key()
+	c, err := proto.Dial(context.Background(), proto.ClientConfig{Addr: d.Addr.String(), Key: key, ServerKey: d.Server.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.HoldFor = 50 * time.Millisecond
+	if g, err := c.Hello(context.Background(), "backup"); err != nil || g.Granted {
+		t.Fatalf("a third laptop with two places taken: %+v %v", g, err)
+	}
+	ac, err := admin.Dial(filepath.Join(d.Config.Data, admin.DefaultSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st admin.StatusResult
+	if err := ac.Do(context.Background(), "status", admin.Args{}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Running != 2 || st.Limit != 2 || st.Waiting != 1 || len(st.Queue) != 1 || st.Serials[st.Queue[0].User] != "WAITER" || st.Queue[0].Present {
+		t.Fatalf("status %+v", st)
 	}
 }
