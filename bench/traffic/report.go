@@ -67,10 +67,10 @@ func (rep *Report) Markdown(svgNew, svgOld string) string {
 			100*rep.Scale, o.Laptops, dur(o.Spread), o.Link.Rate/1e6)
 	}
 	fmt.Fprintf(&b, "Network: one shared bottleneck (bench/netem) of %.0f Mbit/s, %s one-way delay (+ up to %s jitter), %.1f%% random loss, "+
-		"a %d KiB drop-tail buffer. Mix: 70%% small deltas (a day of journalgen changes), 25%% unchanged, 5%% first backups "+
+		"a %d KiB drop-tail buffer. Mix: 70%% small deltas (a day of journalgen changes, plus a photo of %s on average), 25%% unchanged, 5%% first backups "+
 		"(bigger Journals). The laptops run xo-backup's own code (agent.Run) with the shipped timer (5 min + up to 1 min) and MaxSlotWait (10 min). "+
 		"Physical limit = the spread of the timers + every laptop's QUIC wire bytes (both ways, from its runs, plus IP/UDP headers) / link rate.\n\n",
-		o.Link.Rate/1e6, dur(o.Link.Delay), dur(o.Link.Jitter), 100*o.Link.Loss, rep.New.linkBuffer()>>10)
+		o.Link.Rate/1e6, dur(o.Link.Delay), dur(o.Link.Jitter), 100*o.Link.Loss, rep.New.linkBuffer()>>10, mb(o.DeltaBytes))
 	fmt.Fprintf(&b, "| target | want | measured admission | fixed windows (before) |\n|---|---|---|---|\n")
 	nt, ot := rep.New.targets(), []target(nil)
 	if rep.Old != nil {
@@ -122,6 +122,8 @@ func (rep *Report) Markdown(svgNew, svgOld string) string {
 	}
 	return b.String()
 }
+
+func mb(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 func mark(ok bool) string {
 	if ok {

@@ -58,6 +58,10 @@ type Options struct {
 	// FirstJournal those of the laptops that never backed up (default
 	// Journal): a real school's first backups are its big ones.
 	Journal, FirstJournal *journalgen.Options
+	// DeltaBytes, if set, adds to each small-delta laptop's day of changes
+	// a photo of DeltaBytes/2 to 3·DeltaBytes/2 (a day's changes in a
+	// real Journal are photos and recordings, not only text).
+	DeltaBytes int
 	// Probe sends a small datagram through the link every 100 ms and
 	// reports the delay it saw.
 	Probe bool
@@ -435,6 +439,14 @@ func prepare(ctx context.Context, o Options, work, addr string, laps []*laptop) 
 			if l.class == SmallDelta {
 				if err := journalgen.Mutate(l.journal, j.Seed, 1); err != nil {
 					errc <- err
+				}
+				if o.DeltaBytes > 0 {
+					r := rand.New(rand.NewPCG(j.Seed, 11))
+					e := journalgen.Entry{UID: fmt.Sprintf("%02x%030x", i%256, j.Seed), Title: "Photo of today", Activity: "org.laptop.RecordActivity",
+						Mime: "image/jpeg", Data: journalgen.Random(r, o.DeltaBytes/2+r.IntN(o.DeltaBytes+1))}
+					if err := journalgen.WriteEntry(l.journal, e, time.Now()); err != nil {
+						errc <- err
+					}
 				}
 			}
 		}()

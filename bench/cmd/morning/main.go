@@ -58,6 +58,7 @@ func run(args []string) int {
 	rate := fs.Float64("rate", 20e6, "link rate, bits per second")
 	rtt := fs.Duration("rtt", 10*time.Millisecond, "round-trip time of the link")
 	loss := fs.Float64("loss", 0.005, "random loss")
+	delta := fs.Int("delta-bytes", 1500000, "a small delta's photo of the day, on average (0: text changes only)")
 	old := fs.Bool("old", true, "also run the fixed windows admission, for comparison")
 	polite := fs.Bool("polite", true, "also run with a class's bulk download on the link")
 	oldFor := fs.Duration("old-deadline", 0, "deadline of the fixed-windows run (default: twice the spread plus 5 minutes)")
@@ -79,7 +80,7 @@ func run(args []string) int {
 	base := traffic.Options{
 		Laptops: n, Spread: sp,
 		Link:    netem.LinkConfig{Rate: *rate, Delay: *rtt / 2, Jitter: *rtt / 10, Loss: *loss},
-		Journal: &small, FirstJournal: &first,
+		Journal: &small, FirstJournal: &first, DeltaBytes: *delta,
 		Deadline: sp + 15*time.Minute,
 		Probe:    true,
 		Server:   traffic.Subprocess,
