@@ -236,6 +236,11 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 		return wireErr(err)
 	}
 	if err := st.Close(); err != nil {
+		// The server answered (an error) and stopped reading before our
+		// FIN went out: its answer says why.
+		if _, _, _, rerr := readFrame(st, nil); rerr != nil && KindOf(rerr) != KindInternal {
+			return rerr
+		}
 		return wireErr(err)
 	}
 	return wireErr(read(st))
