@@ -13,7 +13,7 @@ NIGHTS   ?= 10
 SYSTEMS  ?=
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
 
-.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load lint clean screenshot
+.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load bench-morning lint clean screenshot
 
 all: build
 
@@ -33,6 +33,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'BoundedMemory' ./pkg/chunk/
+	$(GO) test -count=1 -timeout 5m -run 'TestSchoolMorningScaled' ./bench/traffic/
 
 # Every fuzz target, briefly (make fuzz runs them long).
 fuzz-smoke:
@@ -70,6 +71,15 @@ bench-full:
 # minutes); writes bench/results/load.md and the load section of bench/README.md.
 bench-load:
 	$(GO) run ./bench/cmd/load -out bench/results/load.md -readme bench/README.md
+
+# The school morning (bench/traffic): laptops over real minutes through an
+# emulated 20 Mbit/s link, measured admission against the fixed windows and
+# with a class's download; bench/results/morning.md, the plots and the
+# morning section of bench/README.md. SCALE=1 is the whole 1000-laptop,
+# 20-minute morning (well over an hour in all); the default is a quarter.
+SCALE ?= 0.25
+bench-morning:
+	nice -n 10 $(GO) run ./bench/cmd/morning -scale $(SCALE) -out bench/results -readme bench/README.md
 
 # docs/restore-page.png: what a child sees (needs chromium).
 screenshot:

@@ -107,7 +107,7 @@ func TestCrashLoop(t *testing.T) {
 		rounds = append(rounds, "random")
 	}
 	kills := 0
-	args := []string{"--listen", d.Addr, "--capacity", "8"}
+	args := []string{"--listen", d.Addr, "--max-sessions", "8"}
 	for i, point := range rounds {
 		var env []string
 		if point != "random" {

@@ -51,11 +51,11 @@ var (
 func serverConfig(data string, o *Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen = \"127.0.0.1:0\"\ndata = %q\nmetrics = \"127.0.0.1:0\"\n", data)
-	fmt.Fprintf(&b, "capacity = %d\nslot_length = %q\n", o.Capacity, o.SlotLength.String())
 	if o.MaxConnections > 0 {
 		fmt.Fprintf(&b, "max_connections = %d\n", o.MaxConnections)
 	}
 	b.WriteString("log_level = \"info\"\n\n[lifecycle]\nat = \"\"\n\n[restore_page]\nlisten = \"\"\n")
+	fmt.Fprintf(&b, "\n[admission]\nmax_sessions = %d\n", max(o.Capacity, 2))
 	return b.String()
 }
 

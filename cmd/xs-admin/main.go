@@ -67,6 +67,11 @@ Laptops and backups:
 Every command that takes SERIAL also takes a user's ID (xs-admin users --json)
 or a former serial.
 
+The daemon:
+  status                      admission now: sessions running and the limit
+                              (measured), laptops waiting in the order they
+                              will start, drain rates (needs xs-backupd)
+
 Getting documents back:
   ls SERIAL [SNAPSHOT|latest|DATE] [--files]
                               the Journal entries of a backup (title, activity,
@@ -261,6 +266,8 @@ func do(ctx context.Context, data, sock, cmd string, a admin.Args) (any, error) 
 		out = new(admin.GCResult)
 	case "damaged":
 		out = new([]admin.DamagedRow)
+	case "status":
+		out = new(admin.StatusResult)
 	case "scrub":
 		out = new(store.ScrubReport)
 	case "lifecycle":
@@ -500,6 +507,24 @@ func printText(cmd string, out any) {
 		if v.Lost > 0 {
 			fmt.Fprintf(tw, "%d blob(s) that snapshots use have no intact copy: they are marked damaged and heal when a laptop\n"+
 				"that has them backs up (xs-admin damaged lists them). Uploads of unfinished backups were forgotten; laptops send them again.\n", v.Lost)
+		}
+	case *admin.StatusResult:
+		fmt.Fprintf(tw, "sessions running:\t%d of %d allowed now (%d small or restores)\n", v.Running, v.Limit, v.RunningSmall)
+		fmt.Fprintf(tw, "laptops waiting:\t%d (%d connected)\n", v.Waiting, v.Held)
+		fmt.Fprintf(tw, "draining:\t%.1f sessions/s, %.1f Mbit/s\n", v.DrainPerSec, v.DrainBytes*8/1e6)
+		fmt.Fprintf(tw, "since start:\t%d sessions granted, %d told to come back, %d gave their place up\n", v.Granted, v.Issued, v.Expired)
+		if len(v.Queue) > 0 {
+			fmt.Fprintln(tw, "\nPLACE\tSERIAL\tEXPECTS\tWAITING SINCE\tSTATE")
+			for i, q := range v.Queue {
+				state := "connected"
+				if !q.Present {
+					state = "back at " + q.Due.Local().Format("15:04:05")
+				}
+				if q.Restore {
+					state += " (restore)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, pr(v.Serials[q.User]), cli.Bytes(q.Bytes), q.Since.Local().Format("15:04:05"), state)
+			}
 		}
 	case *[]admin.DamagedRow:
 		if len(*v) == 0 {

@@ -19,7 +19,7 @@ const usage = `xs-backupd keeps the backups of every laptop in the school.
 
 Usage:
   xs-backupd [--config FILE] [--listen ADDR] [--data DIR] [--metrics ADDR]
-             [--page ADDR] [--registration open|approve] [--capacity N]
+             [--page ADDR] [--registration open|approve] [--max-sessions N]
              [--log-level LEVEL]
 
 It runs with no configuration at all (defaults below); flags override the
@@ -44,12 +44,17 @@ func run(args []string) int {
 	metrics := fs.String("metrics", def.Metrics, "HTTP address for Prometheus /metrics (\"\" disables)")
 	page := fs.String("page", def.RestorePage.Listen, "HTTP address of the students' restore page (\"\" disables)")
 	reg := fs.String("registration", def.Registration, "open: laptops back up once registered; approve: staff approve each")
-	capacity := fs.Int("capacity", def.Capacity, "backup sessions at once")
+	maxSessions := fs.Int("max-sessions", def.Admission.MaxSessions, "the most backup sessions at once (how many run is measured, up to this)")
+	gone := fs.Int("capacity", 0, "gone: how many laptops back up at once is measured now (see --max-sessions)")
 	level := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cli.ExitOK
 		}
+		return cli.ExitUsage
+	}
+	if *gone != 0 {
+		fmt.Fprintln(os.Stderr, "xs-backupd: --capacity is gone: how many laptops back up at once is measured now; bound it with --max-sessions if you must")
 		return cli.ExitUsage
 	}
 	cfg, err := server.LoadConfig(*cfgPath)
@@ -70,8 +75,8 @@ func run(args []string) int {
 			cfg.RestorePage.Listen = *page
 		case "registration":
 			cfg.Registration = *reg
-		case "capacity":
-			cfg.Capacity = *capacity
+		case "max-sessions":
+			cfg.Admission.MaxSessions = *maxSessions
 		case "log-level":
 			cfg.LogLevel = *level
 		}

@@ -57,7 +57,7 @@ func run(bin string, keep bool) error {
 	}
 	fmt.Println("== xs-backup demo in", work)
 	data := filepath.Join(work, "server")
-	daemon := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0", "--capacity", "2")
+	daemon := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0", "--max-sessions", "2")
 	stderr, _ := daemon.StderrPipe()
 	if err := daemon.Start(); err != nil {
 		return fmt.Errorf("start xs-backupd (run `make build` first): %w", err)

@@ -36,6 +36,16 @@ type Service struct {
 	Link func(serial string, lifetime time.Duration) (string, error)
 	// LinkLifetime is how long such a link works (default an hour).
 	LinkLifetime time.Duration
+	// Admission, if set, is the daemon's admission now, queue included
+	// (proto.Server.Admission).
+	Admission func() proto.AdmissionStatus
+}
+
+// StatusResult is the output of `xs-admin status`: the daemon's admission
+// and its queue, laptops by serial.
+type StatusResult struct {
+	proto.AdmissionStatus
+	Serials map[uint64]string `json:"serials,omitempty"`
 }
 
 // LinkResult is the output of `xs-admin restore-link`.
@@ -336,6 +346,17 @@ func (s *Service) Do(ctx context.Context, cmd string, a Args) (any, error) {
 		var err error
 		res.GCReport, err = s.S.GC(ctx, store.GCOptions{DryRun: a.DryRun, CompactBelow: a.CompactBelow})
 		return res, err
+	case "status":
+		if s.Admission == nil {
+			return nil, errors.New("xs-backupd is not running: there is no queue (start it, or run xs-admin on its --data or --socket)")
+		}
+		st := StatusResult{AdmissionStatus: s.Admission(), Serials: map[uint64]string{}}
+		for _, q := range st.Queue {
+			if u, err := s.S.User(store.UserID(q.User)); err == nil {
+				st.Serials[q.User] = u.Serial
+			}
+		}
+		return &st, nil
 	case "damaged":
 		return s.damaged(ctx)
 	case "scrub":

@@ -30,7 +30,7 @@ func RestoreLink(ctx context.Context, st State, lifetime time.Duration) (string,
 		return "", time.Time{}, err
 	}
 	defer c.Close()
-	g, err := c.Hello(ctx, "restore")
+	g, err := c.Hello(ctx, "info")
 	if err != nil {
 		return "", time.Time{}, err
 	}

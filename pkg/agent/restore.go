@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -98,8 +99,20 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		return nil, nil, err
 	}
 	defer c.Close()
-	if _, err := c.Hello(ctx, "restore"); err != nil {
-		return nil, nil, err
+	// Restores take part in admission (and go first: a child is waiting).
+	for {
+		g, err := c.Hello(ctx, "restore")
+		if err != nil {
+			return nil, nil, err
+		}
+		if g.Granted {
+			break
+		}
+		select {
+		case <-time.After(max(g.Slot.Sub(g.ServerTime), time.Second)):
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
 	}
 	sns, err := c.Snapshots(ctx)
 	if err != nil {

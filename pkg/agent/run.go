@@ -123,6 +123,18 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, fmt.Errorf("backup source: %w", err)
 	}
 
+	cache, err := backup.LoadCache(st.cachePath())
+	if err != nil {
+		os.Remove(st.cachePath())
+		cache = backup.NewCache()
+	}
+	// What this backup expects to send, so that admission can weigh it
+	// (a walk with an lstat per file: no content is read).
+	var expect proto.Work
+	if expect.Bytes, expect.Files, err = backup.Estimate(ctx, o.Source, cache, o.Exclude); err != nil {
+		return nil, err
+	}
+
 	c, _, err := Dial(ctx, st, o.IdleTimeout)
 	if errors.Is(err, proto.ErrUnreachable) {
 		return skip(err.Error())
@@ -132,8 +144,14 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	defer c.Close()
 	res := &RunResult{}
+	c.Expect = expect
 	var g *proto.Grant
-	for attempt := 0; ; attempt++ {
+	// The server holds a hello open while a place is near and otherwise
+	// says when to come back; this run waits, connected, for as long as
+	// MaxSlotWait in all.
+	waitUntil := o.Now().Add(o.MaxSlotWait)
+	for {
+		c.HoldFor = max(waitUntil.Sub(o.Now()), time.Millisecond)
 		g, err = c.Hello(ctx, "backup")
 		if err != nil {
 			return nil, err
@@ -143,7 +161,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			break
 		}
 		wait := g.Slot.Sub(g.ServerTime)
-		if wait > o.MaxSlotWait || attempt >= 3 {
+		if o.Now().Add(wait).After(waitUntil) {
 			// On this laptop's clock, which may differ from the server's.
 			slot := o.Now().Add(wait)
 			res.Outcome, res.Slot, res.Reason = Later, slot, waitingReason(slot)
@@ -162,11 +180,6 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	st.clearSlot()
 	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
 		return nil, fmt.Errorf("%w: this laptop uses %d of its %d-byte quota; ask your teacher to free space or raise it", proto.ErrOverQuota, g.Quota.Used, g.Quota.Hard)
-	}
-	cache, err := backup.LoadCache(st.cachePath())
-	if err != nil {
-		os.Remove(st.cachePath())
-		cache = backup.NewCache()
 	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}

@@ -150,7 +150,13 @@ type Client struct {
 	cfg  ClientConfig
 	conn *quic.Conn
 	// Info is sent with Commit.
-	Info    CommitInfo
+	Info CommitInfo
+	// Expect is what a backup expects to send, sent with Hello so that
+	// admission can weigh it (zero: unknown, a small job).
+	Expect Work
+	// HoldFor is the longest the server may hold a Hello open while the
+	// laptop waits for a place (0: the server decides).
+	HoldFor time.Duration
 	last    SnapshotInfo
 	params  chunk.Params
 	granted bool
@@ -256,13 +262,22 @@ func expect(r io.Reader, want byte) ([]byte, error) {
 	return p, nil
 }
 
-// Hello asks to start: purpose "backup" asks admission for a session,
-// "restore" only fetches the parameters and quota. If the Grant is not
-// granted, come back at Grant.Slot.
+// Hello asks to start: purpose "backup" asks admission for a backup
+// session (with Expect), "restore" for a restore session (restores go
+// first), "info" only fetches the parameters, quota and restore page. If
+// the Grant is not granted, come back at Grant.Slot. The server may hold
+// the hello open while a place is about to free.
 func (c *Client) Hello(ctx context.Context, purpose string) (*Grant, error) {
 	var g Grant
+	req := helloReq{Version: 1, Purpose: purpose}
+	if purpose == "backup" && c.Expect != (Work{}) {
+		req.Work = &c.Expect
+	}
+	if c.HoldFor > 0 {
+		req.HoldMillis = max(c.HoldFor.Milliseconds(), 1)
+	}
 	err := c.roundTrip(ctx, func(w io.Writer) error {
-		return writeJSON(w, tHello, helloReq{Version: 1, Purpose: purpose})
+		return writeJSON(w, tHello, req)
 	}, func(r io.Reader) error {
 		p, err := expect(r, tHelloResp)
 		if err != nil {

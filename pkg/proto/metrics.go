@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"sync/atomic"
+	"time"
 )
 
 // Metrics counts what a Server does. WriteTo renders them in the Prometheus
@@ -21,7 +23,8 @@ type Metrics struct {
 	limited        atomic.Int64
 	commitsLimited atomic.Int64
 	errs           [256]atomic.Int64
-	adm            *admission
+	adm            admitter
+	pace           *pacer
 }
 
 // NewMetrics returns zeroed metrics.
@@ -36,6 +39,12 @@ type MetricValues struct {
 	SessionsActive, SlotsWaiting                                                 int
 	SlotsIssued                                                                  int64
 	Errors                                                                       map[string]int64
+	// Admission is the queue and the adaptive limit (without the queue's
+	// list); PacedRate the upload rate the server paces to, in bytes per
+	// second (+Inf: unpaced), and QueueDelay the queueing delay it measured.
+	Admission  AdmissionStatus
+	PacedRate  float64
+	QueueDelay time.Duration
 }
 
 // Values returns the current counter values.
@@ -44,7 +53,14 @@ func (m *Metrics) Values() MetricValues {
 		BytesReceived: m.bytesIn.Load(), BlobsReceived: m.blobsIn.Load(), Commits: m.commits.Load(), Errors: map[string]int64{},
 		Limited: m.limited.Load(), CommitsLimited: m.commitsLimited.Load()}
 	if m.adm != nil {
-		v.SessionsActive, v.SlotsWaiting, v.SlotsIssued = m.adm.stats()
+		v.Admission = m.adm.status(false)
+		v.SessionsActive, v.SlotsWaiting, v.SlotsIssued = v.Admission.Running, v.Admission.Waiting, v.Admission.Issued
+	}
+	if m.pace != nil {
+		v.PacedRate, v.QueueDelay = m.pace.status()
+		if v.PacedRate >= maxPace {
+			v.PacedRate = math.Inf(1)
+		}
 	}
 	for k := range m.errs {
 		if n := m.errs[k].Load(); n > 0 {
@@ -63,7 +79,26 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	}
 	g("xs_connections_active", "Open laptop connections.", "gauge", v.ConnsActive)
 	g("xs_sessions_active", "Backup sessions in progress.", "gauge", v.SessionsActive)
-	g("xs_sessions_waiting", "Laptops holding a slot reservation.", "gauge", v.SlotsWaiting)
+	g("xs_sessions_waiting", "Laptops waiting for a place (held or told when to come back).", "gauge", v.SlotsWaiting)
+	a := v.Admission
+	g("xs_admission_limit", "Sessions admission lets run at once now (adaptive).", "gauge", a.Limit)
+	g("xs_admission_held", "Hellos held open, waiting for a place.", "gauge", a.Held)
+	g("xs_admission_running_work_bytes", "Bytes the running sessions expected to send.", "gauge", a.RunningWork)
+	g("xs_admission_waiting_work_bytes", "Bytes the waiting laptops expect to send.", "gauge", a.WaitingWork)
+	g("xs_admission_drain_sessions_per_second", "Sessions finished per second (measured, smoothed).", "gauge", a.DrainPerSec)
+	g("xs_admission_drain_bytes_per_second", "Bytes received per second while sessions ran (measured, smoothed).", "gauge", a.DrainBytes)
+	g("xs_admission_expired_total", "Waiting laptops that never came back and gave their place up.", "counter", a.Expired)
+	g("xs_pacing_rate_bytes_per_second", "Upload rate the server paces to (+Inf: unpaced).", "gauge", v.PacedRate)
+	g("xs_queueing_delay_seconds", "Queueing delay measured on the laptops' paths (median).", "gauge", v.QueueDelay.Seconds())
+	if h := a.wait; h.counts != nil {
+		fmt.Fprintf(&b, "# HELP xs_admission_wait_seconds Time from a laptop's first hello to its session.\n# TYPE xs_admission_wait_seconds histogram\n")
+		var cum int64
+		for i, ub := range h.bounds {
+			cum += h.counts[i]
+			fmt.Fprintf(&b, "xs_admission_wait_seconds_bucket{le=\"%g\"} %d\n", ub, cum)
+		}
+		fmt.Fprintf(&b, "xs_admission_wait_seconds_bucket{le=\"+Inf\"} %d\nxs_admission_wait_seconds_sum %g\nxs_admission_wait_seconds_count %d\n", h.n, h.sum, h.n)
+	}
 	g("xs_sessions_started_total", "Backup sessions granted.", "counter", v.SessionsStarted)
 	g("xs_slots_issued_total", "Slots handed out instead of a session.", "counter", v.SlotsIssued)
 	g("xs_connections_refused_total", "Connections refused at authentication.", "counter", v.Refused)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,7 +134,13 @@ type Grant struct {
 
 type helloReq struct {
 	Version int    `json:"version"`
-	Purpose string `json:"purpose"` // "backup" or "restore"
+	Purpose string `json:"purpose"` // "backup", "restore" or "info"
+	// Work is what a backup expects to send (absent from older clients:
+	// a small job).
+	Work *Work `json:"work,omitempty"`
+	// HoldMillis is the longest the laptop lets the server hold the hello
+	// while it waits for a place (absent: the server's AdmissionConfig.Hold).
+	HoldMillis int64 `json:"hold_ms,omitempty"`
 }
 
 type commitReq struct {
@@ -149,10 +156,15 @@ type ServerConfig struct {
 	// RestorePage goes to laptops in every Grant (see Grant.RestorePage);
 	// SetRestorePage changes it once the page listens.
 	RestorePage string
-	// Capacity is how many backup sessions run at once (default 4).
-	Capacity int
-	// SlotLength is the length of a slot window (default 2 minutes).
-	SlotLength time.Duration
+	// Admission tunes admission (see AdmissionConfig): how many sessions
+	// run at once is measured, not configured.
+	Admission AdmissionConfig
+	// FixedWindow, if set, replaces measured admission with the fixed
+	// windows xs-backup had before (Capacity sessions, SlotLength windows),
+	// so that a benchmark can compare old against new. Not for schools.
+	FixedWindow *FixedWindow
+	// Pacing paces what all laptops upload together (see PacingConfig).
+	Pacing PacingConfig
 	// MaxConns caps open connections (default 512).
 	MaxConns int
 	// MaxStreams caps concurrent requests per connection (default 16).
@@ -178,15 +190,17 @@ type ServerConfig struct {
 
 // Server serves the backup protocol over QUIC.
 type Server struct {
-	cfg   ServerConfig
-	adm   *admission
-	lim   *limiter
-	mem   *semaphore.Weighted
-	tls   *tls.Config
-	log   *slog.Logger
-	m     *Metrics
-	conns atomic.Int64
-	page  atomic.Value // string: the restore page announced in grants
+	cfg    ServerConfig
+	admCfg AdmissionConfig // cfg.Admission with its defaults
+	adm    admitter
+	pace   *pacer
+	lim    *limiter
+	mem    *semaphore.Weighted
+	tls    *tls.Config
+	log    *slog.Logger
+	m      *Metrics
+	conns  atomic.Int64
+	page   atomic.Value // string: the restore page announced in grants
 
 	mu       sync.Mutex // guards the fields below
 	ln       *quic.Listener
@@ -210,10 +224,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			*v = d
 		}
 	}
-	def(&cfg.Capacity, 4)
 	def(&cfg.MaxConns, 512)
 	def(&cfg.MaxStreams, 16)
-	defd(&cfg.SlotLength, 2*time.Minute)
 	defd(&cfg.SessionDeadline, time.Hour)
 	defd(&cfg.HandshakeTimeout, 10*time.Second)
 	defd(&cfg.IdleTimeout, 60*time.Second)
@@ -241,8 +253,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget), lim: newLimiter(cfg.Limits, cfg.Now),
-		adm: newAdmission(cfg.Capacity, cfg.SlotLength, 50*time.Millisecond, cfg.Now), open: map[*quic.Conn]struct{}{}}
-	s.m.adm = s.adm
+		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]struct{}{}, admCfg: cfg.Admission}
+	s.admCfg.setDefaults()
+	if fw := cfg.FixedWindow; fw != nil {
+		s.adm = newFixedWindow(max(fw.Capacity, 1), max(fw.SlotLength, time.Second), 50*time.Millisecond, cfg.Now)
+	} else {
+		s.adm = newAdmission(cfg.Admission)
+	}
+	s.m.adm, s.m.pace = s.adm, s.pace
 	s.tls = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -308,6 +326,10 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	tctx, stopTicks := context.WithCancel(ctx)
+	ticks := make(chan struct{})
+	go func() { defer close(ticks); s.measure(tctx) }()
+	defer func() { stopTicks(); <-ticks }()
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -535,7 +557,9 @@ type serverConn struct {
 
 	mu      sync.Mutex // guards the fields below
 	session bool
-	gone    bool // the connection has ended: no session may start
+	restore bool  // the session is a restore: it may fetch, not upload
+	small   int64 // bytes a small session may still send ahead of big ones (pacing)
+	gone    bool  // the connection has ended: no session may start
 	timer   *time.Timer
 	end     func() // ends the backend's session
 }
@@ -548,14 +572,24 @@ func (c *serverConn) inSession() bool {
 
 // startSession starts the granted session; false if the connection has
 // already ended (the laptop gave up while its hello waited for admission).
-func (c *serverConn) startSession() bool {
+func (c *serverConn) startSession(restore bool, work Work) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gone {
 		return false
 	}
-	c.session, c.end = true, c.s.cfg.Backend.BeginSession(c.acct.ID)
-	c.s.m.sessions.Add(1)
+	c.session, c.restore, c.small = true, restore, 0
+	if restore || work.Bytes < c.s.admCfg.SmallBytes {
+		// A small session's bytes are read first, up to what makes it
+		// small (a laptop that claims little and sends much is paced
+		// like the others once past it).
+		c.small = c.s.admCfg.SmallBytes
+	}
+	c.end = func() {}
+	if !restore {
+		c.end = c.s.cfg.Backend.BeginSession(c.acct.ID)
+		c.s.m.sessions.Add(1)
+	}
 	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
 		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
 	})
@@ -578,7 +612,7 @@ func (c *serverConn) endSession() {
 		c.session = false
 		c.timer.Stop()
 		c.end()
-		c.s.adm.release(c.acct.ID)
+		c.s.adm.release(time.Now(), c.acct.ID)
 	}
 }
 
@@ -589,12 +623,26 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, f
 	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 	var start time.Time
 	var got int64
+	var paced time.Duration
 	return readFrame(st, func(n int) (func(), error) {
 		if start.IsZero() {
 			start = time.Now()
 		}
 		got += int64(n)
-		st.SetReadDeadline(start.Add(10*time.Second + time.Duration(got*int64(time.Second)/c.s.cfg.MinRate)))
+		// Time the server itself holds the bytes back (pacing) is not
+		// the laptop's: it moves the deadline.
+		t0 := time.Now()
+		c.mu.Lock()
+		priority := c.small >= int64(n)
+		if priority {
+			c.small -= int64(n)
+		}
+		c.mu.Unlock()
+		if err := c.s.pace.wait(ctx, n, priority); err != nil {
+			return nil, err
+		}
+		paced += time.Since(t0)
+		st.SetReadDeadline(start.Add(paced + 10*time.Second + time.Duration(got*int64(time.Second)/c.s.cfg.MinRate)))
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		rel, err := reserve(rctx, c.mem, c.s.mem, int64(n))
@@ -680,14 +728,32 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		return Errorf(KindBadRequest, "protocol version %d is not supported (server speaks 1); update xo-backup", req.Version)
 	}
 	g := Grant{Granted: true}
-	if req.Purpose == "backup" && !c.inSession() {
-		g = c.s.adm.request(c.acct.ID, c.acct.LastBackup)
-		if g.Granted && !c.startSession() {
-			c.s.adm.release(c.acct.ID)
+	if (req.Purpose == "backup" || req.Purpose == "restore") && !c.inSession() {
+		r := admitReq{user: c.acct.ID, restore: req.Purpose == "restore", lastBackup: c.acct.LastBackup}
+		if req.Work != nil {
+			r.work = *req.Work
+		}
+		r.hold = time.Duration(max(req.HoldMillis, 0)) * time.Millisecond
+		// A hello held for a place ends when the laptop hangs up.
+		hctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			select {
+			case <-c.conn.Context().Done():
+				stop()
+			case <-hctx.Done():
+			}
+		}()
+		g = c.s.adm.request(hctx, r, c.s.cfg.Now)
+		if g.Granted && !c.startSession(r.restore, r.work) {
+			c.s.adm.release(time.Now(), c.acct.ID)
 			return Errorf(KindShutdown, "the connection ended before the session started")
 		}
+		if !g.Granted && g.Slot.IsZero() {
+			return Errorf(KindShutdown, "the connection ended while waiting for a place")
+		}
 		if !g.Granted {
-			c.s.log.Debug("slot issued", "serial", c.acct.Serial, "slot", g.Slot)
+			c.s.log.Debug("come back later", "serial", c.acct.Serial, "at", g.Slot)
 		}
 	}
 	q, err := c.s.cfg.Backend.Quota(ctx, c.acct.ID)
@@ -709,7 +775,9 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 }
 
 func (c *serverConn) needSession() error {
-	if !c.inSession() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.session || c.restore {
 		return Errorf(KindNoSession, "ask to start a backup (hello) and wait for a granted session first")
 	}
 	return nil
@@ -825,6 +893,9 @@ func (c *serverConn) list(ctx context.Context, st *quic.Stream) error {
 }
 
 func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error {
+	if !c.inSession() {
+		return Errorf(KindNoSession, "ask to start a restore (hello) and wait for a granted session first")
+	}
 	refs, err := decodeRefs(p)
 	if err != nil {
 		return err
@@ -842,6 +913,10 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 	return writeFrame(st, tEnd, nil)
 }
 
+// Admission returns admission's state: the adaptive limit, the drain
+// rates and, with queue, the waiting laptops in the order they will start.
+func (s *Server) Admission(queue bool) AdmissionStatus { return s.adm.status(queue) }
+
 // SetRestorePage changes the restore page address announced to laptops.
 func (s *Server) SetRestorePage(page string) { s.page.Store(page) }
 
@@ -849,4 +924,106 @@ func (s *Server) SetRestorePage(page string) { s.page.Store(page) }
 func (s *Server) SignLink(c LinkClaims) string {
 	c.ByServer = true
 	return SignLink(s.cfg.Key, c)
+}
+
+// paceEvery is how often the pacer measures and moves its rate.
+const paceEvery = 100 * time.Millisecond
+
+// measure feeds the pacer (every paceEvery) and admission (every
+// AdmissionConfig.Interval) with what the connections show: the bytes
+// received and the queueing delay on the laptops' paths. A connection's
+// delay is its latest round trip minus its minimum (QUIC's
+// ConnectionStats; a server that receives still sends acknowledged
+// flow-control updates, which give round-trip samples), filtered as LEDBAT
+// filters one-way delays: the least of its last four samples, so that a
+// delayed acknowledgement or a busy CPU is not taken for a queue. The
+// minimum is LEDBAT's base delay: the least round trip any connection saw
+// in the last ten minutes (a laptop that connects while a class's download
+// fills the link never sees the empty queue itself), or the connection's
+// own if that is less. The school's figure is the median over the
+// connections that sent something.
+func (s *Server) measure(ctx context.Context) {
+	cfg := s.admCfg
+	t := time.NewTicker(paceEvery)
+	defer t.Stop()
+	type connSample struct {
+		bytes uint64
+		rtts  [4]time.Duration
+		n     int
+	}
+	seen := map[*quic.Conn]*connSample{}
+	var base [10]time.Duration // the least MinRTT of each of the last ten minutes
+	baseMin := time.Now().Unix() / 60
+	lastPace, lastAdm := time.Now(), time.Now()
+	var admBytes int64 = s.m.bytesIn.Load()
+	var delays []time.Duration
+	var worst time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		delays = delays[:0]
+		if m := now.Unix() / 60; m != baseMin {
+			baseMin = m
+			base[m%int64(len(base))] = 0
+		}
+		floor := time.Duration(0)
+		for _, b := range base {
+			if b > 0 && (floor == 0 || b < floor) {
+				floor = b
+			}
+		}
+		s.mu.Lock()
+		for c := range s.open {
+			st := c.ConnectionStats()
+			cs := seen[c]
+			if cs == nil {
+				cs = &connSample{bytes: st.BytesReceived}
+				seen[c] = cs
+				continue
+			}
+			if st.MinRTT > 0 && st.LatestRTT > 0 {
+				b := &base[baseMin%int64(len(base))]
+				if *b == 0 || st.MinRTT < *b {
+					*b = st.MinRTT
+				}
+				lo := st.MinRTT
+				if floor > 0 && floor < lo {
+					lo = floor
+				}
+				cs.rtts[cs.n%len(cs.rtts)] = max(st.LatestRTT-lo, 0)
+				cs.n++
+			}
+			if st.BytesReceived > cs.bytes+1500 && cs.n > 0 {
+				d := cs.rtts[0]
+				for _, r := range cs.rtts[:min(cs.n, len(cs.rtts))] {
+					d = min(d, r)
+				}
+				delays = append(delays, d)
+			}
+			cs.bytes = st.BytesReceived
+		}
+		for c := range seen {
+			if _, ok := s.open[c]; !ok {
+				delete(seen, c)
+			}
+		}
+		s.mu.Unlock()
+		q := time.Duration(-1)
+		if len(delays) > 0 {
+			slices.Sort(delays)
+			q = delays[len(delays)/2]
+			worst = max(worst, q)
+		}
+		s.pace.update(now, now.Sub(lastPace), q)
+		lastPace = now
+		if now.Sub(lastAdm) >= cfg.Interval {
+			b := s.m.bytesIn.Load()
+			s.adm.tick(now, sample{bytes: b - admBytes, qdelay: worst})
+			admBytes, lastAdm, worst = b, now, 0
+		}
+	}
 }

@@ -72,10 +72,20 @@ type Config struct {
 	// Registration is "open" (laptops may back up once registered) or
 	// "approve" (staff approve each laptop with xs-admin approve).
 	Registration string `toml:"registration"`
-	// Capacity is how many laptops back up at once.
-	Capacity int `toml:"capacity"`
-	// SlotLength is the slot window length.
-	SlotLength Duration `toml:"slot_length"`
+	// Admission bounds measured admission (proto.AdmissionConfig): how
+	// many laptops back up at once is measured, not configured.
+	Admission struct {
+		// MaxSessions is the most sessions ever allowed at once.
+		MaxSessions int `toml:"max_sessions"`
+		// SmallBytes: backups expected to send less are small and have
+		// places that big first backups never take.
+		SmallBytes Size `toml:"small_bytes"`
+		// Hold is how long a laptop's request stays open waiting for a
+		// place that is about to free.
+		Hold Duration `toml:"hold"`
+	} `toml:"admission"`
+	// Traffic shares the school's network politely (proto.PacingConfig).
+	Traffic Traffic `toml:"traffic"`
 	// SessionDeadline ends sessions that run longer.
 	SessionDeadline Duration `toml:"session_deadline"`
 	// MinRate (bytes/s) drops laptops that trickle.
@@ -146,6 +156,10 @@ type Config struct {
 	// time.Now; the soak test runs weeks on an accelerated clock. Not a
 	// configuration setting.
 	Now func() time.Time `toml:"-"`
+	// FixedWindow replaces measured admission with the old fixed windows
+	// (proto.ServerConfig.FixedWindow), for the benchmark's comparison of
+	// old against new. Not a configuration setting.
+	FixedWindow *proto.FixedWindow `toml:"-"`
 	// Limits are each device's fair share of the server (proto.Limits;
 	// zero values take its defaults). Not a configuration setting.
 	Limits proto.Limits `toml:"-"`
@@ -162,8 +176,6 @@ func DefaultConfig() Config {
 		Data:                 "/var/lib/xs-backup",
 		Metrics:              "127.0.0.1:7458",
 		Registration:         "open",
-		Capacity:             4,
-		SlotLength:           Duration(2 * time.Minute),
 		SessionDeadline:      Duration(time.Hour),
 		MinRate:              4096,
 		MaxConnections:       512,
@@ -173,6 +185,10 @@ func DefaultConfig() Config {
 		LogLevel:             "info",
 		Retention:            store.DefaultPolicy(),
 	}
+	c.Admission.MaxSessions = 64
+	c.Admission.SmallBytes = 4 << 20
+	c.Admission.Hold = Duration(30 * time.Second)
+	c.Traffic.TargetDelay = Duration(25 * time.Millisecond)
 	c.Lifecycle.At = "02:30"
 	c.Lifecycle.PendingExpiry = Duration(72 * time.Hour)
 	c.Lifecycle.CompactBelow = 0.5
@@ -215,6 +231,9 @@ func LoadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("configuration %s: %w", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
+		if why, ok := replacedKeys[und[0].String()]; ok {
+			return c, fmt.Errorf("configuration %s: %q is no longer a setting: %s", path, und[0].String(), why)
+		}
 		return c, fmt.Errorf("configuration %s: unknown setting %q (see the example in the README)", path, und[0].String())
 	}
 	return c, c.Validate()
@@ -225,12 +244,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Registration != "open" && c.Registration != "approve":
 		return fmt.Errorf("registration must be \"open\" or \"approve\", not %q", c.Registration)
-	case c.Capacity < 1:
-		return fmt.Errorf("capacity must be at least 1")
+	case c.Admission.MaxSessions < 2:
+		return fmt.Errorf("admission.max_sessions must be at least 2 (one place for big backups, one kept for small ones)")
 	case c.MaxPending < 0 || c.OpenApprovalsPerHour < 0:
 		return fmt.Errorf("max_pending and open_approvals_per_hour cannot be negative (0 takes the default)")
-	case c.SlotLength < Duration(time.Second):
-		return fmt.Errorf("slot_length must be at least 1s")
 	case c.Data == "":
 		return fmt.Errorf("data must name the store directory")
 	case c.RestorePage.StaffLink < Duration(time.Minute) || c.RestorePage.StaffLink > Duration(proto.MaxLinkLifetime):
@@ -248,6 +265,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lifecycle.CompactBelow > 1 {
 		return fmt.Errorf("lifecycle.compact_below is a fraction: at most 1 (rewrite any pack with garbage), negative to never rewrite")
+	}
+	if _, err := c.Traffic.pacing(); err != nil {
+		return fmt.Errorf("traffic: %w", err)
 	}
 	if c.Chunker != nil {
 		if err := c.Chunker.Validate(); err != nil {

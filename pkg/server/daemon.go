@@ -104,11 +104,18 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if cfg.OpenApprovalsPerHour > 0 {
 		be.OpenBurst, be.OpenEvery = cfg.OpenApprovalsPerHour, time.Hour/time.Duration(cfg.OpenApprovalsPerHour)
 	}
+	pacing, err := cfg.Traffic.pacing()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	srv, err := proto.NewServer(proto.ServerConfig{
-		Backend:         be,
-		Key:             key,
-		Capacity:        cfg.Capacity,
-		SlotLength:      time.Duration(cfg.SlotLength),
+		Backend: be,
+		Key:     key,
+		Admission: proto.AdmissionConfig{MaxSessions: cfg.Admission.MaxSessions, SmallBytes: int64(cfg.Admission.SmallBytes),
+			Hold: time.Duration(cfg.Admission.Hold)},
+		Pacing:          pacing,
+		FixedWindow:     cfg.FixedWindow,
 		SessionDeadline: time.Duration(cfg.SessionDeadline),
 		MinRate:         int64(cfg.MinRate),
 		MaxConns:        cfg.MaxConnections,
@@ -231,7 +238,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer stopAdmin()
 	spawn(func() error {
 		return admin.Serve(adminCtx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
-			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink)}, sock)
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }}, sock)
 	})
 	spawn(func() error { return d.Server.Serve(serveCtx, pc) })
 	// The nightly run stops at the signal, at its next safe point (every
@@ -242,7 +249,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		spawn(func() error { d.nightly(nightCtx, h, m); return nil })
 	}
 	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
-		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "capacity", d.Config.Capacity)
+		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "max_sessions", d.Config.Admission.MaxSessions)
 	close(d.Ready)
 	notifySystemd("READY=1")
 	select {

@@ -191,10 +191,10 @@ func TestHostileClients(t *testing.T) {
 }
 
 // TestAbandonedHelloFreesCapacity: laptops that ask for a session and hang
-// up while the server is still deciding (a lid closed at the wrong moment)
-// must not keep a place: an honest laptop is granted at once afterwards.
+// up right after (a lid closed at the wrong moment) must not keep a place:
+// an honest laptop is granted at once afterwards.
 func TestAbandonedHelloFreesCapacity(t *testing.T) {
-	d := startDaemon(t, func(c *server.Config) { c.Capacity = 2 })
+	d := startDaemon(t, func(c *server.Config) { c.Admission.MaxSessions = 2 })
 	quitter := newLaptop(t, d, "QUITTER", 3)
 	honest := newLaptop(t, d, "PATIENT", 4)
 	key, err := quitter.st.Key()
@@ -212,12 +212,12 @@ func TestAbandonedHelloFreesCapacity(t *testing.T) {
 		}
 		st.Write(frame(1, []byte(`{"version":1,"purpose":"backup"}`)))
 		st.Close()
-		// The server has read the hello and waits for its admission batch
-		// (50 ms) to decide; the laptop is gone before it does.
+		// The server has read the hello (and granted it: it is idle);
+		// the laptop is gone before it uses the session.
 		time.Sleep(15 * time.Millisecond)
 		c.Close()
 	}
-	time.Sleep(200 * time.Millisecond) // past the admission batch
+	time.Sleep(200 * time.Millisecond) // the server sees the connections end
 	res, err := agent.Run(context.Background(), honest.st, agent.RunOptions{Source: honest.src, Force: true, MaxSlotWait: time.Second})
 	if err != nil || res.Outcome != agent.Done {
 		t.Fatalf("after abandoned hellos a laptop was not granted: %v %+v", err, res)

@@ -108,7 +108,7 @@ func TestSoak(t *testing.T) {
 	clock := &simClock{t: time.Date(2026, 9, 1, 10, 0, 0, 0, time.UTC)}
 	d := startDaemon(t, func(c *server.Config) {
 		c.Now = clock.Now
-		c.Capacity = 16
+		c.Admission.MaxSessions = 16
 		c.Lifecycle.At = "" // the test plays the timer, on its own clock
 		c.Lifecycle.CompactBelow = 0.5
 	})

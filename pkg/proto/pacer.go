@@ -1,0 +1,146 @@
+package proto
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// PacingConfig paces what all laptops upload together, through how fast the
+// server reads their streams: QUIC's flow-control credit follows the reads,
+// so a paced server slows the laptops' senders down without a single lost
+// packet. Zero values take the defaults shown.
+type PacingConfig struct {
+	// TargetDelay is the queueing delay backups may add on the laptops'
+	// paths (default 25 ms, as LEDBAT's RFC 6817 suggests at most 100):
+	// the rate grows while the measured delay is below it and shrinks
+	// when above. Negative turns delay-based pacing off.
+	TargetDelay time.Duration
+	// Cap, if set, is a hard cap in bytes per second at a time (0: none),
+	// e.g. 5 Mbit/s during school hours.
+	Cap func(time.Time) int64
+	// Gain is how fast the rate moves: at the largest measured offset
+	// from the target it changes by this fraction per second (default 0.5).
+	Gain float64
+	// MinRate is the least the delay controller paces to (default 64 KiB/s).
+	MinRate float64
+}
+
+// maxPace is "unpaced": far above what a school server receives.
+const maxPace = 4 << 30
+
+// pacer is a LEDBAT-style (RFC 6817) rate controller: the queueing delay on
+// the laptops' paths (each connection's smoothed round trip minus its
+// minimum) is kept near TargetDelay by moving the rate at which the server
+// reads upload bytes. Under the target the rate grows (multiplicatively,
+// so a fast link is found in seconds); over it the rate falls in
+// proportion to the excess, so backups yield to a class that fills the
+// link. The rate never grows while the laptops do not use it.
+type pacer struct {
+	cfg PacingConfig
+
+	mu     sync.Mutex // guards the fields below
+	rate   float64    // bytes per second (the delay controller's)
+	next   time.Time  // when the next byte may be read
+	used   int64      // bytes read since the last update
+	qdelay time.Duration
+	paced  float64 // the last effective rate (after the cap)
+}
+
+func newPacer(cfg PacingConfig) *pacer {
+	if cfg.TargetDelay == 0 {
+		cfg.TargetDelay = 25 * time.Millisecond
+	}
+	if cfg.Gain <= 0 {
+		cfg.Gain = 0.5
+	}
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = 64 << 10
+	}
+	return &pacer{cfg: cfg, rate: 1 << 20}
+}
+
+// effective is the rate reads go at now.
+func (p *pacer) effective(now time.Time) float64 {
+	r := float64(maxPace)
+	if p.cfg.TargetDelay > 0 {
+		r = p.rate
+	}
+	if p.cfg.Cap != nil {
+		if c := p.cfg.Cap(now); c > 0 {
+			r = min(r, float64(c))
+		}
+	}
+	return r
+}
+
+// burst is how far reads may run ahead of the rate after a pause.
+const burst = 20 * time.Millisecond
+
+// wait waits until n more bytes may be read. A priority read (a small
+// session's, which must not wait behind big first backups) goes at once
+// but takes its share of the rate, so the big ones yield to it.
+func (p *pacer) wait(ctx context.Context, n int, priority bool) error {
+	p.mu.Lock()
+	now := time.Now()
+	r := p.effective(now)
+	if r >= maxPace {
+		p.used += int64(n)
+		p.mu.Unlock()
+		return nil
+	}
+	if p.next.Before(now.Add(-burst)) {
+		p.next = now.Add(-burst)
+	}
+	at := p.next
+	p.next = p.next.Add(time.Duration(float64(n) / r * float64(time.Second)))
+	p.used += int64(n)
+	p.mu.Unlock()
+	if priority {
+		return nil
+	}
+	d := time.Until(at)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// update moves the rate after dt of measurement with queueing delay qdelay
+// (negative: nothing measured, as when no laptop is sending).
+func (p *pacer) update(now time.Time, dt time.Duration, qdelay time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	used := float64(p.used) / dt.Seconds()
+	p.used = 0
+	p.qdelay = max(qdelay, 0)
+	if p.cfg.TargetDelay > 0 && qdelay >= 0 {
+		off := float64(p.cfg.TargetDelay-qdelay) / float64(p.cfg.TargetDelay)
+		off = max(-1, min(1, off))
+		if off < 0 || used >= 0.5*p.rate {
+			// Grow only a rate the laptops use; shrink at any time.
+			p.rate *= math.Exp(p.cfg.Gain * off * dt.Seconds())
+		}
+		p.rate = max(p.cfg.MinRate, min(p.rate, maxPace))
+	}
+	p.paced = p.effective(now)
+}
+
+// status returns the paced rate (bytes per second; maxPace: unpaced) and
+// the queueing delay last measured.
+func (p *pacer) status() (rate float64, qdelay time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paced == 0 {
+		p.paced = p.effective(time.Now())
+	}
+	return p.paced, p.qdelay
+}
