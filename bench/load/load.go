@@ -59,9 +59,11 @@ const (
 type Options struct {
 	// Laptops is how many laptops back up (default 1000).
 	Laptops int
-	// Capacity is the server's capacity, sessions at once (default 4).
+	// Capacity is the server's [admission] max_sessions, the most
+	// sessions at once (default 4); how many run is measured below it.
 	Capacity int
-	// SlotLength is the server's slot window (default 1 s, the least it accepts).
+	// SlotLength is only reported: the measured admission has no slot
+	// windows (it was the fixed-window admission's, before issue 17).
 	SlotLength time.Duration
 	// MaxConnections is the server's max_connections (default: the
 	// server's own default, 512).

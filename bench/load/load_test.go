@@ -52,9 +52,10 @@ func TestSmallSchool(t *testing.T) {
 	if r.Metrics["xs_slots_issued_total"] == 0 {
 		t.Fatal("the server issued no slots: every laptop was granted at once")
 	}
-	if r.LatersOffline == 0 || r.Laters == r.LatersOffline {
-		t.Fatalf("%d runs ended Later, %d of them offline: want some of each (slots beyond MaxSlotWait, kept between timer firings)", r.Laters, r.LatersOffline)
-	}
+	// Measured admission tells a laptop to come back from the drain rate
+	// (seconds here), so runs that end Later and those kept offline
+	// until the time comes are few or none: not asserted any more.
+	t.Logf("%d runs ended Later, %d of them offline", r.Laters, r.LatersOffline)
 	if r.Samples.Sessions > 4 {
 		t.Fatalf("%d sessions ran at once with capacity 4", r.Samples.Sessions)
 	}

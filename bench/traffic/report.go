@@ -139,6 +139,16 @@ func (r *Result) linkBuffer() int {
 	return max(64<<10, int(r.Options.Link.Rate/8*0.1))
 }
 
+// CSV is the samples, one line a second.
+func (r *Result) CSV() string {
+	var b strings.Builder
+	b.WriteString("seconds,waiting,running,limit,link_bits_per_second,paced_bits_per_second,queueing_delay_ms\n")
+	for _, s := range r.Samples {
+		fmt.Fprintf(&b, "%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f\n", s.T.Seconds(), s.Waiting, s.Running, s.Limit, s.LinkBits, s.Paced, float64(s.QDelay)/1e6)
+	}
+	return b.String()
+}
+
 // SVG plots the queue length, the sessions admitted and the link's rate.
 func (r *Result) SVG(title string) string {
 	const w, h, pad = 900, 300, 50

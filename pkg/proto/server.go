@@ -936,12 +936,11 @@ const paceEvery = 100 * time.Millisecond
 // ConnectionStats; a server that receives still sends acknowledged
 // flow-control updates, which give round-trip samples), filtered as LEDBAT
 // filters one-way delays: the least of its last four samples, so that a
-// delayed acknowledgement or a busy CPU is not taken for a queue. The
-// minimum is LEDBAT's base delay: the least round trip any connection saw
-// in the last ten minutes (a laptop that connects while a class's download
-// fills the link never sees the empty queue itself), or the connection's
-// own if that is less. The school's figure is the median over the
-// connections that sent something.
+// delayed acknowledgement or a busy CPU is not taken for a queue. The base
+// is each connection's own minimum: a school-wide base (LEDBAT's ten-minute
+// history over every connection) was tried and collapsed the pace, because
+// local tools on loopback set a base no laptop's path can reach. The
+// school's figure is the median over the connections that sent something.
 func (s *Server) measure(ctx context.Context) {
 	cfg := s.admCfg
 	t := time.NewTicker(paceEvery)
@@ -952,8 +951,6 @@ func (s *Server) measure(ctx context.Context) {
 		n     int
 	}
 	seen := map[*quic.Conn]*connSample{}
-	var base [10]time.Duration // the least MinRTT of each of the last ten minutes
-	baseMin := time.Now().Unix() / 60
 	lastPace, lastAdm := time.Now(), time.Now()
 	var admBytes int64 = s.m.bytesIn.Load()
 	var delays []time.Duration
@@ -966,16 +963,6 @@ func (s *Server) measure(ctx context.Context) {
 		}
 		now := time.Now()
 		delays = delays[:0]
-		if m := now.Unix() / 60; m != baseMin {
-			baseMin = m
-			base[m%int64(len(base))] = 0
-		}
-		floor := time.Duration(0)
-		for _, b := range base {
-			if b > 0 && (floor == 0 || b < floor) {
-				floor = b
-			}
-		}
 		s.mu.Lock()
 		for c := range s.open {
 			st := c.ConnectionStats()
@@ -986,15 +973,7 @@ func (s *Server) measure(ctx context.Context) {
 				continue
 			}
 			if st.MinRTT > 0 && st.LatestRTT > 0 {
-				b := &base[baseMin%int64(len(base))]
-				if *b == 0 || st.MinRTT < *b {
-					*b = st.MinRTT
-				}
-				lo := st.MinRTT
-				if floor > 0 && floor < lo {
-					lo = floor
-				}
-				cs.rtts[cs.n%len(cs.rtts)] = max(st.LatestRTT-lo, 0)
+				cs.rtts[cs.n%len(cs.rtts)] = max(st.LatestRTT-st.MinRTT, 0)
 				cs.n++
 			}
 			if st.BytesReceived > cs.bytes+1500 && cs.n > 0 {

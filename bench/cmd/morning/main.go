@@ -140,6 +140,11 @@ func run(args []string) int {
 		}
 		return r
 	}
+	for name, r := range map[string]*traffic.Result{"measured": rep.New, "fixed": rep.Old, "polite": rep.Polite} {
+		if r != nil {
+			os.WriteFile(filepath.Join(*out, "morning-"+name+".csv"), []byte(r.CSV()), 0o644)
+		}
+	}
 	md := rep.Markdown(rel(svgNew), rel(svgOld))
 	fmt.Print(md)
 	os.WriteFile(filepath.Join(*out, "morning.md"), []byte(md), 0o644)
