@@ -80,30 +80,41 @@ func within(t *testing.T, what string, got, want, tol float64) {
 
 // TestLinkRate: a sender faster than the link gets exactly the link's
 // rate through it (within 5%), and the buffer overflows rather than grows.
+// The sender offers about 3× the rate, so that a sender slowed down by a
+// busy machine (CI runs every package at once, under -race) still
+// saturates the link; a measurement spoiled by the machine is tried again,
+// at most three times.
 func TestLinkRate(t *testing.T) {
 	const rate = 10e6
-	l, s, c := setup(t, LinkConfig{Rate: rate, Delay: 5 * time.Millisecond, Buffer: 64 << 10})
-	p := make([]byte, 1200)
-	// 15 Mbit/s for 3 s, in bursts every 2 ms.
-	end := time.Now().Add(3 * time.Second)
-	var seq uint64
-	for time.Now().Before(end) {
-		for range 3 {
-			binary.BigEndian.PutUint64(p, seq)
-			seq++
-			c.Write(p)
+	var got float64
+	for attempt := 1; attempt <= 3; attempt++ {
+		l, s, c := setup(t, LinkConfig{Rate: rate, Delay: 5 * time.Millisecond, Buffer: 64 << 10})
+		p := make([]byte, 1200)
+		// ~29 Mbit/s for 3 s, in bursts every 2 ms.
+		end := time.Now().Add(3 * time.Second)
+		var seq uint64
+		for time.Now().Before(end) {
+			for range 6 {
+				binary.BigEndian.PutUint64(p, seq)
+				seq++
+				c.Write(p)
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
+		s.mu.Lock()
+		got = float64(s.bytes*8) / s.last.Sub(s.first).Seconds()
+		s.mu.Unlock()
+		st := l.Stats()
+		if st.Dropped == 0 || st.MaxQueue > 64<<10 {
+			t.Errorf("an overloaded link dropped %d packets with at most %d bytes queued (buffer 64 KiB)", st.Dropped, st.MaxQueue)
+		}
+		if math.Abs(got-rate) <= 0.05*rate {
+			break
+		}
+		t.Logf("attempt %d: %.4g bit/s delivered; the machine may be busy, trying again", attempt, got)
 	}
-	time.Sleep(200 * time.Millisecond)
-	s.mu.Lock()
-	got := float64(s.bytes*8) / s.last.Sub(s.first).Seconds()
-	s.mu.Unlock()
 	within(t, "delivered rate (bit/s)", got, rate, 0.05)
-	st := l.Stats()
-	if st.Dropped == 0 || st.MaxQueue > 64<<10 {
-		t.Errorf("an overloaded link dropped %d packets with at most %d bytes queued (buffer 64 KiB)", st.Dropped, st.MaxQueue)
-	}
 }
 
 // TestLinkDelay: sparse packets see the one-way delay (within 5%), plus

@@ -63,7 +63,7 @@ func (x *xsBackup) start(ctx context.Context, sc *school, work string) error {
 		return err
 	}
 	x.cmd = exec.Command(filepath.Join(x.bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", x.data,
-		"--metrics", "", "--page", "", "--capacity", "8")
+		"--metrics", "", "--page", "")
 	stderr, err := x.cmd.StderrPipe()
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
@@ -75,6 +76,32 @@ type remote struct {
 	st    agent.State
 	c     *proto.Client
 	codec *chunk.Codec
+
+	mu      sync.Mutex // guards reading
+	reading bool       // the server granted this connection a restore session
+}
+
+// readSession asks the server, once per connection, for the restore
+// session reads need (restores take part in admission, and go first).
+func (r *remote) readSession(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for !r.reading {
+		g, err := r.c.Hello(ctx, "restore")
+		if err != nil {
+			return fmt.Errorf("xsbackup: ask the server to read: %w", err)
+		}
+		if g.Granted {
+			r.reading = true
+			break
+		}
+		select {
+		case <-time.After(max(g.Slot.Sub(g.ServerTime), 100*time.Millisecond)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func snapshotInfo(sn proto.SnapshotInfo) Snapshot {
@@ -121,6 +148,9 @@ func (r *remote) snapshots(ctx context.Context) ([]Snapshot, error) {
 }
 
 func (r *remote) find(ctx context.Context, id string) (chunk.ID, error) {
+	if err := r.readSession(ctx); err != nil {
+		return chunk.ID{}, err
+	}
 	sns, err := r.c.Snapshots(ctx)
 	if err != nil {
 		return chunk.ID{}, fmt.Errorf("xsbackup: list snapshots: %w", err)
