@@ -23,15 +23,14 @@ func listenLocal() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0
 // server that sends without end and a client that reads, both through a
 // relay on the link (QUIC's congestion control, as a TCP download's).
 type bulkFlow struct {
-	pc     net.PacketConn
-	ln     *quic.Listener
-	relay  *netem.Relay
-	got    atomic.Int64
-	mu     sync.Mutex
-	from   time.Time
-	to     time.Time
-	gotAt  [2]int64
-	cancel context.CancelFunc
+	pc    net.PacketConn
+	ln    *quic.Listener
+	relay *netem.Relay
+	got   atomic.Int64
+	mu    sync.Mutex
+	from  time.Time
+	to    time.Time
+	gotAt [2]int64
 }
 
 func selfSigned() (tls.Certificate, error) {

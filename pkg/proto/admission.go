@@ -147,10 +147,9 @@ type admission struct {
 	work    [nLanes]int64 // expected work of the running sessions
 	held    int
 	// Measurement since the last tick.
-	doneN    [nLanes]int
-	doneWork int64
-	last     time.Time
-	demand   [nLanes]bool // the lane had sessions or waiters this interval
+	doneN  [nLanes]int
+	last   time.Time
+	demand [nLanes]bool // the lane had sessions or waiters this interval
 	// Drain rates (EWMA), sessions per second per lane and bytes per second.
 	rate     [nLanes]float64
 	byteRate float64
@@ -500,7 +499,7 @@ func (a *admission) request(ctx context.Context, r admitReq, clock func() time.T
 	if ok {
 		return Grant{Granted: true}
 	}
-	return Grant{Slot: clock().Add(due.Sub(time.Now())).UTC()}
+	return Grant{Slot: clock().Add(time.Until(due)).UTC()}
 }
 
 // AdmissionStatus is what admission looks like now (for metrics and
