@@ -96,11 +96,7 @@ func TestBitRotHealsEndToEnd(t *testing.T) {
 func TestRepairOfAnIndexThatWillNotOpen(t *testing.T) {
 	data := t.TempDir()
 	d := StartDaemon(t, data)
-	state, src := t.TempDir(), newJournal(t, 21)
-	if _, e, code := register(t, d, state, "SHC301"); code != 0 {
-		t.Fatalf("register: %s", e)
-	}
-	runBackup(t, state, src)
+	state, src := backedUp(t, d, "SHC301", 21)
 	d.Stop(t)
 	if err := os.WriteFile(filepath.Join(data, "index", "MANIFEST"), []byte("garbage, not a manifest"), 0o640); err != nil {
 		t.Fatal(err)
@@ -127,11 +123,7 @@ func TestRepairOfAnIndexThatWillNotOpen(t *testing.T) {
 func TestCheckAfterUncleanStop(t *testing.T) {
 	data := t.TempDir()
 	d := StartDaemon(t, data)
-	state, src := t.TempDir(), newJournal(t, 31)
-	if _, e, code := register(t, d, state, "SHC401"); code != 0 {
-		t.Fatalf("register: %s", e)
-	}
-	runBackup(t, state, src)
+	state, src := backedUp(t, d, "SHC401", 31)
 	d.Cmd.Process.Kill()
 	d.Cmd.Wait()
 	out, errOut, code := admin(t, data, "check", "--read-data")
@@ -149,11 +141,7 @@ func TestCheckAfterUncleanStop(t *testing.T) {
 func TestAdminTextWithDaemonStopped(t *testing.T) {
 	data := t.TempDir()
 	d := StartDaemon(t, data)
-	state, src := t.TempDir(), newJournal(t, 41)
-	if _, e, code := register(t, d, state, "SHC601"); code != 0 {
-		t.Fatalf("register: %s", e)
-	}
-	runBackup(t, state, src)
+	backedUp(t, d, "SHC601", 41)
 	live := map[string]string{}
 	cmds := [][]string{{"users"}, {"snapshots", "SHC601"}, {"quota"}}
 	for _, c := range cmds {
@@ -170,4 +158,16 @@ func TestAdminTextWithDaemonStopped(t *testing.T) {
 			t.Errorf("xs-admin %s differs with the daemon stopped:\n%s\nwith it running:\n%s", c[0], out, live[c[0]])
 		}
 	}
+}
+
+// backedUp registers a laptop with a fresh Journal and backs it up once; it
+// returns the laptop's state directory and Journal.
+func backedUp(t *testing.T, d *Daemon, serial string, seed uint64) (state, src string) {
+	t.Helper()
+	state, src = t.TempDir(), newJournal(t, seed)
+	if _, e, code := register(t, d, state, serial); code != 0 {
+		t.Fatalf("register %s: %s", serial, e)
+	}
+	runBackup(t, state, src)
+	return state, src
 }

@@ -296,27 +296,12 @@ func (c *checker) recount(users []*User) error {
 			return err
 		}
 	}
-	return s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			var r blob.Ref
-			r.Type = blob.Type(k[1])
-			copy(r.ID[:], k[2:])
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			o, err := decodeObj(v)
-			if err != nil {
-				c.rep.Problems = append(c.rep.Problems, Problem{Kind: "count", Ref: r.String(), Detail: err.Error()})
-				continue
-			}
-			if o.Owners != owners[r] {
-				c.rep.Problems = append(c.rep.Problems, Problem{Kind: "count", Ref: r.String(),
-					Detail: fmt.Sprintf("index says %d owners, recount %d", o.Owners, owners[r])})
-			}
+	return s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+		if derr != nil {
+			c.rep.Problems = append(c.rep.Problems, Problem{Kind: "count", Ref: r.String(), Detail: derr.Error()})
+		} else if o.Owners != owners[r] {
+			c.rep.Problems = append(c.rep.Problems, Problem{Kind: "count", Ref: r.String(),
+				Detail: fmt.Sprintf("index says %d owners, recount %d", o.Owners, owners[r])})
 		}
 		return nil
 	})

@@ -301,21 +301,8 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		o objRec
 	}
 	var recs []rec
-	err = s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			o, err := decodeObj(v)
-			if err != nil || o.lost() || !chosen[o.Pack] {
-				continue
-			}
-			k := it.Item().Key()
-			r := blob.Ref{Type: blob.Type(k[1])}
-			copy(r.ID[:], k[2:])
+	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+		if derr == nil && !o.lost() && chosen[o.Pack] {
 			recs = append(recs, rec{r, o})
 		}
 		return nil

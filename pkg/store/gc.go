@@ -247,31 +247,18 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 		}
 		use[seq] = &packUse{seq: seq, size: st.Size()}
 	}
-	err = s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			o, err := decodeObj(v)
-			if err != nil {
-				return err // never compact on an index we cannot read
-			}
-			p := use[o.Pack]
-			if p == nil {
-				continue
-			}
-			if o.lost() {
-				// A damaged record stays where it is until an upload heals
-				// it: its pack is not removed meanwhile.
-				p.lost++
-				continue
-			}
-			k := it.Item().Key()
-			r := blob.Ref{Type: blob.Type(k[1])}
-			copy(r.ID[:], k[2:])
+	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+		if derr != nil {
+			return derr // never compact on an index we cannot read
+		}
+		p := use[o.Pack]
+		switch {
+		case p == nil:
+		case o.lost():
+			// A damaged record stays where it is until an upload heals
+			// it: its pack is not removed meanwhile.
+			p.lost++
+		default:
 			p.live += recordHeaderLen + int64(o.Stored)
 			p.recs = append(p.recs, liveRec{ref: r, off: o.Off, stored: o.Stored})
 		}

@@ -724,6 +724,30 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 	return err
 }
 
+// eachObj calls fn for every blob entry of the index, in key order, in one
+// read transaction. An entry that does not decode is passed with its error:
+// the caller decides whether that stops it (GC) or is reported (check).
+func (s *Store) eachObj(fn func(r blob.Ref, o objRec, decodeErr error) error) error {
+	return s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pObj}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			r := blob.Ref{Type: blob.Type(k[1])}
+			copy(r.ID[:], k[2:])
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			o, derr := decodeObj(v)
+			if err := fn(r, o, derr); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // view runs a read-only index transaction. Badger panics on some damaged
 // tables instead of returning an error: that becomes ErrIndexDamaged, so
 // that the caller stops and staff are told to rebuild the index.
