@@ -92,7 +92,7 @@ func wireErr(err error) error {
 	var ie *quic.IdleTimeoutError
 	var he *quic.HandshakeTimeoutError
 	if errors.As(err, &ie) || errors.As(err, &he) {
-		return fmt.Errorf("%w: the server did not answer; check the network and that xs-backupd runs", ErrUnreachable)
+		return fmt.Errorf("%w: the server did not answer (the network is down or the server is not running)", ErrUnreachable)
 	}
 	return err
 }
@@ -174,7 +174,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.ServerKey == nil {
-		return nil, errors.New("no pinned server key: register this laptop first (xo-backup register)")
+		return nil, Errorf(KindNotRegistered, "no pinned server key: this laptop has not registered with a server")
 	}
 	tc, err := clientTLS(cfg.Key, ALPNBackup, cfg.ServerKey, nil)
 	if err != nil {

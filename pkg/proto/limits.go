@@ -164,7 +164,7 @@ func (l *limiter) conn(addr netip.Addr, key []byte) (*keyShare, func(), error) {
 	}
 	ks := l.keys[string(key)]
 	if ks != nil && ks.conns >= l.l.ConnsPerKey {
-		return nil, nil, Errorf(KindBusy, "this laptop already has %d connections open; another xo-backup may be running", ks.conns)
+		return nil, nil, Errorf(KindBusy, "this laptop already has %d connections open; another backup of this laptop may be running", ks.conns)
 	}
 	if ks == nil {
 		ks = &keyShare{mem: semaphore.NewWeighted(l.l.MemoryPerKey)}

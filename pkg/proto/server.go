@@ -445,7 +445,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	if err == nil && acct.Revoked {
 		err = Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
 	} else if err == nil && !acct.Approved {
-		err = Errorf(KindNotApproved, "laptop %s is waiting for staff approval (xs-admin approve %s)", acct.Serial, acct.Serial)
+		err = Errorf(KindNotApproved, "laptop %s is waiting for staff approval", acct.Serial)
 	}
 	if err != nil {
 		if KindOf(err) == KindInternal {
@@ -725,7 +725,7 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		return err
 	}
 	if req.Version != 1 {
-		return Errorf(KindBadRequest, "protocol version %d is not supported (server speaks 1); update xo-backup", req.Version)
+		return Errorf(KindBadRequest, "protocol version %d is not supported (this server speaks 1)", req.Version)
 	}
 	g := Grant{Granted: true}
 	if (req.Purpose == "backup" || req.Purpose == "restore") && !c.inSession() {

@@ -70,7 +70,7 @@ func (b *Backend) openApproves() bool {
 
 func (b *Backend) pendingFull() error {
 	if n := b.S.Pending(); n >= b.MaxPending {
-		return proto.Errorf(proto.KindBusy, "%d laptops already wait for staff approval; ask staff to look at them (xs-admin pending), then register again", n)
+		return proto.Errorf(proto.KindBusy, "%d laptops already wait for staff approval; no more registrations are taken until staff have looked at them", n)
 	}
 	return nil
 }
@@ -98,17 +98,17 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 	if known && ed25519.PublicKey(u.PublicKey).Equal(req.Key) {
 		if u.Revoked {
 			return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
-				"laptop %s was revoked; staff can undo it with: xs-admin unrevoke %s", u.Serial, u.Serial)
+				"laptop %s was revoked by staff", u.Serial)
 		}
 		return proto.RegisterResult{Serial: u.Serial, Approved: u.Approved}, nil
 	}
 	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired && o.Serial == req.Serial {
 		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
-			"this key of laptop %s was replaced by a newer registration; staff decide which laptop is %s (xs-admin pending, xs-admin users)", req.Serial, req.Serial)
+			"this key of laptop %s was replaced by a newer registration; staff decide which laptop is %s", req.Serial, req.Serial)
 	}
 	if req.Claim != "" {
 		if !known {
-			return proto.RegisterResult{}, proto.Errorf(proto.KindNotApproved, "no laptop %s is registered, so there is nothing to claim; register without --claim", req.Serial)
+			return proto.RegisterResult{}, proto.Errorf(proto.KindNotApproved, "no laptop %s is registered, so there is nothing to claim; register without a claim code", req.Serial)
 		}
 		u, err := b.S.Claim(ctx, req.Serial, req.Claim, req.Key)
 		if errors.Is(err, store.ErrNotOwned) {
@@ -145,7 +145,7 @@ func (b *Backend) Account(ctx context.Context, key ed25519.PublicKey) (proto.Acc
 	u, m := b.S.KeyStatus(key)
 	switch m {
 	case store.KeyUnknown:
-		return proto.Account{}, proto.Errorf(proto.KindNotRegistered, "this laptop is not registered with the school server; run: xo-backup register --server HOST")
+		return proto.Account{}, proto.Errorf(proto.KindNotRegistered, "this laptop is not registered with the school server")
 	case store.KeyPending:
 		return proto.Account{ID: uint64(u.ID), Serial: u.Serial, Nickname: u.Nickname}, nil
 	case store.KeyRetired:

@@ -148,7 +148,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}()
 	pc, err := net.ListenPacket("udp", d.Config.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another xs-backupd running?)", d.Config.Listen, err)
+		return fmt.Errorf("listen on %s: %w (another process, perhaps another xs-backupd, has that port)", d.Config.Listen, err)
 	}
 	defer pc.Close()
 	d.Addr = pc.LocalAddr()

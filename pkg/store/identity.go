@@ -131,7 +131,7 @@ func (s *Store) ApproveKey(ctx context.Context, id UserID, newHistory bool) (*Us
 		return nil, fmt.Errorf("%w: user %s", ErrNotFound, id)
 	}
 	if old.PendingKey == nil {
-		return nil, fmt.Errorf("%w: no key change of %s is waiting; the laptop must register first (xo-backup register), or give it a claim code (xs-admin claim-code %s)", ErrNotFound, old.Serial, old.Serial)
+		return nil, fmt.Errorf("%w: no key change of %s is waiting: the laptop has not registered a new key (a claim code lets it take its history without approval)", ErrNotFound, old.Serial)
 	}
 	if o := s.keyInUseLocked(id, old.PendingKey); o != nil {
 		return nil, fmt.Errorf("%w: the waiting key is now registered to serial %s", ErrExists, o.Serial)
@@ -261,7 +261,7 @@ func (s *Store) Claim(ctx context.Context, serial, code string, pub []byte) (*Us
 	defer s.mu.Unlock()
 	old, ok := s.lookupLocked(serial)
 	if !ok || old.Serial != serial || old.ClaimHash == "" || !s.opts.Now().Before(old.ClaimExpires) {
-		return nil, fmt.Errorf("%w: no valid claim code for serial %s; ask staff for a new one (xs-admin claim-code %s)", ErrNotOwned, serial, serial)
+		return nil, fmt.Errorf("%w: no valid claim code for serial %s (none was issued, it expired or it was used)", ErrNotOwned, serial)
 	}
 	if subtle.ConstantTimeCompare([]byte(claimHash(serial, code)), []byte(old.ClaimHash)) != 1 {
 		u := cloneUser(old)

@@ -191,11 +191,11 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.serials[nu.Serial]; ok {
-		return nil, fmt.Errorf("%w: serial %s is already registered; to move a student to a new laptop use xs-admin alias", ErrExists, nu.Serial)
+		return nil, fmt.Errorf("%w: serial %s is already registered", ErrExists, nu.Serial)
 	}
 	if old, ok := s.lookupLocked(nu.Serial); ok && old.Serial == nu.Serial {
-		return nil, fmt.Errorf("%w: serial %s belongs to a revoked laptop with %d backup(s); undo the revoke (xs-admin unrevoke %s) or, when the laptop registers, xs-admin approve %s [--new-history]",
-			ErrExists, nu.Serial, len(s.snaps[old.ID]), nu.Serial, nu.Serial)
+		return nil, fmt.Errorf("%w: serial %s belongs to a revoked laptop with %d backup(s); its revoke can be undone, or its history given to the laptop when it registers again",
+			ErrExists, nu.Serial, len(s.snaps[old.ID]))
 	}
 	if len(nu.PublicKey) > 0 {
 		for _, u := range s.users {
@@ -304,14 +304,14 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 	defer s.mu.Unlock()
 	ou, ok := s.lookupLocked(oldSerial)
 	if !ok {
-		return nil, fmt.Errorf("%w: no laptop registered with serial %s (see xs-admin users)", ErrNotFound, oldSerial)
+		return nil, fmt.Errorf("%w: no laptop registered with serial %s", ErrNotFound, oldSerial)
 	}
 	if ou.Serial == newSerial {
-		advice := "when it registers again, approve its new key: xs-admin approve " + newSerial + " (or hand it a code first: xs-admin claim-code " + newSerial + ")"
+		state := "its new key is approved when it registers again (or with a claim code)"
 		if ou.PendingKey != nil {
-			advice = "its new key is waiting: xs-admin approve " + newSerial
+			state = "its new key is waiting for approval"
 		}
-		return nil, fmt.Errorf("%w: %s is already this student's laptop; a reflashed laptop keeps its serial and its backups: %s", ErrInvalid, newSerial, advice)
+		return nil, fmt.Errorf("%w: %s is already this student's laptop; a reflashed laptop keeps its serial and its backups: %s", ErrInvalid, newSerial, state)
 	}
 	u := cloneUser(ou)
 	var merged *User
@@ -373,7 +373,7 @@ func (s *Store) UserBySerial(serial string) (*User, error) {
 	defer s.mu.RUnlock()
 	u, ok := s.lookupLocked(serial)
 	if !ok {
-		return nil, fmt.Errorf("%w: no laptop registered with serial %s (see xs-admin users)", ErrNotFound, serial)
+		return nil, fmt.Errorf("%w: no laptop registered with serial %s", ErrNotFound, serial)
 	}
 	return cloneUser(u), nil
 }
@@ -512,7 +512,7 @@ func (s *Store) Snapshot(user UserID, id SnapshotID) (*Snapshot, error) {
 			return &c, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: snapshot %s of user %s (list them with xs-admin snapshots)", ErrNotFound, id, user)
+	return nil, fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
 }
 
 // newSnapshotID returns a time-ordered, unique snapshot ID.
@@ -542,7 +542,7 @@ func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned b
 		return nil, err
 	}
 	if pinned && strings.TrimSpace(reason) == "" {
-		return nil, fmt.Errorf("%w: a pin needs a reason (e.g. --reason \"science fair project\")", ErrInvalid)
+		return nil, fmt.Errorf("%w: a pin needs a reason (for example \"science fair project\")", ErrInvalid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

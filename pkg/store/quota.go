@@ -15,11 +15,11 @@ func (s *Store) canWrite(user UserID) error {
 	u, ok := s.users[user]
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: user %s; register the laptop first (xo-backup register)", ErrNotFound, user)
+		return fmt.Errorf("%w: user %s is not registered", ErrNotFound, user)
 	case u.Revoked:
-		return fmt.Errorf("%w: laptop %s may no longer back up; ask staff (xs-admin users)", ErrRevoked, u.Serial)
+		return fmt.Errorf("%w: laptop %s was revoked and may no longer back up", ErrRevoked, u.Serial)
 	case !u.Approved:
-		return fmt.Errorf("%w: laptop %s is waiting for staff approval (xs-admin approve %s)", ErrRevoked, u.Serial, u.Serial)
+		return fmt.Errorf("%w: laptop %s is waiting for staff approval", ErrRevoked, u.Serial)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func Dial(ctx context.Context, stateDir string, opts Options) (*Repo, error) {
 	st := state(stateDir)
 	if _, err := st.Registration(); err != nil {
 		if errors.Is(err, agent.ErrNotRegistered) {
-			return nil, fmt.Errorf("xsbackup: no registration in %s; call xsbackup.Register first (or run xo-backup register --server HOST): %w", st.Dir, err)
+			return nil, fmt.Errorf("xsbackup: no registration in %s; call xsbackup.Register first: %w", st.Dir, err)
 		}
 		return nil, fmt.Errorf("xsbackup: %w", err)
 	}
