@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // Pack accounting: compaction never removes a pack holding a record it
@@ -85,7 +86,7 @@ func (s *Store) countOrphans(ctx context.Context, locs map[blob.Ref]packLoc) {
 // has none yet (from the next pack on), and after an unclean stop counts the
 // records the interrupted run wrote but never indexed.
 func (s *Store) startAccounting(ctx context.Context, seqs []uint64) error {
-	next := s.packs.nextSeq()
+	next := s.packs.NextSeq()
 	var from, lastRun uint64
 	var hadFrom, unclean bool
 	err := s.view(func(txn *badger.Txn) (err error) {
@@ -183,9 +184,9 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 		})
 	}
 	var lerr error
-	_, err := scanPack(s.fsys, seq, func(h recordHeader, off int64, _ []byte) error {
+	_, err := pack.Scan(s.fsys, seq, func(h pack.Header, off int64, _ []byte) error {
 		return lookup(blob.Ref{Type: h.Type, ID: h.ID}, off)
-	}, func(sp damagedSpan) {
+	}, func(sp pack.DamagedSpan) {
 		if sp.Header != nil {
 			if err := lookup(blob.Ref{Type: sp.Header.Type, ID: sp.Header.ID}, sp.Off); err != nil && lerr == nil {
 				lerr = err

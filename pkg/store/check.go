@@ -12,6 +12,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // CheckOptions choose how deep Check looks.
@@ -345,7 +346,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := s.db.DropAll(); err != nil {
 		return nil, fmt.Errorf("clear index: %w", err)
 	}
-	seqs, err := listPacks(s.fsys)
+	seqs, err := pack.List(s.fsys)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +361,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 		// as lost, where it is: its snapshots count it, Need asks for it
 		// again, and compaction keeps its pack until it is healed. An entry
 		// whose ID was itself damaged has no owners and is swept by GC.
-		keepLost := func(h recordHeader, off int64) error {
+		keepLost := func(h pack.Header, off int64) error {
 			r := blob.Ref{Type: h.Type, ID: h.ID}
 			if _, seen := intact[r]; seen || !h.Type.Valid() {
 				return nil
@@ -373,7 +374,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 			}
 			return wb.Set(lostKey(r), rec)
 		}
-		_, err := scanPack(s.fsys, seq, func(h recordHeader, off int64, data []byte) error {
+		_, err := pack.Scan(s.fsys, seq, func(h pack.Header, off int64, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -382,18 +383,18 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 				return nil
 			}
 			raw := data
-			if h.Flags&flagZstd != 0 {
+			if h.Flags&pack.FlagZstd != 0 {
 				var err error
 				if raw, err = s.codec.Decompress(scratch[:0], data, int(h.Raw)); err != nil {
 					rep.Damaged++
-					rep.addSpan(seq, off, off+recordHeaderLen+int64(h.Stored), r, "does not decompress")
+					rep.addSpan(seq, off, off+pack.RecordHeaderLen+int64(h.Stored), r, "does not decompress")
 					return keepLost(h, off)
 				}
 				scratch = raw
 			}
 			if chunk.Sum(raw) != h.ID {
 				rep.Damaged++
-				rep.addSpan(seq, off, off+recordHeaderLen+int64(h.Stored), r, "fails its hash check")
+				rep.addSpan(seq, off, off+pack.RecordHeaderLen+int64(h.Stored), r, "fails its hash check")
 				return keepLost(h, off)
 			}
 			if _, dup := intact[r]; !dup {
@@ -405,7 +406,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 				return err
 			}
 			return wb.Delete(lostKey(r))
-		}, func(sp damagedSpan) {
+		}, func(sp pack.DamagedSpan) {
 			if sp.Tail && sp.Header == nil {
 				rep.TornBytes += sp.End - sp.Off
 				rep.addSpan(seq, sp.Off, sp.End, blob.Ref{}, "torn tail")
@@ -441,7 +442,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 		if err := setU64(txn, acctFromKey, 0); err != nil {
 			return err
 		}
-		return setU64(txn, runningKey, s.packs.nextSeq())
+		return setU64(txn, runningKey, s.packs.NextSeq())
 	}); err != nil {
 		return rep, err
 	}

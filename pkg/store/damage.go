@@ -16,6 +16,9 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
+	"os"
 )
 
 // Damage and healing.
@@ -270,7 +273,7 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 	start := time.Now()
 	rep := &ScrubReport{}
 	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
-	seqs, err := listPacks(s.fsys)
+	seqs, err := pack.List(s.fsys)
 	if err != nil {
 		return rep, err
 	}
@@ -334,7 +337,7 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 			return rep, err
 		}
 		rep.Blobs++
-		rep.BytesRead += int64(rc.o.Stored) + recordHeaderLen
+		rep.BytesRead += int64(rc.o.Stored) + pack.RecordHeaderLen
 		if reason := s.verifyAt(rc.r, rc.o, &scratch); reason != "" {
 			// Compaction may have moved it meanwhile: only a blob still
 			// at the place read is marked.
@@ -355,9 +358,9 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 // verifyAt reads the record of r at o and checks it all the way (CRC, ID,
 // decompression, hash). It returns why it failed, or "".
 func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
-	h, data, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
+	h, data, err := pack.ReadRecord(s.fsys, o.Pack, o.Off, o.Stored)
 	if err != nil {
-		if errors.Is(err, errNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
 			return "pack file missing"
 		}
 		return err.Error()
@@ -366,7 +369,7 @@ func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
 		return fmt.Sprintf("record holds %s", h.ID.Short())
 	}
 	raw := data
-	if o.Flags&flagZstd != 0 {
+	if o.Flags&pack.FlagZstd != 0 {
 		if raw, err = s.codec.Decompress((*scratch)[:0], data, int(o.Raw)); err != nil {
 			return "does not decompress"
 		}
@@ -467,7 +470,7 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 	if !s.opts.ReadOnly {
 		b, _ := json.MarshalIndent(sn, "", "  ")
 		s.fsys.Rename(file, file+".damaged")
-		if err := writeFileAtomic(s.fsys, file, b); err != nil {
+		if err := fsys.WriteFileAtomic(s.fsys, file, b); err != nil {
 			md.Detail += "; writing it back failed: " + err.Error()
 		}
 	}
@@ -492,7 +495,7 @@ func (s *Store) recoverUser(name string, cause error) (*User, error) {
 	if !s.opts.ReadOnly {
 		s.fsys.Rename(userFile(u.ID), userFile(u.ID)+".damaged")
 		b, _ := json.MarshalIndent(u, "", "  ")
-		if err := writeFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
+		if err := fsys.WriteFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
 			md.Detail += "; writing it back failed: " + err.Error()
 		}
 	}

@@ -48,7 +48,7 @@
 // Pack files hold the bytes of every blob. They are append-only: a record
 // is a fixed header (record magic, type, compression flag, stored and raw
 // sizes, the blob's ID, a CRC-32C over header and data) followed by the
-// stored bytes; the exact layout is documented in pack.go. A new pack is
+// stored bytes; the exact layout is documented in internal/pack. A new pack is
 // started at every Open and whenever the current one reaches
 // [Options.PackSize]. Because each record carries its ID and checksum, a
 // scan of the packs alone finds every intact blob: past a damaged record it

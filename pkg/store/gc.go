@@ -10,6 +10,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
+	"os"
 )
 
 // Garbage collection.
@@ -208,7 +210,7 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	if below < 0 {
 		return nil
 	}
-	seqs, err := listPacks(s.fsys)
+	seqs, err := pack.List(s.fsys)
 	if err != nil {
 		return err
 	}
@@ -218,14 +220,14 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	// one writes to a pack numbered next or above, which we leave alone.
 	var next uint64
 	if dryRun {
-		next = s.packs.current() // the open pack and newer ones stay
+		next = s.packs.Current() // the open pack and newer ones stay
 		if next == 0 {
-			next = s.packs.nextSeq()
+			next = s.packs.NextSeq()
 		}
 	} else {
 		s.putMu.Lock()
-		err := s.packs.roll()
-		next = s.packs.nextSeq()
+		err := s.packs.Roll()
+		next = s.packs.NextSeq()
 		s.putMu.Unlock()
 		if err != nil {
 			return s.diskErr(err)
@@ -236,7 +238,7 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 		if seq >= next {
 			continue
 		}
-		f, err := s.fsys.OpenFile(packName(seq), 0, 0)
+		f, err := s.fsys.OpenFile(pack.Name(seq), 0, 0)
 		if err != nil {
 			continue
 		}
@@ -259,7 +261,7 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 			// it: its pack is not removed meanwhile.
 			p.lost++
 		default:
-			p.live += recordHeaderLen + int64(o.Stored)
+			p.live += pack.RecordHeaderLen + int64(o.Stored)
 			p.recs = append(p.recs, liveRec{ref: r, off: o.Off, stored: o.Stored})
 		}
 		return nil
@@ -269,7 +271,7 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	}
 	var todo, small []*packUse
 	for _, p := range use {
-		body := p.size - packHeaderLen
+		body := p.size - pack.HeaderLen
 		switch {
 		case p.lost > 0:
 			// Keep it whole: it holds a damaged record not yet healed.
@@ -336,9 +338,9 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 	}
 	moved := make([]packLoc, len(p.recs))
 	for i, rc := range p.recs {
-		h, data, err := readRecord(s.fsys, p.seq, rc.off, rc.stored)
+		h, data, err := pack.ReadRecord(s.fsys, p.seq, rc.off, rc.stored)
 		if err != nil {
-			if errors.Is(err, errNotExist) {
+			if errors.Is(err, os.ErrNotExist) {
 				return nil // removed by an earlier, interrupted run's last step
 			}
 			// Record the damage (the blob heals from the next upload) and
@@ -350,13 +352,13 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 			s.markLost(rc.ref, objRec{Pack: p.seq, Off: rc.off}, "the record there holds another blob")
 			return fmt.Errorf("%w: pack %016x at %d holds %s, the index says %s", ErrCorrupt, p.seq, rc.off, h.ID.Short(), rc.ref)
 		}
-		seq, off, err := s.packs.append(h, data)
+		seq, off, err := s.packs.Append(h, data)
 		if err != nil {
 			return s.diskErr(err)
 		}
 		moved[i] = packLoc{seq, off}
 	}
-	if err := s.packs.sync(); err != nil {
+	if err := s.packs.Sync(); err != nil {
 		return s.diskErr(err)
 	}
 	s.hook("compact:after-copy-sync")
@@ -393,10 +395,10 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 		s.setSuspect(ctx, fmt.Sprintf("pack %016x: %s", p.seq, why))
 		return fmt.Errorf("%w: pack %016x kept: %s", ErrIndexDamaged, p.seq, why)
 	}
-	if err := s.fsys.Remove(packName(p.seq)); err != nil && !errors.Is(err, errNotExist) {
+	if err := s.fsys.Remove(pack.Name(p.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pack %016x: %w", p.seq, err)
 	}
-	if err := s.fsys.SyncDir(packName(p.seq)[:len("packs/00")]); err != nil {
+	if err := s.fsys.SyncDir(pack.Name(p.seq)[:len("packs/00")]); err != nil {
 		return err
 	}
 	rep.PacksRemoved++

@@ -14,6 +14,8 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // Index keys. The Badger index is derived state: Repair rebuilds all of it
@@ -263,7 +265,7 @@ func (s *Store) verify(b *blob.Blob, scratch []byte) ([]byte, error) {
 	if b.Type == blob.Tree {
 		limit = manifest.MaxTreeSize
 	}
-	if b.RawLen < 0 || b.RawLen > limit || len(b.Data) > maxStored {
+	if b.RawLen < 0 || b.RawLen > limit || len(b.Data) > pack.MaxStored {
 		return nil, fmt.Errorf("%w: %s of %d bytes exceeds the %d-byte limit", ErrInvalid, b.Ref, b.RawLen, limit)
 	}
 	raw := b.Data
@@ -405,7 +407,7 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 	locs := map[blob.Ref]packLoc{}
 	var need int64
 	for _, i := range append(missing, shadow...) {
-		need += int64(len(blobs[i].Data) + recordHeaderLen)
+		need += int64(len(blobs[i].Data) + pack.RecordHeaderLen)
 	}
 	if need > 0 {
 		if err := s.reserveSpace(need); err != nil {
@@ -420,11 +422,11 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 		if _, dup := locs[b.Ref]; dup {
 			continue
 		}
-		h := recordHeader{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
+		h := pack.Header{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
 		if b.Compressed {
-			h.Flags = flagZstd
+			h.Flags = pack.FlagZstd
 		}
-		seq, off, err := s.packs.append(h, b.Data)
+		seq, off, err := s.packs.Append(h, b.Data)
 		if err != nil {
 			return nil, s.diskErr(err)
 		}
@@ -436,7 +438,7 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 		}
 	}
 	s.hook("put:after-pack-write")
-	if err := s.packs.sync(); err != nil {
+	if err := s.packs.Sync(); err != nil {
 		return nil, s.diskErr(err)
 	}
 	s.hook("put:after-pack-sync")
@@ -445,7 +447,7 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 
 // diskErr turns ENOSPC into ErrStorageFull.
 func (s *Store) diskErr(err error) error {
-	if isNoSpace(err) {
+	if fsys.IsNoSpace(err) {
 		return fmt.Errorf("%w: the disk of %s is full (%v)", ErrStorageFull, s.dir, err)
 	}
 	return err
@@ -478,7 +480,7 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 			healed = ok
 			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), Owners: owners}
 			if b.Compressed {
-				o.Flags = flagZstd
+				o.Flags = pack.FlagZstd
 			}
 			if healed {
 				j, err := healLocked(txn, b.Ref)
@@ -593,7 +595,7 @@ func (s *Store) Stat(ctx context.Context, r blob.Ref) (BlobInfo, error) {
 	if !ok {
 		return BlobInfo{}, fmt.Errorf("%w: %s", ErrNotFound, r)
 	}
-	return BlobInfo{Ref: r, Stored: int64(o.Stored), Raw: int64(o.Raw), Owners: int(o.Owners), Compressed: o.Flags&flagZstd != 0, Damaged: o.lost()}, nil
+	return BlobInfo{Ref: r, Stored: int64(o.Stored), Raw: int64(o.Raw), Owners: int(o.Owners), Compressed: o.Flags&pack.FlagZstd != 0, Damaged: o.lost()}, nil
 }
 
 // Usage returns what a user holds.
@@ -620,7 +622,7 @@ func (s *Store) ReadStored(ctx context.Context, r blob.Ref) (blob.Blob, error) {
 	if err != nil {
 		return blob.Blob{}, err
 	}
-	return blob.Blob{Ref: r, Data: stored, Compressed: o.Flags&flagZstd != 0, RawLen: int(o.Raw)}, nil
+	return blob.Blob{Ref: r, Data: stored, Compressed: o.Flags&pack.FlagZstd != 0, RawLen: int(o.Raw)}, nil
 }
 
 func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]byte, objRec, error) {
@@ -646,8 +648,8 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 		if o.lost() {
 			return nil, o, fmt.Errorf("%w: %s has no intact copy on the server (it heals when a laptop that has it backs up)", ErrCorrupt, r)
 		}
-		h, data, err := readRecord(s.fsys, o.Pack, o.Off, o.Stored)
-		if errors.Is(err, errNotExist) {
+		h, data, err := pack.ReadRecord(s.fsys, o.Pack, o.Off, o.Stored)
+		if errors.Is(err, os.ErrNotExist) {
 			lastErr = err
 			lastO = o
 			continue
@@ -660,7 +662,7 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 			return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
 		}
 		raw := data
-		if o.Flags&flagZstd != 0 {
+		if o.Flags&pack.FlagZstd != 0 {
 			if raw, err = s.codec.Decompress(nil, data, int(o.Raw)); err != nil {
 				s.markLost(r, o, "does not decompress")
 				return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
@@ -710,11 +712,11 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 	}
 	for _, i := range idx {
 		b := &blobs[i]
-		h := recordHeader{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
-		if _, err := s.shadow.Write(h.encode(b.Data)); err != nil {
+		h := pack.Header{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
+		if _, err := s.shadow.Write(h.Encode(b.Data)); err != nil {
 			return err
 		}
-		s.shadowSize += int64(recordHeaderLen + len(b.Data))
+		s.shadowSize += int64(pack.RecordHeaderLen + len(b.Data))
 	}
 	err := s.shadow.Sync()
 	if s.shadowSize > shadowLimit {

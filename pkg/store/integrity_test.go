@@ -14,6 +14,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // Regression tests for the integrity issue: each of these failed on the
@@ -102,13 +103,13 @@ func (it *itStore) obj(r blob.Ref) objRec {
 func (it *itStore) flip(r blob.Ref) {
 	it.t.Helper()
 	o := it.obj(r)
-	f := filepath.Join(it.dir, packName(o.Pack))
+	f := filepath.Join(it.dir, pack.Name(o.Pack))
 	b, err := os.ReadFile(f)
 	if err != nil {
 		it.t.Fatal(err)
 	}
-	at := int(o.Off) + recordHeaderLen + int(o.Stored)/2
-	for i := at; i < at+16 && i < int(o.Off)+recordHeaderLen+int(o.Stored); i++ {
+	at := int(o.Off) + pack.RecordHeaderLen + int(o.Stored)/2
+	for i := at; i < at+16 && i < int(o.Off)+pack.RecordHeaderLen+int(o.Stored); i++ {
 		b[i] ^= 0xa5
 	}
 	os.WriteFile(f, b, 0o640)
@@ -387,7 +388,7 @@ func TestCompactionAccountsForOrphans(t *testing.T) {
 	}()
 	it.s.opts.Hook = nil
 	// Simulate the crash: the store was not closed cleanly.
-	it.s.packs.close()
+	it.s.packs.Close()
 	it.s.lock.Close()
 	it.s = nil
 	it.open()

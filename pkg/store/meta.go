@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
 
 // UserID identifies a user (a student) inside the store. It stays the same
@@ -101,7 +102,7 @@ func (s *Store) loadMeta() error {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := readFile(s.fsys, "users/"+e.Name(), 1<<20)
+		b, err := fsys.ReadFile(s.fsys, "users/"+e.Name(), 1<<20)
 		u := new(User)
 		if err == nil {
 			err = json.Unmarshal(b, u)
@@ -138,7 +139,7 @@ func (s *Store) loadMeta() error {
 			if !strings.HasSuffix(e.Name(), ".json") {
 				continue // e.g. a .tmp left by a crash
 			}
-			b, err := readFile(s.fsys, "snapshots/"+d.Name()+"/"+e.Name(), 1<<20)
+			b, err := fsys.ReadFile(s.fsys, "snapshots/"+d.Name()+"/"+e.Name(), 1<<20)
 			sn := new(Snapshot)
 			if err == nil {
 				err = json.Unmarshal(b, sn)
@@ -232,7 +233,7 @@ func (s *Store) saveUserLocked(u *User) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
+	if err := fsys.WriteFileAtomic(s.fsys, userFile(u.ID), b); err != nil {
 		return fmt.Errorf("save user %s: %w", u.Serial, err)
 	}
 	s.users[u.ID] = u
@@ -556,7 +557,7 @@ func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned b
 			c.PinReason = ""
 		}
 		b, _ := json.MarshalIndent(&c, "", "  ")
-		if err := writeFileAtomic(s.fsys, snapFile(user, id), b); err != nil {
+		if err := fsys.WriteFileAtomic(s.fsys, snapFile(user, id), b); err != nil {
 			return nil, fmt.Errorf("save pin: %w", err)
 		}
 		*sn = c

@@ -14,6 +14,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
 
 // Reference counting.
@@ -378,7 +379,7 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	// The snapshot file is the commit point: once it is on disk, Open will
 	// count its references even if we crash before the job below.
 	b, _ := json.MarshalIndent(sn, "", "  ")
-	if err := writeFileAtomic(s.fsys, snapFile(user, sn.ID), b); err != nil {
+	if err := fsys.WriteFileAtomic(s.fsys, snapFile(user, sn.ID), b); err != nil {
 		return nil, fmt.Errorf("save snapshot: %w", s.diskErr(err))
 	}
 	s.hook("commit:after-snapshot-file")

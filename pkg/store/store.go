@@ -18,6 +18,8 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // FormatVersion is the on-disk format this package writes.
@@ -104,13 +106,35 @@ const configName = "xs-store.json"
 
 // Store is a school's chunk store: pack files, a Badger index, users and
 // their snapshots, in one directory. Its methods are safe for concurrent use.
+//
+// Its parts: pack files (format, writer, damage-tolerant scan) live in
+// internal/pack, the file system and the durable-write helper in
+// internal/fsys; the index (index.go: blob → pack location, owners, holds,
+// usage), reference counting (refs.go: commits, deletions and the jobs that
+// apply them), users and snapshots (meta.go, identity.go), the lifecycle
+// (lifecycle.go, retention.go, quota.go, gc.go), damage (damage.go,
+// account.go) and check/repair (check.go) are files of this package that
+// share the fields below.
+//
+// Lock order. A goroutine holding a lock may take only locks further down
+// this list, never one above it:
+//
+//  1. a user's session lock (held by a backup session, tried by the
+//     lifecycle's whileIdle)
+//  2. gcMu (one garbage collection at a time)
+//  3. refMu (reference counts: commits, deletions, jobs, GC sweeps) or
+//     putMu (uploads, shared; compaction's barrier, exclusive): never both
+//     (Put lets go of putMu before it takes refMu to run a healed tree's jobs)
+//  4. retryMu (a transaction retrying after repeated conflicts)
+//  5. leaves, never held while another lock is taken: mu, sessMu, freeMu,
+//     shadowMu, recheckMu, the accounting mutex and the pack writer's own.
 type Store struct {
 	dir   string
 	fsys  FS
 	opts  Options
 	db    *badger.DB
 	codec *chunk.Codec
-	packs *packWriter
+	packs *pack.Writer
 	lock  *os.File
 	cfg   storeConfig
 	// closed is set by Close: every later call fails with ErrClosed.
@@ -244,7 +268,7 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if err := s.loadMeta(); err != nil {
 		return nil, err
 	}
-	seqs, err := listPacks(s.fsys)
+	seqs, err := pack.List(s.fsys)
 	if err != nil {
 		return nil, fmt.Errorf("list packs: %w", err)
 	}
@@ -252,7 +276,7 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if len(seqs) > 0 {
 		next = slices.Max(seqs) + 1
 	}
-	s.packs = &packWriter{fsys: s.fsys, maxSize: opts.PackSize, next: next}
+	s.packs = pack.NewWriter(s.fsys, opts.PackSize, next)
 	if !opts.ReadOnly && !forRepair {
 		if err := s.startAccounting(ctx, seqs); err != nil {
 			return nil, fmt.Errorf("pack accounting: %w", err)
@@ -282,7 +306,7 @@ func (s *Store) lockDir() error {
 }
 
 func (s *Store) loadConfig() error {
-	b, err := readFile(s.fsys, configName, 1<<16)
+	b, err := fsys.ReadFile(s.fsys, configName, 1<<16)
 	if errors.Is(err, os.ErrNotExist) {
 		if s.opts.ReadOnly {
 			return fmt.Errorf("%w: no store in %s", ErrNotFound, s.dir)
@@ -296,7 +320,7 @@ func (s *Store) loadConfig() error {
 		}
 		s.cfg = storeConfig{Format: FormatVersion, Created: s.opts.Now().UTC(), Params: p}
 		b, _ := json.MarshalIndent(s.cfg, "", "  ")
-		return writeFileAtomic(s.fsys, configName, b)
+		return fsys.WriteFileAtomic(s.fsys, configName, b)
 	}
 	if err != nil {
 		return fmt.Errorf("read store config: %w", err)
@@ -349,7 +373,7 @@ func (s *Store) Close() error { return s.closeAll() }
 func (s *Store) closeAll() error {
 	var errs []error
 	if s.packs != nil {
-		errs = append(errs, s.packs.close())
+		errs = append(errs, s.packs.Close())
 	}
 	if s.db != nil && !s.closed.Swap(true) {
 		s.stopAccounting()

@@ -1,4 +1,4 @@
-package store
+package pack
 
 import (
 	"bytes"
@@ -9,35 +9,36 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
 
 func packBytes(recs ...[]byte) []byte {
-	hdr := make([]byte, packHeaderLen)
+	hdr := make([]byte, HeaderLen)
 	copy(hdr, packMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], 1)
 	return append(hdr, bytes.Join(recs, nil)...)
 }
 
 func record(data string) []byte {
-	h := recordHeader{Type: blob.Chunk, Stored: uint32(len(data)), Raw: uint32(len(data)), ID: chunk.Sum([]byte(data))}
-	return h.encode([]byte(data))
+	h := Header{Type: blob.Chunk, Stored: uint32(len(data)), Raw: uint32(len(data)), ID: chunk.Sum([]byte(data))}
+	return h.Encode([]byte(data))
 }
 
-func writePack(t testing.TB, dir string, b []byte) FS {
-	fsys := DirFS(dir)
-	fsys.MkdirAll("packs/01", 0o755)
-	if err := os.WriteFile(dir+"/"+packName(1), b, 0o644); err != nil {
+func writePack(t testing.TB, dir string, b []byte) fsys.FS {
+	files := fsys.Dir(dir)
+	files.MkdirAll("packs/01", 0o755)
+	if err := os.WriteFile(dir+"/"+Name(1), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return fsys
+	return files
 }
 
 func TestScanPackStopsAtTornTail(t *testing.T) {
 	full := packBytes(record("one"), record("two"), record("three"))
-	for cut := packHeaderLen; cut <= len(full); cut++ {
-		fsys := writePack(t, t.TempDir(), full[:cut])
+	for cut := HeaderLen; cut <= len(full); cut++ {
+		files := writePack(t, t.TempDir(), full[:cut])
 		var got []string
-		good, err := scanPack(fsys, 1, func(h recordHeader, off int64, data []byte) error {
+		good, err := Scan(files, 1, func(h Header, off int64, data []byte) error {
 			got = append(got, string(data))
 			return nil
 		}, nil)
@@ -45,7 +46,7 @@ func TestScanPackStopsAtTornTail(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := 0
-		for _, end := range []int{packHeaderLen + 55, packHeaderLen + 55 + 55, len(full)} {
+		for _, end := range []int{HeaderLen + 55, HeaderLen + 55 + 55, len(full)} {
 			if cut >= end {
 				want++
 			}
@@ -63,7 +64,7 @@ func TestScanPackResyncsPastDamage(t *testing.T) {
 	names := []string{"one", "two", strings.Repeat("three", 40), "four", strings.Repeat("XSR1", 30), "six"}
 	var recs [][]byte
 	var starts []int
-	off := packHeaderLen
+	off := HeaderLen
 	for _, n := range names {
 		r := record(n)
 		recs = append(recs, r)
@@ -93,11 +94,11 @@ func TestScanPackResyncsPastDamage(t *testing.T) {
 				bad = bad[:pos]
 			}
 			got := map[string]bool{}
-			var spans []damagedSpan
-			_, err := scanPack(writePack(t, t.TempDir(), bad), 1, func(h recordHeader, off int64, data []byte) error {
+			var spans []DamagedSpan
+			_, err := Scan(writePack(t, t.TempDir(), bad), 1, func(h Header, off int64, data []byte) error {
 				got[string(data)] = true
 				return nil
-			}, func(sp damagedSpan) { spans = append(spans, sp) })
+			}, func(sp DamagedSpan) { spans = append(spans, sp) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,13 +127,13 @@ func FuzzScanPack(f *testing.F) {
 	f.Add(packBytes())
 	f.Add(packBytes(record("x"))[:40])
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fsys := writePack(t, t.TempDir(), data)
-		good, err := scanPack(fsys, 1, func(h recordHeader, off int64, d []byte) error {
-			if len(d) != int(h.Stored) || off < packHeaderLen {
+		files := writePack(t, t.TempDir(), data)
+		good, err := Scan(files, 1, func(h Header, off int64, d []byte) error {
+			if len(d) != int(h.Stored) || off < HeaderLen {
 				t.Fatalf("record at %d: %d bytes, header says %d", off, len(d), h.Stored)
 			}
 			return nil
-		}, func(sp damagedSpan) {
+		}, func(sp DamagedSpan) {
 			if sp.Off >= sp.End || sp.End > int64(len(data)) {
 				t.Fatalf("damaged span %+v in %d bytes", sp, len(data))
 			}

@@ -1,4 +1,9 @@
-package store
+// Package pack reads and writes the store's pack files: the format of a
+// pack and of its records, an append-only writer, reading one record, and
+// a scan that survives damage (a damaged record costs only itself). It
+// knows nothing of the index: where a blob is, and which records are live,
+// is the store's business.
+package pack
 
 import (
 	"bytes"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
 
 // Pack files hold the bytes of every blob (file chunks and manifest trees).
@@ -27,9 +33,9 @@ import (
 // removes them (after copying their live records elsewhere).
 
 const (
-	packHeaderLen   = 16
-	recordHeaderLen = 52
-	flagZstd        = 1
+	HeaderLen       = 16
+	RecordHeaderLen = 52
+	FlagZstd        = 1
 )
 
 var (
@@ -38,7 +44,7 @@ var (
 	crcTable    = crc32.MakeTable(crc32.Castagnoli)
 )
 
-type recordHeader struct {
+type Header struct {
 	Type   blob.Type
 	Flags  uint8
 	Stored uint32
@@ -46,8 +52,9 @@ type recordHeader struct {
 	ID     chunk.ID
 }
 
-func (h *recordHeader) encode(data []byte) []byte {
-	b := make([]byte, recordHeaderLen, recordHeaderLen+len(data))
+// Encode returns the record of h and data: its header, with the CRC, then data.
+func (h *Header) Encode(data []byte) []byte {
+	b := make([]byte, RecordHeaderLen, RecordHeaderLen+len(data))
 	copy(b, recordMagic)
 	b[4] = byte(h.Type)
 	b[5] = h.Flags
@@ -59,59 +66,67 @@ func (h *recordHeader) encode(data []byte) []byte {
 	return append(b, data...)
 }
 
-var errBadRecord = errors.New("damaged pack record")
+var ErrBadRecord = errors.New("damaged pack record")
 
-// decodeRecordHeader parses a record header; the CRC is checked by checkRecord.
-func decodeRecordHeader(b []byte) (recordHeader, error) {
-	var h recordHeader
-	if len(b) < recordHeaderLen || !bytes.Equal(b[:4], recordMagic) {
-		return h, errBadRecord
+// DecodeHeader parses a record header; the CRC is checked by CheckRecord.
+func DecodeHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < RecordHeaderLen || !bytes.Equal(b[:4], recordMagic) {
+		return h, ErrBadRecord
 	}
 	h.Type = blob.Type(b[4])
 	h.Flags = b[5]
 	h.Stored = binary.LittleEndian.Uint32(b[8:])
 	h.Raw = binary.LittleEndian.Uint32(b[12:])
 	copy(h.ID[:], b[16:48])
-	if h.Stored > maxStored || h.Raw > chunk.MaxChunkSize && h.Type == blob.Chunk || !h.Type.Valid() {
-		return h, errBadRecord
+	if h.Stored > MaxStored || h.Raw > chunk.MaxChunkSize && h.Type == blob.Chunk || !h.Type.Valid() {
+		return h, ErrBadRecord
 	}
 	return h, nil
 }
 
-// checkRecord verifies the CRC of a whole record (header and data).
-func checkRecord(rec []byte) error {
-	if len(rec) < recordHeaderLen {
-		return errBadRecord
+// CheckRecord verifies the CRC of a whole record (header and data).
+func CheckRecord(rec []byte) error {
+	if len(rec) < RecordHeaderLen {
+		return ErrBadRecord
 	}
 	want := binary.LittleEndian.Uint32(rec[48:])
-	got := crc32.Update(crc32.Checksum(rec[:48], crcTable), crcTable, rec[recordHeaderLen:])
+	got := crc32.Update(crc32.Checksum(rec[:48], crcTable), crcTable, rec[RecordHeaderLen:])
 	if want != got {
-		return errBadRecord
+		return ErrBadRecord
 	}
 	return nil
 }
 
-// maxStored caps a record's stored size (a tree may be up to manifest.MaxTreeSize).
-const maxStored = 16<<20 + 1024
+// MaxStored caps a record's stored size (a tree may be up to manifest.MaxTreeSize).
+const MaxStored = 16<<20 + 1024
 
-func packName(seq uint64) string { return fmt.Sprintf("packs/%02x/%016x.pack", seq&0xff, seq) }
+func Name(seq uint64) string { return fmt.Sprintf("packs/%02x/%016x.pack", seq&0xff, seq) }
 
-// packWriter appends records to the current pack file.
-type packWriter struct {
-	fsys    FS
+// NewWriter returns a writer that creates packs in fs, starting with
+// sequence number next, and starts a new pack once one reaches maxSize.
+func NewWriter(fs fsys.FS, maxSize int64, next uint64) *Writer {
+	return &Writer{fs: fs, maxSize: maxSize, next: next}
+}
+
+// Writer appends records to the current pack file. Its methods are safe for
+// concurrent use (one mutex, taken by every method and never held while
+// calling out).
+type Writer struct {
+	fs      fsys.FS
 	maxSize int64
 
 	mu    sync.Mutex // guards the fields below
 	seq   uint64     // sequence number of the current pack (0: none open)
 	next  uint64     // sequence number of the next pack to create
-	f     File
+	f     fsys.File
 	size  int64
 	dirty bool // written since the last Sync
 }
 
-// append writes one record and returns where it is. The caller must call
-// sync before indexing it.
-func (w *packWriter) append(h recordHeader, data []byte) (seq uint64, off int64, err error) {
+// Append writes one record and returns where it is. The caller must call
+// Sync before indexing it.
+func (w *Writer) Append(h Header, data []byte) (seq uint64, off int64, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -119,7 +134,7 @@ func (w *packWriter) append(h recordHeader, data []byte) (seq uint64, off int64,
 			return 0, 0, err
 		}
 	}
-	rec := h.encode(data)
+	rec := h.Encode(data)
 	n, err := w.f.Write(rec)
 	if err != nil || n != len(rec) {
 		// A short or failed write leaves garbage at the tail: start a fresh
@@ -136,41 +151,41 @@ func (w *packWriter) append(h recordHeader, data []byte) (seq uint64, off int64,
 	return w.seq, off, nil
 }
 
-func (w *packWriter) create() error {
+func (w *Writer) create() error {
 	seq := w.next
-	name := packName(seq)
-	if err := w.fsys.MkdirAll(name[:len("packs/00")], 0o750); err != nil {
+	name := Name(seq)
+	if err := w.fs.MkdirAll(name[:len("packs/00")], 0o750); err != nil {
 		return err
 	}
-	f, err := w.fsys.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := w.fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("create pack: %w", err)
 	}
-	hdr := make([]byte, packHeaderLen)
+	hdr := make([]byte, HeaderLen)
 	copy(hdr, packMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], seq)
 	if _, err := f.Write(hdr); err != nil {
 		f.Close()
-		w.fsys.Remove(name)
+		w.fs.Remove(name)
 		return fmt.Errorf("create pack: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		w.fsys.Remove(name)
+		w.fs.Remove(name)
 		return fmt.Errorf("create pack: %w", err)
 	}
-	if err := w.fsys.SyncDir(name[:len("packs/00")]); err != nil {
+	if err := w.fs.SyncDir(name[:len("packs/00")]); err != nil {
 		f.Close()
 		return fmt.Errorf("create pack: %w", err)
 	}
 	w.next++
-	w.seq, w.f, w.size, w.dirty = seq, f, packHeaderLen, false
+	w.seq, w.f, w.size, w.dirty = seq, f, HeaderLen, false
 	return nil
 }
 
 // sync makes every record appended so far durable, and starts a new pack
 // next time if this one is full.
-func (w *packWriter) sync() error {
+func (w *Writer) Sync() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil || !w.dirty {
@@ -189,16 +204,16 @@ func (w *packWriter) sync() error {
 	return nil
 }
 
-// current returns the sequence number of the pack being written (0 if none).
-func (w *packWriter) current() uint64 {
+// Current returns the sequence number of the pack being written (0 if none).
+func (w *Writer) Current() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.seq
 }
 
-// roll makes the open pack durable and closes it: the next append starts a
+// Roll makes the open pack durable and closes it: the next append starts a
 // new pack.
-func (w *packWriter) roll() error {
+func (w *Writer) Roll() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -212,21 +227,21 @@ func (w *packWriter) roll() error {
 	return err
 }
 
-// nextSeq returns the sequence number the next new pack will get.
-func (w *packWriter) nextSeq() uint64 {
+// NextSeq returns the sequence number the next new pack will get.
+func (w *Writer) NextSeq() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.next
 }
 
-func (w *packWriter) closeLocked() {
+func (w *Writer) closeLocked() {
 	if w.f != nil {
 		w.f.Close()
 	}
 	w.f, w.seq, w.dirty = nil, 0, false
 }
 
-func (w *packWriter) close() error {
+func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var err error
@@ -237,79 +252,79 @@ func (w *packWriter) close() error {
 	return err
 }
 
-// readRecord reads and CRC-checks the record at off in pack seq.
-func readRecord(fsys FS, seq uint64, off int64, stored uint32) (recordHeader, []byte, error) {
-	f, err := fsys.OpenFile(packName(seq), os.O_RDONLY, 0)
+// ReadRecord reads and CRC-checks the record at off in pack seq.
+func ReadRecord(fs fsys.FS, seq uint64, off int64, stored uint32) (Header, []byte, error) {
+	f, err := fs.OpenFile(Name(seq), os.O_RDONLY, 0)
 	if err != nil {
-		return recordHeader{}, nil, err
+		return Header{}, nil, err
 	}
 	defer f.Close()
-	rec := make([]byte, recordHeaderLen+int(stored))
+	rec := make([]byte, RecordHeaderLen+int(stored))
 	if _, err := f.ReadAt(rec, off); err != nil {
-		return recordHeader{}, nil, fmt.Errorf("read pack %016x at %d: %w", seq, off, err)
+		return Header{}, nil, fmt.Errorf("read pack %016x at %d: %w", seq, off, err)
 	}
-	h, err := decodeRecordHeader(rec)
+	h, err := DecodeHeader(rec)
 	if err == nil && h.Stored != stored {
-		err = errBadRecord
+		err = ErrBadRecord
 	}
 	if err == nil {
-		err = checkRecord(rec)
+		err = CheckRecord(rec)
 	}
 	if err != nil {
 		return h, nil, fmt.Errorf("pack %016x at %d: %w", seq, off, err)
 	}
-	return h, rec[recordHeaderLen:], nil
+	return h, rec[RecordHeaderLen:], nil
 }
 
-// damagedSpan is a stretch of a pack that holds no intact record: a record
+// DamagedSpan is a stretch of a pack that holds no intact record: a record
 // whose checksum fails, bytes that are not a record at all, or a torn tail.
-type damagedSpan struct {
+type DamagedSpan struct {
 	Off, End int64
 	// Header is the damaged record's header when it still decodes (its
 	// fields, the ID among them, may themselves be what was damaged).
-	Header *recordHeader
+	Header *Header
 	// Tail: nothing intact follows (a write cut short by a crash, or damage
 	// at the very end of the pack).
 	Tail bool
 }
 
-// packReader reads records of one pack file.
-type packReader struct {
-	f    File
+// reader reads records of one pack file.
+type reader struct {
+	f    fsys.File
 	size int64
 	buf  []byte
 }
 
 // at reads and checks the record at off: it returns the header and the whole
 // record (header and data) if it is intact. The record aliases r.buf.
-func (r *packReader) at(off int64) (h recordHeader, rec []byte, headerOK bool, intact bool) {
-	if off < 0 || off+recordHeaderLen > r.size {
+func (r *reader) at(off int64) (h Header, rec []byte, headerOK bool, intact bool) {
+	if off < 0 || off+RecordHeaderLen > r.size {
 		return h, nil, false, false
 	}
-	if cap(r.buf) < recordHeaderLen {
-		r.buf = make([]byte, recordHeaderLen)
+	if cap(r.buf) < RecordHeaderLen {
+		r.buf = make([]byte, RecordHeaderLen)
 	}
-	if _, err := r.f.ReadAt(r.buf[:recordHeaderLen], off); err != nil {
+	if _, err := r.f.ReadAt(r.buf[:RecordHeaderLen], off); err != nil {
 		return h, nil, false, false
 	}
-	h, err := decodeRecordHeader(r.buf[:recordHeaderLen])
+	h, err := DecodeHeader(r.buf[:RecordHeaderLen])
 	if err != nil {
 		return h, nil, false, false
 	}
-	n := recordHeaderLen + int(h.Stored)
+	n := RecordHeaderLen + int(h.Stored)
 	if off+int64(n) > r.size {
 		return h, nil, true, false
 	}
 	if cap(r.buf) < n {
 		nb := make([]byte, n)
-		copy(nb, r.buf[:recordHeaderLen])
+		copy(nb, r.buf[:RecordHeaderLen])
 		r.buf = nb
 	}
 	rec = r.buf[:n]
-	if _, err := r.f.ReadAt(rec[recordHeaderLen:], off+recordHeaderLen); err != nil {
+	if _, err := r.f.ReadAt(rec[RecordHeaderLen:], off+RecordHeaderLen); err != nil {
 		return h, nil, true, false
 	}
-	if checkRecord(rec) != nil {
+	if CheckRecord(rec) != nil {
 		return h, nil, true, false
 	}
 	return h, rec, true, true
@@ -319,9 +334,9 @@ func (r *packReader) at(off int64) (h recordHeader, rec []byte, headerOK bool, i
 const resyncWindow = 1 << 20
 
 // next finds the first intact record at or after from, or returns -1.
-func (r *packReader) next(from int64) int64 {
+func (r *reader) next(from int64) int64 {
 	win := make([]byte, resyncWindow+len(recordMagic)-1)
-	for pos := from; pos+recordHeaderLen <= r.size; pos += resyncWindow {
+	for pos := from; pos+RecordHeaderLen <= r.size; pos += resyncWindow {
 		n, _ := r.f.ReadAt(win[:min(int64(len(win)), r.size-pos)], pos)
 		w := win[:n]
 		for i := 0; ; {
@@ -339,14 +354,14 @@ func (r *packReader) next(from int64) int64 {
 	return -1
 }
 
-// scanPack calls fn for every intact record of a pack, in order, and onBad
+// Scan calls fn for every intact record of a pack, in order, and onBad
 // (if set) for every damaged span between them. A damaged record costs only
 // itself: the scan goes on at the end its header gives when an intact record
 // is found there, and otherwise at the next intact record found by searching
 // for the record magic (each candidate must pass its CRC). It returns the
 // offset just past the last intact record.
-func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byte) error, onBad func(damagedSpan)) (good int64, err error) {
-	f, err := fsys.OpenFile(packName(seq), os.O_RDONLY, 0)
+func Scan(fs fsys.FS, seq uint64, fn func(h Header, off int64, data []byte) error, onBad func(DamagedSpan)) (good int64, err error) {
+	f, err := fs.OpenFile(Name(seq), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -355,43 +370,43 @@ func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byt
 	if err != nil {
 		return 0, err
 	}
-	r := &packReader{f: f, size: st.Size()}
-	bad := func(sp damagedSpan) {
+	r := &reader{f: f, size: st.Size()}
+	bad := func(sp DamagedSpan) {
 		if onBad != nil {
 			onBad(sp)
 		}
 	}
 	// The pack header only names the pack (so does its file name): damage
 	// there costs nothing but a report.
-	hdr := make([]byte, packHeaderLen)
-	if n, _ := f.ReadAt(hdr, 0); n < packHeaderLen || !bytes.Equal(hdr[:8], packMagic) {
-		if r.size <= packHeaderLen {
+	hdr := make([]byte, HeaderLen)
+	if n, _ := f.ReadAt(hdr, 0); n < HeaderLen || !bytes.Equal(hdr[:8], packMagic) {
+		if r.size <= HeaderLen {
 			if r.size > 0 {
-				bad(damagedSpan{Off: 0, End: r.size, Tail: true})
+				bad(DamagedSpan{Off: 0, End: r.size, Tail: true})
 			}
 			return 0, nil
 		}
-		bad(damagedSpan{Off: 0, End: packHeaderLen})
+		bad(DamagedSpan{Off: 0, End: HeaderLen})
 	}
-	off := int64(packHeaderLen)
+	off := int64(HeaderLen)
 	good = off
 	for off < r.size {
 		h, rec, headerOK, ok := r.at(off)
 		if ok {
-			if err := fn(h, off, rec[recordHeaderLen:]); err != nil {
+			if err := fn(h, off, rec[RecordHeaderLen:]); err != nil {
 				return good, err
 			}
 			off += int64(len(rec))
 			good = off
 			continue
 		}
-		sp := damagedSpan{Off: off}
+		sp := DamagedSpan{Off: off}
 		if headerOK {
 			hc := h
 			sp.Header = &hc
 			// Only the data (or the checksum) is damaged if an intact
 			// record, or the end of the pack, follows where the header says.
-			end := off + recordHeaderLen + int64(h.Stored)
+			end := off + RecordHeaderLen + int64(h.Stored)
 			if end == r.size {
 				sp.End = end
 				bad(sp)
@@ -419,9 +434,9 @@ func scanPack(fsys FS, seq uint64, fn func(h recordHeader, off int64, data []byt
 	return good, nil
 }
 
-// listPacks returns the sequence numbers of all pack files.
-func listPacks(fsys FS) ([]uint64, error) {
-	dirs, err := fsys.ReadDir("packs")
+// List returns the sequence numbers of all pack files.
+func List(fs fsys.FS) ([]uint64, error) {
+	dirs, err := fs.ReadDir("packs")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -433,13 +448,13 @@ func listPacks(fsys FS) ([]uint64, error) {
 		if !d.IsDir() {
 			continue
 		}
-		ents, err := fsys.ReadDir("packs/" + d.Name())
+		ents, err := fs.ReadDir("packs/" + d.Name())
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range ents {
 			var seq uint64
-			if _, err := fmt.Sscanf(e.Name(), "%016x.pack", &seq); err == nil && packName(seq) == "packs/"+d.Name()+"/"+e.Name() {
+			if _, err := fmt.Sscanf(e.Name(), "%016x.pack", &seq); err == nil && Name(seq) == "packs/"+d.Name()+"/"+e.Name() {
 				seqs = append(seqs, seq)
 			}
 		}
