@@ -37,6 +37,7 @@ var layer = map[string]int{
 	"internal/journalgen": 9,
 	"internal/dircmp":     9,
 	"internal/damage":     9,
+	"internal/testkit":    9,
 	"internal/cli":        10,
 	"internal/demo":       11,
 	"internal/layers":     12,

@@ -13,48 +13,21 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/testkit"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	s, err := store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func addUser(t *testing.T, s *store.Store, serial string) *store.User {
-	t.Helper()
-	u, err := s.AddUser(context.Background(), store.NewUser{Serial: serial, Nickname: serial, Approved: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-// run backs dir up as u; opts.Params is filled in from the store.
-func run(s *store.Store, u *store.User, dir string, opts backup.Options) (*backup.Result, error) {
-	opts.Params = s.Params()
-	return backup.Run(context.Background(), dir, s.Target(u.ID, store.CommitInfo{Source: dir}), opts)
-}
-
-func mustRun(t *testing.T, s *store.Store, u *store.User, dir string, opts backup.Options) *backup.Result {
-	t.Helper()
-	res, err := run(s, u, dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Snapshot == "" {
-		t.Fatalf("no snapshot ID in %+v", res)
-	}
-	return res
-}
+// The helpers the library's tests share (internal/testkit).
+var (
+	openStore = testkit.OpenStore
+	addUser   = testkit.AddUser
+	run       = testkit.Run
+	mustRun   = testkit.MustRun
+	writeFile = testkit.WriteFile
+)
 
 // paths lists every path in the snapshot tree root.
 func paths(t *testing.T, s *store.Store, root chunk.ID) []string {
@@ -82,16 +55,6 @@ func restoreLatest(t *testing.T, s *store.Store, u *store.User, want string, ski
 	}
 	if err := dircmp.Compare(want, out, skip); err != nil {
 		t.Fatalf("restore differs from the source: %v", err)
-	}
-}
-
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
