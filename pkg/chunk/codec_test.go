@@ -208,3 +208,37 @@ func TestCodecCloseTwice(t *testing.T) {
 	c.Close()
 	c.Close()
 }
+
+// The entropy probe skips what zstd cannot shrink and nothing it can:
+// random bytes (compressed media) are stored raw without a zstd pass, text
+// and a chunk that is random only in places are still compressed.
+func TestProbeSkipsOnlyIncompressible(t *testing.T) {
+	c := newTestCodec(t)
+	rnd := randomData(7, 256<<10)
+	txt := textData(8, 256<<10)
+	if !incompressible(rnd) {
+		t.Error("random bytes were not recognised as incompressible")
+	}
+	if out, ok := c.Compress(nil, rnd); ok || !bytes.Equal(out, rnd) {
+		t.Errorf("random: compressed=%v, stored %d bytes of %d", ok, len(out), len(rnd))
+	}
+	if incompressible(txt) {
+		t.Error("text was taken for incompressible")
+	}
+	if out, ok := c.Compress(nil, txt); !ok || len(out) > len(txt)/2 {
+		t.Errorf("text: compressed=%v, %d bytes of %d", ok, len(out), len(txt))
+	}
+	// Zeros everywhere but where the sample looks: the probe may be fooled
+	// into storing it raw, which costs space, never correctness.
+	mixed := append(append([]byte(nil), rnd[:64<<10]...), make([]byte, 192<<10)...)
+	if incompressible(mixed) {
+		t.Error("a chunk that is three quarters zeros was taken for incompressible")
+	}
+	if _, ok := c.Compress(nil, mixed); !ok {
+		t.Error("a chunk that is three quarters zeros was not compressed")
+	}
+	// Below probeMin the probe does not run.
+	if incompressible(rnd[:probeMin-1]) {
+		t.Error("the probe ran on a chunk shorter than probeMin")
+	}
+}
