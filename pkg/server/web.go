@@ -490,9 +490,12 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 }
 
 // attachment is a Content-Disposition (RFC 6266) for a download named
-// full, with ascii as the name for browsers that do not read filename*:
-// filename="ascii"; filename*=UTF-8”full (RFC 8187 percent-encoding), so
-// "我的画.png" and "رسمتي.png" download with their real names. Both names
+// full, with ascii as the name for browsers that do not read filename*
+// (full is percent-encoded as RFC 8187 says):
+//
+//	attachment; filename="ascii"; filename*=UTF-8''full
+//
+// so "我的画.png" and "رسمتي.png" download with their real names. Both names
 // come sanitised from package journal; ascii is made safe for a quoted
 // string again here, and full is percent-encoded whole, so neither can
 // break out of the header.
