@@ -31,6 +31,7 @@ type locale struct {
 	Name string // "Español", in the language itself
 	Dir  string // "ltr" or "rtl"
 
+	firstDay string // the 1st of a month, where it is not "1" (French "1er")
 	months   [12]string
 	weekdays [7]string // Sunday first, as time.Weekday
 	msgs     map[string]string
@@ -40,6 +41,7 @@ type locale struct {
 type catalogue struct {
 	Name     string            `json:"name"`
 	Dir      string            `json:"dir"`
+	FirstDay string            `json:"first_day,omitempty"`
 	Months   []string          `json:"months"`
 	Weekdays []string          `json:"weekdays"`
 	Messages map[string]string `json:"messages"`
@@ -75,7 +77,7 @@ func loadLocales() (map[string]*locale, error) {
 		if len(c.Months) != 12 || len(c.Weekdays) != 7 || c.Name == "" || (c.Dir != "ltr" && c.Dir != "rtl") {
 			return nil, fmt.Errorf("web/i18n/%s.json: needs a name, dir ltr or rtl, 12 months and 7 weekdays", tag)
 		}
-		l := &locale{Tag: tag, Name: c.Name, Dir: c.Dir, msgs: c.Messages}
+		l := &locale{Tag: tag, Name: c.Name, Dir: c.Dir, firstDay: c.FirstDay, msgs: c.Messages}
 		copy(l.months[:], c.Months)
 		copy(l.weekdays[:], c.Weekdays)
 		out[tag] = l
@@ -114,12 +116,29 @@ func (l *locale) TB(key string, args ...string) template.HTML {
 // Day is a date with its weekday: "Monday 2 January 2026", "lunes, 2 de
 // enero de 2026".
 func (l *locale) Day(t time.Time) string {
-	return l.T("date.day", l.weekdays[t.Weekday()], t.Day(), l.months[t.Month()-1], t.Year())
+	return l.T("date.day", l.weekdays[t.Weekday()], l.dayOfMonth(t), l.months[t.Month()-1], t.Year())
 }
 
 // Date is a date without weekday: "2 January 2026".
 func (l *locale) Date(t time.Time) string {
-	return l.T("date.date", t.Day(), l.months[t.Month()-1], t.Year())
+	return l.T("date.date", l.dayOfMonth(t), l.months[t.Month()-1], t.Year())
+}
+
+func (l *locale) dayOfMonth(t time.Time) string {
+	if t.Day() == 1 && l.firstDay != "" {
+		return l.firstDay
+	}
+	return strconv.Itoa(t.Day())
+}
+
+// Activity is the name of a Sugar activity (as [journal.ActivityName]
+// gives it in English) as the children know it in their language: "Write"
+// is "Escribir" in Spanish. Names the catalogue lacks stay as they are.
+func (l *locale) Activity(name string) string {
+	if m, ok := l.msgs["activity."+name]; ok {
+		return m
+	}
+	return name
 }
 
 // DateTime is a date and a 24-hour clock time: "2 January 2026, 15:04".

@@ -370,7 +370,7 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 	pg := newPage(r)
 	rows := make([]entryRow, 0, len(ents))
 	for _, e := range ents {
-		row := entryRow{UID: e.UID, Title: e.Title, Activity: journal.ActivityName(e.Activity),
+		row := entryRow{UID: e.UID, Title: e.Title, Activity: pg.L.Activity(journal.ActivityName(e.Activity)),
 			Preview: e.PreviewPath != "", HasData: e.DataPath != ""}
 		if !e.Time.IsZero() {
 			row.When = pg.L.DateTime(e.Time.Local())

@@ -109,6 +109,20 @@ func TestPageDates(t *testing.T) {
 	if got := locales["es"].T("entries.title", locales["es"].Date(tm)); got != "Copia del 5 de enero de 2026" {
 		t.Errorf("es title: %q", got)
 	}
+	first := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	for tag, want := range map[string]string{"fr": "1er mai 2026", "en": "1 May 2026", "es": "1 de mayo de 2026", "sw": "1 Mei 2026"} {
+		if got := locales[tag].Date(first); got != want {
+			t.Errorf("%s: %q, want %q", tag, got, want)
+		}
+	}
+	for tag, want := range map[string]string{"en": "Write", "es": "Escribir", "ar": "اكتب", "sw": "Andika"} {
+		if got := locales[tag].Activity("Write"); got != want {
+			t.Errorf("%s: Write is %q, want %q", tag, got, want)
+		}
+	}
+	if got := locales["es"].Activity("TurtleArt"); got != "TurtleArt" {
+		t.Errorf("es: TurtleArt is %q", got)
+	}
 }
 
 func TestPageNegotiate(t *testing.T) {
