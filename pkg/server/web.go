@@ -370,7 +370,8 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 	pg := newPage(r)
 	rows := make([]entryRow, 0, len(ents))
 	for _, e := range ents {
-		row := entryRow{UID: e.UID, Title: e.Title, Activity: pg.L.Activity(journal.ActivityName(e.Activity)),
+		activity := journal.ActivityName(e.Activity)
+		row := entryRow{UID: e.UID, Title: e.Title, Activity: pg.L.Activity(activity),
 			Preview: e.PreviewPath != "", HasData: e.DataPath != ""}
 		if !e.Time.IsZero() {
 			row.When = pg.L.DateTime(e.Time.Local())
@@ -378,7 +379,7 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 		if e.Size > 0 {
 			row.Size = units.Bytes(e.Size)
 		}
-		row.Initial, row.Color = badge(row.Activity, row.Title)
+		row.Initial, row.Color = badge(row.Activity, row.Title, activity)
 		rows = append(rows, row)
 	}
 	t := sn.Time.Local()
@@ -395,8 +396,10 @@ func (p *RestorePage) unreadable(w http.ResponseWriter, r *http.Request, err err
 	p.render(w, http.StatusInternalServerError, "refused.html", pg)
 }
 
-// badge is the letter and colour class shown for an entry without a preview.
-func badge(activity, title string) (string, string) {
+// badge is the letter and colour class shown for an entry without a
+// preview: the first letter of the activity's name (or else of the title)
+// and a colour of the activity, the same in every language.
+func badge(activity, title, colorKey string) (string, string) {
 	name := activity
 	if name == "" {
 		name = title
@@ -406,7 +409,7 @@ func badge(activity, title string) (string, string) {
 		r = '?'
 	}
 	h := fnv.New32a()
-	h.Write([]byte(activity))
+	h.Write([]byte(colorKey))
 	return string(unicode.ToUpper(r)), fmt.Sprint(h.Sum32() % 8) // style.css has .c0 to .c7
 }
 
