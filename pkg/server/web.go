@@ -78,6 +78,9 @@ func (p *RestorePage) Handler() http.Handler {
 		b, _ := webFiles.ReadFile("web/style.css")
 		w.Write(b)
 	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		p.refuse(w, r, http.StatusNotFound, "err.notfound.h", "err.notfound.m", false)
+	})
 	mux.HandleFunc("GET /r/{token}/{$}", p.dates)
 	mux.HandleFunc("GET /r/{token}/s/{snap}/{$}", p.limited(p.entries))
 	mux.HandleFunc("GET /r/{token}/s/{snap}/{kind}/{uid}", p.limited(p.download))
@@ -479,7 +482,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 			w.Write(b)
 		}
 	default:
-		http.NotFound(w, r)
+		p.refuse(w, r, http.StatusNotFound, "err.notfound.h", "err.notfound.m", false)
 		return
 	}
 	if err != nil {

@@ -267,3 +267,21 @@ func TestPageTemplatesRender(t *testing.T) {
 		}
 	}
 }
+
+// TestPageBusyTranslated: the 503 of a busy page is in the child's
+// language and asks to come back later.
+func TestPageBusyTranslated(t *testing.T) {
+	p := &RestorePage{Concurrent: 1}
+	h := p.Handler()
+	p.busy <- struct{}{} // one page in progress: the next is turned away
+	defer func() { <-p.busy }()
+	for lang, want := range map[string]string{"fr": "Le serveur de l’école est occupé", "pt-BR": "O servidor da escola está ocupado", "ar": "خادم المدرسة مشغول"} {
+		req := httptest.NewRequest("GET", "/r/TOKEN/s/SNAP/", nil)
+		req.Header.Set("Accept-Language", lang)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 503 || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("%s: %d %q", lang, rec.Code, rec.Body.String())
+		}
+	}
+}

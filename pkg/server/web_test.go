@@ -137,7 +137,7 @@ func getLang(t *testing.T, h http.Handler, url, acceptLanguage string) (int, str
 // unknown ?lang= is ignored and never echoed, and refusals are translated.
 func TestRestorePageLanguages(t *testing.T) {
 	d := startDaemon(t, func(c *server.Config) { c.RestorePage.Listen = "" })
-	h, link, _, _ := pageLaptop(t, d, "LANG1")
+	h, link, _, l := pageLaptop(t, d, "LANG1")
 	snap := string(mustLatest(t, d, "LANG1"))
 	for _, c := range []struct {
 		url, accept, want, lang string
@@ -191,12 +191,19 @@ func TestRestorePageLanguages(t *testing.T) {
 		}
 	}
 	// Refusals in the language.
+	key, _ := l.st.Key()
+	expired := "/r/" + proto.SignLink(key, proto.LinkClaims{Serial: "LANG1", Expires: time.Now().Add(-time.Minute)}) + "/"
 	for _, c := range []struct{ url, accept, want string }{
+		{expired, "es-ES", "Este enlace ya venció"},
+		{expired + "?lang=ar", "", "انتهت صلاحية هذا الرابط"},
+		{expired, "fr", "Demande un nouveau lien à ton enseignant."},
 		{"/r/garbage/", "es", "Este enlace no funciona"},
 		{"/r/garbage/?lang=ar", "", "اطلب رابطًا جديدًا"},
 		{link + "s/20250101T000000Z-abcdef/", "pt-BR", "Esta cópia não é sua"},
 		{link + "s/" + snap + "/f/nope", "sw", "Hati hii haimo kwenye nakala hiyo"},
 		{link + "s/" + snap + "/f/nope?lang=fr", "es", "Ce document n’est pas dans cette sauvegarde"},
+		{link + "nowhere/?lang=sw", "", "Ukurasa huu haupo"},
+		{link + "s/" + snap + "/z/e0000001-0000-4000-8000-000000000000", "ar", "هذه الصفحة غير موجودة"},
 	} {
 		code, body := getLang(t, h, c.url, c.accept)
 		if code < 400 || !strings.Contains(body, c.want) {
