@@ -115,7 +115,7 @@ func TestPageDates(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tag, got, want)
 		}
 	}
-	for tag, want := range map[string]string{"en": "Write", "es": "Escribir", "ar": "اكتب", "sw": "Andika"} {
+	for tag, want := range map[string]string{"en": "Write", "es": "Escribir", "ar": "كتابة", "sw": "Andika"} {
 		if got := locales[tag].Activity("Write"); got != want {
 			t.Errorf("%s: Write is %q, want %q", tag, got, want)
 		}
