@@ -10,6 +10,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
@@ -158,7 +160,8 @@ func TestRestorePageInChromium(t *testing.T) {
 	if !strings.Contains(body, "Рисунок 我的画 العلوم") {
 		t.Fatalf("the multi-script title is not shown:\n%s", body)
 	}
-	// Its download name is ASCII.
+	// It downloads under its own name (RFC 6266 filename*), in a header
+	// that is ASCII, with an ASCII name for browsers that want one.
 	resp, err := http.Get(link.URL + "s/" + listing.Snapshot + "/f/e0000000-0000-4000-8000-000000000000")
 	if err != nil {
 		t.Fatal(err)
@@ -167,11 +170,14 @@ func TestRestorePageInChromium(t *testing.T) {
 	cd := resp.Header.Get("Content-Disposition")
 	for _, r := range cd {
 		if r > 0x7e {
-			t.Fatalf("download name is not ASCII: %q", cd)
+			t.Fatalf("Content-Disposition is not ASCII: %q", cd)
 		}
 	}
-	if !strings.HasSuffix(cd, `.png"`) {
-		t.Fatalf("download name %q lacks the type's extension", cd)
+	if _, params, err := mime.ParseMediaType(cd); err != nil || params["filename"] != "Рисунок 我的画 العلوم.png" {
+		t.Fatalf("download name %q (%v), want the title and the type's extension", cd, err)
+	}
+	if plain, _, _ := strings.Cut(cd, "; filename*="); !strings.HasSuffix(plain, `filename="Risunok.png"`) {
+		t.Fatalf("ASCII download name in %q", cd)
 	}
 	// Download the first entry with a data file, both ways.
 	var target struct {
@@ -267,6 +273,145 @@ func TestRestorePageInChromium(t *testing.T) {
 	}
 	// The staff link for laptop 1 cannot open laptop 0's snapshot either.
 	refused(base+staff.URL[i:]+"s/"+listing.Snapshot+"/", http.StatusNotFound, "not one of yours")
+}
+
+// updateScreenshots (XS_UPDATE_SCREENSHOTS=1) writes the restore page's
+// screenshots in docs/screenshots; without it the test only checks, so
+// that CI never changes the tree.
+var updateScreenshots = os.Getenv("XS_UPDATE_SCREENSHOTS") != ""
+
+// TestRestorePageLanguagesInChromium: a child's browser asking for Spanish
+// gets the page in Spanish, dates included; the switch on the page turns it
+// into Arabic, right to left, with the signed link still working; both are
+// screenshot for docs/screenshots (with XS_UPDATE_SCREENSHOTS=1).
+func TestRestorePageLanguagesInChromium(t *testing.T) {
+	ctx, cancel := newBrowser(t)
+	defer cancel()
+	d := StartDaemon(t, t.TempDir(), "--page", "127.0.0.1:0")
+	state, src := t.TempDir(), t.TempDir()
+	when := time.Date(2026, 9, 2, 8, 0, 0, 0, time.UTC)
+	for i, e := range []journalgen.Entry{
+		{Title: "Mi dibujo del sol", Activity: "org.laptop.Oficina", Mime: "image/png", Data: previewPNG(1)},
+		{Title: "رسمتي: بيتنا", Activity: "org.laptop.Oficina", Mime: "image/png", Data: previewPNG(2)},
+		{Title: "El cuento del río", Activity: "org.laptop.AbiWordActivity", Mime: "text/plain", Data: []byte("Había una vez un río.")},
+		{Title: "قصة القطة الصغيرة", Activity: "org.laptop.AbiWordActivity", Mime: "text/plain", Data: []byte("كان يا ما كان")},
+		{Title: "Tortuga cuadrada", Activity: "org.laptop.TurtleArtActivity", Mime: "application/x-turtle-art", Data: []byte("[[0, \"start\"]]")},
+	} {
+		e.UID = fmt.Sprintf("%08x-0000-4000-8000-000000000000", 0xa0000000+i)
+		if err := journalgen.WriteEntry(src, e, when.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if e.Mime == "image/png" {
+			os.WriteFile(filepath.Join(src, e.UID[:2], e.UID, "metadata", "preview"), e.Data, 0o644)
+		}
+	}
+	if out, errOut, code := xo(t, state, "register", "--server", d.Addr, "--serial", "LANG01", "--nickname", "Amina"); code != 0 {
+		t.Fatalf("register: %s %s", out, errOut)
+	}
+	// Two backups a few seconds apart: the list tells them apart.
+	runBackup(t, state, src)
+	os.WriteFile(filepath.Join(src, "a0", "a0000002-0000-4000-8000-000000000000", "data"), []byte("Había una vez un río largo."), 0o644)
+	runBackup(t, state, src, "--force")
+	out, errOut, code := xo(t, state, "restore-link", "--json", "--no-open")
+	var link struct{ URL string }
+	if code != 0 || json.Unmarshal([]byte(out), &link) != nil || !strings.Contains(link.URL, "/r/") {
+		t.Fatalf("restore-link: %d %s %s", code, out, errOut)
+	}
+
+	// Spanish, as a browser set to Latin American Spanish asks for it.
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Accept-Language": "es-419,es;q=0.9"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(link.URL), chromedp.WaitVisible(chromedp.CSS("ul.dates"))); err != nil {
+		t.Fatal(err)
+	}
+	if h1 := pageText(t, ctx, "h1"); h1 != "Tus copias de seguridad" {
+		t.Fatalf("dates page in Spanish: h1 %q", h1)
+	}
+	dates, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('ul.dates a')].map(a => a.innerText)`))
+	if err != nil || len(dates) != 2 || dates[0] == dates[1] {
+		t.Fatalf("two backups of the same minute must read differently: %q (%v)", dates, err)
+	}
+	weekdays := []string{"domingo", "lunes", "martes", "miércoles", "jueves", "viernes", "sábado"}
+	if !strings.Contains(dates[0], weekdays[time.Now().Weekday()]) || !strings.Contains(dates[0], " de ") {
+		t.Fatalf("date in Spanish: %q", dates[0])
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("ul.dates a")), chromedp.WaitVisible(chromedp.CSS("ul.entries"))); err != nil {
+		t.Fatal(err)
+	}
+	body := pageText(t, ctx, "main")
+	for _, want := range []string{"Toca Diario para devolver", "Otros días", "Mi dibujo del sol", "رسمتي: بيتنا", "2 de septiembre de 2026", "Archivo"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("entries page in Spanish lacks %q:\n%s", want, body)
+		}
+	}
+	if updateScreenshots {
+		writeScreenshot(t, ctx, "restore-page-es.png")
+	}
+
+	// Arabic, from the switch on the page: right to left, same signed link.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav.langs a[lang="ar"]`)), chromedp.WaitVisible(chromedp.CSS(`html[lang="ar"] ul.entries`))); err != nil {
+		t.Fatal(err)
+	}
+	var layout struct {
+		Dir, Direction, URL string
+		HomeLeft, WhoRight  float64
+		Width               float64
+	}
+	layout, err = chromedp.Run(ctx, chromedp.Evaluate[struct {
+		Dir, Direction, URL string
+		HomeLeft, WhoRight  float64
+		Width               float64
+	}](`({Dir: document.documentElement.dir, Direction: getComputedStyle(document.body).direction, URL: location.href,
+		HomeLeft: document.querySelector('header a.home').getBoundingClientRect().left,
+		WhoRight: document.querySelector('header .who').getBoundingClientRect().right,
+		Width: document.documentElement.clientWidth})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layout.Dir != "rtl" || layout.Direction != "rtl" {
+		t.Fatalf("Arabic page: dir %q, computed direction %q", layout.Dir, layout.Direction)
+	}
+	// Mirrored: "my backups" on the right, the child's name on the left.
+	if layout.HomeLeft < layout.Width/2 || layout.WhoRight > layout.Width/2 {
+		t.Errorf("the Arabic header is not mirrored: %+v", layout)
+	}
+	if !strings.HasPrefix(layout.URL, link.URL) || !strings.HasSuffix(layout.URL, "?lang=ar") {
+		t.Errorf("after the switch the page is %s, want the signed link with ?lang=ar", layout.URL)
+	}
+	body = pageText(t, ctx, "main")
+	for _, want := range []string{"أيام أخرى", "المس اليوميات", "2 سبتمبر 2026", "Mi dibujo del sol", "قصة القطة الصغيرة", "ملف"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("entries page in Arabic lacks %q:\n%s", want, body)
+		}
+	}
+	if updateScreenshots {
+		writeScreenshot(t, ctx, "restore-page-ar.png")
+	}
+	// Back to the dates: the choice of Arabic is kept.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("a.back")), chromedp.WaitVisible(chromedp.CSS(`html[lang="ar"] ul.dates`))); err != nil {
+		t.Fatal(err)
+	}
+	if h1 := pageText(t, ctx, "h1"); h1 != "نسخك الاحتياطية" {
+		t.Fatalf("dates page in Arabic: h1 %q", h1)
+	}
+}
+
+// writeScreenshot saves the browser's viewport (480×800, as on an XO) as
+// docs/screenshots/name.
+func writeScreenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(png) > 200<<10 {
+		t.Fatalf("%s: %d bytes, keep screenshots under 200 KiB", name, len(png))
+	}
+	if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // text returns the visible text of the first element matching a CSS selector.

@@ -169,6 +169,12 @@ func TestRestorePageRefusesDamagedDownload(t *testing.T) {
 			t.Errorf("download (%s) of a damaged document: %d %v %.200q", kind, code, hdr, body)
 		}
 	}
+	// The same in the child's language.
+	for lang, want := range map[string]string{"es": "Este documento está dañado", "ar": "هذا المستند تالف", "sw": "Hati hii imeharibika"} {
+		if code, body := getLang(t, h, base+"f/"+bad.UID+"?lang="+lang, ""); code != http.StatusInternalServerError || !strings.Contains(body, want) {
+			t.Errorf("damaged document in %s: %d %.300q", lang, code, body)
+		}
+	}
 	code, body, _ := get(t, h, base+"f/"+good.UID)
 	want, _ := os.ReadFile(filepath.Join(l.src, filepath.FromSlash(good.DataPath)))
 	if code != 200 || body != string(want) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"embed"
@@ -12,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,13 +68,18 @@ func (p *RestorePage) Handler() http.Handler {
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		p.render(w, http.StatusOK, "index.html", page{Title: "Get your work back"})
+		pg := newPage(r)
+		pg.Title = pg.L.T("index.title")
+		p.render(w, http.StatusOK, "index.html", pg)
 	})
 	mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "max-age=3600")
 		b, _ := webFiles.ReadFile("web/style.css")
 		w.Write(b)
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		p.refuse(w, r, http.StatusNotFound, "err.notfound.h", "err.notfound.m", false)
 	})
 	mux.HandleFunc("GET /r/{token}/{$}", p.dates)
 	mux.HandleFunc("GET /r/{token}/s/{snap}/{$}", p.limited(p.entries))
@@ -95,6 +102,9 @@ func secureHeaders(h http.Handler) http.Handler {
 
 // page is what every template gets.
 type page struct {
+	L     *locale    // the page's language: {{.L.T "key"}}
+	Q     string     // "?lang=xx" when the language was chosen on the page, for its links
+	Langs []langLink // the language switch
 	Title string
 	Who   string
 	Base  string // /r/TOKEN/
@@ -106,6 +116,38 @@ type page struct {
 	Entries []entryRow
 	// refusals
 	Heading, Message string
+	NewLink          bool // advise asking for a new link
+}
+
+// Home is the link to the list of backups, or to the start page without
+// a link.
+func (pg page) Home() string {
+	if pg.Base == "" {
+		return "/" + pg.Q
+	}
+	return pg.Base + pg.Q
+}
+
+// langLink is one language of the switch: this page in that language.
+type langLink struct {
+	Tag, Name, Dir, Href string
+	Current              bool
+}
+
+// newPage starts the page for a request in the request's language, with a
+// switch to the others that keeps the link (the signed path) as it is.
+func newPage(r *http.Request) page {
+	l, chosen := requestLocale(r)
+	pg := page{L: l}
+	if chosen {
+		pg.Q = "?" + langParam + "=" + l.Tag
+	}
+	for _, tag := range localeTags {
+		o := locales[tag]
+		pg.Langs = append(pg.Langs, langLink{Tag: tag, Name: o.Name, Dir: o.Dir,
+			Href: r.URL.EscapedPath() + "?" + langParam + "=" + tag, Current: o == l})
+	}
+	return pg
 }
 
 type dateRow struct {
@@ -120,15 +162,34 @@ type entryRow struct {
 }
 
 func (p *RestorePage) render(w http.ResponseWriter, status int, name string, data page) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if err := pages.ExecuteTemplate(w, name, data); err != nil && p.Log != nil {
-		p.Log.Warn("restore page", "err", err)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Content-Language", data.L.Tag)
+	hd.Add("Vary", "Accept-Language")
+	// Into a buffer first: a template error is a 500, not half a page.
+	var b bytes.Buffer
+	if err := pages.ExecuteTemplate(&b, name, data); err != nil {
+		if p.Log != nil {
+			p.Log.Warn("restore page", "page", name, "err", err)
+		}
+		http.Error(w, "restore page: "+name+" failed", http.StatusInternalServerError)
+		return
 	}
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
 }
 
-func (p *RestorePage) refuse(w http.ResponseWriter, status int, heading, msg string) {
-	p.render(w, status, "refused.html", page{Title: heading, Heading: heading, Message: msg})
+// refuse answers with an error page: the heading's message key and the
+// message, in the request's language; newLink advises asking for a new
+// link (for a link that no longer works).
+func (p *RestorePage) refuse(w http.ResponseWriter, r *http.Request, status int, heading, msg string, newLink bool) {
+	pg := newPage(r)
+	pg.Heading = pg.L.T(heading)
+	pg.Title, pg.Message, pg.NewLink = pg.Heading, pg.L.T(msg), newLink
+	if tok := r.PathValue("token"); tok != "" && !newLink {
+		pg.Base = "/r/" + tok + "/"
+	}
+	p.render(w, status, "refused.html", pg)
 }
 
 // user checks the link and returns whose backups it shows.
@@ -149,15 +210,15 @@ func (p *RestorePage) user(w http.ResponseWriter, r *http.Request) (*store.User,
 	})
 	switch {
 	case errors.Is(err, proto.ErrLinkExpired):
-		p.refuse(w, http.StatusForbidden, "This link has expired", "Links to your backups work for one hour, so that nobody else can use yours later.")
+		p.refuse(w, r, http.StatusForbidden, "err.expired.h", "err.expired.m", true)
 		return nil, false
 	case err != nil:
-		p.refuse(w, http.StatusForbidden, "This link does not work", "It was not made by a laptop of this school, or it was changed on the way.")
+		p.refuse(w, r, http.StatusForbidden, "err.badlink.h", "err.badlink.m", true)
 		return nil, false
 	}
 	u, err := p.Store.UserBySerial(claims.Serial)
 	if err != nil || u.Revoked {
-		p.refuse(w, http.StatusForbidden, "This link does not work", "This laptop may no longer get backups from the school server.")
+		p.refuse(w, r, http.StatusForbidden, "err.badlink.h", "err.revoked.m", true)
 		return nil, false
 	}
 	return u, true
@@ -175,16 +236,49 @@ func (p *RestorePage) dates(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	base := "/r/" + r.PathValue("token") + "/"
-	snaps := p.Store.Snapshots(u.ID)
-	rows := make([]dateRow, 0, len(snaps))
-	for i := len(snaps) - 1; i >= 0; i-- {
-		sn := snaps[i]
+	pg := newPage(r)
+	pg.Title, pg.Who, pg.Base = pg.L.T("dates.title"), who(u), "/r/"+r.PathValue("token")+"/"
+	pg.Snapshots = dateRows(pg.L, p.Store.Snapshots(u.ID))
+	p.render(w, http.StatusOK, "dates.html", pg)
+}
+
+// dateRows lists snapshots newest first (ties by ID, so the order is the
+// same on every view), each with its day and time. Backups made in the
+// same minute (a child pressing twice, a retried run) show seconds so that
+// they can be told apart, and any still alike after that a number:
+// "10:15:07 (2)" is the later of two made in the same second.
+func dateRows(l *locale, snaps []*store.Snapshot) []dateRow {
+	snaps = slices.Clone(snaps)
+	slices.SortStableFunc(snaps, func(a, b *store.Snapshot) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(string(b.ID), string(a.ID))
+	})
+	perMinute := map[string]int{}
+	perSecond := map[string]int{}
+	for _, sn := range snaps {
 		t := sn.Time.Local()
-		rows = append(rows, dateRow{ID: string(sn.ID), Day: t.Format("Monday 2 January 2006"), Clock: t.Format("15:04"),
+		perMinute[t.Format("2006-01-02 15:04")]++
+		perSecond[t.Format("2006-01-02 15:04:05")]++
+	}
+	seen := map[string]int{} // of a second, counted from the newest
+	rows := make([]dateRow, 0, len(snaps))
+	for _, sn := range snaps {
+		t := sn.Time.Local()
+		clock := t.Format("15:04")
+		if perMinute[t.Format("2006-01-02 15:04")] > 1 {
+			clock = t.Format("15:04:05")
+			sec := t.Format("2006-01-02 15:04:05")
+			if n := perSecond[sec]; n > 1 {
+				clock += fmt.Sprintf(" (%d)", n-seen[sec])
+				seen[sec]++
+			}
+		}
+		rows = append(rows, dateRow{ID: string(sn.ID), Day: l.Day(t), Clock: clock,
 			Size: units.Bytes(sn.Size), Pinned: sn.Pinned, PinReason: sn.PinReason})
 	}
-	p.render(w, http.StatusOK, "dates.html", page{Title: "Your backups", Who: who(u), Base: base, Snapshots: rows})
+	return rows
 }
 
 // snapshot resolves the snapshot of a link's user, or refuses.
@@ -192,7 +286,7 @@ func (p *RestorePage) snapshot(w http.ResponseWriter, r *http.Request, u *store.
 	id := store.SnapshotID(r.PathValue("snap"))
 	sn, err := p.Store.Snapshot(u.ID, id)
 	if err != nil || !store.ValidSnapshotID(id) {
-		p.refuse(w, http.StatusNotFound, "This backup is not one of yours", "Go back to the list of your backups and pick a day.")
+		p.refuse(w, r, http.StatusNotFound, "err.notyours.h", "err.notyours.m", false)
 		return nil, false
 	}
 	return sn, true
@@ -209,7 +303,7 @@ func (p *RestorePage) limited(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		default:
 			w.Header().Set("Retry-After", "5")
-			p.refuse(w, http.StatusServiceUnavailable, "The school server is busy", "Many people are getting their work back right now. Wait a few seconds and try again.")
+			p.refuse(w, r, http.StatusServiceUnavailable, "err.busy.h", "err.busy.m", false)
 		}
 	}
 }
@@ -249,15 +343,17 @@ func (p *RestorePage) damaged(w http.ResponseWriter, r *http.Request, sn *store.
 	if p.Log != nil {
 		p.Log.Warn("restore page: damaged document", "uid", e.UID, "snapshot", sn.ID, "err", cause)
 	}
-	msg := "Its copy on the school server is damaged, so it cannot be downloaded from this backup. Please tell your teacher."
+	pg := newPage(r)
+	pg.Heading = pg.L.T("err.damaged.h")
+	pg.Title, pg.Message, pg.Base = pg.Heading, pg.L.T("err.damaged.m"), "/r/"+r.PathValue("token")+"/"
 	older, err := restore.NewIntactChecker(p.Store).FindOlder(r.Context(), p.Store.OlderSnapshots(sn), []string{e.DataPath})
 	if err == nil && older != "" {
 		if o, err := p.Store.Snapshot(sn.User, store.SnapshotID(older)); err == nil {
-			msg = "Its copy in this backup is damaged, but the backup of " + o.Time.Local().Format("Monday 2 January 2006, 15:04") +
-				" has it intact: go back to the list of your backups and pick that day."
+			t := o.Time.Local()
+			pg.Message = pg.L.T("err.damaged.older", pg.L.DayTime(t))
 		}
 	}
-	p.refuse(w, http.StatusInternalServerError, "This document is damaged", msg)
+	p.render(w, http.StatusInternalServerError, "refused.html", pg)
 }
 
 func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
@@ -271,30 +367,42 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 	}
 	_, ents, err := p.journal(r.Context(), sn)
 	if err != nil {
-		p.refuse(w, http.StatusInternalServerError, "This backup cannot be read", "Please tell your teacher: the school server could not read this backup ("+err.Error()+").")
+		p.unreadable(w, r, err)
 		return
 	}
-	base := "/r/" + r.PathValue("token") + "/"
+	pg := newPage(r)
 	rows := make([]entryRow, 0, len(ents))
 	for _, e := range ents {
-		row := entryRow{UID: e.UID, Title: e.Title, Activity: journal.ActivityName(e.Activity),
+		activity := journal.ActivityName(e.Activity)
+		row := entryRow{UID: e.UID, Title: e.Title, Activity: pg.L.Activity(activity),
 			Preview: e.PreviewPath != "", HasData: e.DataPath != ""}
 		if !e.Time.IsZero() {
-			row.When = e.Time.Local().Format("2 Jan 2006 15:04")
+			row.When = pg.L.DateTime(e.Time.Local())
 		}
 		if e.Size > 0 {
 			row.Size = units.Bytes(e.Size)
 		}
-		row.Initial, row.Color = badge(row.Activity, row.Title)
+		row.Initial, row.Color = badge(row.Activity, row.Title, activity)
 		rows = append(rows, row)
 	}
 	t := sn.Time.Local()
-	p.render(w, http.StatusOK, "entries.html", page{Title: "Backup of " + t.Format("2 January 2006"), Who: who(u), Base: base,
-		Snap: base + "s/" + string(sn.ID) + "/", Day: t.Format("Monday 2 January 2006, 15:04"), Entries: rows})
+	pg.Title, pg.Who, pg.Base = pg.L.T("entries.title", pg.L.Date(t)), who(u), "/r/"+r.PathValue("token")+"/"
+	pg.Snap, pg.Day, pg.Entries = pg.Base+"s/"+string(sn.ID)+"/", pg.L.DayTime(t), rows
+	p.render(w, http.StatusOK, "entries.html", pg)
 }
 
-// badge is the letter and colour class shown for an entry without a preview.
-func badge(activity, title string) (string, string) {
+// unreadable refuses a page or download whose backup could not be read.
+func (p *RestorePage) unreadable(w http.ResponseWriter, r *http.Request, err error) {
+	pg := newPage(r)
+	pg.Heading = pg.L.T("err.unreadable.h")
+	pg.Title, pg.Message = pg.Heading, pg.L.T("err.unreadable.m", err.Error())
+	p.render(w, http.StatusInternalServerError, "refused.html", pg)
+}
+
+// badge is the letter and colour class shown for an entry without a
+// preview: the first letter of the activity's name (or else of the title)
+// and a colour of the activity, the same in every language.
+func badge(activity, title, colorKey string) (string, string) {
 	name := activity
 	if name == "" {
 		name = title
@@ -304,7 +412,7 @@ func badge(activity, title string) (string, string) {
 		r = '?'
 	}
 	h := fnv.New32a()
-	h.Write([]byte(activity))
+	h.Write([]byte(colorKey))
 	return string(unicode.ToUpper(r)), fmt.Sprint(h.Sum32() % 8) // style.css has .c0 to .c7
 }
 
@@ -319,7 +427,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 	}
 	fsys, ents, err := p.journal(r.Context(), sn)
 	if err != nil {
-		p.refuse(w, http.StatusInternalServerError, "This backup cannot be read", err.Error())
+		p.unreadable(w, r, err)
 		return
 	}
 	uid := r.PathValue("uid")
@@ -330,7 +438,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if e == nil {
-		p.refuse(w, http.StatusNotFound, "This document is not in that backup", "Go back and pick it from the list.")
+		p.refuse(w, r, http.StatusNotFound, "err.notinbackup.h", "err.notinbackup.m", false)
 		return
 	}
 	if k := r.PathValue("kind"); (k == "x" || k == "f") && e.DataPath != "" {
@@ -338,7 +446,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 			p.damaged(w, r, sn, e, err)
 			return
 		} else if err != nil {
-			p.refuse(w, http.StatusInternalServerError, "This backup cannot be read", err.Error())
+			p.unreadable(w, r, err)
 			return
 		}
 	}
@@ -346,11 +454,11 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 	switch r.PathValue("kind") {
 	case "x":
 		hd.Set("Content-Type", "application/vnd.olpc-journal-entry")
-		hd.Set("Content-Disposition", attachment(journal.BundleName(*e)))
+		hd.Set("Content-Disposition", attachment(journal.BundleName(*e), journal.UnicodeBundleName(*e)))
 		err = journal.WriteBundle(w, fsys, *e)
 	case "f":
 		if e.DataPath == "" {
-			p.refuse(w, http.StatusNotFound, "This document has no file", "Get it as a Journal entry instead.")
+			p.refuse(w, r, http.StatusNotFound, "err.nofile.h", "err.nofile.m", false)
 			return
 		}
 		ct := e.MimeType
@@ -358,7 +466,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 			ct = "application/octet-stream"
 		}
 		hd.Set("Content-Type", ct)
-		hd.Set("Content-Disposition", attachment(journal.FileName(*e)))
+		hd.Set("Content-Disposition", attachment(journal.FileName(*e), journal.UnicodeFileName(*e)))
 		if e.Size >= 0 {
 			hd.Set("Content-Length", fmt.Sprint(e.Size))
 		}
@@ -374,7 +482,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 			w.Write(b)
 		}
 	default:
-		http.NotFound(w, r)
+		p.refuse(w, r, http.StatusNotFound, "err.notfound.h", "err.notfound.m", false)
 		return
 	}
 	if err != nil {
@@ -387,13 +495,44 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// attachment is a Content-Disposition for an ASCII-safe file name.
-func attachment(name string) string {
+// attachment is a Content-Disposition (RFC 6266) for a download named
+// full, with ascii as the name for browsers that do not read filename*
+// (full is percent-encoded as RFC 8187 says):
+//
+//	attachment; filename="ascii"; filename*=UTF-8''full
+//
+// so "我的画.png" and "رسمتي.png" download with their real names. Both names
+// come sanitised from package journal; ascii is made safe for a quoted
+// string again here, and full is percent-encoded whole, so neither can
+// break out of the header.
+func attachment(ascii, full string) string {
 	safe := strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' || r == '/' {
 			return '_'
 		}
 		return r
-	}, name)
-	return `attachment; filename="` + safe + `"`
+	}, ascii)
+	h := `attachment; filename="` + safe + `"`
+	if full != "" && full != safe {
+		h += "; filename*=UTF-8''" + encodeExtValue(full)
+	}
+	return h
+}
+
+// encodeExtValue percent-encodes s as the value-chars of an RFC 8187
+// ext-value: every byte but attr-char.
+func encodeExtValue(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
