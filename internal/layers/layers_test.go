@@ -17,6 +17,7 @@ var layer = map[string]int{
 	"internal/units":      0,
 	"internal/bucket":     0,
 	"internal/atomicfile": 0,
+	"internal/version":    0,
 	"pkg/chunk":           0,
 	"pkg/errkind":         0,
 	"pkg/journal":         0,
