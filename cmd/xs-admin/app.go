@@ -13,6 +13,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/server"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -120,6 +121,9 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 		open = store.OpenForRepair // works when the index itself will not open
 	}
 	s, err := open(cmd.Context(), a.place.Data, store.Options{ReadOnly: how == readOnly})
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

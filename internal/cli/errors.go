@@ -15,17 +15,19 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, errkind.ErrOverQuota):
 		return ExitOverQuota
-	case errors.Is(err, errkind.ErrLocked):
-		return ExitLocked
 	}
 	return ExitFailed
 }
 
 // StaffExitCode is ExitCode for xs-admin, whose requests come from staff's
-// command line: an invalid request is a usage error (exit 2).
+// command line: an invalid request is a usage error (exit 2), and a store
+// in use by another process is ExitLocked.
 func StaffExitCode(err error) int {
-	if errors.Is(err, errkind.ErrBadRequest) {
+	switch {
+	case errors.Is(err, errkind.ErrBadRequest):
 		return ExitUsage
+	case errors.Is(err, errkind.ErrLocked):
+		return ExitLocked
 	}
 	return ExitCode(err)
 }
