@@ -245,6 +245,11 @@ func do[Req Request, Res any](ctx context.Context, c *Client, run func(*Service,
 		return out, fmt.Errorf("admin socket: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Not this API: a daemon of another version (upgraded but not
+		// restarted) answers 404 to a path it does not serve.
+		return out, fmt.Errorf("admin socket: the daemon answered %q to %s: is it another version of xs-backupd than xs-admin?", resp.Status, req.Op())
+	}
 	var r response
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBytes)).Decode(&r); err != nil {
 		return out, fmt.Errorf("admin socket: bad answer: %w", err)
