@@ -16,15 +16,15 @@ import (
 // (the same interface in the three programs): man pages from the command
 // definitions into DIR/man/man1, completion scripts into
 // DIR/completion/{bash,zsh,fish}. Man page dates follow SOURCE_DATE_EPOCH.
-func genDocsCmd(root *cobra.Command) *cobra.Command {
+func genDocsCmd(a *app, root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
 		Use:    "gen-docs DIR",
 		Short:  "Write man pages and shell completions into DIR (for packaging)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.command(func(cmd *cobra.Command, args []string) error {
 			return genDocs(root, args[0])
-		},
+		}),
 	}
 }
 

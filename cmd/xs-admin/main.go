@@ -146,6 +146,6 @@ func newRootCmd(a *app) *cobra.Command {
 	add("disk", retentionCmd(a), policyCmd(a), quotaCmd(a), pinCmd(a), unpinCmd(a), gcCmd(a),
 		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a))
 	add("daemon", statusCmd(a))
-	root.AddCommand(versionCmd(a), genDocsCmd(root))
+	root.AddCommand(versionCmd(a), genDocsCmd(a, root))
 	return root
 }
