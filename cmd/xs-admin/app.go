@@ -60,8 +60,8 @@ func (a *app) command(fn func(cmd *cobra.Command, args []string) error) func(*co
 
 // locate reads the daemon's configuration and works out the store
 // directory and the admin socket as xs-backupd does: --data and --socket
-// win over the file; the socket defaults to admin.sock in the data
-// directory. A missing file at the default path is not an error (the
+// win over the file; the socket is admin_socket for the configured store,
+// else admin.sock in the data directory. A missing file at the default path is not an error (the
 // defaults apply), but a file named by --config or XS_BACKUP_CONFIG must
 // exist.
 func (a *app) locate(cmd *cobra.Command) error {
@@ -88,8 +88,11 @@ func (a *app) locate(cmd *cobra.Command) error {
 	if cmd.Flags().Changed("data") {
 		a.place.Data = a.data
 	}
+	// The configured socket is the daemon's of the configured store; for
+	// another store (--data), that store's own: never a daemon serving a
+	// store other than the one staff named.
 	a.place.Socket = cfg.AdminSocket
-	if a.place.Socket == "" {
+	if a.place.Socket == "" || filepath.Clean(a.place.Data) != filepath.Clean(cfg.Data) {
 		a.place.Socket = filepath.Join(a.place.Data, admin.DefaultSocket)
 	}
 	if cmd.Flags().Changed("socket") {

@@ -85,7 +85,8 @@ is stopped, xs-admin opens the store itself. Both are found in the daemon's
 configuration file (--config, default /etc/xs-backup/xs-backup.toml, or
 $XS_BACKUP_CONFIG): its data and admin_socket settings. Without that file the
 store is /var/lib/xs-backup and the socket DATA/admin.sock; --data and
---socket override either.
+--socket override either (with --data naming another store than the
+config's, the socket is that store's DATA/admin.sock).
 
 Every command that takes SERIAL also takes a user's ID (xs-admin users --json)
 or a former serial. Every command takes --json for scripts.
@@ -124,7 +125,7 @@ func newRootCmd(a *app) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", defaultConfig, "the daemon's configuration file, for its data directory and admin socket (env XS_BACKUP_CONFIG)")
 	pf.StringVar(&a.data, "data", "", "store directory (default: data in the config, else /var/lib/xs-backup)")
-	pf.StringVar(&a.socket, "socket", "", "the daemon's admin socket (default: admin_socket in the config, else DATA/admin.sock)")
+	pf.StringVar(&a.socket, "socket", "", "the daemon's admin socket (default: admin_socket in the config for its data, else DATA/admin.sock)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON, for scripts")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 

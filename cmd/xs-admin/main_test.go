@@ -251,8 +251,13 @@ func TestLockedStore(t *testing.T) {
 	}
 	defer s.Close()
 	wrong := filepath.Join(t.TempDir(), "admin.sock")
-	for _, args := range [][]string{{"users"}, {"gc"}, {"check"}, {"restore", "SHC1", "--to", t.TempDir()}} {
-		_, errOut, code := xsAdmin(t, nil, append([]string{"--data", data, "--socket", wrong}, args...)...)
+	conf := filepath.Join(t.TempDir(), "xs-backup.toml")
+	os.WriteFile(conf, fmt.Appendf(nil, "data = %q\nadmin_socket = %q\n", data, wrong), 0o644)
+	for _, args := range [][]string{{"users"}, {"gc"}, {"check"}, {"restore", "SHC1", "--to", t.TempDir()}, {"--config", conf, "users"}} {
+		if args[0] != "--config" {
+			args = append([]string{"--data", data, "--socket", wrong}, args...)
+		}
+		_, errOut, code := xsAdmin(t, nil, args...)
 		if code != 6 {
 			t.Errorf("%s on a store in use: exit %d, want 6:\n%s", args[0], code, errOut)
 		}
@@ -264,6 +269,17 @@ func TestLockedStore(t *testing.T) {
 		if strings.Contains(errOut, "damaged") || strings.Contains(errOut, "--repair") {
 			t.Errorf("%s on a store in use says it is damaged:\n%s", args[0], errOut)
 		}
+	}
+	// The configured socket belongs to the configured store: with --data
+	// naming another store, xs-admin looks for that store's own socket.
+	other := t.TempDir()
+	s2, err := store.Open(context.Background(), other, store.Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, errOut, code := xsAdmin(t, nil, "--config", conf, "--data", other, "users"); code != 6 || !strings.Contains(errOut, filepath.Join(other, "admin.sock")) {
+		t.Errorf("--data with a config naming another store's socket: exit %d\n%s", code, errOut)
 	}
 }
 
