@@ -88,7 +88,7 @@ one as SERIAL.old. Approving a revoked laptop undoes the revoke.`,
 			}, printUser("approve"))
 		}),
 	}
-	cmd.Flags().StringVar(&r.Key, "key", "", "the key fingerprint (or its start) the laptop showed")
+	cmd.Flags().StringVar(&r.Key, "key", "", "the key `FINGERPRINT` (or its start) the laptop showed")
 	cmd.Flags().BoolVar(&r.NewHistory, "new-history", false, "start an empty history; keep the old one as SERIAL.old")
 	return cmd
 }
@@ -166,7 +166,7 @@ approve (or give it a claim code now: xs-admin claim-code SERIAL).`,
 			}, printUser("register"))
 		}),
 	}
-	cmd.Flags().StringVar(&r.Nickname, "nickname", "", "the child's name or a note, shown in xs-admin users")
+	cmd.Flags().StringVar(&r.Nickname, "nickname", "", "the child's `NAME` or a note, shown in xs-admin users")
 	return cmd
 }
 
@@ -390,7 +390,7 @@ SNAPSHOT is an ID (xs-admin snapshots SERIAL) or latest.`,
 			}, printPin)
 		}),
 	}
-	cmd.Flags().StringVar(&r.Reason, "reason", "", "why it is kept (required)")
+	cmd.Flags().StringVar(&r.Reason, "reason", "", "why it is kept, shown in every listing (`TEXT`, required)")
 	cmd.MarkFlagRequired("reason")
 	return cmd
 }
