@@ -60,7 +60,8 @@ type UnrevokeRequest struct {
 // ClaimCodeRequest issues a one-time claim code (Service.ClaimCode).
 type ClaimCodeRequest struct {
 	Serial string `json:"serial"`
-	// Expires is how long the code works (0: 7 days).
+	// Expires is how long the code works (0: DefaultClaimLifetime); in
+	// JSON, nanoseconds.
 	Expires time.Duration `json:"expires,omitempty"`
 }
 
