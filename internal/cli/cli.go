@@ -23,6 +23,9 @@ const (
 	// ExitOverQuota: the laptop's hard quota is full; staff must raise it
 	// or delete old backups (xs-admin quota, retention).
 	ExitOverQuota = 5
+	// ExitLocked: the store is in use by another process (xs-admin: the
+	// daemon has it open but its admin socket was not reached).
+	ExitLocked = 6
 )
 
 // IsTerminal reports whether f is a terminal.

@@ -29,27 +29,30 @@ func newService(t *testing.T) (*admin.Service, *store.Store) {
 	return &admin.Service{S: s, Now: func() time.Time { return now }}, s
 }
 
-func TestRetentionAtParsing(t *testing.T) {
-	svc, _ := newService(t)
-	ctx := context.Background()
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 	for at, want := range map[string]time.Time{
 		"+45d":                 time.Date(2026, 4, 24, 12, 0, 0, 0, time.UTC),
 		"-12h":                 time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC),
 		"2026-12-31T08:00:00Z": time.Date(2026, 12, 31, 8, 0, 0, 0, time.UTC),
 		"2026-12-31":           time.Date(2026, 12, 31, 0, 0, 0, 0, time.Local),
+		"":                     {},
 	} {
-		out, err := svc.Do(ctx, "retention", admin.Args{At: at, DryRun: true})
-		if err != nil {
-			t.Fatalf("--at %s: %v", at, err)
-		}
-		if got := out.(*store.RetentionReport).At; !got.Equal(want) {
-			t.Errorf("--at %s evaluated at %s, want %s", at, got, want)
+		got, err := admin.ParseTime(at, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %s, %v; want %s", at, got, err, want)
 		}
 	}
-	for _, bad := range []string{"tomorrow", "+3x", "2026-13-01"} {
-		if _, err := svc.Do(ctx, "retention", admin.Args{At: bad}); !errors.Is(err, admin.ErrUsage) {
-			t.Errorf("--at %q: %v, want a usage error", bad, err)
+	for _, bad := range []string{"tomorrow", "+3x", "2026-13-01", "+-5d"} {
+		if _, err := admin.ParseTime(bad, now); !errors.Is(err, admin.ErrInvalid) {
+			t.Errorf("ParseTime(%q): %v, want an invalid-request error", bad, err)
 		}
+	}
+	svc, _ := newService(t)
+	at := time.Date(2026, 12, 31, 8, 0, 0, 0, time.UTC)
+	rep, err := svc.Retention(context.Background(), admin.RetentionRequest{At: at, DryRun: true})
+	if err != nil || !rep.At.Equal(at) {
+		t.Fatalf("retention at %s: %+v %v", at, rep, err)
 	}
 }
 
@@ -57,39 +60,39 @@ func TestQuotaAndPolicyOverrides(t *testing.T) {
 	svc, s := newService(t)
 	ctx := context.Background()
 	hard := int64(5 << 30)
-	out, err := svc.Do(ctx, "quota", admin.Args{Serial: "SHC1", Hard: &hard})
+	rows, err := svc.Quota(ctx, admin.QuotaRequest{Serial: "SHC1", Hard: &hard})
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := out.([]admin.QuotaRow)[0]
+	row := rows[0]
 	if !row.Own || row.Hard != hard || row.Soft != 1<<30 {
 		t.Fatalf("after --hard: %+v (soft must stay the default's)", row)
 	}
-	if _, err := svc.Do(ctx, "quota", admin.Args{Hard: &hard}); !errors.Is(err, admin.ErrUsage) {
+	if _, err := svc.Quota(ctx, admin.QuotaRequest{Hard: &hard}); !errors.Is(err, admin.ErrInvalid) {
 		t.Fatalf("setting a quota without a serial: %v", err)
 	}
-	out, _ = svc.Do(ctx, "quota", admin.Args{Serial: "SHC1", Reset: true})
-	if row := out.([]admin.QuotaRow)[0]; row.Own || row.Hard != 0 {
+	rows, _ = svc.Quota(ctx, admin.QuotaRequest{Serial: "SHC1", Reset: true})
+	if row := rows[0]; row.Own || row.Hard != 0 {
 		t.Fatalf("after --reset: %+v", row)
 	}
 	p := store.Policy{KeepLast: 5, KeepMonthly: 24}
-	out, err = svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Policy: &p})
-	if err != nil || out.(admin.PolicyRow).Policy != p || !out.(admin.PolicyRow).Own {
-		t.Fatalf("policy set: %+v %v", out, err)
+	pr, err := svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Policy: &p})
+	if err != nil || pr.Policy != p || !pr.Own {
+		t.Fatalf("policy set: %+v %v", pr, err)
 	}
 	u, _ := s.UserBySerial("SHC1")
 	if s.PolicyOf(u.ID) != p {
 		t.Fatal("the store does not apply the laptop's own policy")
 	}
 	bad := store.Policy{KeepDaily: -2}
-	if _, err := svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Policy: &bad}); err == nil {
+	if _, err := svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Policy: &bad}); err == nil {
 		t.Fatal("an invalid policy was accepted")
 	}
-	out, _ = svc.Do(ctx, "policy", admin.Args{Serial: "SHC1", Reset: true})
-	if out.(admin.PolicyRow).Own || out.(admin.PolicyRow).Policy != store.DefaultPolicy() {
-		t.Fatalf("policy reset: %+v", out)
+	pr, _ = svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Reset: true})
+	if pr.Own || pr.Policy != store.DefaultPolicy() {
+		t.Fatalf("policy reset: %+v", pr)
 	}
-	if _, err := svc.Do(ctx, "pin", admin.Args{Serial: "SHC1", Snapshot: "latest"}); err == nil {
+	if _, err := svc.Pin(ctx, admin.PinRequest{Serial: "SHC1", Snapshot: "latest", Reason: "fair"}); err == nil {
 		t.Fatal("pin of a laptop without snapshots succeeded")
 	}
 }
@@ -131,7 +134,7 @@ func TestResolveSnapshotByDate(t *testing.T) {
 	if _, err := admin.ResolveSnapshot(s, u.ID, "2026-02-28"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a date before every snapshot: %v", err)
 	}
-	if _, err := admin.ResolveSnapshot(s, u.ID, "last tuesday"); !errors.Is(err, admin.ErrUsage) {
+	if _, err := admin.ResolveSnapshot(s, u.ID, "last tuesday"); !errors.Is(err, admin.ErrInvalid) {
 		t.Errorf("nonsense: %v", err)
 	}
 }

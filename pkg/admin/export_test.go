@@ -134,7 +134,7 @@ func TestExportGoesOnAfterRealDamage(t *testing.T) {
 
 	for _, format := range []string{admin.FormatTar, admin.FormatXOJ, admin.FormatRaw} {
 		var buf bytes.Buffer
-		err := c.Export(ctx, admin.Args{Serial: "EXP1", Format: format}, func(_ int64, r io.Reader) error {
+		err := c.Export(ctx, admin.ExportRequest{Serial: "EXP1", Format: format}, func(_ int64, r io.Reader) error {
 			_, err := io.Copy(&buf, r)
 			return err
 		})

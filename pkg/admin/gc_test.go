@@ -25,24 +25,24 @@ func TestGCExpirePending(t *testing.T) {
 	if err := s.Put(ctx, u.ID, []blob.Blob{b}); err != nil {
 		t.Fatal(err)
 	}
-	gc := func(a admin.Args) *admin.GCResult {
+	gc := func(r admin.GCRequest) *admin.GCResult {
 		t.Helper()
-		out, err := svc.Do(ctx, "gc", a)
+		out, err := svc.GC(ctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return out.(*admin.GCResult)
+		return out
 	}
-	if r := gc(admin.Args{}); r.BlobsDeleted != 0 || r.Expired != nil {
+	if r := gc(admin.GCRequest{}); r.BlobsDeleted != 0 || r.Expired != nil {
 		t.Fatalf("plain gc removed a pending upload: %+v", r)
 	}
-	if r := gc(admin.Args{ExpirePending: true, DryRun: true}); r.Expired == nil || r.Expired.Holds != 1 || r.BlobsDeleted != 0 {
+	if r := gc(admin.GCRequest{ExpirePending: true, DryRun: true}); r.Expired == nil || r.Expired.Holds != 1 || r.BlobsDeleted != 0 {
 		t.Fatalf("dry run: %+v %+v", r, r.Expired)
 	}
 	if us, _ := s.Usage(ctx, u.ID); us.Blobs != 1 {
 		t.Fatalf("the dry run released the upload: %+v", us)
 	}
-	r := gc(admin.Args{ExpirePending: true})
+	r := gc(admin.GCRequest{ExpirePending: true})
 	if r.Expired == nil || r.Expired.Holds != 1 || r.BlobsDeleted != 1 {
 		t.Fatalf("gc --expire-pending: %+v %+v", r, r.Expired)
 	}

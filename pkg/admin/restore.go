@@ -55,19 +55,15 @@ type SnapshotID = store.SnapshotID
 // "latest", a snapshot ID, a date (2026-10-31: the last snapshot of that
 // day or before, local time) or an RFC 3339 time (the last one at or before).
 func ResolveSnapshot(s *store.Store, user store.UserID, spec string) (*store.Snapshot, error) {
-	if spec == "" || spec == "latest" || store.ValidSnapshotID(store.SnapshotID(spec)) {
+	until, err := snapshotUntil(spec)
+	if err != nil {
+		return nil, err
+	}
+	if until.IsZero() {
 		if spec == "" {
 			spec = "latest"
 		}
 		return s.Snapshot(user, store.SnapshotID(spec))
-	}
-	var until time.Time
-	if t, err := time.ParseInLocation("2006-01-02", spec, time.Local); err == nil {
-		until = t.AddDate(0, 0, 1).Add(-time.Nanosecond)
-	} else if t, err := time.Parse(time.RFC3339, spec); err == nil {
-		until = t
-	} else {
-		return nil, fmt.Errorf("%w: %q is not a snapshot (give an ID, latest, a date like 2026-10-31 or a time like 2026-10-31T18:00:00Z)", ErrUsage, spec)
 	}
 	snaps := s.Snapshots(user)
 	for i := len(snaps) - 1; i >= 0; i-- {
@@ -75,16 +71,39 @@ func ResolveSnapshot(s *store.Store, user store.UserID, spec string) (*store.Sna
 			return snaps[i], nil
 		}
 	}
-	return nil, fmt.Errorf("%w: no snapshot on or before %s (see xs-admin snapshots)", store.ErrNotFound, spec)
+	return nil, fmt.Errorf("%w: no snapshot on or before %s", store.ErrNotFound, spec)
+}
+
+// CheckSnapshotSpec reports whether spec names a snapshot the way
+// ResolveSnapshot reads it (without looking for it): "", latest, an ID, a
+// date or an RFC 3339 time.
+func CheckSnapshotSpec(spec string) error {
+	_, err := snapshotUntil(spec)
+	return err
+}
+
+// snapshotUntil reads a snapshot spec: zero for "", latest or an ID, else
+// the time the snapshot wanted is the last one at or before.
+func snapshotUntil(spec string) (time.Time, error) {
+	if spec == "" || spec == "latest" || store.ValidSnapshotID(store.SnapshotID(spec)) {
+		return time.Time{}, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", spec, time.Local); err == nil {
+		return t.AddDate(0, 0, 1).Add(-time.Nanosecond), nil
+	}
+	if t, err := time.Parse(time.RFC3339, spec); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%w: %q is not a snapshot (an ID, latest, a date like 2026-10-31 or a time like 2026-10-31T18:00:00Z)", ErrInvalid, spec)
 }
 
 // open resolves the user and snapshot of a listing or restore.
-func (s *Service) open(ctx context.Context, a Args) (*store.User, *store.Snapshot, fs.FS, error) {
-	u, err := s.user(a.Serial)
+func (s *Service) open(ctx context.Context, serial, snapshot string) (*store.User, *store.Snapshot, fs.FS, error) {
+	u, err := s.user(serial)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sn, err := ResolveSnapshot(s.S, u.ID, a.Snapshot)
+	sn, err := ResolveSnapshot(s.S, u.ID, snapshot)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -100,14 +119,14 @@ func entryRows(ents []journal.Entry) []EntryRow {
 	return rows
 }
 
-// ls lists a snapshot's Journal entries, or with Files its raw tree.
-func (s *Service) ls(ctx context.Context, a Args) (*Listing, error) {
-	u, sn, fsys, err := s.open(ctx, a)
+// List lists a snapshot's Journal entries, or with Files its raw tree.
+func (s *Service) List(ctx context.Context, r ListRequest) (*Listing, error) {
+	u, sn, fsys, err := s.open(ctx, r.Serial, r.Snapshot)
 	if err != nil {
 		return nil, err
 	}
 	out := &Listing{Serial: u.Serial, Snapshot: sn.ID, Time: sn.Time}
-	if a.Files {
+	if r.Files {
 		out.Files = []FileRow{}
 		err := s.S.Walk(ctx, sn.Root, func(p string, e *manifest.Entry) error {
 			out.Files = append(out.Files, FileRow{Path: p, Type: e.Type.String(), Size: e.Size, MTime: time.Unix(0, e.MTime)})
@@ -117,7 +136,7 @@ func (s *Service) ls(ctx context.Context, a Args) (*Listing, error) {
 	}
 	ents, err := readJournal(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("read the Journal of snapshot %s: %w (xs-admin ls --files shows the raw tree)", sn.ID, err)
+		return nil, fmt.Errorf("read the Journal of snapshot %s: %w", sn.ID, err)
 	}
 	out.Entries = entryRows(ents)
 	return out, nil
@@ -139,17 +158,17 @@ func entryPaths(fsys fs.FS, e journal.Entry) []string {
 
 // selection returns the chosen entries of a snapshot (every path if none
 // are chosen: nil entries).
-func (s *Service) selection(fsys fs.FS, a Args) ([]journal.Entry, error) {
-	if len(a.Entries) == 0 && len(a.Titles) == 0 {
+func (s *Service) selection(fsys fs.FS, r ExportRequest) ([]journal.Entry, error) {
+	if len(r.Entries) == 0 && len(r.Titles) == 0 {
 		return nil, nil
 	}
 	ents, err := readJournal(fsys)
 	if err != nil {
 		return nil, err
 	}
-	chosen := journal.Match(ents, a.Entries, a.Titles)
+	chosen := journal.Match(ents, r.Entries, r.Titles)
 	if len(chosen) == 0 {
-		return nil, fmt.Errorf("%w: no Journal entry matches %v %v in this snapshot; list them with xs-admin ls %s", store.ErrNotFound, a.Entries, a.Titles, a.Serial)
+		return nil, fmt.Errorf("%w: no Journal entry of this snapshot matches the entries %q or titles %q", store.ErrNotFound, r.Entries, r.Titles)
 	}
 	return chosen, nil
 }
@@ -167,23 +186,23 @@ const (
 )
 
 // Export writes a user's snapshot (or the chosen entries) to w as a tar
-// stream in a.Format. start is called once, before the first byte, with the
+// stream in r.Format. start is called once, before the first byte, with the
 // number of content bytes to come (for a progress bar). A damaged or
 // missing file (or entry, for xoj and raw) is left out of the archive,
 // which stays complete and well-formed; Export then returns a
 // *restore.DamagedError naming each one left out and, where there is one,
 // the newest older snapshot of the user that holds it intact.
-func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w io.Writer) error {
-	_, sn, fsys, err := s.open(ctx, a)
+func (s *Service) Export(ctx context.Context, r ExportRequest, start func(total int64), w io.Writer) error {
+	_, sn, fsys, err := s.open(ctx, r.Serial, r.Snapshot)
 	if err != nil {
 		return err
 	}
-	chosen, err := s.selection(fsys, a)
+	chosen, err := s.selection(fsys, r)
 	if err != nil {
 		return err
 	}
 	var damaged []damagedItem
-	switch a.Format {
+	switch r.Format {
 	case "", FormatTar:
 		var paths []string
 		total := sn.Size
@@ -213,11 +232,11 @@ func (s *Service) Export(ctx context.Context, a Args, start func(total int64), w
 			total += max(e.Size, 0)
 		}
 		start(total)
-		if damaged, err = writeEntries(w, fsys, chosen, a.Format); err != nil {
+		if damaged, err = writeEntries(w, fsys, chosen, r.Format); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("%w: unknown export format %q", ErrUsage, a.Format)
+		return fmt.Errorf("%w: unknown export format %q", ErrInvalid, r.Format)
 	}
 	if len(damaged) == 0 {
 		return nil

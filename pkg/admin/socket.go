@@ -1,26 +1,31 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/restore"
+	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
 // DefaultSocket is where the daemon listens for xs-admin, relative to its data directory.
 const DefaultSocket = "admin.sock"
 
-// Serve answers admin commands on a unix socket at path (mode 0600: only
+// Serve answers admin requests on a unix socket at path (mode 0600: only
 // the daemon's user, and root, may use it) until ctx is done.
 func Serve(ctx context.Context, svc *Service, path string) error {
 	os.Remove(path)
@@ -59,26 +64,39 @@ func Serve(ctx context.Context, svc *Service, path string) error {
 	return err
 }
 
-// Handler serves POST /v1/do with a JSON {cmd, args} body.
+// Handler serves the staff API over HTTP: POST /v1/call with a request
+// envelope {"op": NAME, "args": REQUEST} answers a JSON response (the
+// result, or the error's message and kind); POST /v1/export with
+// {"op": "export", "args": ExportRequest} answers the tar stream.
 func Handler(svc *Service) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/do", func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			writeResp(w, nil, fmt.Errorf("%w: malformed request: %v", ErrUsage, err))
+	mux.HandleFunc("POST /v1/call", func(w http.ResponseWriter, r *http.Request) {
+		_, c, err := decodeRequest(r.Body)
+		if err != nil {
+			writeResp(w, nil, err)
 			return
 		}
-		res, err := svc.Do(r.Context(), req.Cmd, req.Args)
+		res, err := c(r.Context(), svc)
 		writeResp(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			writeResp(w, nil, fmt.Errorf("%w: malformed request: %v", ErrUsage, err))
+		var req ExportRequest
+		env, err := readRequest(r.Body)
+		if err == nil && env.Op != req.Op() {
+			err = fmt.Errorf("%w: /v1/export answers export, not %q", ErrInvalid, env.Op)
+		}
+		if err == nil {
+			if err = decodeStrict(env.Args, &req); err != nil {
+				err = fmt.Errorf("%w: arguments of export: %v", ErrInvalid, err)
+			}
+		}
+		if err != nil {
+			w.Header().Set("X-Error", "1")
+			writeResp(w, nil, err)
 			return
 		}
 		started := false
-		err := svc.Export(r.Context(), req.Args, func(total int64) {
+		err = svc.Export(r.Context(), req, func(total int64) {
 			w.Header().Set("Content-Type", "application/x-tar")
 			w.Header().Set("X-Total-Bytes", strconv.FormatInt(total, 10))
 			// Known only at the end: what was left out, or why the stream
@@ -104,12 +122,52 @@ func Handler(svc *Service) http.Handler {
 	return mux
 }
 
+// response is the answer to a call: the result, or the error.
+type response struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	// Kind is the error's errkind.Kind (0: none known), so that xs-admin
+	// chooses the same message and exit code through the socket as on a
+	// stopped daemon.
+	Kind errkind.Kind `json:"kind,omitempty"`
+}
+
+// errResponse is the answer carrying err.
+func errResponse(err error) response {
+	r := response{Error: err.Error()}
+	if k := errkind.Of(err); k != errkind.Internal {
+		r.Kind = k
+	}
+	return r
+}
+
+// err rebuilds the error of an answer: its message as sent, its kind.
+func (r response) err() error {
+	if r.Error == "" {
+		return nil
+	}
+	if !r.Kind.Valid() {
+		return errors.New(r.Error)
+	}
+	return &remoteError{msg: r.Error, kind: &errkind.Error{Kind: r.Kind}}
+}
+
+// remoteError is an error the daemon answered: its message, unchanged, and
+// its kind (errors.Is matches the kind's sentinel; errkind.Of finds it).
+type remoteError struct {
+	msg  string
+	kind *errkind.Error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
+
 func writeResp(w http.ResponseWriter, res any, err error) {
 	var out response
 	if err != nil {
 		out = errResponse(err)
-	} else {
-		out.Result, _ = json.Marshal(res)
+	} else if out.Result, err = json.Marshal(res); err != nil {
+		out = errResponse(fmt.Errorf("encode the result: %w", err))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
@@ -121,57 +179,217 @@ const (
 	trailerError   = "X-Export-Error"
 )
 
-// Client sends commands to a daemon's admin socket.
+// Client makes the staff API's typed calls: through a running daemon's
+// admin socket (Dial) or in this process on a store (Local). Its methods
+// are Service's, with the same requests, results and error kinds.
 type Client struct {
-	hc *http.Client
+	hc  *http.Client // through the socket; nil for a local client
+	svc *Service     // in-process; nil through the socket
 }
 
-// Dial returns a client for the socket at path, or an error if no daemon
-// answers there.
+// ErrNoDaemon: nothing answers at the admin socket (no socket file, or no
+// process listening on it): the daemon is not running there.
+var ErrNoDaemon = errors.New("no daemon answers")
+
+// Dial returns a client of the daemon listening on the admin socket at
+// path. The error wraps ErrNoDaemon if no daemon listens there, and is of
+// kind Permission if this user may not use the socket.
 func Dial(path string) (*Client, error) {
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED):
+		return nil, fmt.Errorf("admin socket %s: %w", path, ErrNoDaemon)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, errkind.Errorf(errkind.Permission, "admin socket %s: this user may not use it", path)
+	case err != nil:
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	conn.Close()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}}
-	c := &Client{hc: hc}
-	conn, err := net.DialTimeout("unix", path, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	conn.Close()
-	return c, nil
+	return &Client{hc: hc}, nil
 }
 
-// Do runs a command in the daemon and decodes its result into out.
-func (c *Client) Do(ctx context.Context, cmd string, a Args, out any) error {
-	body, _ := json.Marshal(request{Cmd: cmd, Args: a})
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/do", bytesReader(body))
-	if err != nil {
-		return err
+// Local returns a client that runs calls in this process on svc (the
+// daemon is stopped and the caller has opened the store).
+func Local(svc *Service) *Client { return &Client{svc: svc} }
+
+// Remote reports whether calls go to a daemon through its socket.
+func (c *Client) Remote() bool { return c.hc != nil }
+
+// maxAnswerBytes caps an answer from the daemon (a listing of a big
+// snapshot's files is the largest).
+const maxAnswerBytes = 256 << 20
+
+// do runs req: in-process with run, or through the socket.
+func do[Req Request, Res any](ctx context.Context, c *Client, run func(*Service, context.Context, Req) (Res, error), req Req) (Res, error) {
+	if c.svc != nil {
+		return run(c.svc, ctx, req)
 	}
-	resp, err := c.hc.Do(req)
+	var out Res
+	body, err := json.Marshal(struct {
+		Op   string `json:"op"`
+		Args Req    `json:"args"`
+	}{req.Op(), req})
 	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
+		return out, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/call", bytes.NewReader(body))
+	if err != nil {
+		return out, err
+	}
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return out, fmt.Errorf("admin socket: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Not this API: a daemon of another version (upgraded but not
+		// restarted) answers 404 to a path it does not serve.
+		return out, fmt.Errorf("admin socket: the daemon answered %q to %s: is it another version of xs-backupd than xs-admin?", resp.Status, req.Op())
+	}
 	var r response
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&r); err != nil {
-		return fmt.Errorf("admin socket: bad answer: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBytes)).Decode(&r); err != nil {
+		return out, fmt.Errorf("admin socket: bad answer: %w", err)
 	}
 	if err := r.err(); err != nil {
-		return err
+		return out, err
 	}
-	if out != nil {
-		return json.Unmarshal(r.Result, out)
+	if err := json.Unmarshal(r.Result, &out); err != nil {
+		return out, fmt.Errorf("admin socket: bad %s result: %w", req.Op(), err)
 	}
-	return nil
+	return out, nil
 }
 
-// Export runs an export in the daemon; fn reads the tar stream (total is
-// the number of content bytes to come).
-func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.Reader) error) error {
-	body, _ := json.Marshal(request{Cmd: "export", Args: a})
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/export", bytesReader(body))
+// Users is Service.Users.
+func (c *Client) Users(ctx context.Context, r UsersRequest) ([]UserRow, error) {
+	return do(ctx, c, (*Service).Users, r)
+}
+
+// Pending is Service.Pending.
+func (c *Client) Pending(ctx context.Context, r PendingRequest) ([]PendingRow, error) {
+	return do(ctx, c, (*Service).Pending, r)
+}
+
+// Snapshots is Service.Snapshots.
+func (c *Client) Snapshots(ctx context.Context, r SnapshotsRequest) ([]*store.Snapshot, error) {
+	return do(ctx, c, (*Service).Snapshots, r)
+}
+
+// Approve is Service.Approve.
+func (c *Client) Approve(ctx context.Context, r ApproveRequest) (*store.User, error) {
+	return do(ctx, c, (*Service).Approve, r)
+}
+
+// Revoke is Service.Revoke.
+func (c *Client) Revoke(ctx context.Context, r RevokeRequest) (*store.User, error) {
+	return do(ctx, c, (*Service).Revoke, r)
+}
+
+// Unrevoke is Service.Unrevoke.
+func (c *Client) Unrevoke(ctx context.Context, r UnrevokeRequest) (*store.User, error) {
+	return do(ctx, c, (*Service).Unrevoke, r)
+}
+
+// ClaimCode is Service.ClaimCode.
+func (c *Client) ClaimCode(ctx context.Context, r ClaimCodeRequest) (ClaimResult, error) {
+	return do(ctx, c, (*Service).ClaimCode, r)
+}
+
+// Register is Service.Register.
+func (c *Client) Register(ctx context.Context, r RegisterRequest) (*store.User, error) {
+	return do(ctx, c, (*Service).Register, r)
+}
+
+// Alias is Service.Alias.
+func (c *Client) Alias(ctx context.Context, r AliasRequest) (*store.User, error) {
+	return do(ctx, c, (*Service).Alias, r)
+}
+
+// Check is Service.Check.
+func (c *Client) Check(ctx context.Context, r CheckRequest) (*store.CheckReport, error) {
+	return do(ctx, c, (*Service).Check, r)
+}
+
+// Repair is Service.Repair (the daemon refuses it).
+func (c *Client) Repair(ctx context.Context, r RepairRequest) (*store.RepairReport, error) {
+	return do(ctx, c, (*Service).Repair, r)
+}
+
+// Damaged is Service.Damaged.
+func (c *Client) Damaged(ctx context.Context, r DamagedRequest) ([]DamagedRow, error) {
+	return do(ctx, c, (*Service).Damaged, r)
+}
+
+// Scrub is Service.Scrub.
+func (c *Client) Scrub(ctx context.Context, r ScrubRequest) (*store.ScrubReport, error) {
+	return do(ctx, c, (*Service).Scrub, r)
+}
+
+// Status is Service.Status.
+func (c *Client) Status(ctx context.Context, r StatusRequest) (*StatusResult, error) {
+	return do(ctx, c, (*Service).Status, r)
+}
+
+// Retention is Service.Retention.
+func (c *Client) Retention(ctx context.Context, r RetentionRequest) (*store.RetentionReport, error) {
+	return do(ctx, c, (*Service).Retention, r)
+}
+
+// Quota is Service.Quota.
+func (c *Client) Quota(ctx context.Context, r QuotaRequest) ([]QuotaRow, error) {
+	return do(ctx, c, (*Service).Quota, r)
+}
+
+// Policy is Service.Policy.
+func (c *Client) Policy(ctx context.Context, r PolicyRequest) (PolicyRow, error) {
+	return do(ctx, c, (*Service).Policy, r)
+}
+
+// Pin is Service.Pin.
+func (c *Client) Pin(ctx context.Context, r PinRequest) (*store.Snapshot, error) {
+	return do(ctx, c, (*Service).Pin, r)
+}
+
+// Unpin is Service.Unpin.
+func (c *Client) Unpin(ctx context.Context, r UnpinRequest) (*store.Snapshot, error) {
+	return do(ctx, c, (*Service).Unpin, r)
+}
+
+// GC is Service.GC.
+func (c *Client) GC(ctx context.Context, r GCRequest) (*GCResult, error) {
+	return do(ctx, c, (*Service).GC, r)
+}
+
+// RunLifecycle is Service.RunLifecycle.
+func (c *Client) RunLifecycle(ctx context.Context, r LifecycleRequest) (*store.LifecycleReport, error) {
+	return do(ctx, c, (*Service).RunLifecycle, r)
+}
+
+// List is Service.List.
+func (c *Client) List(ctx context.Context, r ListRequest) (*Listing, error) {
+	return do(ctx, c, (*Service).List, r)
+}
+
+// RestoreLink is Service.RestoreLink.
+func (c *Client) RestoreLink(ctx context.Context, r RestoreLinkRequest) (LinkResult, error) {
+	return do(ctx, c, (*Service).RestoreLink, r)
+}
+
+// Export runs an export (Service.Export); fn reads the tar stream (total
+// is the number of content bytes to come). Damaged files left out of a
+// complete archive are a *restore.DamagedError after fn returns.
+func (c *Client) Export(ctx context.Context, r ExportRequest, fn func(total int64, r io.Reader) error) error {
+	if c.svc != nil {
+		return c.exportLocal(ctx, r, fn)
+	}
+	body, _ := json.Marshal(struct {
+		Op   string        `json:"op"`
+		Args ExportRequest `json:"args"`
+	}{r.Op(), r})
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://xs-backupd/v1/export", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -212,4 +430,38 @@ func (c *Client) Export(ctx context.Context, a Args, fn func(total int64, r io.R
 		return &restore.DamagedError{Files: files}
 	}
 	return nil
+}
+
+// exportLocal runs an export in this process: Service.Export writes into
+// a pipe that fn reads, as fn would read the daemon's stream.
+func (c *Client) exportLocal(ctx context.Context, r ExportRequest, fn func(total int64, r io.Reader) error) error {
+	pr, pw := io.Pipe()
+	started := make(chan int64, 1)
+	done := make(chan error, 1)
+	go func() {
+		err := c.svc.Export(ctx, r, func(total int64) { started <- total }, pw)
+		close(started)
+		var de *restore.DamagedError
+		if errors.As(err, &de) {
+			pw.Close() // the archive is complete without the damaged files
+		} else {
+			pw.CloseWithError(err)
+		}
+		done <- err
+	}()
+	total, ok := <-started
+	if !ok {
+		io.Copy(io.Discard, pr)
+		return <-done
+	}
+	ferr := fn(total, pr)
+	if ferr != nil {
+		pr.CloseWithError(ferr) // stops the export
+	} else {
+		io.Copy(io.Discard, pr)
+	}
+	if err := <-done; err != nil {
+		return err
+	}
+	return ferr
 }

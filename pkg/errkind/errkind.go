@@ -42,6 +42,7 @@ const (
 	IndexDamaged                  // the server's index is damaged: rebuild it
 	Locked                        // another process has the store open
 	ReadOnly                      // the store was opened read-only
+	Permission                    // the operating system refused access (a socket, a file)
 )
 
 var names = map[Kind]string{
@@ -52,6 +53,7 @@ var names = map[Kind]string{
 	Timeout: "timeout", NoSession: "no session", Exists: "already exists",
 	Damaged: "damaged data", Closed: "closed", IndexDamaged: "index damaged",
 	Locked: "in use by another process", ReadOnly: "read-only",
+	Permission: "permission denied",
 }
 
 // String is the kind's short name (as xo-backup --json prints it).
@@ -130,4 +132,5 @@ var (
 	ErrIndexDamaged  = &Error{Kind: IndexDamaged}
 	ErrLocked        = &Error{Kind: Locked}
 	ErrReadOnly      = &Error{Kind: ReadOnly}
+	ErrPermission    = &Error{Kind: Permission}
 )

@@ -36,10 +36,10 @@ func TestKindsMatchAndClassify(t *testing.T) {
 		t.Errorf("message %q", got)
 	}
 	// Kinds are numbers on the wire: their values never change.
-	if errkind.Internal != 1 || errkind.Damaged != 17 || errkind.ReadOnly != 21 {
+	if errkind.Internal != 1 || errkind.Damaged != 17 || errkind.ReadOnly != 21 || errkind.Permission != 22 {
 		t.Fatal("kinds were renumbered: old laptops and servers would misread them")
 	}
-	for k := errkind.Internal; k <= errkind.ReadOnly; k++ {
+	for k := errkind.Internal; k <= errkind.Permission; k++ {
 		if !k.Valid() || k.String() == "" {
 			t.Errorf("kind %d has no name", k)
 		}

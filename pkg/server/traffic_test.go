@@ -68,8 +68,8 @@ func TestStatusShowsQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st admin.StatusResult
-	if err := ac.Do(context.Background(), "status", admin.Args{}, &st); err != nil {
+	st, err := ac.Status(context.Background(), admin.StatusRequest{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Running != 2 || st.Limit != 2 || st.Waiting != 1 || len(st.Queue) != 1 || st.Serials[st.Queue[0].User] != "WAITER" || st.Queue[0].Present {

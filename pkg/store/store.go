@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,7 +254,7 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 		return nil, err
 	}
 	if err := s.openIndex(); err != nil {
-		if !forRepair {
+		if !forRepair || errors.Is(err, ErrLocked) {
 			return nil, err
 		}
 		aside := fmt.Sprintf("index.damaged-%s", opts.Now().UTC().Format("20060102T150405"))
@@ -289,17 +290,28 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	return s, nil
 }
 
+// lockDir takes the store's lock: exclusive for a writer, shared for a
+// read-only open (several readers may share a stopped store, but none may
+// read while a writer has it: Badger would refuse its index with an error
+// that reads like damage).
 func (s *Store) lockDir() error {
+	flag, how := os.O_RDWR|os.O_CREATE, unix.LOCK_EX
 	if s.opts.ReadOnly {
-		return nil
+		flag, how = os.O_RDONLY, unix.LOCK_SH
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), flag, 0o640)
+	if s.opts.ReadOnly && errors.Is(err, os.ErrNotExist) {
+		return nil // never opened for writing (or not a store: loadConfig says so)
+	}
 	if err != nil {
 		return fmt.Errorf("lock store: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		f.Close()
-		return fmt.Errorf("%w: %s is open in another process", ErrLocked, s.dir)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s is open in another process", ErrLocked, s.dir)
+		}
+		return fmt.Errorf("lock store: %w", err)
 	}
 	s.lock = f
 	return nil
@@ -359,6 +371,11 @@ func (s *Store) openIndex() (err error) {
 		// fails that check while opening, which crashes the process.)
 		WithChecksumVerificationMode(options.OnBlockRead)
 	db, err := badger.Open(bo)
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		// Badger's own flock: another process has the index open (Badger
+		// formats the cause away, so only its words tell). Not damage.
+		return fmt.Errorf("%w: %s is open in another process (%v)", ErrLocked, s.dir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: open index: %v", ErrIndexDamaged, err)
 	}

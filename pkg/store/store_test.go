@@ -420,6 +420,32 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	}
 }
 
+// A read-only open of a store another process has open for writing (the
+// daemon's, while staff reach the wrong admin socket) says the store is in
+// use, not that its index is damaged; read-only opens share a stopped store.
+func TestReadOnlyOpenOfAnOpenStoreIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, store.Options{})
+	_, err := store.Open(context.Background(), dir, store.Options{ReadOnly: true})
+	if !errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrIndexDamaged) {
+		t.Fatalf("read-only open of an open store: %v", err)
+	}
+	s.Close()
+	r1, err := store.Open(context.Background(), dir, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	r2, err := store.Open(context.Background(), dir, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("second read-only open: %v", err)
+	}
+	r2.Close()
+	if _, err := store.Open(context.Background(), dir, store.Options{}); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("open for writing while a reader has it: %v", err)
+	}
+}
+
 func TestUnapprovedAndRevokedCannotWrite(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, t.TempDir(), store.Options{})

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xs-backup/xs-backup/internal/cli"
+	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
+	"github.com/xs-backup/xs-backup/pkg/server"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+// defaultConfig is the daemon's configuration file, which xs-admin reads
+// for the store and the admin socket.
+const defaultConfig = server.DefaultConfigPath
+
+// app is one run of xs-admin: its output, its global flags and where it
+// found the daemon and the store.
+type app struct {
+	stdout, stderr io.Writer
+
+	configPath string
+	data       string
+	socket     string
+	jsonOut    bool
+
+	// started is set when a command begins to run: errors before that
+	// are cobra's usage errors.
+	started bool
+	// place is where the command looked, for advice on its errors.
+	place cli.StaffPlace
+}
+
+// access is how a command uses the store when the daemon is stopped.
+type access int
+
+const (
+	readOnly  access = iota // reads only: a read-only open (several may share a stopped store)
+	readWrite               // changes the store
+	repair                  // rebuilds the index: store.OpenForRepair
+	daemon                  // needs the running daemon (its queue, its restore page)
+)
+
+// command wraps a command's work: it marks the start (errors after it are
+// not cobra's usage errors).
+func (a *app) command(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.started = true
+		return fn(cmd, args)
+	}
+}
+
+// locate reads the daemon's configuration and works out the store
+// directory and the admin socket as xs-backupd does: --data and --socket
+// win over the file; the socket is admin_socket for the configured store,
+// else admin.sock in the data directory. A missing file at the default path is not an error (the
+// defaults apply), but a file named by --config or XS_BACKUP_CONFIG must
+// exist.
+func (a *app) locate(cmd *cobra.Command) error {
+	path, named := a.configPath, cmd.Flags().Changed("config")
+	if env := os.Getenv("XS_BACKUP_CONFIG"); !named && env != "" {
+		path, named = env, true
+	}
+	cfg := server.DefaultConfig()
+	if path != "" {
+		_, err := os.Stat(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !named:
+			// No configuration file: the defaults, as the daemon.
+		case err != nil:
+			return fmt.Errorf("configuration file: %w", err)
+		default:
+			if cfg, err = server.LoadConfig(path); err != nil {
+				return err
+			}
+			a.place.Config = path
+		}
+	}
+	a.place.Data = cfg.Data
+	if cmd.Flags().Changed("data") {
+		a.place.Data = a.data
+	}
+	// The configured socket is the daemon's of the configured store; for
+	// another store (--data), that store's own: never a daemon serving a
+	// store other than the one staff named.
+	a.place.Socket = cfg.AdminSocket
+	if a.place.Socket == "" || filepath.Clean(a.place.Data) != filepath.Clean(cfg.Data) {
+		a.place.Socket = filepath.Join(a.place.Data, admin.DefaultSocket)
+	}
+	if cmd.Flags().Changed("socket") {
+		a.place.Socket = a.socket
+	}
+	return nil
+}
+
+// connect returns a client of the staff API: the daemon's, through its
+// admin socket, or with the daemon stopped, one that runs on the store in
+// this process. done releases what it opened.
+func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done func(), err error) {
+	if err := a.locate(cmd); err != nil {
+		return nil, nil, err
+	}
+	c, err = admin.Dial(a.place.Socket)
+	if err == nil {
+		a.place.ViaDaemon = true
+		return c, func() {}, nil
+	}
+	if !errors.Is(err, admin.ErrNoDaemon) {
+		return nil, nil, err
+	}
+	if how == daemon {
+		return nil, nil, fmt.Errorf("xs-backupd is not running: nothing answers at its admin socket %s (start it: systemctl start xs-backupd; or check --socket and the config)", a.place.Socket)
+	}
+	open := store.Open
+	if how == repair {
+		open = store.OpenForRepair // works when the index itself will not open
+	}
+	s, err := open(cmd.Context(), a.place.Data, store.Options{ReadOnly: how == readOnly})
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return admin.Local(&admin.Service{S: s}), func() { s.Close() }, nil
+}
+
+// call connects, runs one typed call and prints its result: JSON with
+// --json, else text.
+func call[Res any](a *app, cmd *cobra.Command, how access, fn func(context.Context, *admin.Client) (Res, error), text func(w io.Writer, res Res)) error {
+	c, done, err := a.connect(cmd, how)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := fn(cmd.Context(), c)
+	if err != nil {
+		return err
+	}
+	a.print(res, func(w io.Writer) { text(w, res) })
+	return nil
+}
+
+// print writes a result: JSON with --json, else its text.
+func (a *app) print(res any, text func(w io.Writer)) {
+	if a.jsonOut {
+		cli.JSON(a.stdout, res)
+		return
+	}
+	tw := newTable(a.stdout)
+	text(tw)
+	tw.Flush()
+}
