@@ -62,6 +62,9 @@ func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
 	return c.Snapshots(ctx)
 }
 
+// ErrNoSnapshot: the server has no snapshot of this laptop by that ID.
+var ErrNoSnapshot = errors.New("the server has no backup of this laptop with that ID")
+
 // RestoreOptions configure Restore.
 type RestoreOptions struct {
 	// Snapshot is a snapshot ID or "latest" (default).
@@ -85,7 +88,7 @@ type RestoreOptions struct {
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
 	if o.Target == "" {
 		if !o.All {
-			return nil, nil, errors.New("say where to restore to (--to DIR), or --all to bring the whole Journal back into place")
+			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
 		}
 		o.Target = DefaultSource()
 	}
@@ -131,7 +134,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 			}
 		}
 		if at < 0 {
-			return nil, nil, fmt.Errorf("no snapshot %s; list them with: xo-backup list", o.Snapshot)
+			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, o.Snapshot)
 		}
 	}
 	sn := &sns[at]
