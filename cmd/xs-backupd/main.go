@@ -57,9 +57,9 @@ const examples = `  # the defaults: data in /var/lib/xs-backup, UDP 7457, /metri
 // given, as they override the configuration file.
 type options struct {
 	config, listen, data, metrics, page, registration string
-	maxSessions                                      int
-	logLevel, logFormat                              string
-	gone                                             int
+	maxSessions                                       int
+	logLevel, logFormat                               string
+	gone                                              int
 }
 
 func newRootCmd() *cobra.Command {
