@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -53,8 +54,8 @@ const examples = `  # the defaults: data in /var/lib/xs-backup, UDP 7457, /metri
 
   xs-backupd version`
 
-// options are the command line's settings; set records which flags were
-// given, as they override the configuration file.
+// options are the command line's settings; those given override the
+// configuration file.
 type options struct {
 	config, listen, data, metrics, page, registration string
 	maxSessions                                       int
@@ -86,7 +87,12 @@ func newRootCmd() *cobra.Command {
 		"open: laptops back up once registered; approve: staff approve each (xs-admin approve)", "open", "approve")
 	fs.IntVar(&o.maxSessions, "max-sessions", def.Admission.MaxSessions, "the most backup sessions at once (how many run is measured, up to this)")
 	cmdline.Checked(fs, &o.logLevel, "log-level", def.LogLevel, "level", "least important log level: debug, info, warn or error",
-		func(s string) error { _, err := logging.ParseLevel(s); return err })
+		func(s string) error {
+			if _, err := logging.ParseLevel(s); err != nil {
+				return errors.New("use debug, info, warn or error")
+			}
+			return nil
+		})
 	cmdline.Enum(fs, &o.logFormat, "log-format", string(logging.Auto),
 		"auto: journal under systemd, text elsewhere; journal: <N> priority prefixes; json; text", "auto", "journal", "json", "text")
 	fs.IntVar(&o.gone, "capacity", 0, "gone: see --max-sessions")
