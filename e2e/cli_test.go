@@ -327,3 +327,23 @@ func TestDaemonLogFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOverQuotaLine: a laptop over its hard quota gets one line on
+// stderr that says nothing was lost and whom to ask, and exit code 5.
+func TestRunOverQuotaLine(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "xs.toml")
+	os.WriteFile(cfg, []byte("[quota]\nhard = \"64KiB\"\n"), 0o644)
+	d := StartDaemon(t, t.TempDir(), "--config", cfg)
+	state, src := t.TempDir(), t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(8)); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := xo(t, state, "register", "--server", d.Addr, "--serial", "QUOTA1"); code != 0 {
+		t.Fatalf("register: %s %s", out, errOut)
+	}
+	out, errOut, code := xo(t, state, "-q", "run", "--source", src)
+	if code != 5 || out != "" || strings.Count(errOut, "\n") != 1 ||
+		!regexp.MustCompile(`^xo-backup: over quota: .*; nothing was lost: .*xs-admin quota`).MatchString(errOut) {
+		t.Fatalf("over quota: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
