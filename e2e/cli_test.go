@@ -347,3 +347,17 @@ func TestRunOverQuotaLine(t *testing.T) {
 		t.Fatalf("over quota: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestXoBackupKeepsDeadCodeElimination: nothing in xo-backup runs a
+// text/template (cobra's templates, a version template): reflect's
+// MethodByName would then keep every exported method of every package in
+// the binary, megabytes on an XO-1 (cobra tests its own code the same way).
+func TestXoBackupKeepsDeadCodeElimination(t *testing.T) {
+	out, err := exec.Command("go", "tool", "nm", filepath.Join(bin, "xo-backup")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "reflect.Value.MethodByName") {
+		t.Fatal("xo-backup links reflect.Value.MethodByName: something runs a text/template")
+	}
+}

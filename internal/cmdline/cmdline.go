@@ -55,8 +55,19 @@ func (f failure) Unwrap() error { return f.err }
 // (Run prints them) and RunE errors told from usage errors.
 func Finish(root *cobra.Command) {
 	prog := root.Name()
-	root.Version = version.String()
-	root.SetVersionTemplate(version.Long(prog) + "\n")
+	// Not root.Version: printing it our way would take SetVersionTemplate,
+	// and a text/template that runs keeps every exported method in the
+	// binary (xo-backup grows by a third, on a 256 MB XO-1).
+	showVersion := root.Flags().Bool("version", false, "print the version of "+prog+" and exit")
+	if run := root.RunE; run != nil {
+		root.RunE = func(cmd *cobra.Command, args []string) error {
+			if *showVersion {
+				fmt.Fprintln(cmd.OutOrStdout(), version.Long(prog))
+				return nil
+			}
+			return run(cmd, args)
+		}
+	}
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.DisableAutoGenTag = true // reproducible man pages
 	root.SuggestionsMinimumDistance = 2
