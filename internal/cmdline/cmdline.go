@@ -59,14 +59,16 @@ func Finish(root *cobra.Command) {
 	// and a text/template that runs keeps every exported method in the
 	// binary (xo-backup grows by a third, on a 256 MB XO-1).
 	showVersion := root.Flags().Bool("version", false, "print the version of "+prog+" and exit")
-	if run := root.RunE; run != nil {
-		root.RunE = func(cmd *cobra.Command, args []string) error {
-			if *showVersion {
-				fmt.Fprintln(cmd.OutOrStdout(), version.Long(prog))
-				return nil
-			}
-			return run(cmd, args)
+	run := root.RunE
+	if run == nil { // a root that only holds commands: help, as cobra does
+		run = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if *showVersion {
+			fmt.Fprintln(cmd.OutOrStdout(), version.Long(prog))
+			return nil
 		}
+		return run(cmd, args)
 	}
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.DisableAutoGenTag = true // reproducible man pages

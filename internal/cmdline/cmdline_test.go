@@ -55,3 +55,26 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestRootWithoutRun: a root that only holds commands still takes
+// --version, and shows its help when given nothing.
+func TestRootWithoutRun(t *testing.T) {
+	mk := func(out *bytes.Buffer) *cobra.Command {
+		root := &cobra.Command{Use: "adm", Short: "staff tool"}
+		root.AddCommand(&cobra.Command{Use: "users", RunE: func(*cobra.Command, []string) error { return nil }})
+		Finish(root)
+		root.SetOut(out)
+		root.SetErr(out)
+		return root
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		say  string
+	}{{[]string{"--version"}, 0, "adm "}, {nil, 0, "Available Commands:"}, {[]string{"nope"}, 2, `unknown command "nope"`}} {
+		var out bytes.Buffer
+		if code := Run(context.Background(), mk(&out), c.args); code != c.code || !strings.Contains(out.String(), c.say) {
+			t.Errorf("%q: exit %d, %q", c.args, code, out.String())
+		}
+	}
+}
