@@ -361,3 +361,15 @@ func TestXoBackupKeepsDeadCodeElimination(t *testing.T) {
 		t.Fatal("xo-backup links reflect.Value.MethodByName: something runs a text/template")
 	}
 }
+
+// TestRestoreAllRefusesANonEmptyJournal: the library says what it found,
+// the program says what to do.
+func TestRestoreAllRefusesANonEmptyJournal(t *testing.T) {
+	journal := t.TempDir()
+	os.WriteFile(filepath.Join(journal, "entry"), []byte("x"), 0o644)
+	out, errOut, code := xo(t, t.TempDir(), "restore", "--all", "--journal", journal)
+	if code != 1 || out != "" || !strings.Contains(errOut, "the restore target is not empty: "+journal) ||
+		!strings.Contains(errOut, "move it away first, or give --force") {
+		t.Fatalf("restore --all over a Journal: exit %d, %q %q", code, out, errOut)
+	}
+}

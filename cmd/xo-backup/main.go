@@ -42,17 +42,18 @@ busy, over quota, failed), so the journal tells why a laptop did or did not
 back up.
 
 Exit codes:
-  0  done
-  1  failed: the message says what to do (for restore also: some files were
-     left out because their copy on the server is damaged or missing;
-     everything else was restored, and the list names them)
-  2  usage error
-  3  skipped by design: done today, low battery, not registered, server
-     unreachable, another run in progress
-  4  server busy: a slot is reserved; runs before the slot end at once with
-     4, the one 10 minutes before it waits
-  5  over quota: this laptop's backups fill its quota on the server; ask
-     staff (xs-admin quota); nothing was lost, the last backup is still there`
+
+    0  done
+    1  failed: the message says what to do (for restore also: some files were
+       left out because their copy on the server is damaged or missing;
+       everything else was restored, and the list names them)
+    2  usage error
+    3  skipped by design: done today, low battery, not registered, server
+       unreachable, another run in progress
+    4  server busy: a slot is reserved; runs before the slot end at once with
+       4, the one 10 minutes before it waits
+    5  over quota: this laptop's backups fill its quota on the server; ask
+       staff (xs-admin quota); nothing was lost, the last backup is still there`
 
 // globals are the flags every command takes.
 type globals struct {
@@ -238,10 +239,10 @@ func newRestoreCmd(g *globals) *cobra.Command {
 		Long: `Bring files back from a backup on the school server (the latest unless
 --snapshot says which; xo-backup list shows them):
 
-  --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
-  --all               the whole Journal back into place (e.g. after a
-                      reflash); it refuses a Journal that is not empty
-                      unless --force
+    --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
+    --all               the whole Journal back into place (e.g. after a
+                        reflash); it refuses a Journal that is not empty
+                        unless --force
 
 Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;

@@ -36,14 +36,18 @@ without touching the network.
 
 Each run prints one line on standard output saying what it did, also under
 the timer (for the journal):
-  done: backup ID, N files, X sent, duration   (exit 0)
-  skipped: why                                 (exit 3: done today, battery,
-                                                not registered, unreachable,
-                                                another run in progress)
-  busy: come back at T                         (exit 4)
-and one line on standard error when it could not back up:
-  xo-backup: over quota: ...                   (exit 5)
-  xo-backup: failed: why; what to do           (exit 1)
+
+    done: backup ID, N files, X sent, duration   (exit 0)
+    skipped: why                                 (exit 3: done today, battery,
+                                                  not registered, unreachable,
+                                                  another run in progress)
+    busy: come back at T                         (exit 4)
+
+or one line on standard error when it could not back up:
+
+    xo-backup: over quota: ...                   (exit 5)
+    xo-backup: failed: why; what to do           (exit 1)
+
 -q prints only the standard error lines, -v says more; --json prints one
 JSON object instead.`,
 		Example: `  xo-backup run                          # what the timer runs

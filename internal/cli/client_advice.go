@@ -14,6 +14,8 @@ func ClientAdvice(err error) string {
 	switch {
 	case errors.Is(err, agent.ErrNotRegistered):
 		return "register this laptop once with: xo-backup register --server HOST"
+	case errors.Is(err, agent.ErrNotEmpty):
+		return "move it away first, or give --force to overwrite it"
 	case errors.Is(err, agent.ErrNoSnapshot):
 		return "list this laptop's backups with: xo-backup list"
 	case errors.Is(err, errkind.ErrOverQuota):

@@ -65,6 +65,10 @@ func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
 // ErrNoSnapshot: the server has no snapshot of this laptop by that ID.
 var ErrNoSnapshot = errors.New("the server has no backup of this laptop with that ID")
 
+// ErrNotEmpty: a restore of the whole Journal (All) found its target not
+// empty and Overwrite not set.
+var ErrNotEmpty = errors.New("the restore target is not empty")
+
 // RestoreOptions configure Restore.
 type RestoreOptions struct {
 	// Snapshot is a snapshot ID or "latest" (default).
@@ -94,7 +98,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 	}
 	if o.All && !o.Overwrite {
 		if ents, err := os.ReadDir(o.Target); err == nil && len(ents) > 0 {
-			return nil, nil, fmt.Errorf("%s is not empty: restoring the whole Journal over it could mix two Journals; move it away first, or use --force to overwrite", o.Target)
+			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target)
 		}
 	}
 	c, _, err := Dial(ctx, st, 0)
