@@ -187,6 +187,11 @@ func TestGenDocs(t *testing.T) {
 		strings.Contains(string(b), os.Getenv("HOME")+"/.sugar") {
 		t.Errorf("xo-backup-run.1 lacks a flag or names the builder's home:\n%s", b)
 	}
+	// Man pages are rendered from the help as markdown: "<3>" outside a
+	// code block would be taken for HTML and dropped.
+	if b, _ := os.ReadFile(filepath.Join(dir, "man/man1/xs-backupd.1")); !strings.Contains(string(b), "<3> error") {
+		t.Errorf("xs-backupd.1 lost the priority prefixes:\n%s", b)
+	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "completion/bash/xo-backup")); !strings.Contains(string(b), "xo-backup") {
 		t.Error("the bash completion does not complete xo-backup")
 	}

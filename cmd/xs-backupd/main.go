@@ -34,11 +34,15 @@ It runs with no configuration at all; the configuration file (TOML,
 optional at the default path) changes the defaults, and the flags below
 override the file. dist/xs-backup.toml lists every setting.
 
-Logs go to standard error: under systemd (when $JOURNAL_STREAM names
-standard error) each line starts with its syslog priority (<3> error,
-<4> warning, <6> info, <7> debug) and has no timestamp, so that
-journalctl -p err shows the errors only; elsewhere it is slog's text form.
---log-format json writes one JSON object per line.
+Logs go to standard error. Under systemd (when $JOURNAL_STREAM names
+standard error) each line starts with its syslog priority and has no
+timestamp (journald adds its own), so that journalctl -p err shows the
+errors only:
+
+    <3> error   <4> warning   <6> info   <7> debug
+
+Elsewhere they are slog's text form; --log-format json writes one JSON
+object per line.
 
 Exit codes: 0 stopped cleanly (SIGTERM or SIGINT), 1 failed (the log says
 why), 2 usage error.`
@@ -94,7 +98,7 @@ func newRootCmd() *cobra.Command {
 			return nil
 		})
 	cmdline.Enum(fs, &o.logFormat, "log-format", string(logging.Auto),
-		"auto: journal under systemd, text elsewhere; journal: <N> priority prefixes; json; text", "auto", "journal", "json", "text")
+		"auto: journal under systemd, text elsewhere; journal: syslog priority prefixes, no timestamp; json; text", "auto", "journal", "json", "text")
 	fs.IntVar(&o.gone, "capacity", 0, "gone: see --max-sessions")
 	fs.MarkHidden("capacity")
 	cmdline.Finish(cmd)
