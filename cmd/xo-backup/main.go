@@ -4,272 +4,295 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/xs-backup/xs-backup/internal/cli"
+	"github.com/xs-backup/xs-backup/internal/cmdline"
+	"github.com/xs-backup/xs-backup/internal/logging"
 	"github.com/xs-backup/xs-backup/pkg/agent"
-	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
-const usage = `xo-backup backs up this laptop's Sugar Journal to the school server.
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cmdline.Run(ctx, newRootCmd(), os.Args[1:])
+	stop()
+	os.Exit(code)
+}
 
-Usage:
-  xo-backup [--state DIR] register --server HOST[:PORT] [--serial SN] [--nickname NAME] [--claim CODE]
-  xo-backup [--state DIR] run [--source DIR] [--force] [--jitter DUR] [--idle-timeout DUR] [--json]
-  xo-backup [--state DIR] list [--json]
-  xo-backup [--state DIR] restore [--snapshot ID|latest] (--to DIR [PATH...] | --all [--force])
-  xo-backup [--state DIR] restore-link [--no-open] [--json]
+const long = `xo-backup backs up this laptop's Sugar Journal to the school server.
 
-Commands:
-  register  register with the school server (once); pins the server's key.
-            A laptop the server knows by its serial (reflashed, or prepared
-            by staff) gets its backups back only when staff approve its key
-            (it prints the key to compare) or with --claim CODE, a one-time
-            code from staff (xs-admin claim-code SERIAL); then run
-            xo-backup restore --all
-  run       back up now if due: the timer runs this every 5 minutes
-  list      list this laptop's backups on the server
-  restore   bring files back: chosen paths into DIR, or --all to rebuild the
-            whole Journal in place (e.g. after a reflash)
-  restore-link
-            print (and open in the browser, if there is one) a link to the
-            school's restore page showing this laptop's backups; it works
-            for one hour
-
-Global options:
-  --state DIR   where the laptop's key, server pin and file cache live
-                (default ~/.sugar/default/xs-backup)
+Register once with the school server; then a timer runs "xo-backup run"
+every 5 minutes, which backs up at most once a day and otherwise ends at
+once. Every run prints one line saying what it did (done, skipped and why,
+busy, over quota, failed), so the journal tells why a laptop did or did not
+back up.
 
 Exit codes:
-  0 done   1 failed (the message says what to do; for restore also: some
-    files were left out because their copy on the server is damaged or
-    missing — everything else was restored, and the list names them)
-  2 usage error
-  3 skipped by design (done today, low battery, not registered, server
-    unreachable, another run in progress)   4 server busy: a slot is reserved
-    (runs before the slot end at once with 4; the one 10 minutes before it waits)
-  5 over quota: this laptop's backups fill its quota on the server; ask
-    staff (xs-admin quota) — nothing was lost, the last backup is still there
-`
 
-func main() { os.Exit(run(os.Args[1:])) }
+    0  done
+    1  failed: the message says what to do (for restore also: some files were
+       left out because their copy on the server is damaged or missing;
+       everything else was restored, and the list names them)
+    2  usage error
+    3  skipped by design: done today, low battery, not registered, server
+       unreachable, another run in progress
+    4  server busy: a slot is reserved; runs before the slot end at once with
+       4, the one 10 minutes before it waits
+    5  over quota: this laptop's backups fill its quota on the server; ask
+       staff (xs-admin quota); nothing was lost, the last backup is still there`
 
-func run(args []string) int {
-	global := flag.NewFlagSet("xo-backup", flag.ContinueOnError)
-	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	stateDir := global.String("state", agent.DefaultStateDir(), "state directory")
-	if err := global.Parse(args); err != nil {
-		return helpOr(err)
-	}
-	if global.NArg() == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return cli.ExitUsage
-	}
-	st := agent.State{Dir: *stateDir}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmd, rest := global.Arg(0), global.Args()[1:]
-	switch cmd {
-	case "register":
-		return cmdRegister(ctx, st, rest)
-	case "run":
-		return cmdRun(ctx, st, rest)
-	case "list":
-		return cmdList(ctx, st, rest)
-	case "restore":
-		return cmdRestore(ctx, st, rest)
-	case "restore-link":
-		return cmdRestoreLink(ctx, st, rest)
-	case "help":
-		fmt.Print(usage)
-		return cli.ExitOK
-	}
-	fmt.Fprintf(os.Stderr, "xo-backup: unknown command %q\n\n%s", cmd, usage)
-	return cli.ExitUsage
+// globals are the flags every command takes.
+type globals struct {
+	state          string
+	verbose, quiet bool
 }
 
-func helpOr(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return cli.ExitOK
+func (g *globals) st() agent.State {
+	if g.state == "" {
+		return agent.State{Dir: agent.DefaultStateDir()}
 	}
-	return cli.ExitUsage
+	return agent.State{Dir: g.state}
 }
 
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	cmd := &cobra.Command{
+		Use:   "xo-backup",
+		Short: "Back up this laptop's Sugar Journal to the school server",
+		Long:  long,
+		Example: `  xo-backup register --server schoolserver   # once; pins the server's key
+  xo-backup run                               # what the timer runs every 5 minutes
+  xo-backup list
+  xo-backup restore --to ~/restored           # everything, or name paths after DIR
+  xo-backup restore --all                     # rebuild the whole Journal after a reflash`,
+		Args: cmdline.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(os.Stderr)
+			cmd.Usage()
+			return cmdline.Exit(cli.ExitUsage)
+		},
+	}
+	pf := cmd.PersistentFlags()
+	// Defaults under the home directory are resolved when used, so that
+	// help and the man pages say ~ rather than the home of whoever built them.
+	pf.StringVar(&g.state, "state", "", "where the laptop's key, server pin and file cache live (default ~/.sugar/default/xs-backup)")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "say more (run: data scanned and read, chunks, quota, files left out)")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print errors only (run, register and restore say nothing when all is well)")
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.verbose && g.quiet {
+			return errors.New("-v (--verbose) and -q (--quiet) contradict each other: give one")
+		}
+		return nil
+	}
+	cmd.AddCommand(newRegisterCmd(g), newRunCmd(g), newListCmd(g), newRestoreCmd(g), newRestoreLinkCmd(g))
+	cmdline.Finish(cmd)
+	return cmd
+}
+
+// fail prints a command's error with what to do next, and returns its
+// exit code. On the journal it is an error (priority 3) for journalctl -p err.
 func fail(err error) int {
-	fmt.Fprintln(os.Stderr, "xo-backup:", err)
-	return cli.ExitFailed
+	prefix := ""
+	if logging.OnJournal(os.Stderr) {
+		prefix = logging.Prefix(slog.LevelError)
+	}
+	msg := err.Error()
+	if advice := cli.ClientAdvice(err); advice != "" {
+		msg += "; " + advice
+	}
+	fmt.Fprintf(os.Stderr, "%sxo-backup: %s\n", prefix, msg)
+	return cli.ExitCode(err)
 }
 
-func cmdRegister(ctx context.Context, st agent.State, args []string) int {
-	fs := flag.NewFlagSet("register", flag.ContinueOnError)
-	server := fs.String("server", "", "school server, HOST[:PORT] (UDP port 7457 by default)")
-	serial := fs.String("serial", "", "serial number (default: read from the XO's firmware)")
-	nick := fs.String("nickname", "", "the student's name as Sugar shows it")
-	claim := fs.String("claim", "", "one-time claim code from staff: continue this serial's backups at once")
-	jsonOut := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		return helpOr(err)
+func newRegisterCmd(g *globals) *cobra.Command {
+	var (
+		o       agent.RegisterOptions
+		jsonOut bool
+	)
+	cmd := &cobra.Command{
+		Use:   "register --server HOST[:PORT]",
+		Short: "Register this laptop with the school server (once)",
+		Long: `Register this laptop with the school server, once; it pins the server's key.
+
+A laptop the server knows by its serial (reflashed, or prepared by staff)
+gets its backups back only when staff approve its key (register prints the
+key to compare) or with --claim CODE, a one-time code from staff
+(xs-admin claim-code SERIAL); then run xo-backup restore --all.
+
+Exit code 0 when it is recorded (approved or waiting: the message says which
+and what staff must run), 1 when it is refused (a wrong claim code, a
+revoked key, the server busy with registrations).`,
+		Example: `  xo-backup register --server schoolserver
+  xo-backup register --server 10.0.0.1:7457 --nickname "Ana"
+  xo-backup register --server schoolserver --claim k7m2p-x9qra   # after a reflash`,
+		Args: cmdline.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := agent.Register(cmd.Context(), g.st(), o)
+			if err != nil {
+				return cmdline.Exit(fail(err))
+			}
+			if jsonOut {
+				cli.JSON(os.Stdout, reg)
+				return nil
+			}
+			if g.quiet {
+				return nil
+			}
+			fmt.Printf("Registered %s with %s. This laptop's key: %s\n", reg.Serial, reg.Server, reg.Key)
+			switch {
+			case reg.Continued:
+				fmt.Printf("The claim code was accepted: this laptop continues %s's %d backup(s). Get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Snapshots)
+			case reg.KeyChange:
+				fmt.Printf("The server already knows %s with another key (a reflashed laptop?). Ask staff to check the key above and run:\n  xs-admin approve %s --key %s\nThen this laptop continues its backups; get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Serial, reg.Key)
+			case !reg.Approved:
+				fmt.Println("Staff must approve this laptop before it can back up (xs-admin approve " + reg.Serial + ").")
+			}
+			return nil
+		},
 	}
-	reg, err := agent.Register(ctx, st, agent.RegisterOptions{Server: *server, Serial: *serial, Nickname: *nick, Claim: *claim})
-	if err != nil {
-		return fail(err)
-	}
-	if *jsonOut {
-		cli.JSON(os.Stdout, reg)
-		return cli.ExitOK
-	}
-	fmt.Printf("Registered %s with %s. This laptop's key: %s\n", reg.Serial, reg.Server, reg.Key)
-	switch {
-	case reg.Continued:
-		fmt.Printf("The claim code was accepted: this laptop continues %s's %d backup(s). Get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Snapshots)
-	case reg.KeyChange:
-		fmt.Printf("The server already knows %s with another key (a reflashed laptop?). Ask staff to check the key above and run:\n  xs-admin approve %s --key %s\nThen this laptop continues its backups; get the Journal back with: xo-backup restore --all\n", reg.Serial, reg.Serial, reg.Key)
-	case !reg.Approved:
-		fmt.Println("Staff must approve this laptop before it can back up (xs-admin approve " + reg.Serial + ").")
-	}
-	return cli.ExitOK
+	fs := cmd.Flags()
+	fs.StringVar(&o.Server, "server", "", "the school server, HOST[:PORT] (UDP port "+agent.DefaultPort+" by default)")
+	cmdline.Checked(fs, &o.Serial, "serial", "", "SERIAL", "serial number (default: read from the XO's firmware)", checkSerial)
+	fs.StringVar(&o.Nickname, "nickname", "", "the student's name as Sugar shows it")
+	fs.StringVar(&o.Claim, "claim", "", "one-time claim code from staff: continue this serial's backups at once")
+	fs.BoolVar(&jsonOut, "json", false, "print the registration as JSON")
+	cmd.MarkFlagRequired("server")
+	return cmd
 }
 
-func cmdRun(ctx context.Context, st agent.State, args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	source := fs.String("source", agent.DefaultSource(), "directory to back up")
-	force := fs.Bool("force", false, "back up even if already done today or on low battery")
-	jitter := fs.Duration("jitter", 0, "sleep a random time up to this first (for cron, which has no random delay)")
-	idle := fs.Duration("idle-timeout", 60*time.Second, "give up on a server that stopped answering after this long (the next run resumes)")
-	jsonOut := fs.Bool("json", false, "print one JSON summary")
-	if err := fs.Parse(args); err != nil {
-		return helpOr(err)
+// checkSerial is the server's rule for serials, checked here so that a
+// typo is a usage error before anything is sent (the server checks again).
+func checkSerial(sn string) error {
+	if sn == "" || len(sn) > 64 {
+		return errors.New("a serial is 1 to 64 characters")
 	}
-	if *jitter > 0 {
-		select {
-		case <-time.After(rand.N(*jitter)):
-		case <-ctx.Done():
-			return cli.ExitFailed
+	for _, r := range sn {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return errors.New("a serial has only letters, digits, '-', '_' and '.'")
 		}
 	}
-	bar := cli.NewProgress(os.Stderr)
-	res, err := agent.Run(ctx, st, agent.RunOptions{Source: *source, Force: *force, IdleTimeout: *idle,
-		Progress: func(p backup.Progress) { bar.Update(p.BytesRead, p.BytesScanned, p.Path) }})
-	bar.Done()
-	if *jsonOut {
-		out := map[string]any{"outcome": "failed"}
-		if res != nil {
-			out["outcome"], out["reason"] = res.Outcome, res.Reason
-			if !res.Slot.IsZero() {
-				out["slot"] = res.Slot
+	return nil
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List this laptop's backups on the school server",
+		Long: `List this laptop's backups on the school server, oldest first: ID, time,
+files, size, and whether staff pinned it. The ID is what restore --snapshot takes.`,
+		Example: `  xo-backup list
+  xo-backup list --json`,
+		Args: cmdline.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sns, err := agent.Snapshots(cmd.Context(), g.st())
+			if err != nil {
+				return cmdline.Exit(fail(err))
 			}
-			out["wire_bytes_sent"], out["wire_bytes_received"] = res.WireSent, res.WireReceived
-			if b := res.Backup; b != nil {
-				for k, v := range map[string]any{"snapshot": b.Snapshot, "files": b.Files, "bytes_scanned": b.BytesScanned,
-					"bytes_read": b.BytesRead, "bytes_sent": b.BytesSent, "chunks_new": b.ChunksNew,
-					"chunks_total": b.ChunksTotal, "duration_ms": b.DurationMS} {
-					out[k] = v
+			if jsonOut {
+				if sns == nil {
+					sns = []proto.SnapshotInfo{}
 				}
+				cli.JSON(os.Stdout, sns)
+				return nil
 			}
-		}
-		if err != nil {
-			out["error"], out["error_kind"] = err.Error(), proto.KindOf(err).String()
-		}
-		cli.JSON(os.Stdout, out)
+			if len(sns) == 0 {
+				fmt.Println("No backups yet.")
+			}
+			for _, sn := range sns {
+				pin := ""
+				if sn.Pinned {
+					pin = " pinned: " + sn.PinReason
+				}
+				fmt.Printf("%s  %s  %6d files  %10s%s\n", sn.ID, sn.Time.Local().Format("2006-01-02 15:04"), sn.Files, cli.Bytes(sn.Size), pin)
+			}
+			return nil
+		},
 	}
-	if err != nil {
-		if !*jsonOut {
-			fail(err)
-		}
-		return cli.ExitCode(err)
-	}
-	switch res.Outcome {
-	case agent.Skipped:
-		if !*jsonOut && cli.IsTerminal(os.Stdout) {
-			fmt.Println("Skipped:", res.Reason)
-		}
-		return cli.ExitSkipped
-	case agent.Later:
-		if !*jsonOut && cli.IsTerminal(os.Stdout) {
-			fmt.Println(res.Reason)
-		}
-		return cli.ExitLater
-	}
-	if !*jsonOut {
-		b := res.Backup
-		fmt.Printf("Backup %s: %d files, %s scanned, %s read, %s sent (%s on the wire).\n", b.Snapshot, b.Files,
-			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(b.BytesSent), cli.Bytes(res.WireSent))
-	}
-	return cli.ExitOK
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
 }
 
-func cmdList(ctx context.Context, st agent.State, args []string) int {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	jsonOut := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return helpOr(err)
+func newRestoreCmd(g *globals) *cobra.Command {
+	var (
+		o         agent.RestoreOptions
+		to, jpath string
+		jsonOut   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "restore (--to DIR [PATH...] | --all)",
+		Short: "Bring files back from the school server",
+		Long: `Bring files back from a backup on the school server (the latest unless
+--snapshot says which; xo-backup list shows them):
+
+    --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
+    --all               the whole Journal back into place (e.g. after a
+                        reflash); it refuses a Journal that is not empty
+                        unless --force
+
+Files whose copy on the server is damaged or missing are left out (never
+written in part) and listed, with an older backup that has them intact;
+everything else is restored, and the exit code is then 1.`,
+		Example: `  xo-backup restore --to ~/restored
+  xo-backup restore --snapshot 2026-10-31T08:12:03Z-1a2b --to ~/restored 3f9c.../data
+  xo-backup restore --all`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case to == "" && !o.All:
+				return errors.New("say where to restore to: --to DIR, or --all to bring the whole Journal back into place")
+			case o.All && to == "" && len(args) > 0:
+				return fmt.Errorf("--all restores the whole Journal in place: give no PATH (%q), or use --to DIR", strings.Join(args, " "))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Target, o.Paths = to, args
+			if o.Target == "" && o.All {
+				o.Target = cmp.Or(jpath, agent.DefaultSource())
+			}
+			return cmdline.Exit(runRestore(cmd.Context(), g, o, jsonOut))
+		},
 	}
-	sns, err := agent.Snapshots(ctx, st)
-	if err != nil {
-		return fail(err)
-	}
-	if *jsonOut {
-		if sns == nil {
-			sns = []proto.SnapshotInfo{}
-		}
-		cli.JSON(os.Stdout, sns)
-		return cli.ExitOK
-	}
-	if len(sns) == 0 {
-		fmt.Println("No backups yet.")
-	}
-	for _, sn := range sns {
-		pin := ""
-		if sn.Pinned {
-			pin = " pinned: " + sn.PinReason
-		}
-		fmt.Printf("%s  %s  %6d files  %10s%s\n", sn.ID, sn.Time.Local().Format("2006-01-02 15:04"), sn.Files, cli.Bytes(sn.Size), pin)
-	}
-	return cli.ExitOK
+	fs := cmd.Flags()
+	fs.StringVar(&o.Snapshot, "snapshot", "latest", "backup ID (see xo-backup list) or latest")
+	fs.StringVar(&to, "to", "", "directory to restore into")
+	fs.BoolVar(&o.All, "all", false, "restore the whole Journal (into --to, or back into the Journal itself)")
+	fs.BoolVar(&o.Overwrite, "force", false, "overwrite existing files")
+	fs.StringVar(&jpath, "journal", "", "the Journal directory, for --all without --to (default ~/.sugar/default/datastore)")
+	fs.BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
 }
 
-func cmdRestore(ctx context.Context, st agent.State, args []string) int {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	snap := fs.String("snapshot", "latest", "snapshot ID (see list) or latest")
-	to := fs.String("to", "", "directory to restore into")
-	all := fs.Bool("all", false, "restore the whole Journal (into --to, or back into the Journal itself)")
-	force := fs.Bool("force", false, "overwrite existing files")
-	source := fs.String("journal", agent.DefaultSource(), "the Journal directory, for --all without --to")
-	jsonOut := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return helpOr(err)
-	}
-	target := *to
-	if target == "" && *all {
-		target = *source
-	}
+func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut bool) int {
 	bar := cli.NewProgress(os.Stderr)
-	res, sn, err := agent.Restore(ctx, st, agent.RestoreOptions{Snapshot: *snap, Target: target, Paths: fs.Args(),
-		All: *all, Overwrite: *force, Progress: func(p restore.Progress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }})
+	o.Progress = func(p restore.Progress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }
+	res, sn, err := agent.Restore(ctx, g.st(), o)
 	bar.Done()
 	if err != nil && res == nil {
 		return fail(err)
 	}
-	if *jsonOut {
+	if jsonOut {
 		damaged := res.Damaged
 		if damaged == nil {
 			damaged = []restore.DamagedFile{}
 		}
 		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": damaged})
-	} else {
-		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, target)
+	} else if !g.quiet {
+		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, o.Target)
 	}
 	var de *restore.DamagedError
 	if errors.As(err, &de) {
@@ -294,26 +317,37 @@ func cmdRestore(ctx context.Context, st agent.State, args []string) int {
 	return cli.ExitOK
 }
 
-func cmdRestoreLink(ctx context.Context, st agent.State, args []string) int {
-	fs := flag.NewFlagSet("restore-link", flag.ContinueOnError)
-	noOpen := fs.Bool("no-open", false, "only print the link")
-	jsonOut := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return helpOr(err)
+func newRestoreLinkCmd(g *globals) *cobra.Command {
+	var noOpen, jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "restore-link",
+		Short: "Print (and open) a link to the school's restore page for this laptop",
+		Long: `Print, and open in the browser if there is one, a link to the school
+server's restore page showing this laptop's backups: the documents of each
+day, each downloadable as a Journal entry or a file. The link is signed with
+this laptop's key and works for one hour.`,
+		Example: `  xo-backup restore-link
+  xo-backup restore-link --no-open --json`,
+		Args: cmdline.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			url, exp, err := agent.RestoreLink(cmd.Context(), g.st(), 0)
+			if err != nil {
+				return cmdline.Exit(fail(err))
+			}
+			if jsonOut {
+				cli.JSON(os.Stdout, map[string]any{"url": url, "expires": exp})
+			} else {
+				fmt.Printf("Your backups: %s\n(the link works until %s)\n", url, exp.Local().Format("15:04"))
+			}
+			if !noOpen && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+				if p, err := exec.LookPath("xdg-open"); err == nil {
+					exec.Command(p, url).Start()
+				}
+			}
+			return nil
+		},
 	}
-	url, exp, err := agent.RestoreLink(ctx, st, 0)
-	if err != nil {
-		return fail(err)
-	}
-	if *jsonOut {
-		cli.JSON(os.Stdout, map[string]any{"url": url, "expires": exp})
-	} else {
-		fmt.Printf("Your backups: %s\n(the link works until %s)\n", url, exp.Local().Format("15:04"))
-	}
-	if !*noOpen && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
-		if p, err := exec.LookPath("xdg-open"); err == nil {
-			exec.Command(p, url).Start()
-		}
-	}
-	return cli.ExitOK
+	cmd.Flags().BoolVar(&noOpen, "no-open", false, "only print the link")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
 }

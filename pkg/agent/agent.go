@@ -104,7 +104,7 @@ func (s State) Registration() (*Registration, error) {
 }
 
 // ErrNotRegistered: the laptop has not registered with a server yet.
-var ErrNotRegistered = errors.New("this laptop is not registered; run: xo-backup register --server HOST")
+var ErrNotRegistered = errors.New("this laptop is not registered with a school server")
 
 // LastRun returns the last good backup (zero if none).
 func (s State) LastRun() LastRun {

@@ -62,6 +62,13 @@ func Snapshots(ctx context.Context, st State) ([]proto.SnapshotInfo, error) {
 	return c.Snapshots(ctx)
 }
 
+// ErrNoSnapshot: the server has no snapshot of this laptop by that ID.
+var ErrNoSnapshot = errors.New("the server has no backup of this laptop with that ID")
+
+// ErrNotEmpty: a restore of the whole Journal (All) found its target not
+// empty and Overwrite not set.
+var ErrNotEmpty = errors.New("the restore target is not empty")
+
 // RestoreOptions configure Restore.
 type RestoreOptions struct {
 	// Snapshot is a snapshot ID or "latest" (default).
@@ -85,13 +92,13 @@ type RestoreOptions struct {
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
 	if o.Target == "" {
 		if !o.All {
-			return nil, nil, errors.New("say where to restore to (--to DIR), or --all to bring the whole Journal back into place")
+			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
 		}
 		o.Target = DefaultSource()
 	}
 	if o.All && !o.Overwrite {
 		if ents, err := os.ReadDir(o.Target); err == nil && len(ents) > 0 {
-			return nil, nil, fmt.Errorf("%s is not empty: restoring the whole Journal over it could mix two Journals; move it away first, or use --force to overwrite", o.Target)
+			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target)
 		}
 	}
 	c, _, err := Dial(ctx, st, 0)
@@ -131,7 +138,7 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 			}
 		}
 		if at < 0 {
-			return nil, nil, fmt.Errorf("no snapshot %s; list them with: xo-backup list", o.Snapshot)
+			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, o.Snapshot)
 		}
 	}
 	sn := &sns[at]

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
@@ -19,6 +20,18 @@ const (
 	Done    Outcome = "done"    // a snapshot was committed
 	Skipped Outcome = "skipped" // nothing to do now (see Reason)
 	Later   Outcome = "later"   // the server gave a slot; come back at Slot
+)
+
+// SkipCause says why a run was Skipped.
+type SkipCause string
+
+// Why runs are skipped.
+const (
+	SkipDoneToday     SkipCause = "done-today"     // a backup already completed today
+	SkipBattery       SkipCause = "battery"        // on battery below the threshold
+	SkipNotRegistered SkipCause = "not-registered" // no registration (ErrNotRegistered)
+	SkipUnreachable   SkipCause = "unreachable"    // the server did not answer (proto.ErrUnreachable)
+	SkipLocked        SkipCause = "locked"         // another run holds the state directory's lock
 )
 
 // RunOptions configure Run.
@@ -53,10 +66,13 @@ type RunOptions struct {
 
 // RunResult is what Run did.
 type RunResult struct {
-	Outcome Outcome        `json:"outcome"`
-	Reason  string         `json:"reason,omitempty"`
-	Slot    time.Time      `json:"slot,omitempty"`
-	Backup  *backup.Result `json:"backup,omitempty"`
+	Outcome Outcome `json:"outcome"`
+	// Skip says why a Skipped run was skipped.
+	Skip SkipCause `json:"skip,omitempty"`
+	// Reason says in words why the run was skipped or must wait.
+	Reason string         `json:"reason,omitempty"`
+	Slot   time.Time      `json:"slot,omitempty"`
+	Backup *backup.Result `json:"backup,omitempty"`
 	// WireSent and WireReceived are the bytes on the QUIC connection.
 	WireSent     int64             `json:"wire_bytes_sent"`
 	WireReceived int64             `json:"wire_bytes_received"`
@@ -90,20 +106,22 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()
 	}
-	skip := func(reason string) (*RunResult, error) { return &RunResult{Outcome: Skipped, Reason: reason}, nil }
+	skip := func(cause SkipCause, reason string) (*RunResult, error) {
+		return &RunResult{Outcome: Skipped, Skip: cause, Reason: reason}, nil
+	}
 	// Cheapest checks first.
 	if _, err := st.Registration(); err != nil {
 		if errors.Is(err, ErrNotRegistered) {
-			return skip(err.Error())
+			return skip(SkipNotRegistered, err.Error())
 		}
 		return nil, err
 	}
 	now := o.Now()
 	if last := st.LastRun(); !o.Force && !last.Time.IsZero() && sameDay(last.Time, now) {
-		return skip("a backup already completed today (" + last.Time.Local().Format("15:04") + ")")
+		return skip(SkipDoneToday, "a backup already completed today (at "+last.Time.Local().Format("15:04")+")")
 	}
 	if !o.Force && OnLowBattery(o.PowerSupplyDir, o.BatteryThreshold) {
-		return skip(fmt.Sprintf("on battery below %d%%", o.BatteryThreshold))
+		return skip(SkipBattery, fmt.Sprintf("on battery below %d%%", o.BatteryThreshold))
 	}
 	if slot := st.Slot(); !o.Force && !slot.IsZero() {
 		// A slot more than a day ahead means the clock jumped: ask again.
@@ -116,7 +134,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	if !ok {
-		return skip("another backup run is in progress")
+		return skip(SkipLocked, "another backup run is in progress")
 	}
 	defer release()
 	if _, err := os.Stat(o.Source); err != nil {
@@ -137,7 +155,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 
 	c, _, err := Dial(ctx, st, o.IdleTimeout)
 	if errors.Is(err, proto.ErrUnreachable) {
-		return skip(err.Error())
+		return skip(SkipUnreachable, err.Error())
 	}
 	if err != nil {
 		return nil, err
@@ -179,7 +197,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	st.clearSlot()
 	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
-		return nil, fmt.Errorf("%w: this laptop uses %d of its %d-byte quota; ask your teacher to free space or raise it", proto.ErrOverQuota, g.Quota.Used, g.Quota.Hard)
+		return nil, fmt.Errorf("%w: this laptop's backups use %s of its %s quota on the school server", proto.ErrOverQuota, units.Bytes(g.Quota.Used), units.Bytes(g.Quota.Hard))
 	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/xs-backup/xs-backup/pkg/agent"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
+)
+
+// ClientAdvice says what the person at the laptop should do next after an
+// xo-backup command ended with err ("" when the message says it all). Like
+// StaffAdvice, it keeps advice out of the libraries, which say what happened.
+func ClientAdvice(err error) string {
+	switch {
+	case errors.Is(err, agent.ErrNotRegistered):
+		return "register this laptop once with: xo-backup register --server HOST"
+	case errors.Is(err, agent.ErrNotEmpty):
+		return "move it away first, or give --force to overwrite it"
+	case errors.Is(err, agent.ErrNoSnapshot):
+		return "list this laptop's backups with: xo-backup list"
+	case errors.Is(err, errkind.ErrOverQuota):
+		return "nothing was lost: the last backup is still on the server; ask staff to free space or raise the quota (xs-admin quota)"
+	}
+	// The server's refusals (not approved, revoked) carry their own advice.
+	return ""
+}
