@@ -18,9 +18,10 @@ func ClientAdvice(err error) string {
 		return "move it away first, or give --force to overwrite it"
 	case errors.Is(err, agent.ErrNoSnapshot):
 		return "list this laptop's backups with: xo-backup list"
+	case errors.Is(err, agent.ErrNoSerial):
+		return "this is not an XO (or its firmware data is unreadable): give the serial with --serial"
 	case errors.Is(err, errkind.ErrOverQuota):
 		return "nothing was lost: the last backup is still on the server; ask staff to free space or raise the quota (xs-admin quota)"
 	}
-	// The server's refusals (not approved, revoked) carry their own advice.
-	return ""
+	return LaptopAdvice(err)
 }

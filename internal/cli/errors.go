@@ -68,9 +68,11 @@ func StaffAdvice(err error, at StaffPlace) string {
 	case errkind.Closed, errkind.Shutdown:
 		return "xs-backupd is stopping: run the command again once it has restarted (systemctl status xs-backupd)"
 	case errkind.Exists:
-		return "xs-admin users and xs-admin pending show which laptop has that serial or key and which key waits; have the laptop register again and compare the key it shows"
+		return "xs-admin users and xs-admin pending show which laptop has that serial or key and which key waits; to move a student to a new laptop: xs-admin alias OLD-SERIAL NEW-SERIAL; a revoked laptop: xs-admin unrevoke SERIAL, or xs-admin approve SERIAL [--new-history] when it registers again"
 	case errkind.Revoked, errkind.NotApproved:
-		return "see the laptop's state with xs-admin users and xs-admin pending"
+		return "see the laptop's state with xs-admin users and xs-admin pending; xs-admin approve SERIAL approves a waiting key, xs-admin claim-code SERIAL lets a reflashed laptop take its history itself, xs-admin unrevoke SERIAL undoes a revoke"
+	case errkind.NotFound:
+		return "xs-admin users lists the laptops; xs-admin snapshots SERIAL lists a laptop's backups"
 	}
 	return ""
 }

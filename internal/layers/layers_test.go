@@ -38,9 +38,11 @@ var layer = map[string]int{
 	"internal/dircmp":     9,
 	"internal/damage":     9,
 	"internal/testkit":    9,
+	"internal/logging":    9,
+	"internal/cmdline":    11,
 	"internal/cli":        10,
-	"internal/demo":       11,
-	"internal/layers":     12,
+	"internal/demo":       12,
+	"internal/layers":     13,
 }
 
 // TestNoUpwardImports fails on an import that points up or sideways, and on

@@ -180,7 +180,7 @@ func (s *Service) Check(ctx context.Context, r CheckRequest) (*store.CheckReport
 // it with a Locked error: it serves laptops from the store.
 func (s *Service) Repair(ctx context.Context, _ RepairRequest) (*store.RepairReport, error) {
 	if s.Live {
-		return nil, errkind.Errorf(errkind.Locked, "rebuilding the index needs the store to itself, and xs-backupd serves laptops from it")
+		return nil, errkind.Errorf(errkind.Locked, "rebuilding the index needs the store to itself, and the daemon serves laptops from it")
 	}
 	return s.S.Repair(ctx)
 }
@@ -220,7 +220,7 @@ func (s *Service) Scrub(ctx context.Context, r ScrubRequest) (*store.ScrubReport
 
 // ErrNoAdmission: the service has no admission to show (it is not the
 // daemon's: Service.Admission is nil).
-var ErrNoAdmission = errors.New("no admission queue: only a running xs-backupd has one")
+var ErrNoAdmission = errors.New("no admission queue: only a running daemon has one")
 
 // Status is the daemon's admission now: sessions, limit, queue.
 func (s *Service) Status(_ context.Context, _ StatusRequest) (*StatusResult, error) {
@@ -392,7 +392,7 @@ func (s *Service) RunLifecycle(ctx context.Context, r LifecycleRequest) (*store.
 
 // ErrNoRestorePage: the service cannot make restore-page links (it is not
 // a daemon serving the page: Service.Link is nil).
-var ErrNoRestorePage = errors.New("no restore page: only a running xs-backupd serves it")
+var ErrNoRestorePage = errors.New("no restore page: only a running daemon serves it")
 
 // RestoreLink makes a short-lived link to the restore page showing only
 // this laptop's backups.

@@ -248,7 +248,7 @@ func do[Req Request, Res any](ctx context.Context, c *Client, run func(*Service,
 	if resp.StatusCode != http.StatusOK {
 		// Not this API: a daemon of another version (upgraded but not
 		// restarted) answers 404 to a path it does not serve.
-		return out, fmt.Errorf("admin socket: the daemon answered %q to %s: is it another version of xs-backupd than xs-admin?", resp.Status, req.Op())
+		return out, fmt.Errorf("admin socket: the daemon answered %q to %s (is the daemon another version than this client?)", resp.Status, req.Op())
 	}
 	var r response
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBytes)).Decode(&r); err != nil {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xs-backup/xs-backup/internal/atomicfile"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
@@ -106,6 +107,10 @@ func (s State) Registration() (*Registration, error) {
 // ErrNotRegistered: the laptop has not registered with a server yet.
 var ErrNotRegistered = errors.New("this laptop is not registered with a school server")
 
+// ErrNoSerial: no serial was given and this machine has no XO firmware data
+// to read one from.
+var ErrNoSerial = errors.New("no XO serial number found (/proc/device-tree/mfg-data/SN)")
+
 // LastRun returns the last good backup (zero if none).
 func (s State) LastRun() LastRun {
 	var l LastRun
@@ -159,7 +164,7 @@ func writeJSON(path string, v any) error {
 func ReadSerial() (string, error) {
 	b, err := os.ReadFile("/proc/device-tree/mfg-data/SN")
 	if err != nil {
-		return "", errors.New("no XO serial number found (/proc/device-tree/mfg-data/SN); give one with --serial")
+		return "", ErrNoSerial
 	}
 	return strings.TrimRight(strings.TrimSpace(string(b)), "\x00"), nil
 }
@@ -186,7 +191,7 @@ func withPort(addr string) string {
 // Register registers the laptop with a server and pins its key.
 func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, error) {
 	if o.Server == "" {
-		return nil, errors.New("say which server: --server HOST[:PORT]")
+		return nil, errkind.Errorf(errkind.BadRequest, "no server address (HOST[:PORT]) given")
 	}
 	if o.Serial == "" {
 		sn, err := ReadSerial()
