@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -23,8 +24,9 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/metrics.golden from this run")
 
 const (
-	goldenPath = "testdata/metrics.golden"
-	alertsPath = "../../dist/prometheus/alerts.yml"
+	goldenPath     = "testdata/metrics.golden"
+	alertsPath     = "../../dist/prometheus/alerts.yml"
+	alertsTestPath = "../../dist/prometheus/alerts_test.yml"
 )
 
 // TestMetricsGolden scrapes a real daemon's /metrics over HTTP, after one
@@ -180,7 +182,9 @@ func hasLabels(m *dto.Metric, pairs ...string) bool {
 
 // checkAlertRules parses the example alert rules and checks each: a name,
 // an expression whose every metric the daemon serves (or Prometheus's own
-// up), a severity and a summary. promtool checks them too if installed.
+// up), a severity and a summary; the series their unit tests
+// (alerts_test.yml) feed them must be served too. promtool checks and
+// tests them if installed.
 func checkAlertRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 	b, err := os.ReadFile(alertsPath)
 	if err != nil {
@@ -237,10 +241,39 @@ func checkAlertRules(t *testing.T, fams map[string]*dto.MetricFamily) {
 			t.Errorf("alert %s is missing from %s", want, alertsPath)
 		}
 	}
+	// The rules' unit tests feed them series named like the daemon's.
+	b, err = os.ReadFile(alertsTestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests struct {
+		Tests []struct {
+			InputSeries []struct {
+				Series string `yaml:"series"`
+			} `yaml:"input_series"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(b, &tests); err != nil {
+		t.Fatalf("%s: %v", alertsTestPath, err)
+	}
+	for _, tc := range tests.Tests {
+		for _, in := range tc.InputSeries {
+			if name, _, _ := strings.Cut(in.Series, "{"); !served(name) {
+				t.Errorf("%s feeds %s, which /metrics does not serve", alertsTestPath, name)
+			}
+		}
+	}
 	if promtool, err := exec.LookPath("promtool"); err == nil {
 		if out, err := exec.Command(promtool, "check", "rules", alertsPath).CombinedOutput(); err != nil {
 			t.Errorf("promtool check rules: %v\n%s", err, out)
 		}
+		cmd := exec.Command(promtool, "test", "rules", filepath.Base(alertsTestPath))
+		cmd.Dir = filepath.Dir(alertsTestPath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool test rules: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("promtool is not installed: the rules were checked by name only")
 	}
 }
 
