@@ -72,7 +72,7 @@ cross:
 # when it has one (the grep keeps an older binary from taking gen-docs for
 # something else).
 packages: build
-	rm -rf $(PKGS)/docs $(PKGS)/share $(PKGS)/bin
+	rm -rf $(PKGS)/docs $(PKGS)/share $(PKGS)/bin $(PKGS)/*.deb $(PKGS)/*.rpm
 	mkdir -p $(PKGS)
 	@for p in xs-backupd xs-admin xo-backup; do \
 	  if grep -q gen-docs $(BIN)/$$p && timeout 60 $(BIN)/$$p gen-docs $(PKGS)/docs/$$p; then echo "packages: docs of $$p"; \
