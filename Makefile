@@ -12,18 +12,25 @@ LAPTOPS  ?= 100
 NIGHTS   ?= 10
 SYSTEMS  ?=
 CMDS     := ./cmd/xs-backupd ./cmd/xo-backup ./cmd/xs-admin
+# The release version binaries and packages carry (scripts/version.sh: the
+# git tag, or 0.0.0+gitREV); --version, logs and xs_build_info show it.
+VERSION  ?= $(shell scripts/version.sh)
+LDFLAGS  := -X github.com/xs-backup/xs-backup/internal/version.Version=$(VERSION)
+# Packages: nfpm runs as a tool at a pinned version, not a module dependency.
+PKGS     ?= build
+NFPM     ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load bench-morning lint clean screenshot
+.PHONY: all build demo test vet unit fuzz-smoke fuzz soak cross bench bench-full bench-load bench-morning lint clean screenshot packages package-test
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ $(CMDS)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
 
 demo: build
 	$(GO) run ./internal/demo --bin $(BIN)
 
-test: vet unit fuzz-smoke cross
+test: vet unit fuzz-smoke cross package-test
 
 vet:
 	$(GO) vet ./...
@@ -56,6 +63,39 @@ cross:
 	GOOS=linux GOARCH=arm64 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
 	GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
+
+# Packages into $(PKGS)/: the school server's .deb (xs-backupd, xs-admin,
+# the config as a conffile, the unit, the system user) for amd64 and arm64;
+# the laptop's .rpm (xo-backup, xo-backup@.timer) for the XO's Fedora-based
+# OS: i686 (the XO-1: 386 with GO386=softfloat) and armv7hl (XO-1.75, XO-4).
+# Man pages and completions come from each program's hidden gen-docs command
+# when it has one (the grep keeps an older binary from taking gen-docs for
+# something else).
+packages: build
+	rm -rf $(PKGS)/docs $(PKGS)/share $(PKGS)/bin $(PKGS)/*.deb $(PKGS)/*.rpm
+	mkdir -p $(PKGS)
+	@for p in xs-backupd xs-admin xo-backup; do \
+	  if grep -q gen-docs $(BIN)/$$p && timeout 60 $(BIN)/$$p gen-docs $(PKGS)/docs/$$p; then echo "packages: docs of $$p"; \
+	  else echo "packages: $$p has no gen-docs: its package has no man page or completions"; fi; \
+	done
+	scripts/stage-docs.sh $(PKGS)/docs $(PKGS)/share
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKGS)/bin/amd64/ ./cmd/xs-backupd ./cmd/xs-admin
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKGS)/bin/arm64/ ./cmd/xs-backupd ./cmd/xs-admin
+	CGO_ENABLED=0 GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKGS)/bin/i686/ ./cmd/xo-backup
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKGS)/bin/arm7/ ./cmd/xo-backup
+	for a in amd64 arm64; do \
+	  PKG_ARCH=$$a BUILD_DIR=$(PKGS)/bin/$$a SHARE_DIR=$(PKGS)/share/server VERSION=$(VERSION) \
+	    $(NFPM) pkg --packager deb --config dist/nfpm/server.yaml --target $(PKGS)/ || exit 1; \
+	done
+	for a in i686 arm7; do \
+	  PKG_ARCH=$$a BUILD_DIR=$(PKGS)/bin/$$a SHARE_DIR=$(PKGS)/share/laptop VERSION=$(VERSION) \
+	    $(NFPM) pkg --packager rpm --config dist/nfpm/laptop.yaml --target $(PKGS)/ || exit 1; \
+	done
+
+# Installs the .deb, runs it, backs up a laptop and purges it (root only;
+# CI is root): scripts/package-test.sh.
+package-test:
+	GO=$(GO) BIN=$(BIN) PKGS=$(PKGS) scripts/package-test.sh
 
 # The micro-benchmarks, then a small whole school (bench/results/school-small.md).
 bench:
@@ -90,4 +130,4 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(PKGS)

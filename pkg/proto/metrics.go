@@ -1,16 +1,15 @@
 package proto
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"math"
 	"sync/atomic"
 	"time"
 )
 
-// Metrics counts what a Server does. WriteTo renders them in the Prometheus
-// text exposition format, so a daemon can serve them on /metrics.
+// Metrics counts what a Server does. Values reads them; the daemon
+// (pkg/server) turns them into Prometheus metrics at scrape time, so this
+// package, which the laptops' program uses too, does not depend on the
+// Prometheus client.
 type Metrics struct {
 	connsActive atomic.Int64
 	sessions    atomic.Int64
@@ -70,49 +69,18 @@ func (m *Metrics) Values() MetricValues {
 	return v
 }
 
-// WriteTo writes the metrics in Prometheus text format.
-func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
-	v := m.Values()
-	var b bytes.Buffer
-	g := func(name, help, typ string, val any) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, val)
-	}
-	g("xs_connections_active", "Open laptop connections.", "gauge", v.ConnsActive)
-	g("xs_sessions_active", "Backup sessions in progress.", "gauge", v.SessionsActive)
-	g("xs_sessions_waiting", "Laptops waiting for a place (held or told when to come back).", "gauge", v.SlotsWaiting)
-	a := v.Admission
-	g("xs_admission_limit", "Sessions admission lets run at once now (adaptive).", "gauge", a.Limit)
-	g("xs_admission_held", "Hellos held open, waiting for a place.", "gauge", a.Held)
-	g("xs_admission_running_work_bytes", "Bytes the running sessions expected to send.", "gauge", a.RunningWork)
-	g("xs_admission_waiting_work_bytes", "Bytes the waiting laptops expect to send.", "gauge", a.WaitingWork)
-	g("xs_admission_drain_sessions_per_second", "Sessions finished per second (measured, smoothed).", "gauge", a.DrainPerSec)
-	g("xs_admission_drain_bytes_per_second", "Bytes received per second while sessions ran (measured, smoothed).", "gauge", a.DrainBytes)
-	g("xs_admission_expired_total", "Waiting laptops that never came back and gave their place up.", "counter", a.Expired)
-	g("xs_pacing_rate_bytes_per_second", "Upload rate the server paces to (+Inf: unpaced).", "gauge", v.PacedRate)
-	g("xs_queueing_delay_seconds", "Queueing delay measured on the laptops' paths (median).", "gauge", v.QueueDelay.Seconds())
-	if h := a.wait; h.counts != nil {
-		fmt.Fprintf(&b, "# HELP xs_admission_wait_seconds Time from a laptop's first hello to its session.\n# TYPE xs_admission_wait_seconds histogram\n")
-		var cum int64
-		for i, ub := range h.bounds {
+// WaitHistogram is the histogram of the time from a laptop's first hello
+// to its session, in seconds: the cumulative count of waits at most each
+// upper bound (+Inf left out), their sum and their number.
+func (a AdmissionStatus) WaitHistogram() (buckets map[float64]uint64, sum float64, count uint64) {
+	h := a.wait
+	buckets = make(map[float64]uint64, len(h.bounds))
+	var cum int64
+	for i, ub := range h.bounds {
+		if i < len(h.counts) {
 			cum += h.counts[i]
-			fmt.Fprintf(&b, "xs_admission_wait_seconds_bucket{le=\"%g\"} %d\n", ub, cum)
 		}
-		fmt.Fprintf(&b, "xs_admission_wait_seconds_bucket{le=\"+Inf\"} %d\nxs_admission_wait_seconds_sum %g\nxs_admission_wait_seconds_count %d\n", h.n, h.sum, h.n)
+		buckets[ub] = uint64(cum)
 	}
-	g("xs_sessions_started_total", "Backup sessions granted.", "counter", v.SessionsStarted)
-	g("xs_slots_issued_total", "Slots handed out instead of a session.", "counter", v.SlotsIssued)
-	g("xs_connections_refused_total", "Connections refused at authentication.", "counter", v.Refused)
-	g("xs_received_bytes_total", "Frame bytes received from laptops.", "counter", v.BytesReceived)
-	g("xs_received_blobs_total", "Blobs received from laptops.", "counter", v.BlobsReceived)
-	g("xs_commits_total", "Snapshots committed.", "counter", v.Commits)
-	g("xs_commits_limited_total", "Commits refused by the per-laptop commit rate.", "counter", v.CommitsLimited)
-	g("xs_limited_total", "Connections and requests refused by a per-device cap (connections, memory, registrations).", "counter", v.Limited)
-	fmt.Fprintf(&b, "# HELP xs_errors_total Requests failed, by kind.\n# TYPE xs_errors_total counter\n")
-	for k := range m.errs {
-		if n := m.errs[k].Load(); n > 0 {
-			fmt.Fprintf(&b, "xs_errors_total{kind=%q} %d\n", Kind(k).String(), n)
-		}
-	}
-	n, err := w.Write(b.Bytes())
-	return int64(n), err
+	return buckets, h.sum, uint64(h.n)
 }

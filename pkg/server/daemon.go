@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/admin"
@@ -64,12 +65,14 @@ type Daemon struct {
 	Log     *slog.Logger
 	// Addr is the UDP address the protocol listens on, once Run has started.
 	Addr net.Addr
-	// PageAddr is the TCP address of the restore page (nil if disabled).
-	PageAddr net.Addr
+	// PageAddr is the TCP address of the restore page (nil if disabled);
+	// MetricsAddr the address of /metrics (nil if disabled).
+	PageAddr, MetricsAddr net.Addr
 	// Ready is closed when the daemon accepts connections.
 	Ready chan struct{}
 
-	life lifeStats
+	life     lifeStats
+	registry *prometheus.Registry // what /metrics serves (metrics.go)
 }
 
 // NewDaemon opens the store and prepares the server.
@@ -127,7 +130,9 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		st.Close()
 		return nil, err
 	}
-	return &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{})}, nil
+	d := &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{})}
+	d.registry = newRegistry(d)
+	return d, nil
 }
 
 // ShutdownGrace is how long requests in progress (uploads, commits,
@@ -211,11 +216,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	if metricsLn != nil {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			d.WriteMetrics(w)
-		})
+		mux.Handle("/metrics", d.MetricsHandler())
 		serveHTTP(metricsLn, mux, 5*time.Second)
+		d.MetricsAddr = metricsLn.Addr()
 		d.Log.Info("metrics", "addr", metricsLn.Addr().String())
 	}
 	if pageLn != nil {
@@ -277,16 +280,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	errMu.Lock()
 	defer errMu.Unlock()
 	return runErr
-}
-
-// WriteMetrics writes the protocol's and the lifecycle's metrics in the
-// Prometheus text format (what /metrics serves).
-func (d *Daemon) WriteMetrics(w io.Writer) {
-	d.Metrics.WriteTo(w)
-	d.life.writeMetrics(w)
-	if dmg, err := d.Store.Damaged(context.Background()); err == nil {
-		fmt.Fprintf(w, "# HELP xs_store_damaged_blobs Blobs with no intact copy on the server, waiting for a laptop to send them again.\n# TYPE xs_store_damaged_blobs gauge\nxs_store_damaged_blobs %d\n", len(dmg))
-	}
 }
 
 // notifySystemd sends a state to systemd (Type=notify) if NOTIFY_SOCKET is set.

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"runtime"
 	"sync"
 	"time"
@@ -68,28 +66,25 @@ func (l *lifeStats) record(rep *store.LifecycleReport, err error) {
 	}
 }
 
-func (l *lifeStats) writeMetrics(w io.Writer) {
+// values are the lifecycle's figures for /metrics, in metricsTable's order.
+func (l *lifeStats) values() lifeValues {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	g := func(name, help, typ string, val any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, val)
-	}
-	g("xs_lifecycle_runs_total", "Nightly lifecycle runs (scheduled or by hand).", "counter", l.runs)
-	g("xs_lifecycle_failures_total", "Lifecycle runs that ended with an error.", "counter", l.failures)
-	var last int64
+	v := lifeValues{runs: l.runs, failures: l.failures, lastDuration: l.lastDuration, snapshotsDeleted: l.snapshotsDeleted,
+		uploadsExpired: l.uploadsExpired, usersSkippedBusy: l.usersSkippedBusy, scrubbedBytes: l.scrubbedBytes, scrubDamaged: l.scrubDamaged,
+		blobsDeleted: l.blobsDeleted, packsRewritten: l.packsRewritten, bytesReclaimed: l.bytesReclaimed}
 	if !l.lastSuccess.IsZero() {
-		last = l.lastSuccess.Unix()
+		v.lastSuccess = l.lastSuccess.Unix()
 	}
-	g("xs_lifecycle_last_success_timestamp_seconds", "When the lifecycle last completed.", "gauge", last)
-	g("xs_lifecycle_last_duration_seconds", "How long the last lifecycle run took.", "gauge", l.lastDuration.Seconds())
-	g("xs_lifecycle_snapshots_deleted_total", "Snapshots deleted by retention and soft quota.", "counter", l.snapshotsDeleted)
-	g("xs_lifecycle_uploads_expired_total", "Abandoned pending uploads released.", "counter", l.uploadsExpired)
-	g("xs_lifecycle_users_busy_total", "Users skipped because they were backing up.", "counter", l.usersSkippedBusy)
-	g("xs_scrub_bytes_total", "Bytes of pack files read back and verified by the nightly scrub.", "counter", l.scrubbedBytes)
-	g("xs_scrub_damaged_total", "Damaged blobs found by the nightly scrub.", "counter", l.scrubDamaged)
-	g("xs_gc_blobs_deleted_total", "Blobs garbage collection removed.", "counter", l.blobsDeleted)
-	g("xs_gc_packs_rewritten_total", "Pack files compaction rewrote.", "counter", l.packsRewritten)
-	g("xs_gc_bytes_reclaimed_total", "Disk bytes compaction gave back.", "counter", l.bytesReclaimed)
+	return v
+}
+
+type lifeValues struct {
+	runs, failures, lastSuccess                        int64
+	lastDuration                                       time.Duration
+	snapshotsDeleted, uploadsExpired, usersSkippedBusy int64
+	scrubbedBytes, scrubDamaged                        int64
+	blobsDeleted, packsRewritten, bytesReclaimed       int64
 }
 
 // NextRun returns the first time at hour:minute (local time) after now.
