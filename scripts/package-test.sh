@@ -124,11 +124,10 @@ done
 unit=/usr/lib/systemd/system/xs-backupd.service
 systemd-analyze verify "$(man_check xs-backupd)" "$unit" || fail "systemd-analyze verify $unit"
 say "installed: user xs-backup ($uid), /var/lib/xs-backup 0750, conffile, unit enabled and verified"
-if dpkg -L xs-backup | grep -q '/usr/share/man/man1/xs-backupd'; then
-	say "man pages and completions: $(dpkg -L xs-backup | grep -c -e /man1/ -e completion) files"
-else
-	say "no man pages in the package (xs-backupd has no gen-docs yet)"
-fi
+for f in /usr/share/man/man1/xs-backupd.1.gz /usr/share/man/man1/xs-admin.1.gz /usr/share/bash-completion/completions/xs-admin; do
+	dpkg -L xs-backup | grep -qx "$f" || fail "$f is not in the package (gen-docs output missing): $(dpkg -L xs-backup | grep -e man1 -e completion | head -5)"
+done
+say "man pages and completions: $(dpkg -L xs-backup | grep -c -e /man1/ -e completion) files"
 
 # The daemon from /usr/bin as its user with the packaged configuration.
 runuser -u xs-backup -- /usr/bin/xs-backupd --config /etc/xs-backup/xs-backup.toml >"$tmp/daemon.log" 2>&1 &
