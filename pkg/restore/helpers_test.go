@@ -7,7 +7,6 @@ import "github.com/xs-backup/xs-backup/internal/testkit"
 var (
 	openStore = testkit.OpenStore
 	addUser   = testkit.AddUser
-	run       = testkit.Run
 	mustRun   = testkit.MustRun
 	writeFile = testkit.WriteFile
 )
