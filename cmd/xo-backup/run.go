@@ -133,8 +133,8 @@ func summary(w io.Writer, res *agent.RunResult, verbose bool) {
 	var line strings.Builder
 	fmt.Fprintf(&line, "done: backup %s, %d files, %s sent", b.Snapshot, b.Files, cli.Bytes(b.BytesSent))
 	if verbose {
-		fmt.Fprintf(&line, " (%d of %d chunks new), %s scanned, %s read, %s on the wire", b.ChunksNew, b.ChunksTotal,
-			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(res.WireSent))
+		fmt.Fprintf(&line, " (%d of %d chunks new), %s scanned, %s read, %s on the wire in %d requests", b.ChunksNew, b.ChunksTotal,
+			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(res.WireSent), res.RoundTrips)
 	}
 	fmt.Fprintf(&line, ", %s", d.Round(100*time.Millisecond))
 	if verbose && res.Quota.Hard > 0 {
@@ -162,7 +162,7 @@ func runJSON(res *agent.RunResult, err error) map[string]any {
 		if !res.Slot.IsZero() {
 			out["slot"] = res.Slot
 		}
-		out["wire_bytes_sent"], out["wire_bytes_received"] = res.WireSent, res.WireReceived
+		out["wire_bytes_sent"], out["wire_bytes_received"], out["round_trips"] = res.WireSent, res.WireReceived, res.RoundTrips
 		if b := res.Backup; b != nil {
 			for k, v := range map[string]any{"snapshot": b.Snapshot, "files": b.Files, "bytes_scanned": b.BytesScanned,
 				"bytes_read": b.BytesRead, "bytes_sent": b.BytesSent, "chunks_new": b.ChunksNew,

@@ -74,9 +74,12 @@ type RunResult struct {
 	Slot   time.Time      `json:"slot,omitempty"`
 	Backup *backup.Result `json:"backup,omitempty"`
 	// WireSent and WireReceived are the bytes on the QUIC connection.
-	WireSent     int64             `json:"wire_bytes_sent"`
-	WireReceived int64             `json:"wire_bytes_received"`
-	Quota        proto.QuotaStatus `json:"quota"`
+	WireSent     int64 `json:"wire_bytes_sent"`
+	WireReceived int64 `json:"wire_bytes_received"`
+	// RoundTrips counts the requests sent to the server (the handshake
+	// not included).
+	RoundTrips int64             `json:"round_trips"`
+	Quota      proto.QuotaStatus `json:"quota"`
 }
 
 // Run is what the timer calls every 5 minutes: it exits at once (Skipped)
@@ -149,7 +152,9 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	// What this backup expects to send, so that admission can weigh it
 	// (a walk with an lstat per file: no content is read).
 	var expect proto.Work
-	if expect.Bytes, expect.Files, err = backup.Estimate(ctx, o.Source, cache, o.Exclude); err != nil {
+	var scan *backup.Scan
+	scanned := time.Now()
+	if expect.Bytes, expect.Files, scan, err = backup.EstimateScan(ctx, o.Source, cache, o.Exclude); err != nil {
 		return nil, err
 	}
 
@@ -183,7 +188,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			// On this laptop's clock, which may differ from the server's.
 			slot := o.Now().Add(wait)
 			res.Outcome, res.Slot, res.Reason = Later, slot, waitingReason(slot)
-			res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+			res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 			if err := st.saveSlot(slot); err != nil {
 				return nil, fmt.Errorf("the server reserved a slot at %s but it could not be saved: %w", slot.Local().Format("15:04"), err)
 			}
@@ -201,10 +206,16 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
+	if !time.Now().After(scanned.Add(maxScanAge)) {
+		// The walk that weighed this backup is fresh: the backup uses it
+		// instead of walking the Journal again. One that waited for a
+		// place in the queue walks again.
+		opts.Scan = scan
+	}
 	// backup.Run starts afresh by itself when the server no longer has what
 	// the cache promised (restored, replaced, uploads expired, damaged).
 	br, err := backup.Run(ctx, o.Source, c, opts)
-	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 	if err != nil {
 		return res, err
 	}
@@ -216,9 +227,13 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return res, err
 	}
 	c.Bye(ctx)
-	res.WireSent, res.WireReceived = c.BytesSent(), c.BytesReceived()
+	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 	return res, nil
 }
+
+// maxScanAge is how old the walk made for admission may be for the backup
+// to use it instead of walking again.
+const maxScanAge = 30 * time.Second
 
 func waitingReason(slot time.Time) string {
 	return fmt.Sprintf("the server is busy; it reserved a slot for this laptop at %s (a run before then ends at once)", slot.Local().Format("15:04:05"))

@@ -16,7 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +67,11 @@ type Options struct {
 	BatchBytes int
 	// Workers hash and compress in parallel; 0 means one per CPU.
 	Workers int
+	// Scan, if set, is the walk EstimateScan just made of the same
+	// directory: Run takes directory listings and lstats from it instead
+	// of walking again. A file changed since is picked up by the next run
+	// (its stat then differs from what the cache recorded).
+	Scan *Scan
 }
 
 // Progress reports a running backup.
@@ -115,6 +120,7 @@ type runner struct {
 	codec *chunk.Codec
 	cache *Cache
 	res   Result
+	root  string // the directory backed up, as given to Run
 
 	batch      []blob.Blob
 	batchBytes int
@@ -143,7 +149,7 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 4 << 20
 	}
-	r := &runner{ctx: ctx, t: t, opts: opts, codec: opts.Codec, cache: opts.Cache, queued: map[blob.Ref]struct{}{}}
+	r := &runner{ctx: ctx, t: t, opts: opts, codec: opts.Codec, cache: opts.Cache, root: dir, queued: map[blob.Ref]struct{}{}}
 	if r.codec == nil {
 		c, err := chunk.NewCodec()
 		if err != nil {
@@ -199,6 +205,9 @@ type fileStat struct {
 }
 
 func statOf(fi fs.FileInfo) fileStat {
+	if si, ok := fi.(*scanInfo); ok {
+		return si.st
+	}
 	st := fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		st.ctime = int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec)
@@ -215,20 +224,31 @@ func (r *runner) dir(abs, rel string, depth int) (chunk.ID, error) {
 	if depth >= manifest.MaxDepth {
 		return chunk.ID{}, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
 	}
-	ents, err := os.ReadDir(abs)
-	if err != nil {
-		return chunk.ID{}, err
+	ents, ok := r.opts.Scan.entries(r.root, rel)
+	if !ok {
+		des, err := os.ReadDir(abs)
+		if err != nil {
+			return chunk.ID{}, err
+		}
+		ents = make([]scanEnt, len(des))
+		for i, de := range des {
+			ents[i].name = de.Name()
+		}
 	}
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	slices.SortFunc(ents, func(a, b scanEnt) int { return strings.Compare(a.name, b.name) })
 	t := &manifest.Tree{}
-	for _, de := range ents {
-		name := de.Name()
+	for _, se := range ents {
+		name := se.name
 		if manifest.ValidName(name) != nil {
 			continue
 		}
 		childRel := path.Join(rel, name)
 		childAbs := filepath.Join(abs, name)
-		fi, err := os.Lstat(childAbs)
+		var fi fs.FileInfo = se.info
+		var err error
+		if se.info == nil {
+			fi, err = os.Lstat(childAbs)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // vanished since ReadDir
 		}

@@ -413,3 +413,108 @@ func TestServerLostCachedData(t *testing.T) {
 		t.Fatalf("check after the failed commits: %+v", rep.Problems)
 	}
 }
+
+// An unchanged run does not rewrite the cache file; a run that finds a new
+// file, loses one or commits other trees does.
+func TestCacheSaveSkipsUnchanged(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "CACHE2")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("alpha"))
+	writeFile(t, filepath.Join(src, "b.txt"), []byte("beta"))
+	path := filepath.Join(t.TempDir(), "cache")
+	cache := backup.NewCache()
+	mustRun(t, s, u, src, backup.Options{Cache: cache})
+	if err := cache.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	saved := func() time.Time {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	old := time.Now().Add(-time.Hour)
+	touchBack := func() { os.Chtimes(path, old, old) }
+	loaded, err := backup.LoadCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	touchBack()
+	mustRun(t, s, u, src, backup.Options{Cache: loaded})
+	if err := loaded.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if saved().After(old.Add(time.Minute)) {
+		t.Fatal("an unchanged run rewrote the cache file")
+	}
+	// A new file: saved. Then a vanished file: saved again.
+	for _, change := range []func(){
+		func() { writeFile(t, filepath.Join(src, "c.txt"), []byte("gamma")) },
+		func() { os.Remove(filepath.Join(src, "a.txt")) },
+	} {
+		change()
+		touchBack()
+		mustRun(t, s, u, src, backup.Options{Cache: loaded})
+		if err := loaded.Save(path); err != nil {
+			t.Fatal(err)
+		}
+		if !saved().After(old.Add(time.Minute)) {
+			t.Fatal("a changed run did not save the cache")
+		}
+		again, err := backup.LoadCache(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, _ := os.ReadDir(src)
+		if again.Len() != len(ents) {
+			t.Fatalf("the saved cache has %d files, the source %d", again.Len(), len(ents))
+		}
+	}
+}
+
+// A backup given the walk EstimateScan made gives the same snapshot as one
+// that walks by itself; a file changed after the scan is backed up by the
+// next run; a scan of another directory is ignored.
+func TestRunWithScan(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SCAN1")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a", "one.txt"), []byte("one"))
+	writeFile(t, filepath.Join(src, "a", "b", "two.txt"), []byte("two"))
+	writeFile(t, filepath.Join(src, "three.txt"), []byte("three"))
+	os.Symlink("three.txt", filepath.Join(src, "link"))
+	ctx := context.Background()
+	cache := backup.NewCache()
+
+	plain := mustRun(t, s, u, src, backup.Options{})
+	_, files, scan, err := backup.EstimateScan(ctx, src, cache, nil)
+	if err != nil || files != 3 {
+		t.Fatalf("EstimateScan: %d files, %v", files, err)
+	}
+	scanned := mustRun(t, s, u, src, backup.Options{Cache: cache, Scan: scan})
+	if scanned.Root != plain.Root {
+		t.Fatalf("with the scan the root is %s, without %s", scanned.Root, plain.Root)
+	}
+
+	// Changed after the scan: this run keeps the old content (as if it had
+	// walked a moment earlier), the next one sees the change.
+	_, _, scan, _ = backup.EstimateScan(ctx, src, cache, nil)
+	time.Sleep(10 * time.Millisecond)
+	writeFile(t, filepath.Join(src, "a", "one.txt"), []byte("one, changed"))
+	mustRun(t, s, u, src, backup.Options{Cache: cache, Scan: scan})
+	next := mustRun(t, s, u, src, backup.Options{Cache: cache})
+	fresh := mustRun(t, s, u, src, backup.Options{})
+	if next.Root != fresh.Root {
+		t.Fatalf("the run after a stale scan has root %s, a fresh walk %s", next.Root, fresh.Root)
+	}
+
+	// A scan of another directory is not used.
+	other := t.TempDir()
+	writeFile(t, filepath.Join(other, "x.txt"), []byte("x"))
+	_, _, otherScan, _ := backup.EstimateScan(ctx, other, nil, nil)
+	if r := mustRun(t, s, u, src, backup.Options{Scan: otherScan}); r.Root != fresh.Root {
+		t.Fatalf("a scan of another directory changed the snapshot: %s, want %s", r.Root, fresh.Root)
+	}
+}

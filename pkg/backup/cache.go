@@ -27,6 +27,11 @@ type Cache struct {
 	seen map[string]struct{}
 	// newTrees collects the trees of the current run.
 	newTrees map[chunk.ID]struct{}
+	// savedAt is the file this cache was loaded from or last saved to, and
+	// changed whether it differs from that file since: Save skips an
+	// unchanged cache (a nightly run with nothing new writes nothing).
+	savedAt string
+	changed bool
 }
 
 type cachedFile struct {
@@ -63,6 +68,7 @@ func LoadCache(path string) (*Cache, error) {
 	if err := c.decode(bufio.NewReader(io.LimitReader(f, maxCacheFile))); err != nil {
 		return nil, fmt.Errorf("file cache %s is damaged (%v); delete it and the next backup reads every file once", path, err)
 	}
+	c.savedAt = path
 	return c, nil
 }
 
@@ -123,6 +129,9 @@ func (c *Cache) decode(r *bufio.Reader) error {
 // Save writes the cache atomically and durably (atomicfile.WriteFile),
 // keeping only the files the last run saw.
 func (c *Cache) Save(path string) error {
+	if path == c.savedAt && !c.changed && len(c.seen) == len(c.files) {
+		return nil
+	}
 	var b bytes.Buffer
 	b.WriteString(cacheMagic)
 	buf := make([]byte, binary.MaxVarintLen64)
@@ -154,7 +163,11 @@ func (c *Cache) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, b.Bytes(), 0o600)
+	if err := atomicfile.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		return err
+	}
+	c.savedAt, c.changed = path, false
+	return nil
 }
 
 // Reset forgets everything (used when the server no longer has what the
@@ -177,6 +190,7 @@ func (c *Cache) Forget(refs []blob.Ref) {
 			// few hundred small blobs), so that damaged ones below it are
 			// sent too.
 			clear(c.trees)
+			c.changed = true
 		} else {
 			chunks[r.ID] = true
 		}
@@ -188,6 +202,7 @@ func (c *Cache) Forget(refs []blob.Ref) {
 		for _, id := range f.chunks {
 			if chunks[id] {
 				delete(c.files, name)
+				c.changed = true
 				break
 			}
 		}
@@ -215,6 +230,7 @@ func (c *Cache) lookup(name string, st fileStat) ([]chunk.ID, bool) {
 func (c *Cache) store(name string, st fileStat, chunks []chunk.ID) {
 	c.files[name] = cachedFile{size: st.size, mtime: st.mtime, ctime: st.ctime, ino: st.ino, chunks: chunks}
 	c.seen[name] = struct{}{}
+	c.changed = true
 }
 
 func (c *Cache) knownTree(id chunk.ID) bool {
@@ -224,6 +240,16 @@ func (c *Cache) knownTree(id chunk.ID) bool {
 
 // committed records that the run's trees are now in a committed snapshot.
 func (c *Cache) committed() {
+	if len(c.newTrees) != len(c.trees) {
+		c.changed = true
+	} else {
+		for id := range c.newTrees {
+			if _, ok := c.trees[id]; !ok {
+				c.changed = true
+				break
+			}
+		}
+	}
 	c.trees = c.newTrees
 	c.newTrees = map[chunk.ID]struct{}{}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -162,6 +163,7 @@ type Client struct {
 	granted bool
 	damaged []blob.Ref // from the Grant: blobs to send again
 	rescan  bool
+	trips   atomic.Int64 // requests sent (each a stream and its answer)
 }
 
 // Dial connects and authenticates. A server that refuses this laptop (not
@@ -208,6 +210,11 @@ func (c *Client) OpenRawStream(ctx context.Context) (*quic.Stream, error) {
 	return c.conn.OpenStreamSync(ctx)
 }
 
+// RoundTrips returns how many requests this client has sent since Dial
+// (each one a stream and its answer; uploads and fetches count once per
+// stream they use).
+func (c *Client) RoundTrips() int64 { return c.trips.Load() }
+
 // Close ends the connection (and any session).
 func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
 
@@ -223,6 +230,7 @@ func (c *Client) BytesLost() int64 { return int64(c.conn.ConnectionStats().Bytes
 // roundTrip opens a stream, writes the request frames, closes the write
 // side and hands the stream's reader to read.
 func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, read func(r io.Reader) error) error {
+	c.trips.Add(1)
 	st, err := c.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return wireErr(err)
