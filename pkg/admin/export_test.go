@@ -147,9 +147,9 @@ func TestExportGoesOnAfterRealDamage(t *testing.T) {
 		name := func(e journal.Entry) string {
 			switch format {
 			case admin.FormatXOJ:
-				return journal.BundleName(e)
+				return journal.UnicodeBundleName(e)
 			case admin.FormatRaw:
-				return journal.FileName(e)
+				return journal.UnicodeFileName(e)
 			}
 			return e.DataPath
 		}

@@ -271,10 +271,10 @@ func writeEntries(w io.Writer, fsys fs.FS, ents []journal.Entry, format string) 
 		var err error
 		name := ""
 		if format == FormatXOJ {
-			name = journal.BundleName(e)
+			name = journal.UnicodeBundleName(e)
 			err = tw.add(name, e.Time, func(w io.Writer) error { return journal.WriteBundle(w, fsys, e) })
 		} else if e.DataPath != "" {
-			name = journal.FileName(e)
+			name = journal.UnicodeFileName(e)
 			err = tw.add(name, e.Time, func(w io.Writer) error { return journal.WriteFile(w, fsys, e) })
 		}
 		var ge *genError
