@@ -133,8 +133,11 @@ func summary(w io.Writer, res *agent.RunResult, verbose bool) {
 	var line strings.Builder
 	fmt.Fprintf(&line, "done: backup %s, %d files, %s sent", b.Snapshot, b.Files, cli.Bytes(b.BytesSent))
 	if verbose {
-		fmt.Fprintf(&line, " (%d of %d chunks new), %s scanned, %s read, %s on the wire in %d requests", b.ChunksNew, b.ChunksTotal,
-			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(res.WireSent), res.RoundTrips)
+		fmt.Fprintf(&line, " (%d of %d chunks new), %s scanned, %s read, %s on the wire", b.ChunksNew, b.ChunksTotal,
+			cli.Bytes(b.BytesScanned), cli.Bytes(b.BytesRead), cli.Bytes(res.WireSent))
+		if res.RoundTrips > 0 {
+			fmt.Fprintf(&line, " in %d requests", res.RoundTrips)
+		}
 	}
 	fmt.Fprintf(&line, ", %s", d.Round(100*time.Millisecond))
 	if verbose && res.Quota.Hard > 0 {

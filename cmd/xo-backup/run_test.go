@@ -18,6 +18,7 @@ func TestSummaryLines(t *testing.T) {
 		Files: 12, BytesSent: 3 << 20, BytesScanned: 10 << 20, BytesRead: 4 << 20, ChunksNew: 5, ChunksTotal: 40,
 		Duration: 1234 * time.Millisecond, Skipped: []string{"a/b"}}}
 	done.Quota.Used, done.Quota.Hard = 10<<20, 1<<30
+	done.RoundTrips = 3
 	for _, c := range []struct {
 		res     *agent.RunResult
 		verbose bool
@@ -30,7 +31,7 @@ func TestSummaryLines(t *testing.T) {
 		{&agent.RunResult{Outcome: agent.Skipped, Skip: agent.SkipLocked, Reason: "another backup run is in progress"}, false,
 			"skipped: another backup run is in progress\n"},
 		{done, false, "done: backup 2026-12-02T10:00:00Z-ab12, 12 files, 3.0 MiB sent, 1.2s; 1 file(s) left out (they vanished or could not be read; the next run tries again)\n"},
-		{done, true, "done: backup 2026-12-02T10:00:00Z-ab12, 12 files, 3.0 MiB sent (5 of 40 chunks new), 10.0 MiB scanned, 4.0 MiB read, 3.0 MiB on the wire, 1.2s, quota 10.0 MiB of 1.0 GiB used; 1 file(s) left out (they vanished or could not be read; the next run tries again)\n  left out: a/b\n"},
+		{done, true, "done: backup 2026-12-02T10:00:00Z-ab12, 12 files, 3.0 MiB sent (5 of 40 chunks new), 10.0 MiB scanned, 4.0 MiB read, 3.0 MiB on the wire in 3 requests, 1.2s, quota 10.0 MiB of 1.0 GiB used; 1 file(s) left out (they vanished or could not be read; the next run tries again)\n  left out: a/b\n"},
 	} {
 		var b bytes.Buffer
 		summary(&b, c.res, c.verbose)

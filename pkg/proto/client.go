@@ -245,7 +245,7 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 	// request is all written: that answer is the error to return.
 	answered := func(err error) error {
 		if _, _, _, rerr := readFrame(st, nil); rerr != nil && KindOf(rerr) != KindInternal {
-			return rerr
+			return wireErr(rerr)
 		}
 		return wireErr(err)
 	}
