@@ -184,7 +184,7 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 		})
 	}
 	var lerr error
-	_, err := pack.Scan(s.fsys, seq, func(h pack.Header, off int64, _ []byte) error {
+	_, err := s.pio.scan(context.Background(), seq, func(h pack.Header, off int64, _ []byte) error {
 		return lookup(blob.Ref{Type: h.Type, ID: h.ID}, off)
 	}, func(sp pack.DamagedSpan) {
 		if sp.Header != nil {

@@ -346,7 +346,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := s.db.DropAll(); err != nil {
 		return nil, fmt.Errorf("clear index: %w", err)
 	}
-	seqs, err := pack.List(s.fsys)
+	seqs, err := s.pio.list(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +374,7 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 			}
 			return wb.Set(lostKey(r), rec)
 		}
-		_, err := pack.Scan(s.fsys, seq, func(h pack.Header, off int64, data []byte) error {
+		_, err := s.pio.scan(ctx, seq, func(h pack.Header, off int64, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

@@ -273,7 +273,7 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 	start := time.Now()
 	rep := &ScrubReport{}
 	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
-	seqs, err := pack.List(s.fsys)
+	seqs, err := s.pio.list(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -358,10 +358,13 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 // verifyAt reads the record of r at o and checks it all the way (CRC, ID,
 // decompression, hash). It returns why it failed, or "".
 func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
-	h, data, err := pack.ReadRecord(s.fsys, o.Pack, o.Off, o.Stored)
+	h, data, err := s.pio.readRecord(context.Background(), o.Pack, o.Off, o.Stored)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "pack file missing"
+		}
+		if isRemoteErr(err) {
+			return "" // the object store failed, not the data: read again next time
 		}
 		return err.Error()
 	}

@@ -210,10 +210,6 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 	if below < 0 {
 		return nil
 	}
-	seqs, err := pack.List(s.fsys)
-	if err != nil {
-		return err
-	}
 	// Close the pack being written, so that it can be compacted too, and
 	// wait for uploads in flight: once putMu is ours, every upload that
 	// appended to an existing pack has indexed its records, and every later
@@ -232,22 +228,22 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 		if err != nil {
 			return s.diskErr(err)
 		}
+		// On an object store, every pack considered is in the bucket
+		// first: none is removed while its upload may still need it.
+		if err := s.pio.waitUploads(ctx); err != nil {
+			return err
+		}
+	}
+	sizes, err := s.pio.sizes(ctx)
+	if err != nil {
+		return err
 	}
 	use := map[uint64]*packUse{}
-	for _, seq := range seqs {
-		if seq >= next {
+	for seq, size := range sizes {
+		if seq >= next || size < 0 {
 			continue
 		}
-		f, err := s.fsys.OpenFile(pack.Name(seq), 0, 0)
-		if err != nil {
-			continue
-		}
-		st, err := f.Stat()
-		f.Close()
-		if err != nil {
-			continue
-		}
-		use[seq] = &packUse{seq: seq, size: st.Size()}
+		use[seq] = &packUse{seq: seq, size: size}
 	}
 	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
 		if derr != nil {
@@ -299,6 +295,33 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 		}
 		return todo[i].seq < todo[j].seq
 	})
+	// Without a Remote each pack is copied and removed in turn. With one,
+	// the copies of several packs share a new pack, which goes to the
+	// bucket before the index points at it: they are finished together.
+	var batch []copied
+	var batchBytes int64
+	finish := func() (stop bool, err error) {
+		if len(batch) == 0 {
+			return false, nil
+		}
+		defer func() { batch, batchBytes = nil, 0 }()
+		if s.pio.remote != nil {
+			if err := s.flushRemote(ctx); err != nil {
+				return false, err
+			}
+		}
+		for _, c := range batch {
+			err := s.finishPack(ctx, c.p, c.moved, rep)
+			if errors.Is(err, ErrIndexDamaged) {
+				rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", c.p.seq, err))
+				return true, nil
+			}
+			if err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
 	for _, p := range todo {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -310,57 +333,86 @@ func (s *Store) compact(ctx context.Context, below float64, dryRun bool, rep *GC
 			rep.BytesReclaimed += p.size - p.live
 			continue
 		}
-		err := s.rewritePack(ctx, p, rep)
-		if errors.Is(err, ErrIndexDamaged) {
-			// The index has lost entries: keep this pack and every other.
-			rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", p.seq, err))
-			return nil
-		}
+		moved, err := s.copyPack(ctx, p)
 		if errors.Is(err, ErrStorageFull) || errors.Is(err, ErrCorrupt) {
 			rep.PacksKept = append(rep.PacksKept, fmt.Sprintf("%016x: %v", p.seq, err))
+			continue
+		}
+		if errors.Is(err, errGone) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		batch = append(batch, copied{p, moved})
+		batchBytes += p.live
+		if s.pio.remote == nil || batchBytes >= s.opts.PackSize {
+			if stop, err := finish(); stop || err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	_, err = finish()
+	return err
 }
 
-// rewritePack copies a pack's live records to the current pack, points the
-// index at the copies, and removes the old pack.
-func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) error {
+type copied struct {
+	p     *packUse
+	moved []packLoc
+}
+
+// errGone: the pack was removed by an earlier, interrupted run's last step.
+var errGone = errors.New("pack already removed")
+
+// copyPack copies a pack's live records to the current pack and fsyncs
+// them; finishPack then points the index at the copies and removes the
+// old pack.
+func (s *Store) copyPack(ctx context.Context, p *packUse) ([]packLoc, error) {
 	sort.Slice(p.recs, func(i, j int) bool { return p.recs[i].off < p.recs[j].off })
 	if p.live > 0 {
 		if err := s.reserveSpace(p.live); err != nil {
-			return err
+			return nil, err
 		}
+	}
+	if s.pio.remote != nil {
+		locs := make([]objRec, len(p.recs))
+		for i, rc := range p.recs {
+			locs[i] = objRec{Pack: p.seq, Off: rc.off, Stored: rc.stored}
+		}
+		s.pio.prefetch(ctx, locs)
 	}
 	moved := make([]packLoc, len(p.recs))
 	for i, rc := range p.recs {
-		h, data, err := pack.ReadRecord(s.fsys, p.seq, rc.off, rc.stored)
+		h, data, err := s.pio.readRecord(ctx, p.seq, rc.off, rc.stored)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil // removed by an earlier, interrupted run's last step
+				return nil, errGone // removed by an earlier, interrupted run's last step
+			}
+			if isRemoteErr(err) {
+				return nil, err // the object store failed, not the data
 			}
 			// Record the damage (the blob heals from the next upload) and
 			// keep the pack: nothing is copied, nothing removed.
 			s.markLost(rc.ref, objRec{Pack: p.seq, Off: rc.off}, err.Error())
-			return fmt.Errorf("%w: %s in pack %016x: %v", ErrCorrupt, rc.ref, p.seq, err)
+			return nil, fmt.Errorf("%w: %s in pack %016x: %v", ErrCorrupt, rc.ref, p.seq, err)
 		}
 		if h.ID != rc.ref.ID || h.Type != rc.ref.Type {
 			s.markLost(rc.ref, objRec{Pack: p.seq, Off: rc.off}, "the record there holds another blob")
-			return fmt.Errorf("%w: pack %016x at %d holds %s, the index says %s", ErrCorrupt, p.seq, rc.off, h.ID.Short(), rc.ref)
+			return nil, fmt.Errorf("%w: pack %016x at %d holds %s, the index says %s", ErrCorrupt, p.seq, rc.off, h.ID.Short(), rc.ref)
 		}
 		seq, off, err := s.packs.Append(h, data)
 		if err != nil {
-			return s.diskErr(err)
+			return nil, s.diskErr(err)
 		}
 		moved[i] = packLoc{seq, off}
 	}
 	if err := s.packs.Sync(); err != nil {
-		return s.diskErr(err)
+		return nil, s.diskErr(err)
 	}
+	return moved, nil
+}
+
+func (s *Store) finishPack(ctx context.Context, p *packUse, moved []packLoc, rep *GCReport) error {
 	s.hook("compact:after-copy-sync")
 	for i := 0; i < len(p.recs); i += gcBatch {
 		part := p.recs[i:min(len(p.recs), i+gcBatch)]
@@ -395,10 +447,7 @@ func (s *Store) rewritePack(ctx context.Context, p *packUse, rep *GCReport) erro
 		s.setSuspect(ctx, fmt.Sprintf("pack %016x: %s", p.seq, why))
 		return fmt.Errorf("%w: pack %016x kept: %s", ErrIndexDamaged, p.seq, why)
 	}
-	if err := s.fsys.Remove(pack.Name(p.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove pack %016x: %w", p.seq, err)
-	}
-	if err := s.fsys.SyncDir(pack.Name(p.seq)[:len("packs/00")]); err != nil {
+	if err := s.pio.remove(ctx, p.seq); err != nil {
 		return err
 	}
 	rep.PacksRemoved++

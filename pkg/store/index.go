@@ -648,11 +648,14 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 		if o.lost() {
 			return nil, o, fmt.Errorf("%w: %s has no intact copy on the server (it heals when a laptop that has it backs up)", ErrCorrupt, r)
 		}
-		h, data, err := pack.ReadRecord(s.fsys, o.Pack, o.Off, o.Stored)
+		h, data, err := s.pio.readRecord(ctx, o.Pack, o.Off, o.Stored)
 		if errors.Is(err, os.ErrNotExist) {
 			lastErr = err
 			lastO = o
 			continue
+		}
+		if isRemoteErr(err) {
+			return nil, o, err // the object store failed, not the data
 		}
 		if err == nil && (h.ID != r.ID || h.Type != r.Type) {
 			err = fmt.Errorf("the record there holds %s", h.ID.Short())

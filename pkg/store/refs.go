@@ -366,6 +366,12 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	if len(info.Host) > 256 || len(info.Source) > 4096 {
 		return nil, fmt.Errorf("%w: host or source too long", ErrInvalid)
 	}
+	// On an object store, every pack this snapshot may need goes to the
+	// bucket before the snapshot file is written (and so before it is
+	// acknowledged).
+	if err := s.flushRemote(ctx); err != nil {
+		return nil, err
+	}
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
 	st, err := s.validate(ctx, user, root)

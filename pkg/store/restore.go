@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
@@ -18,6 +20,7 @@ import (
 // blob.ErrDamaged and ErrNotFound: a snapshot references it, so to a
 // restore it is as lost as a damaged one.
 func (s *Store) Fetch(ctx context.Context, refs []blob.Ref, fn func(r blob.Ref, raw []byte) error) error {
+	s.prefetch(ctx, refs)
 	for _, r := range refs {
 		raw, err := s.ReadBlob(ctx, r)
 		if errors.Is(err, ErrNotFound) && !errors.Is(err, blob.ErrDamaged) {
@@ -122,4 +125,23 @@ func (s *Store) OlderSnapshots(sn *Snapshot) []restore.OlderSnapshot {
 		}
 	}
 	return out
+}
+
+// prefetch, on an object store, reads the records of refs into the cache
+// in parallel ranged reads (neighbouring records of a pack in one read)
+// before they are read one by one.
+func (s *Store) prefetch(ctx context.Context, refs []blob.Ref) {
+	if s.pio.remote == nil || len(refs) < 2 {
+		return
+	}
+	locs := make([]objRec, 0, len(refs))
+	s.view(func(txn *badger.Txn) error {
+		for _, r := range refs {
+			if o, ok, err := getObj(txn, r); err == nil && ok && !o.lost() {
+				locs = append(locs, o)
+			}
+		}
+		return nil
+	})
+	s.pio.prefetch(ctx, locs)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -36,6 +37,17 @@ func (s *Store) Space() (Space, error) {
 	if s.db != nil {
 		lsm, vlog := s.db.Size()
 		sp.IndexBytes = lsm + vlog
+	}
+	if s.pio != nil && s.pio.remote != nil {
+		// Packs in the bucket (one listing) and those staged here.
+		sizes, err := s.pio.sizes(context.Background())
+		if err != nil {
+			return sp, err
+		}
+		for _, n := range sizes {
+			sp.PackBytes += max(n, 0)
+		}
+		return sp, nil
 	}
 	dirs, err := s.fsys.ReadDir("packs")
 	if errors.Is(err, os.ErrNotExist) {

@@ -77,6 +77,17 @@ type Options struct {
 	// (roughly). Default 96 MiB, which keeps a school's index well under
 	// the server's memory budget.
 	IndexMemory int64
+	// Remote, if set, keeps the pack files in an object store (see
+	// Remote and pkg/store/s3) instead of the store's directory, which
+	// then holds the index, the metadata and the packs being written.
+	// Nil (the default) keeps everything in the directory.
+	Remote Remote
+	// RemoteCache bounds the cache of pack records read from the Remote,
+	// in bytes (default 128 MiB).
+	RemoteCache int64
+	// RemoteParallel limits the ranged reads in flight to the Remote
+	// (default 8).
+	RemoteParallel int
 }
 
 // HookPoints are the points at which Options.Hook is called.
@@ -85,6 +96,8 @@ var HookPoints = []string{
 	"commit:after-validate", "commit:after-snapshot-file", "commit:after-job-record",
 	"commit:before-ack", "refs:after-batch", "delete:after-file-remove",
 	"gc:after-sweep-batch", "compact:after-copy-sync", "compact:after-index",
+	// Only with Options.Remote:
+	"remote:before-upload", "remote:after-upload",
 }
 
 // Quota limits a user's stored bytes. Zero fields mean "no limit".
@@ -136,6 +149,7 @@ type Store struct {
 	db    *badger.DB
 	codec *chunk.Codec
 	packs *pack.Writer
+	pio   *packIO
 	lock  *os.File
 	cfg   storeConfig
 	// closed is set by Close: every later call fails with ErrClosed.
@@ -235,6 +249,9 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if opts.FS == nil {
 		opts.FS = DirFS(dir)
 	}
+	if opts.Remote != nil {
+		opts.FS = &mirrorFS{FS: opts.FS, remote: opts.Remote}
+	}
 	s := &Store{dir: dir, fsys: opts.FS, opts: opts,
 		users: map[UserID]*User{}, sessions: map[UserID]*sync.RWMutex{}, serials: map[string]UserID{}, snaps: map[UserID][]*Snapshot{}}
 	if err := s.lockDir(); err != nil {
@@ -246,6 +263,12 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 			s.closeAll()
 		}
 	}()
+	s.pio = newPackIO(s.fsys, opts.Remote, opts.RemoteCache, opts.RemoteParallel, s.hook)
+	if opts.Remote != nil && !opts.ReadOnly {
+		if err := s.fetchMeta(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.loadConfig(); err != nil {
 		return nil, err
 	}
@@ -269,7 +292,7 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if err := s.loadMeta(); err != nil {
 		return nil, err
 	}
-	seqs, err := pack.List(s.fsys)
+	seqs, err := s.pio.list(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list packs: %w", err)
 	}
@@ -277,7 +300,23 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if len(seqs) > 0 {
 		next = slices.Max(seqs) + 1
 	}
+	if opts.Remote != nil {
+		// A listing may lag behind the last uploads: never reuse a number.
+		next = max(next, s.highSeq()+1)
+	}
 	s.packs = pack.NewWriter(s.fsys, opts.PackSize, next)
+	if opts.Remote != nil && !opts.ReadOnly {
+		s.packs.BeforeCreate = s.recordHighSeq
+		s.packs.Sealed = s.pio.sealed
+		// Packs the last run left staged: uploaded (then the copy goes)
+		// or not (then it is uploaded now).
+		if err := s.pio.queueLocal(); err != nil {
+			return nil, fmt.Errorf("list staged packs: %w", err)
+		}
+		if err := s.syncMeta(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if !opts.ReadOnly && !forRepair {
 		if err := s.startAccounting(ctx, seqs); err != nil {
 			return nil, fmt.Errorf("pack accounting: %w", err)
@@ -391,6 +430,14 @@ func (s *Store) closeAll() error {
 	var errs []error
 	if s.packs != nil {
 		errs = append(errs, s.packs.Close())
+	}
+	if s.pio != nil && s.pio.remote != nil {
+		// Upload what is staged while there is time; what is left is
+		// uploaded at the next Open.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		s.pio.waitUploads(ctx)
+		cancel()
+		s.pio.close()
 	}
 	if s.db != nil && !s.closed.Swap(true) {
 		s.stopAccounting()

@@ -115,6 +115,14 @@ func NewWriter(fs fsys.FS, maxSize int64, next uint64) *Writer {
 type Writer struct {
 	fs      fsys.FS
 	maxSize int64
+	// BeforeCreate, if set, is called (under the writer's mutex) before a
+	// pack is created; an error stops the creation. The store uses it to
+	// record the highest sequence number ever used.
+	BeforeCreate func(seq uint64) error
+	// Sealed, if set, is called (under the writer's mutex, so it must not
+	// block on the writer) when a pack is closed for good: nothing will be
+	// appended to it again.
+	Sealed func(seq uint64)
 
 	mu    sync.Mutex // guards the fields below
 	seq   uint64     // sequence number of the current pack (0: none open)
@@ -154,6 +162,11 @@ func (w *Writer) Append(h Header, data []byte) (seq uint64, off int64, err error
 func (w *Writer) create() error {
 	seq := w.next
 	name := Name(seq)
+	if w.BeforeCreate != nil {
+		if err := w.BeforeCreate(seq); err != nil {
+			return fmt.Errorf("create pack: %w", err)
+		}
+	}
 	if err := w.fs.MkdirAll(name[:len("packs/00")], 0o750); err != nil {
 		return err
 	}
@@ -237,6 +250,9 @@ func (w *Writer) NextSeq() uint64 {
 func (w *Writer) closeLocked() {
 	if w.f != nil {
 		w.f.Close()
+		if w.Sealed != nil {
+			w.Sealed(w.seq)
+		}
 	}
 	w.f, w.seq, w.dirty = nil, 0, false
 }
@@ -262,6 +278,16 @@ func ReadRecord(fs fsys.FS, seq uint64, off int64, stored uint32) (Header, []byt
 	rec := make([]byte, RecordHeaderLen+int(stored))
 	if _, err := f.ReadAt(rec, off); err != nil {
 		return Header{}, nil, fmt.Errorf("read pack %016x at %d: %w", seq, off, err)
+	}
+	return DecodeRecord(seq, off, stored, rec)
+}
+
+// DecodeRecord checks rec, the record of pack seq at off read whole
+// (RecordHeaderLen+stored bytes): its header, size and CRC. It returns the
+// header and the stored bytes (aliasing rec).
+func DecodeRecord(seq uint64, off int64, stored uint32, rec []byte) (Header, []byte, error) {
+	if len(rec) != RecordHeaderLen+int(stored) {
+		return Header{}, nil, fmt.Errorf("pack %016x at %d: %w", seq, off, ErrBadRecord)
 	}
 	h, err := DecodeHeader(rec)
 	if err == nil && h.Stored != stored {
@@ -290,7 +316,7 @@ type DamagedSpan struct {
 
 // reader reads records of one pack file.
 type reader struct {
-	f    fsys.File
+	f    io.ReaderAt
 	size int64
 	buf  []byte
 }
@@ -370,7 +396,13 @@ func Scan(fs fsys.FS, seq uint64, fn func(h Header, off int64, data []byte) erro
 	if err != nil {
 		return 0, err
 	}
-	r := &reader{f: f, size: st.Size()}
+	return ScanReader(f, st.Size(), fn, onBad)
+}
+
+// ScanReader is Scan over a pack read through f, size bytes long (a pack
+// held elsewhere than in a file system, an object store's ranged reads).
+func ScanReader(f io.ReaderAt, size int64, fn func(h Header, off int64, data []byte) error, onBad func(DamagedSpan)) (good int64, err error) {
+	r := &reader{f: f, size: size}
 	bad := func(sp DamagedSpan) {
 		if onBad != nil {
 			onBad(sp)

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
+)
+
+// mirrorFS is the store's file system when its packs are on a Remote: the
+// directory as usual, but every metadata file written (store config,
+// users, snapshots) is also put to the Remote under meta/, and removed
+// there when it is removed, so that a store can be rebuilt from the bucket
+// alone. The copy is made when the file is renamed into place, so a
+// metadata write (a commit, say) succeeds only once the bucket has it.
+type mirrorFS struct {
+	FS
+	remote Remote
+}
+
+const metaTimeout = 2 * time.Minute
+
+func (m *mirrorFS) Rename(oldname, newname string) error {
+	if err := m.FS.Rename(oldname, newname); err != nil {
+		return err
+	}
+	if !metaName(newname) {
+		return nil
+	}
+	return m.put(newname)
+}
+
+func (m *mirrorFS) put(name string) error {
+	b, err := fsys.ReadFile(m.FS, name, 1<<20)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), metaTimeout)
+	defer cancel()
+	sum := sha256.Sum256(b)
+	if err := m.remote.Put(ctx, remoteMetaPrefix+name, strings.NewReader(string(b)), int64(len(b)), hex.EncodeToString(sum[:])); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", name, describeRemote(m.remote), remoteErr(err))
+	}
+	return nil
+}
+
+func (m *mirrorFS) Remove(name string) error {
+	if err := m.FS.Remove(name); err != nil {
+		return err
+	}
+	if !metaName(name) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), metaTimeout)
+	defer cancel()
+	if err := m.remote.Delete(ctx, remoteMetaPrefix+name); err != nil {
+		return fmt.Errorf("remove the copy of %s from %s: %w", name, describeRemote(m.remote), remoteErr(err))
+	}
+	return nil
+}
+
+// localMeta lists the metadata files in the store's directory.
+func localMeta(fs FS) ([]string, error) {
+	var names []string
+	if f, err := fs.OpenFile(configName, os.O_RDONLY, 0); err == nil {
+		f.Close()
+		names = append(names, configName)
+	}
+	users, err := fs.ReadDir("users")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range users {
+		if n := "users/" + e.Name(); metaName(n) {
+			names = append(names, n)
+		}
+	}
+	dirs, err := fs.ReadDir("snapshots")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, d := range dirs {
+		ents, err := fs.ReadDir("snapshots/" + d.Name())
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if n := "snapshots/" + d.Name() + "/" + e.Name(); metaName(n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names, nil
+}
+
+// fetchMeta rebuilds the metadata of a store from the Remote's copy when
+// the directory holds no store yet but the bucket does: a school server
+// whose disk was lost opens its store again from the bucket alone (the
+// index is then rebuilt by Repair).
+func (s *Store) fetchMeta(ctx context.Context) error {
+	base := s.fsys.(*mirrorFS).FS
+	if f, err := base.OpenFile(configName, os.O_RDONLY, 0); err == nil {
+		f.Close()
+		return nil
+	}
+	objs, err := s.opts.Remote.List(ctx, remoteMetaPrefix)
+	if err != nil {
+		return fmt.Errorf("list the metadata in %s: %w", describeRemote(s.opts.Remote), remoteErr(err))
+	}
+	haveConfig := false
+	for _, o := range objs {
+		haveConfig = haveConfig || o.Name == remoteMetaPrefix+configName
+	}
+	if !haveConfig {
+		return nil // a new store
+	}
+	// The config last, so that an interrupted fetch starts again.
+	for _, last := range []bool{false, true} {
+		for _, o := range objs {
+			name := strings.TrimPrefix(o.Name, remoteMetaPrefix)
+			if !metaName(name) || (name == configName) != last {
+				continue
+			}
+			if o.Size > 1<<20 {
+				return fmt.Errorf("%w: %s in %s is %d bytes", ErrCorrupt, o.Name, describeRemote(s.opts.Remote), o.Size)
+			}
+			b := make([]byte, o.Size)
+			n, err := s.opts.Remote.ReadAt(ctx, o.Name, b, 0)
+			if err != nil {
+				return fmt.Errorf("fetch %s from %s: %w", o.Name, describeRemote(s.opts.Remote), remoteErr(err))
+			}
+			if err := fsys.WriteFileAtomic(base, name, b[:n]); err != nil {
+				return fmt.Errorf("restore %s from %s: %w", name, describeRemote(s.opts.Remote), err)
+			}
+		}
+	}
+	return nil
+}
+
+// syncMeta makes the Remote's copy of the metadata match the directory
+// (a crash may have come between a local write and its copy).
+func (s *Store) syncMeta(ctx context.Context) error {
+	m := s.fsys.(*mirrorFS)
+	local, err := localMeta(m.FS)
+	if err != nil {
+		return fmt.Errorf("list metadata: %w", err)
+	}
+	objs, err := s.opts.Remote.List(ctx, remoteMetaPrefix)
+	if err != nil {
+		return fmt.Errorf("list the metadata in %s: %w", describeRemote(s.opts.Remote), remoteErr(err))
+	}
+	there := map[string]ObjectInfo{}
+	for _, o := range objs {
+		there[strings.TrimPrefix(o.Name, remoteMetaPrefix)] = o
+	}
+	for _, name := range local {
+		b, err := fsys.ReadFile(m.FS, name, 1<<20)
+		if err != nil {
+			continue // a damaged file: Open reports it
+		}
+		sum := sha256.Sum256(b)
+		if o, ok := there[name]; ok && o.Size == int64(len(b)) && (o.SHA256 == "" || o.SHA256 == hex.EncodeToString(sum[:])) {
+			delete(there, name)
+			continue
+		}
+		delete(there, name)
+		if err := m.put(name); err != nil {
+			return err
+		}
+	}
+	// Copies of files removed here (deleted snapshots) go too.
+	for name := range there {
+		if metaName(name) && name != configName {
+			if err := s.opts.Remote.Delete(ctx, remoteMetaPrefix+name); err != nil {
+				return fmt.Errorf("remove the copy of %s from %s: %w", name, describeRemote(s.opts.Remote), remoteErr(err))
+			}
+		}
+	}
+	return nil
+}
+
+// highName records the highest pack number ever created, so that a
+// listing that lags behind the last uploads never makes the store reuse
+// a number (and overwrite an object).
+const highName = "packs/high"
+
+func (s *Store) highSeq() uint64 {
+	b, err := fsys.ReadFile(s.fsys, highName, 64)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+func (s *Store) recordHighSeq(seq uint64) error {
+	if err := s.fsys.MkdirAll("packs", 0o750); err != nil {
+		return err
+	}
+	return fsys.WriteFileAtomic(s.fsys, highName, []byte(strconv.FormatUint(seq, 10)+"\n"))
+}
+
+// flushRemote seals the pack being written and uploads every sealed pack
+// that is not in the bucket yet; it returns once they all are. Without a
+// Remote it does nothing. It takes putMu: the caller must hold neither
+// putMu nor refMu.
+func (s *Store) flushRemote(ctx context.Context) error {
+	if s.pio.remote == nil {
+		return nil
+	}
+	s.putMu.Lock()
+	err := s.packs.Roll()
+	s.putMu.Unlock()
+	if err != nil {
+		return s.diskErr(err)
+	}
+	if err := s.pio.waitUploads(ctx); err != nil {
+		return fmt.Errorf("packs are not stored in the bucket yet, so nothing was acknowledged: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/s3test"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/store"
+	"github.com/xs-backup/xs-backup/pkg/store/s3"
+)
+
+// The store's behaviour on an object store, against a real S3 server
+// (versitygw on loopback, see internal/s3test).
+
+func packObjects(objs map[string]int64) (n int, bytes int64) {
+	for name, size := range objs {
+		if strings.HasPrefix(name, "packs/") && strings.HasSuffix(name, ".pack") {
+			n++
+			bytes += size
+		}
+	}
+	return n, bytes
+}
+
+func localPacks(t testing.TB, dir string) int {
+	n := 0
+	filepath.Walk(filepath.Join(dir, "packs"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, ".pack") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func TestS3RoundTripAndRebuildFromBucket(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	opts := store.Options{PackSize: 256 << 10, Remote: srv.Remote(t, "school1")}
+	s := openStore(t, dir, opts)
+	u := addUser(t, s, "SHC0001")
+	src := t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(1)); err != nil {
+		t.Fatal(err)
+	}
+	cache := backup.NewCache()
+	_, sn1 := backupDir(t, s, u, src, cache)
+	// Acknowledged: every pack is in the bucket, none is left staged.
+	if n := localPacks(t, dir); n != 0 {
+		t.Fatalf("%d packs still staged locally after the commit", n)
+	}
+	n, size := packObjects(srv.Objects(t, "school1/"))
+	if n < 1 || size < 100<<10 {
+		t.Fatalf("bucket holds %d packs, %d bytes", n, size)
+	}
+	restoreAndCompare(t, s, sn1, src)
+	journalgen.Mutate(src, 1, 1)
+	_, sn2 := backupDir(t, s, u, src, cache)
+	restoreAndCompare(t, s, sn2, src)
+	checkClean(t, s)
+	sp, err := s.Space()
+	if err != nil || sp.PackBytes == 0 {
+		t.Fatalf("space %+v %v", sp, err)
+	}
+	s.Close()
+
+	// The school server's disk is lost: a new directory and the bucket.
+	dir2 := t.TempDir()
+	s2, err := store.OpenForRepair(ctx, dir2, store.Options{Reserve: -1, Remote: srv.Remote(t, "school1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	rep, err := s2.Repair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshots != 2 || rep.Blobs == 0 || rep.Damaged != 0 {
+		t.Fatalf("repair from the bucket: %+v", rep)
+	}
+	checkClean(t, s2)
+	u2, err := s2.UserBySerial("SHC0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := s2.Snapshots(u2.ID)
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots after the rebuild", len(snaps))
+	}
+	restoreAndCompare(t, s2, snaps[1], src)
+}
+
+func TestS3RepairAfterLosingTheIndex(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, store.Options{PackSize: 128 << 10, Remote: srv.Remote(t, "")})
+	u := addUser(t, s, "SHC1")
+	src := t.TempDir()
+	journalgen.Generate(src, journalgen.Small(2))
+	_, sn := backupDir(t, s, u, src, nil)
+	before, _ := s.Usage(ctx, u.ID)
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, "index"))
+	s = openStore(t, dir, store.Options{Remote: srv.Remote(t, "")})
+	if _, err := s.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, s)
+	if after, _ := s.Usage(ctx, u.ID); after != before {
+		t.Fatalf("usage after repair %+v, before %+v", after, before)
+	}
+	restoreAndCompare(t, s, sn, src)
+}
+
+func TestS3GCGivesSpaceBackInTheBucket(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, store.Options{PackSize: 128 << 10, Remote: srv.Remote(t, "p")})
+	u := addUser(t, s, "SHC1")
+	var snaps []*store.Snapshot
+	var srcs []string
+	for i := range 3 {
+		src := t.TempDir()
+		journalgen.Generate(src, journalgen.Small(uint64(10+i)))
+		_, sn := backupDir(t, s, u, src, nil)
+		snaps, srcs = append(snaps, sn), append(srcs, src)
+	}
+	_, full := packObjects(srv.Objects(t, "p/"))
+	for _, sn := range snaps[:2] {
+		if err := s.DeleteSnapshot(ctx, u.ID, sn.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := s.GC(ctx, store.GCOptions{CompactBelow: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after := packObjects(srv.Objects(t, "p/"))
+	if rep.PacksRemoved == 0 || after > full/2 {
+		t.Fatalf("GC removed %d packs; the bucket went from %d to %d bytes", rep.PacksRemoved, full, after)
+	}
+	if n := localPacks(t, dir); n != 0 {
+		t.Fatalf("%d packs left staged after GC", n)
+	}
+	checkClean(t, s)
+	restoreAndCompare(t, s, snaps[2], srcs[2])
+	// A second GC finds nothing more to do (no churn of small packs).
+	rep2, err := s.GC(ctx, store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.PacksRewritten > 1 {
+		t.Fatalf("second GC rewrote %d packs", rep2.PacksRewritten)
+	}
+	s.Close()
+	s = openStore(t, dir, store.Options{Remote: srv.Remote(t, "p")})
+	checkClean(t, s)
+	restoreAndCompare(t, s, snaps[2], srcs[2])
+}
+
+// Faults of the object store surface as errors (nothing acknowledged that
+// is not stored), transient ones are retried, and the store is whole after.
+func TestS3FaultsAreErrorsOrRetried(t *testing.T) {
+	srv := s3test.Start(t)
+	px := srv.Proxy(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := srv.Config(px.Addr, "f")
+	cfg.Retries = 3
+	r, err := s3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, dir, store.Options{PackSize: 128 << 10, Remote: r})
+	u := addUser(t, s, "SHC1")
+	src := t.TempDir()
+	journalgen.Generate(src, journalgen.Small(3))
+	cache := backup.NewCache()
+
+	// Transient faults (a few of each kind) are retried: the backup succeeds.
+	for _, f := range []s3test.Fault{s3test.SlowDown, s3test.Error500, s3test.Drop, s3test.Truncate} {
+		px.Set(f, 2, "")
+		journalgen.Mutate(src, 3, int(f))
+		_, sn := backupDir(t, s, u, src, cache)
+		restoreAndCompare(t, s, sn, src)
+		if px.Faults() == 0 {
+			t.Fatalf("fault %d never injected", f)
+		}
+	}
+	px.Clear()
+
+	// The object store refuses every write: the commit fails, nothing is
+	// acknowledged, and after it recovers the next backup goes through.
+	journalgen.Mutate(src, 3, 9)
+	before := len(s.Snapshots(u.ID))
+	px.Set(s3test.SlowDown, -1, "PUT")
+	tg := s.Target(u.ID, store.CommitInfo{})
+	_, err = backup.Run(ctx, src, tg, backup.Options{Params: s.Params(), Cache: cache, Exclude: backup.JournalExclude})
+	if err == nil {
+		t.Fatal("backup acknowledged while the object store refused every upload")
+	}
+	if got := len(s.Snapshots(u.ID)); got != before {
+		t.Fatalf("%d snapshots after a failed commit, %d before", got, before)
+	}
+	// Wrong credentials: an error that says what to fix, not retried.
+	px.Set(s3test.Deny, -1, "")
+	tg = s.Target(u.ID, store.CommitInfo{})
+	_, err = backup.Run(ctx, src, tg, backup.Options{Params: s.Params(), Cache: cache, Exclude: backup.JournalExclude})
+	if err == nil || !strings.Contains(err.Error(), "credentials") {
+		t.Fatalf("denied: %v", err)
+	}
+	px.Clear()
+	_, sn := backupDir(t, s, u, src, cache)
+	restoreAndCompare(t, s, sn, src)
+	checkClean(t, s)
+
+	// Reads: a failing object store is an error, never damage.
+	s.Close()
+	s = openStore(t, dir, store.Options{Remote: r})
+	sn, _ = s.Snapshot(u.ID, sn.ID)
+	px.Set(s3test.Error500, -1, "GET")
+	_, err = s.Restore(ctx, sn, t.TempDir(), store.RestoreOptions{})
+	px.Clear()
+	if err == nil {
+		t.Fatal("restore succeeded while every read failed")
+	}
+	if errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("a failing object store was taken for damage: %v", err)
+	}
+	if lost, _ := s.Damaged(ctx); len(lost) != 0 {
+		t.Fatalf("%d blobs marked damaged by read errors", len(lost))
+	}
+	restoreAndCompare(t, s, sn, src)
+	checkClean(t, s)
+}
+
+func TestS3MissingBucketSaysWhatToFix(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := srv.Config(srv.Addr, "")
+	cfg.Bucket = "no-such-bucket"
+	r, err := s3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing bucket: %v", err)
+	}
+	_, err = store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1, Remote: r})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("open on a missing bucket: %v", err)
+	}
+}
