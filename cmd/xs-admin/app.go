@@ -37,6 +37,9 @@ type app struct {
 	started bool
 	// place is where the command looked, for advice on its errors.
 	place cli.StaffPlace
+	// storage is the configuration's [storage] section: a store whose
+	// packs are in a bucket is opened with the same Remote as the daemon's.
+	storage server.Storage
 }
 
 // access is how a command uses the store when the daemon is stopped.
@@ -85,6 +88,10 @@ func (a *app) locate(cmd *cobra.Command) error {
 		}
 	}
 	a.place.Data = cfg.Data
+	a.storage = server.Storage{}
+	if !cmd.Flags().Changed("data") || filepath.Clean(a.data) == filepath.Clean(cfg.Data) {
+		a.storage = cfg.Storage // another store (--data) is a local one
+	}
 	if cmd.Flags().Changed("data") {
 		a.place.Data = a.data
 	}
@@ -123,7 +130,11 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 	if how == repair {
 		open = store.OpenForRepair // works when the index itself will not open
 	}
-	s, err := open(cmd.Context(), a.place.Data, store.Options{ReadOnly: how == readOnly})
+	opts := store.Options{ReadOnly: how == readOnly}
+	if err := a.storage.StoreOptions(cmd.Context(), &opts); err != nil {
+		return nil, nil, err
+	}
+	s, err := open(cmd.Context(), a.place.Data, opts)
 	if errors.Is(err, fs.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)
 	}

@@ -163,6 +163,9 @@ type Config struct {
 	// Limits are each device's fair share of the server (proto.Limits;
 	// zero values take its defaults). Not a configuration setting.
 	Limits proto.Limits `toml:"-"`
+	// Storage says where the pack files live: the data directory (the
+	// default) or an S3-compatible object store.
+	Storage Storage `toml:"storage"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).
@@ -274,5 +277,5 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("chunker: %w", err)
 		}
 	}
-	return nil
+	return c.Storage.Validate()
 }

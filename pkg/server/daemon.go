@@ -93,6 +93,9 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if cfg.Chunker != nil {
 		opts.Params = *cfg.Chunker
 	}
+	if err := cfg.Storage.StoreOptions(ctx, &opts); err != nil {
+		return nil, err
+	}
 	st, err := store.Open(ctx, cfg.Data, opts)
 	if err != nil {
 		return nil, err

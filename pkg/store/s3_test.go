@@ -260,3 +260,50 @@ func TestS3MissingBucketSaysWhatToFix(t *testing.T) {
 		t.Fatalf("open on a missing bucket: %v", err)
 	}
 }
+
+func TestS3MigrateBothWays(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, store.Options{PackSize: 128 << 10})
+	u := addUser(t, s, "SHC1")
+	src := t.TempDir()
+	journalgen.Generate(src, journalgen.Small(4))
+	_, sn := backupDir(t, s, u, src, nil)
+	s.Close()
+	packs := localPacks(t, dir)
+
+	r := srv.Remote(t, "m")
+	rep, err := store.MigrateToRemote(ctx, dir, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Packs != packs || localPacks(t, dir) != 0 || rep.Meta < 3 {
+		t.Fatalf("migrate to s3: %+v, %d packs before, %d left", rep, packs, localPacks(t, dir))
+	}
+	// Resuming a finished migration moves nothing.
+	if rep, err := store.MigrateToRemote(ctx, dir, r, nil); err != nil || rep.Packs != 0 {
+		t.Fatalf("second run: %+v %v", rep, err)
+	}
+	s = openStore(t, dir, store.Options{Remote: r})
+	checkClean(t, s)
+	restoreAndCompare(t, s, sn, src)
+	st, err := s.RemoteStatus(ctx)
+	if err != nil || st.Packs != packs {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	journalgen.Mutate(src, 4, 1)
+	_, sn = backupDir(t, s, u, src, nil)
+	s.Close()
+
+	rep, err = store.MigrateToLocal(ctx, dir, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := packObjects(srv.Objects(t, "m/")); n != 0 || rep.Packs < packs {
+		t.Fatalf("migrate to local: %+v, %d packs left in the bucket", rep, n)
+	}
+	s = openStore(t, dir, store.Options{})
+	checkClean(t, s)
+	restoreAndCompare(t, s, sn, src)
+}
