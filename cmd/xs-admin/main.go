@@ -145,7 +145,7 @@ func newRootCmd(a *app) *cobra.Command {
 		revokeCmd(a), unrevokeCmd(a), registerCmd(a), aliasCmd(a))
 	add("documents", lsCmd(a), restoreCmd(a), restoreLinkCmd(a))
 	add("disk", retentionCmd(a), policyCmd(a), quotaCmd(a), pinCmd(a), unpinCmd(a), gcCmd(a),
-		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a))
+		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a), storageCmd(a))
 	add("daemon", statusCmd(a))
 	root.AddCommand(versionCmd(a), genDocsCmd(a, root))
 	return root

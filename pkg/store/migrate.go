@@ -250,21 +250,27 @@ func (s *Store) RemoteStatus(ctx context.Context) (*RemoteStatus, error) {
 	if s.pio.remote == nil {
 		return nil, fmt.Errorf("%w: the store keeps its packs in %s, not in an object store", ErrInvalid, s.dir)
 	}
-	st := &RemoteStatus{Remote: s.pio.remote.String()}
-	objs, err := s.pio.remote.List(ctx, "packs/")
+	return StatusOf(ctx, s.dir, s.pio.remote)
+}
+
+// StatusOf reports what the store in dir keeps in remote, without opening
+// the store (the daemon may have it open).
+func StatusOf(ctx context.Context, dir string, remote Remote) (*RemoteStatus, error) {
+	st := &RemoteStatus{Remote: remote.String()}
+	objs, err := remote.List(ctx, "packs/")
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", describeRemote(s.pio.remote), err)
+		return nil, fmt.Errorf("list %s: %w", describeRemote(remote), err)
 	}
 	for _, o := range objs {
 		st.Packs++
 		st.Bytes += o.Size
 	}
-	meta, err := s.pio.remote.List(ctx, remoteMetaPrefix)
+	meta, err := remote.List(ctx, remoteMetaPrefix)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list %s: %w", describeRemote(remote), err)
 	}
 	st.Meta = len(meta)
-	local, err := pack.List(s.fsys)
+	local, err := pack.List(DirFS(dir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
