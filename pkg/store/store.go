@@ -46,7 +46,7 @@ type Options struct {
 	// Default 256 MiB; negative disables the check.
 	Reserve int64
 	// PackSize is the size at which a pack file is closed and a new one
-	// started. Default 64 MiB.
+	// started. Default 64 MiB (16 MiB with a Remote).
 	PackSize int64
 	// FS is where the store's files live. Default DirFS(dir).
 	FS FS
@@ -219,6 +219,12 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	}
 	if opts.PackSize <= 0 {
 		opts.PackSize = 64 << 20
+		if opts.Remote != nil {
+			// Smaller packs on an object store: each is uploaded as soon
+			// as it is sealed, while the backup goes on, so less is left
+			// to upload when the snapshot is committed.
+			opts.PackSize = 16 << 20
+		}
 	}
 	if opts.JobBatch <= 0 {
 		opts.JobBatch = 2000

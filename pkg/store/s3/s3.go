@@ -137,7 +137,7 @@ func (r *Remote) Put(ctx context.Context, name string, rd io.Reader, size int64,
 		if seekable {
 			body = io.NewSectionReader(ra, 0, size) // from the start at every try
 		}
-		opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true}
+		opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
 		if sha256 != "" {
 			opts.UserMetadata = map[string]string{metaSHA: sha256}
 		}
