@@ -338,7 +338,12 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		}
 		rep.Blobs++
 		rep.BytesRead += int64(rc.o.Stored) + pack.RecordHeaderLen
-		if reason := s.verifyAt(rc.r, rc.o, &scratch); reason != "" {
+		var rerr error
+		reason := s.verifyAt(rc.r, rc.o, &scratch, &rerr)
+		if rerr != nil {
+			return rep, rerr
+		}
+		if reason != "" {
 			// Compaction may have moved it meanwhile: only a blob still
 			// at the place read is marked.
 			if s.stillAt(rc.r, rc.o) {
@@ -357,14 +362,17 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 
 // verifyAt reads the record of r at o and checks it all the way (CRC, ID,
 // decompression, hash). It returns why it failed, or "".
-func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte) string {
+func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte, remoteFail *error) string {
 	h, data, err := s.pio.readRecord(context.Background(), o.Pack, o.Off, o.Stored)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "pack file missing"
 		}
 		if isRemoteErr(err) {
-			return "" // the object store failed, not the data: read again next time
+			// The object store failed, not the data: nothing is marked,
+			// and the scrub stops (its cursor stays) with this error.
+			*remoteFail = err
+			return ""
 		}
 		return err.Error()
 	}

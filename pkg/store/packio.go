@@ -282,11 +282,15 @@ func (r *remoteReaderAt) ReadAt(b []byte, off int64) (int, error) {
 		if r.block == nil || pos < r.blockOff || pos >= r.blockOff+int64(len(r.block)) {
 			start := pos - pos%scanBlock
 			blk := make([]byte, min(scanBlock, r.size-start))
-			if _, err := r.p.remote.ReadAt(r.ctx, r.name, blk, start); err != nil {
+			got, err := r.p.remote.ReadAt(r.ctx, r.name, blk, start)
+			if err != nil {
 				r.err = fmt.Errorf("read %s from %s: %w", r.name, describeRemote(r.p.remote), remoteErr(err))
 				return n, r.err
 			}
-			r.block, r.blockOff = blk, start
+			if got == 0 {
+				return n, io.EOF
+			}
+			r.block, r.blockOff = blk[:got], start
 		}
 		n += copy(b[n:], r.block[pos-r.blockOff:])
 	}
@@ -371,13 +375,6 @@ func (p *packIO) waitUploads(ctx context.Context) error {
 		g.Go(func() error { return p.upload(gctx, seq) })
 	}
 	return g.Wait()
-}
-
-// pendingUploads returns how many sealed packs wait for their upload.
-func (p *packIO) pendingUploads() int {
-	p.upMu.Lock()
-	defer p.upMu.Unlock()
-	return len(p.pending)
 }
 
 // upload makes sure pack seq is whole in the bucket, then removes its
