@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/s3test"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -297,8 +298,19 @@ func TestPendingUploadsExpireUnlessSessionOpen(t *testing.T) {
 // the lifecycle deletes their old snapshots and GC compacts packs, then
 // restores every snapshot left byte for byte and checks every count.
 func TestConcurrentBackupsLifecycleAndGC(t *testing.T) {
+	concurrentBackupsLifecycleAndGC(t, nil)
+}
+
+// The same on an object store: uploads, commits, compaction and deletes
+// of objects interleave.
+func TestS3ConcurrentBackupsLifecycleAndGC(t *testing.T) {
+	srv := s3test.Start(t)
+	concurrentBackupsLifecycleAndGC(t, srv.Remote(t, "conc"))
+}
+
+func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote) {
 	ctx := context.Background()
-	s := openStore(t, t.TempDir(), store.Options{PackSize: 64 << 10, CompactBelow: 1})
+	s := openStore(t, t.TempDir(), store.Options{PackSize: 64 << 10, CompactBelow: 1, Remote: remote})
 	const users, rounds = 4, 8
 	var runs, deleted, rewritten int64
 	keep := store.Policy{KeepLast: 2}
