@@ -206,6 +206,54 @@
 // cached and refreshed every second, or sooner when it nears the reserve,
 // so the check costs nothing per chunk.
 //
+// # Packs on an object store
+//
+// With [Options.Remote] set (pkg/store/s3 implements it for S3-compatible
+// stores: Garage, Ceph RGW, SeaweedFS, MinIO, AWS) the pack files live in
+// a bucket instead of packs/. The same rules hold, redone for objects,
+// which have no rename and no append and whose listing may lag:
+//
+//   - Packs are written here first, by the same append-and-fsync writer
+//     (so Put's acknowledgement means what it means locally: the records
+//     are on this server's disk), and uploaded whole once sealed (full at
+//     [Options.PackSize], 16 MiB by default on a Remote; or rolled). An
+//     object is written once, under a pack number never used before (the
+//     highest ever created is kept in packs/high, so a lagging listing
+//     cannot make the store reuse one), and never rewritten.
+//   - [Store.Commit] rolls the pack being written and uploads every sealed
+//     pack not yet in the bucket before it writes the snapshot file: a
+//     snapshot is acknowledged only when every pack it needs is in the
+//     bucket. If an upload fails, the commit fails and nothing is
+//     acknowledged; the packs stay here and are uploaded by the next
+//     commit or Open.
+//   - The local copy of a pack is removed only after its upload is
+//     confirmed (a Stat shows the object with the local size and the
+//     SHA-256 kept as its metadata). Open uploads whatever a crash left
+//     here, or just removes the copy when the object is already whole.
+//   - The user and snapshot files and xs-store.json are also copied to the
+//     bucket (under meta/) when written, and removed there when removed;
+//     Open puts right what a crash left different. Open on an empty
+//     directory whose Remote holds a store fetches them, so
+//     [OpenForRepair] and [Store.Repair] rebuild a store from the bucket
+//     alone. What stays only local: the Badger index (derived: Repair
+//     rebuilds it from the packs in the bucket), the lock, packs/high and
+//     the packs not yet uploaded (uploads no snapshot acknowledged yet).
+//   - Compaction waits until every pack it considers is in the bucket,
+//     copies live records to new packs, uploads those before the index
+//     points at them, and only then deletes the old objects. No object is
+//     deleted that an upload in progress may need.
+//   - Reads take the local copy when there is one and otherwise fetch byte
+//     ranges (never whole packs): a restore's batch of blobs is looked up
+//     first and the records of one pack that lie close together are read in
+//     one ranged GET, several in parallel ([Options.RemoteParallel]); a
+//     single read also reads 1 MiB ahead. Records read are kept in a cache
+//     bounded in bytes ([Options.RemoteCache]).
+//   - A failing object store (unreachable, refusing, throttling: the
+//     Remote retries what is worth retrying) is an error, never damage: no
+//     blob is marked lost because a read failed, and a scrub stops with the
+//     error. [MigrateToRemote] and [MigrateToLocal] move an existing
+//     store's packs (resumable; each pack hashed after it is moved).
+//
 // # Testing hooks
 //
 // [Options.FS] replaces the file system (to inject I/O errors and failed

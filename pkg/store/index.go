@@ -431,6 +431,11 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 			return nil, s.diskErr(err)
 		}
 		locs[b.Ref] = packLoc{seq, off}
+		if b.Type == blob.Tree && s.pio.remote != nil {
+			// The commit reads the trees back (validation, reference
+			// counting) once their pack is in the bucket: keep them.
+			s.pio.cache.put(seq, off, h.Encode(b.Data))
+		}
 	}
 	if len(shadow) > 0 {
 		if err := s.shadowWrite(blobs, shadow); err != nil {
