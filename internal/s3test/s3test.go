@@ -89,7 +89,7 @@ func Start(t testing.TB) *Server {
 	}
 	for attempt := 0; ; attempt++ {
 		addr := freeAddr(t)
-		cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "posix", root)
+		cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "posix", "--data-integrity-etag", root)
 		logf, _ := os.Create(filepath.Join(dir, "versitygw.log"))
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
