@@ -200,6 +200,7 @@ func DefaultConfig() Config {
 	c.RestorePage.StaffLink = Duration(time.Hour)
 	c.RestorePage.CacheBytes = 64 << 20
 	c.RestorePage.Concurrent = 4
+	c.Storage.Backend = "local"
 	return c
 }
 
