@@ -298,17 +298,19 @@ func TestPendingUploadsExpireUnlessSessionOpen(t *testing.T) {
 // the lifecycle deletes their old snapshots and GC compacts packs, then
 // restores every snapshot left byte for byte and checks every count.
 func TestConcurrentBackupsLifecycleAndGC(t *testing.T) {
-	concurrentBackupsLifecycleAndGC(t, nil)
+	concurrentBackupsLifecycleAndGC(t, nil, 0)
 }
 
 // The same on an object store: uploads, commits, compaction and deletes
 // of objects interleave.
 func TestS3ConcurrentBackupsLifecycleAndGC(t *testing.T) {
 	srv := s3test.Start(t)
-	concurrentBackupsLifecycleAndGC(t, srv.Remote(t, "conc"))
+	// A pause between a laptop's backups leaves the lifecycle (which
+	// skips laptops in a session) windows to delete snapshots in.
+	concurrentBackupsLifecycleAndGC(t, srv.Remote(t, "conc"), 30*time.Millisecond)
 }
 
-func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote) {
+func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote, pause time.Duration) {
 	ctx := context.Background()
 	s := openStore(t, t.TempDir(), store.Options{PackSize: 64 << 10, CompactBelow: 1, Remote: remote})
 	const users, rounds = 4, 8
@@ -337,6 +339,7 @@ func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote) {
 			}
 			cache := backup.NewCache()
 			for r := 0; r < rounds; r++ {
+				time.Sleep(pause)
 				if r > 0 {
 					if err := journalgen.Mutate(src, seed, r); err != nil {
 						errs <- err

@@ -40,6 +40,9 @@ func MigrateToRemote(ctx context.Context, dir string, remote Remote, progress Mi
 	if _, err := os.Stat(filepath.Join(dir, configName)); err != nil {
 		return nil, fmt.Errorf("%w: no store in %s", ErrNotFound, dir)
 	}
+	if err := sameStore(ctx, s.fsys, dir, remote); err != nil {
+		return nil, err
+	}
 	rep := &MigrateReport{}
 	names, err := localMeta(s.fsys)
 	if err != nil {

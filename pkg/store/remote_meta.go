@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -160,6 +161,11 @@ func (s *Store) syncMeta(ctx context.Context) error {
 	for _, o := range objs {
 		there[strings.TrimPrefix(o.Name, remoteMetaPrefix)] = o
 	}
+	if _, ok := there[configName]; ok {
+		if err := sameStore(ctx, m.FS, s.dir, s.opts.Remote); err != nil {
+			return err
+		}
+	}
 	for _, name := range local {
 		b, err := fsys.ReadFile(m.FS, name, 1<<20)
 		if err != nil {
@@ -223,6 +229,31 @@ func (s *Store) flushRemote(ctx context.Context) error {
 	}
 	if err := s.pio.waitUploads(ctx); err != nil {
 		return fmt.Errorf("packs are not stored in the bucket yet, so nothing was acknowledged: %w", err)
+	}
+	return nil
+}
+
+// sameStore fails when remote already holds the metadata of another store
+// than the one in dir: a bucket (prefix) holds one store, never two mixed.
+func sameStore(ctx context.Context, local FS, dir string, remote Remote) error {
+	st, err := remote.Stat(ctx, remoteMetaPrefix+configName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", describeRemote(remote), remoteErr(err))
+	}
+	mine, err := fsys.ReadFile(local, configName, 1<<16)
+	if err != nil {
+		return fmt.Errorf("read store config: %w", err)
+	}
+	theirs := make([]byte, min(st.Size, 1<<16))
+	n, err := remote.ReadAt(ctx, remoteMetaPrefix+configName, theirs, 0)
+	if err != nil {
+		return fmt.Errorf("read %s%s from %s: %w", remoteMetaPrefix, configName, describeRemote(remote), remoteErr(err))
+	}
+	if !bytes.Equal(mine, theirs[:n]) {
+		return fmt.Errorf("%w: %s holds another store than the one in %s (its %s differs); give each store its own bucket or prefix", ErrInvalid, describeRemote(remote), dir, configName)
 	}
 	return nil
 }

@@ -307,3 +307,27 @@ func TestS3MigrateBothWays(t *testing.T) {
 	checkClean(t, s)
 	restoreAndCompare(t, s, sn, src)
 }
+
+func TestS3RefusesABucketOfAnotherStore(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	a := openStore(t, t.TempDir(), store.Options{Remote: srv.Remote(t, "shared")})
+	addUser(t, a, "SHC1")
+	a.Close()
+	dirB := t.TempDir()
+	b := openStore(t, dirB, store.Options{})
+	addUser(t, b, "SHC2")
+	b.Close()
+	_, err := store.Open(ctx, dirB, store.Options{Reserve: -1, Remote: srv.Remote(t, "shared")})
+	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "another store") {
+		t.Fatalf("open on another store's bucket: %v", err)
+	}
+	if _, err := store.MigrateToRemote(ctx, dirB, srv.Remote(t, "shared"), nil); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("migrate into another store's bucket: %v", err)
+	}
+	// Store A is untouched.
+	a = openStore(t, t.TempDir(), store.Options{Remote: srv.Remote(t, "shared")})
+	if _, err := a.UserBySerial("SHC1"); err != nil {
+		t.Fatal(err)
+	}
+}
