@@ -95,3 +95,36 @@ func TestS3EndToEnd(t *testing.T) {
 		t.Fatalf("check --read-data: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestS3MigrateEndToEnd: a store written on the local disk moves into the
+// bucket with xs-admin storage migrate --to s3 and back with --to local;
+// the laptop restores byte for byte after each move and backs up again.
+func TestS3MigrateEndToEnd(t *testing.T) {
+	srv := s3test.Start(t)
+	data := t.TempDir()
+	d := StartDaemon(t, data)
+	state, src := backedUp(t, d, "SHC902", 62)
+	d.Stop(t)
+	cfg := s3Config(t, srv, data, "mig/")
+	out, errOut, code := adminCfg(t, cfg, "storage", "migrate", "--to", "s3")
+	if code != 0 || !strings.Contains(out, "moved") {
+		t.Fatalf("migrate --to s3: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := packBytes(t, data); n != 0 {
+		t.Fatalf("%d bytes of packs left in the data directory after the move", n)
+	}
+	d = StartDaemon(t, data, "--config", cfg, "--listen", d.Addr)
+	restoreAll(t, state, src)
+	os.WriteFile(filepath.Join(src, "after-the-move.txt"), []byte("on S3"), 0o644)
+	runBackup(t, state, src, "--force")
+	d.Stop(t)
+	out, errOut, code = adminCfg(t, cfg, "storage", "migrate", "--to", "local")
+	if code != 0 || !strings.Contains(out, "backend = \"local\"") {
+		t.Fatalf("migrate --to local: exit %d\n%s%s", code, out, errOut)
+	}
+	StartDaemon(t, data, "--listen", d.Addr)
+	restoreAll(t, state, src)
+	if out, errOut, code := admin(t, data, "check", "--read-data"); code != 0 {
+		t.Fatalf("check after moving back: exit %d\n%s%s", code, out, errOut)
+	}
+}
