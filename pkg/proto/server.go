@@ -85,6 +85,13 @@ type RegisterResult struct {
 	ServerKey ed25519.PublicKey `json:"-"` // from the TLS handshake
 }
 
+// Prefetcher is an optional interface of a Backend: Prefetch is called
+// with the whole list of a fetch request before Fetch is called for each,
+// so that a backend whose blobs are remote can read them ahead together.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, user uint64, refs []blob.Ref)
+}
+
 // Backend is what the server needs from the store. Errors it returns should
 // be *Error values (or wrap one) so that their kind reaches the laptop.
 type Backend interface {
@@ -899,6 +906,9 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 	refs, err := decodeRefs(p)
 	if err != nil {
 		return err
+	}
+	if pf, ok := c.s.cfg.Backend.(Prefetcher); ok && len(refs) > 1 {
+		pf.Prefetch(ctx, c.acct.ID, refs)
 	}
 	for _, r := range refs {
 		b, err := c.s.cfg.Backend.Fetch(ctx, c.acct.ID, r)

@@ -76,6 +76,7 @@ func (b *Backend) pendingFull() error {
 }
 
 var _ proto.Backend = (*Backend)(nil)
+var _ proto.Prefetcher = (*Backend)(nil)
 
 // wireErr is the error a laptop is told. Store errors already carry their
 // kind (pkg/errkind), which crosses the wire with the message.
@@ -213,6 +214,19 @@ func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob
 	}
 	bl, err := b.S.ReadStored(ctx, r)
 	return bl, wireErr(err)
+}
+
+// Prefetch implements proto.Prefetcher: with the packs in an object store,
+// the blobs of a laptop's fetch request that it holds are read ahead in
+// parallel ranged reads.
+func (b *Backend) Prefetch(ctx context.Context, user uint64, refs []blob.Ref) {
+	held := refs[:0:0]
+	for _, r := range refs {
+		if ok, err := b.S.Holds(ctx, store.UserID(user), r); err == nil && ok {
+			held = append(held, r)
+		}
+	}
+	b.S.Prefetch(ctx, held)
 }
 
 // BeginSession implements proto.Backend: the lifecycle leaves the user's

@@ -127,9 +127,19 @@ func (s *Store) OlderSnapshots(sn *Snapshot) []restore.OlderSnapshot {
 	return out
 }
 
-// prefetch, on an object store, reads the records of refs into the cache
-// in parallel ranged reads (neighbouring records of a pack in one read)
-// before they are read one by one.
+// Prefetch, when the packs are on an object store (Options.Remote), reads
+// the records of refs into the store's cache in parallel ranged reads
+// (neighbouring records of a pack in one read), so that reading them one
+// by one next costs no round trip each. Without a Remote, and for refs not
+// in the index, it does nothing; a failed read is left for the read itself
+// to meet and report.
+func (s *Store) Prefetch(ctx context.Context, refs []blob.Ref) {
+	if s.closed.Load() {
+		return
+	}
+	s.prefetch(ctx, refs)
+}
+
 func (s *Store) prefetch(ctx context.Context, refs []blob.Ref) {
 	if s.pio.remote == nil || len(refs) < 2 {
 		return
