@@ -242,6 +242,9 @@ type RemoteStatus struct {
 	Bytes  int64 `json:"bytes"`
 	Staged int   `json:"staged"`
 	Meta   int   `json:"meta_files"`
+	// UploadError is the last failed background upload of this process
+	// (it is tried again by the next commit), "" if none.
+	UploadError string `json:"upload_error,omitempty"`
 }
 
 // RemoteStatus reports what the store keeps in its Remote (an error
@@ -253,7 +256,16 @@ func (s *Store) RemoteStatus(ctx context.Context) (*RemoteStatus, error) {
 	if s.pio.remote == nil {
 		return nil, fmt.Errorf("%w: the store keeps its packs in %s, not in an object store", ErrInvalid, s.dir)
 	}
-	return StatusOf(ctx, s.dir, s.pio.remote)
+	st, err := StatusOf(ctx, s.dir, s.pio.remote)
+	if err != nil {
+		return nil, err
+	}
+	s.pio.upMu.Lock()
+	if s.pio.lastErr != nil {
+		st.UploadError = s.pio.lastErr.Error()
+	}
+	s.pio.upMu.Unlock()
+	return st, nil
 }
 
 // StatusOf reports what the store in dir keeps in remote, without opening

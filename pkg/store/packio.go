@@ -336,11 +336,14 @@ func (p *packIO) sealed(seq uint64) {
 			return
 		}
 		defer func() { <-p.upSem }()
-		if err := p.upload(p.ctx, seq); err != nil {
-			p.upMu.Lock()
+		err := p.upload(p.ctx, seq)
+		p.upMu.Lock()
+		if err != nil && p.ctx.Err() == nil {
 			p.lastErr = err
-			p.upMu.Unlock()
+		} else if err == nil {
+			p.lastErr = nil
 		}
+		p.upMu.Unlock()
 	}()
 }
 
