@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/s3test"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -101,7 +103,25 @@ func TestInjectedFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault injection skipped in -short mode")
 	}
+	injectedFaults(t, nil, 30)
+}
+
+// The same with the packs on S3: the local disk (where packs are staged
+// and the index and metadata live) fails at each operation in turn, fewer
+// of the many writes.
+func TestS3InjectedFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection skipped in -short mode")
+	}
+	srv := s3test.Start(t)
+	injectedFaults(t, func(dir string) store.Remote { return srv.Remote(t, filepath.Base(dir)) }, 8)
+}
+
+func injectedFaults(t *testing.T, remote func(dir string) store.Remote, perKind int) {
 	ctx := context.Background()
+	if remote == nil {
+		remote = func(string) store.Remote { return nil }
+	}
 	src := t.TempDir()
 	if _, err := journalgen.Generate(src, journalgen.Small(8)); err != nil {
 		t.Fatal(err)
@@ -113,7 +133,7 @@ func TestInjectedFaults(t *testing.T) {
 	// Count the operations of a healthy run: two backups.
 	probe := &faultFS{kind: "none", counts: map[string]int{}}
 	run := func(dir string, fsys store.FS) (acked []*store.Snapshot, err error) {
-		s, err := store.Open(ctx, dir, store.Options{Reserve: -1, FS: fsys, PackSize: 64 << 10})
+		s, err := store.Open(ctx, dir, store.Options{Reserve: -1, FS: fsys, PackSize: 64 << 10, Remote: remote(dir)})
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +161,7 @@ func TestInjectedFaults(t *testing.T) {
 	faults, errs := 0, 0
 	for _, kind := range []string{"write", "short", "sync", "create", "rename", "syncdir"} {
 		// Every operation of the rarer kinds; about 30 of the many writes.
-		step := max(1, probe.counts[kind]/30)
+		step := max(1, probe.counts[kind]/perKind)
 		for at := 1; at <= probe.counts[kind]; at += step {
 			dir := t.TempDir()
 			ff := &faultFS{FS: store.DirFS(dir), kind: kind, failAt: at, counts: map[string]int{}}
@@ -155,7 +175,7 @@ func TestInjectedFaults(t *testing.T) {
 			if err != nil {
 				errs++
 			}
-			s := openStore(t, dir, store.Options{})
+			s := openStore(t, dir, store.Options{Remote: remote(dir)})
 			checkClean(t, s)
 			u, err := s.UserBySerial("FLT1")
 			if err != nil {
@@ -180,7 +200,7 @@ func TestInjectedFaults(t *testing.T) {
 		}
 	}
 	t.Logf("%d faults injected (%v in a healthy run); %d surfaced as errors", faults, probe.counts, errs)
-	if faults < 20 || errs == 0 {
+	if faults < min(20, 3*perKind/2) || errs == 0 {
 		t.Fatalf("only %d faults injected, %d errors: the test does not reach the store's I/O", faults, errs)
 	}
 }
