@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xs-backup/xs-backup/internal/s3test"
 	"github.com/xs-backup/xs-backup/pkg/store/s3"
@@ -74,6 +75,19 @@ func TestRetriesAndErrors(t *testing.T) {
 		if n, err := r.ReadAt(ctx, "x", p, 0); err != nil || n != len(data) || !bytes.Equal(p, data) {
 			t.Fatalf("read with fault %d: %d %v", f, n, err)
 		}
+	}
+	// A request slower than the timeout is abandoned and tried again.
+	slow := srv.Config(px.Addr, "")
+	slow.Timeout = 300 * time.Millisecond
+	rs, _ := s3.New(slow)
+	px.Delay = time.Second
+	px.Set(s3test.Delay, 1, "GET")
+	p := make([]byte, 100)
+	if n, err := rs.ReadAt(ctx, "x", p, 0); err != nil || n != 100 {
+		t.Fatalf("read after a stalled request: %d %v", n, err)
+	}
+	if px.Faults() == 0 {
+		t.Fatal("no fault injected")
 	}
 	// Always failing: an error after the tries, saying where.
 	px.Set(s3test.SlowDown, -1, "")
