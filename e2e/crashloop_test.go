@@ -96,7 +96,13 @@ func TestCrashLoop(t *testing.T) {
 		wg.Wait()
 	}
 	r := rand.New(rand.NewPCG(9, 9))
-	rounds := append([]string{}, store.HookPoints...)
+	var rounds []string
+	for _, p := range store.HookPoints {
+		if !strings.HasPrefix(p, "remote:") { // reached only with packs on S3
+			rounds = append(rounds, p)
+		}
+	}
+	points := len(rounds)
 	randomKills := 4
 	if v := os.Getenv("XS_CRASH_RANDOM"); v != "" { // make soak: many more
 		if _, err := fmt.Sscan(v, &randomKills); err != nil {
@@ -206,7 +212,7 @@ func TestCrashLoop(t *testing.T) {
 	if restartErrors == 0 {
 		t.Fatal("no laptop was told the server restarted: the restarted daemon sends no stateless resets")
 	}
-	if kills < len(store.HookPoints)/2 {
+	if kills < points/2 {
 		t.Fatalf("the daemon died in only %d of %d rounds: the crash points are not reached", kills, len(rounds))
 	}
 	// Finally every laptop backs up and restores what it has now.
