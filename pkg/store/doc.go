@@ -38,7 +38,9 @@
 //
 //	xs-store.json                        format version, creation time, chunker parameters
 //	lock                                 flock(2) held by the process that has the store open
-//	packs/NN/SSSSSSSSSSSSSSSS.pack       pack files (sequence number in hex; NN its low byte)
+//	packs/NN/SSSSSSSSSSSSSSSS.pack       pack files (sequence number in hex; NN its low byte);
+//	                                     with a Remote, only those not uploaded yet
+//	packs/high                           with a Remote: the highest pack number ever created
 //	users/UUUUUUUUUUUUUUUU.json          one file per user (user ID in hex)
 //	snapshots/UUUUUUUUUUUUUUUU/ID.json   one file per snapshot of that user
 //	index/                               the Badger index
