@@ -34,15 +34,10 @@ func TestShutdownUnderFiftyBackups(t *testing.T) {
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", data, "", 0
 	cfg.RestorePage.Listen = "127.0.0.1:0"
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	d, err := server.NewDaemon(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	<-d.Ready
+	d, stop := runDaemon(t, cfg)
+	stopped := make(chan error, 1)
+	var stopOnce sync.Once
+	defer stopOnce.Do(func() { stop() })
 
 	ls := make([]*laptop, laptops)
 	for i := range ls {
@@ -134,10 +129,10 @@ func TestShutdownUnderFiftyBackups(t *testing.T) {
 	}
 	inFlight := d.Server.Admission(true)
 	begin := time.Now()
-	stop()
+	go stopOnce.Do(func() { stopped <- stop() })
 	var runErr error
 	select {
-	case runErr = <-done:
+	case runErr = <-stopped:
 	case <-time.After(server.ShutdownGrace + 10*time.Second):
 		t.Fatalf("Run did not return %v after the stop", server.ShutdownGrace+10*time.Second)
 	}
@@ -162,20 +157,12 @@ func TestShutdownUnderFiftyBackups(t *testing.T) {
 	// Restart on the same data and address: what was acknowledged is there.
 	cfg2 := cfg
 	cfg2.Listen = d.Addr.String()
-	ctx2, stop2 := context.WithCancel(context.Background())
-	d2, err := server.NewDaemon(ctx2, cfg2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done2 := make(chan error, 1)
-	go func() { done2 <- d2.Run(ctx2) }()
+	d2, stop2 := runDaemon(t, cfg2)
 	defer func() {
-		stop2()
-		if err := <-done2; err != nil {
+		if err := stop2(); err != nil {
 			t.Error(err)
 		}
 	}()
-	<-d2.Ready
 	for i, snap := range told {
 		u, err := d2.Store.UserBySerial(ls[i].serial)
 		if err != nil {
