@@ -334,3 +334,11 @@ func (t *Tree) Children() []chunk.ID {
 	}
 	return ids
 }
+
+// CommitInfo describes a snapshot being committed, as the laptop sends it
+// and the store records it (informational only: nothing is decided on it).
+// It is the one type behind proto.CommitInfo and store.CommitInfo.
+type CommitInfo struct {
+	Host   string `json:"host,omitempty"`   // laptop name
+	Source string `json:"source,omitempty"` // directory backed up
+}

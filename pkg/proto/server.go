@@ -22,6 +22,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
 )
 
 // Account is what the server knows about an authenticated laptop.
@@ -53,11 +54,8 @@ type QuotaStatus struct {
 	Hard int64 `json:"hard,omitempty"`
 }
 
-// CommitInfo is sent with a commit.
-type CommitInfo struct {
-	Host   string `json:"host,omitempty"`
-	Source string `json:"source,omitempty"`
-}
+// CommitInfo is sent with a commit (the same type as store.CommitInfo).
+type CommitInfo = manifest.CommitInfo
 
 // RegisterRequest is a laptop asking to be registered.
 type RegisterRequest struct {

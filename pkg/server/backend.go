@@ -187,7 +187,7 @@ func snapInfo(sn *store.Snapshot) proto.SnapshotInfo {
 
 // Commit implements proto.Backend.
 func (b *Backend) Commit(ctx context.Context, user uint64, root chunk.ID, info proto.CommitInfo) (proto.SnapshotInfo, error) {
-	sn, err := b.S.Commit(ctx, store.UserID(user), root, store.CommitInfo{Host: info.Host, Source: info.Source})
+	sn, err := b.S.Commit(ctx, store.UserID(user), root, info)
 	if err != nil {
 		return proto.SnapshotInfo{}, wireErr(err)
 	}

@@ -33,9 +33,23 @@ func startDaemon(t testing.TB, mod func(*server.Config)) *server.Daemon {
 	if mod != nil {
 		mod(&cfg)
 	}
+	d, stop := runDaemon(t, cfg)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+// runDaemon starts a daemon on cfg and returns it once ready, with stop:
+// the signal (the context's cancel), then Run's result.
+func runDaemon(t testing.TB, cfg server.Config) (d *server.Daemon, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := server.NewDaemon(ctx, cfg, nil)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -43,15 +57,10 @@ func startDaemon(t testing.TB, mod func(*server.Config)) *server.Daemon {
 	select {
 	case <-d.Ready:
 	case err := <-done:
+		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return d
+	return d, func() error { cancel(); return <-done }
 }
 
 type laptop struct {

@@ -356,6 +356,9 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 
 // User returns the user with the given ID.
 func (s *Store) User(id UserID) (*User, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	u, ok := s.users[id]
@@ -370,6 +373,9 @@ func (s *Store) User(id UserID) (*User, error) {
 // Alias; serial may also be a user ID as xs-admin users --json shows it.
 // Every user, revoked or not, stays reachable this way.
 func (s *Store) UserBySerial(serial string) (*User, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	u, ok := s.lookupLocked(serial)
@@ -436,6 +442,9 @@ func (s *Store) canActivateLocked(u *User) error {
 // UserByKey returns the user with the given public key: the active one if
 // there is one, else a revoked one (so that the laptop can be told so).
 func (s *Store) UserByKey(pub []byte) (*User, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var found *User
@@ -500,6 +509,9 @@ func (s *Store) Snapshots(user UserID) []*Snapshot {
 
 // Snapshot returns one snapshot of a user. id may also be "latest".
 func (s *Store) Snapshot(user UserID, id SnapshotID) (*Snapshot, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	list := s.snaps[user]

@@ -344,11 +344,9 @@ type treeStats struct {
 	Files, Dirs, Size, Stored int64
 }
 
-// CommitInfo describes a snapshot being committed.
-type CommitInfo struct {
-	Host   string // laptop name, informational
-	Source string // directory backed up, informational
-}
+// CommitInfo describes a snapshot being committed (the same type as
+// proto.CommitInfo).
+type CommitInfo = manifest.CommitInfo
 
 // Commit records a snapshot of the tree root for user. Every blob the tree
 // references must exist and be held by this user (uploaded by them, in this

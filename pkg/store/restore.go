@@ -20,6 +20,9 @@ import (
 // blob.ErrDamaged and ErrNotFound: a snapshot references it, so to a
 // restore it is as lost as a damaged one.
 func (s *Store) Fetch(ctx context.Context, refs []blob.Ref, fn func(r blob.Ref, raw []byte) error) error {
+	if err := s.isOpen(); err != nil {
+		return err
+	}
 	s.prefetch(ctx, refs)
 	for _, r := range refs {
 		raw, err := s.ReadBlob(ctx, r)
@@ -52,6 +55,9 @@ func (s *Store) Walk(ctx context.Context, root chunk.ID, fn WalkFunc) error {
 
 // Lookup finds the entry at path p (slash-separated, relative) in the tree root.
 func (s *Store) Lookup(ctx context.Context, root chunk.ID, p string) (*manifest.Entry, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	e, err := restore.Lookup(ctx, s, root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
@@ -104,6 +110,9 @@ type RestoreResult = restore.Result
 // opts.Older is set, the user's older snapshots are searched for an intact
 // copy of each file left out.
 func (s *Store) Restore(ctx context.Context, snap *Snapshot, target string, opts RestoreOptions) (*RestoreResult, error) {
+	if err := s.isOpen(); err != nil {
+		return nil, err
+	}
 	if opts.Older == nil {
 		opts.Older = s.OlderSnapshots(snap)
 	}

@@ -474,6 +474,16 @@ func (s *Store) hook(point string) {
 	}
 }
 
+// isOpen is ErrClosed once Close has begun: every method that can fail
+// checks it first, so a call that races a shutdown gets an answer, not a
+// nil index or a stale in-memory view.
+func (s *Store) isOpen() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 func (s *Store) writable() error {
 	if s.closed.Load() {
 		return ErrClosed
