@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 )
 
 // Space is what the store takes on its disk and what is left there.
@@ -39,8 +40,11 @@ func (s *Store) Space() (Space, error) {
 		sp.IndexBytes = lsm + vlog
 	}
 	if s.pio != nil && s.pio.remote != nil {
-		// Packs in the bucket (one listing) and those staged here.
-		sizes, err := s.pio.sizes(context.Background())
+		// Packs in the bucket (one listing) and those staged here; a
+		// bucket that does not answer soon is an error, not a hang.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sizes, err := s.pio.sizes(ctx)
 		if err != nil {
 			return sp, err
 		}
