@@ -96,21 +96,25 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("start versitygw: %v", err)
 		}
 		s := &Server{Addr: addr, Dir: root, Bucket: "xs-test", cmd: cmd}
+		// The bucket is made through the new server: a port another
+		// process took meanwhile fails here, and the next try takes another.
+		var err error
 		if waitUp(addr, 15*time.Second) {
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				logf.Close()
-			})
-			s.makeBucket(t)
-			return s
+			if err = s.makeBucket(); err == nil {
+				t.Cleanup(func() {
+					cmd.Process.Kill()
+					cmd.Wait()
+					logf.Close()
+				})
+				return s
+			}
 		}
 		cmd.Process.Kill()
 		cmd.Wait()
 		logf.Close()
 		if attempt == 2 {
 			b, _ := os.ReadFile(filepath.Join(dir, "versitygw.log"))
-			t.Fatalf("versitygw did not start on %s: %s", addr, b)
+			t.Fatalf("versitygw did not start on %s (%v): %s", addr, err, b)
 		}
 	}
 }
@@ -136,16 +140,20 @@ func waitUp(addr string, d time.Duration) bool {
 	return false
 }
 
-func (s *Server) makeBucket(t testing.TB) {
+func (s *Server) makeBucket() error {
 	c, err := minio.New(s.Addr, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), BucketLookup: minio.BucketLookupPath})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatalf("create bucket: %v", err)
+		return fmt.Errorf("create bucket: %w", err)
 	}
+	if _, err := os.Stat(filepath.Join(s.Dir, s.Bucket)); err != nil {
+		return fmt.Errorf("the bucket is not in %s: another server answered (%v)", s.Dir, err)
+	}
+	return nil
 }
 
 // Config returns an s3.Config for the bucket at addr (the server's, or a
