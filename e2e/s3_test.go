@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/internal/s3test"
+	"github.com/xs-backup/xs-backup/pkg/backup"
 )
 
 // s3Config writes a daemon configuration whose packs live in the bucket of
@@ -74,6 +76,14 @@ func TestS3EndToEnd(t *testing.T) {
 	out, errOut, code := adminCfg(t, cfg, "check", "--read-data")
 	if code != 0 || !strings.Contains(out, "No problems found") {
 		t.Fatalf("check --read-data after kill: exit %d\n%s%s", code, out, errOut)
+	}
+	// xs-admin restore with the daemon stopped reads the bucket itself.
+	to := filepath.Join(t.TempDir(), "journal")
+	if out, errOut, code := adminCfg(t, cfg, "restore", "SHC901", "--to", to); code != 0 {
+		t.Fatalf("xs-admin restore: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := dircmp.Compare(src, to, backup.JournalExclude); err != nil {
+		t.Fatalf("xs-admin restore from the bucket differs: %v", err)
 	}
 	out, errOut, code = adminCfg(t, cfg, "storage", "status")
 	if code != 0 || !strings.Contains(out, "packs") {
