@@ -332,9 +332,20 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		}
 	}
 	var scratch []byte
-	for _, rc := range recs {
+	fetched := 0 // on an object store: recs[:fetched] were read ahead
+	for i, rc := range recs {
 		if err := ctx.Err(); err != nil {
 			return rep, err
+		}
+		if s.pio.remote != nil && i >= fetched {
+			// The next 32 MiB of records, in a few parallel ranged reads.
+			var locs []objRec
+			var n int64
+			for fetched = i; fetched < len(recs) && n < 32<<20; fetched++ {
+				locs = append(locs, recs[fetched].o)
+				n += int64(recs[fetched].o.Stored) + pack.RecordHeaderLen
+			}
+			s.pio.prefetch(ctx, locs)
 		}
 		rep.Blobs++
 		rep.BytesRead += int64(rc.o.Stored) + pack.RecordHeaderLen

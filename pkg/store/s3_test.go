@@ -331,3 +331,41 @@ func TestS3RefusesABucketOfAnotherStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The nightly scrub reads every pack back from the bucket and finds a
+// record damaged in the bucket itself.
+func TestS3ScrubFindsDamageInTheBucket(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), store.Options{Remote: srv.Remote(t, "scrub")})
+	u := addUser(t, s, "SHC1")
+	src := t.TempDir()
+	journalgen.Generate(src, journalgen.Small(6))
+	backupDir(t, s, u, src, nil)
+	rep, err := s.Scrub(ctx, store.ScrubOptions{All: true})
+	if err != nil || rep.Blobs == 0 || len(rep.Damaged) != 0 {
+		t.Fatalf("scrub of a whole store: %+v %v", rep, err)
+	}
+	s.Close()
+	// Flip a byte in the middle of a pack object, behind the store's back.
+	var name string
+	for n := range srv.Objects(t, "scrub/") {
+		if strings.HasSuffix(n, ".pack") {
+			name = n
+		}
+	}
+	path := filepath.Join(srv.Dir, srv.Bucket, "scrub", filepath.FromSlash(name))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, s.Dir(), store.Options{Remote: srv.Remote(t, "scrub")})
+	rep, err = s.Scrub(ctx, store.ScrubOptions{All: true})
+	if err != nil || len(rep.Damaged) != 1 {
+		t.Fatalf("scrub after a flip in the bucket: %+v %v", rep, err)
+	}
+}
