@@ -220,7 +220,8 @@
 //     are on this server's disk), and uploaded whole once sealed (full at
 //     [Options.PackSize], 16 MiB by default on a Remote; or rolled). An
 //     object is written once, under a pack number never used before (the
-//     highest ever created is kept in packs/high, so a lagging listing
+//     highest ever created is kept in packs/high, and before a pack is
+//     started its name is looked up in the bucket, so a lagging listing
 //     cannot make the store reuse one), and never rewritten.
 //   - [Store.Commit] rolls the pack being written and uploads every sealed
 //     pack not yet in the bucket before it writes the snapshot file: a

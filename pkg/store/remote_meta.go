@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
 // mirrorFS is the store's file system when its packs are on a Remote: the
@@ -207,6 +208,15 @@ func (s *Store) highSeq() uint64 {
 }
 
 func (s *Store) recordHighSeq(seq uint64) error {
+	// A listing that lagged at Open (and no packs/high: a store rebuilt
+	// from the bucket) must not make a new pack replace an object.
+	ctx, cancel := context.WithTimeout(context.Background(), metaTimeout)
+	defer cancel()
+	if _, err := s.opts.Remote.Stat(ctx, pack.Name(seq)); err == nil {
+		return pack.ErrSeqTaken
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", describeRemote(s.opts.Remote), remoteErr(err))
+	}
 	if err := s.fsys.MkdirAll("packs", 0o750); err != nil {
 		return err
 	}

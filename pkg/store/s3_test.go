@@ -369,3 +369,68 @@ func TestS3ScrubFindsDamageInTheBucket(t *testing.T) {
 		t.Fatalf("scrub after a flip in the bucket: %+v %v", rep, err)
 	}
 }
+
+// laggingRemote's listing leaves out one object, as an eventually
+// consistent listing may leave out the newest.
+type laggingRemote struct {
+	store.Remote
+	hide string
+}
+
+func (l *laggingRemote) List(ctx context.Context, prefix string) ([]store.ObjectInfo, error) {
+	objs, err := l.Remote.List(ctx, prefix)
+	out := objs[:0]
+	for _, o := range objs {
+		if o.Name != l.hide {
+			out = append(out, o)
+		}
+	}
+	return out, err
+}
+
+// A store rebuilt from the bucket while the listing lags never writes a
+// new pack over the object the listing left out.
+func TestS3LaggingListingNeverOverwrites(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), store.Options{Remote: srv.Remote(t, "lag")})
+	u := addUser(t, s, "SHC1")
+	src := t.TempDir()
+	journalgen.Generate(src, journalgen.Small(7))
+	_, sn := backupDir(t, s, u, src, nil)
+	s.Close()
+	var newest string
+	for n := range srv.Objects(t, "lag/") {
+		if strings.HasSuffix(n, ".pack") && n > newest {
+			newest = n
+		}
+	}
+	before := srv.Objects(t, "lag/")[newest]
+	lag := &laggingRemote{Remote: srv.Remote(t, "lag"), hide: newest}
+	dir := t.TempDir()
+	s2, err := store.OpenForRepair(ctx, dir, store.Options{Reserve: -1, Remote: lag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	journalgen.Mutate(src, 7, 1)
+	u2, _ := s2.UserBySerial("SHC1")
+	backupDir(t, s2, u2, src, nil)
+	s2.Close()
+	if after := srv.Objects(t, "lag/")[newest]; after != before {
+		t.Fatalf("%s was replaced: %d bytes, %d before", newest, after, before)
+	}
+	// With the whole listing, a repair finds every snapshot whole.
+	s3 := openStore(t, dir, store.Options{Remote: srv.Remote(t, "lag")})
+	if _, err := s3.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, s3)
+	restoreAndCompare(t, s3, sn, func() string {
+		d := t.TempDir()
+		journalgen.Generate(d, journalgen.Small(7))
+		return d
+	}())
+}

@@ -68,6 +68,10 @@ func (h *Header) Encode(data []byte) []byte {
 
 var ErrBadRecord = errors.New("damaged pack record")
 
+// ErrSeqTaken is what Writer.BeforeCreate returns for a sequence number
+// that must not be used (its pack exists elsewhere).
+var ErrSeqTaken = errors.New("pack number already used")
+
 // DecodeHeader parses a record header; the CRC is checked by CheckRecord.
 func DecodeHeader(b []byte) (Header, error) {
 	var h Header
@@ -116,8 +120,10 @@ type Writer struct {
 	fs      fsys.FS
 	maxSize int64
 	// BeforeCreate, if set, is called (under the writer's mutex) before a
-	// pack is created; an error stops the creation. The store uses it to
-	// record the highest sequence number ever used.
+	// pack is created; an error stops the creation, except ErrSeqTaken,
+	// which makes the writer try the next number. The store uses it to
+	// record the highest sequence number ever used, and to skip numbers an
+	// object store already holds.
 	BeforeCreate func(seq uint64) error
 	// Sealed, if set, is called (under the writer's mutex, so it must not
 	// block on the writer) when a pack is closed for good: nothing will be
@@ -161,12 +167,20 @@ func (w *Writer) Append(h Header, data []byte) (seq uint64, off int64, err error
 
 func (w *Writer) create() error {
 	seq := w.next
-	name := Name(seq)
 	if w.BeforeCreate != nil {
-		if err := w.BeforeCreate(seq); err != nil {
-			return fmt.Errorf("create pack: %w", err)
+		for tries := 0; ; tries++ {
+			err := w.BeforeCreate(seq)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrSeqTaken) || tries == 100 {
+				return fmt.Errorf("create pack: %w", err)
+			}
+			seq++ // that number is used elsewhere: the next one
+			w.next = seq
 		}
 	}
+	name := Name(seq)
 	if err := w.fs.MkdirAll(name[:len("packs/00")], 0o750); err != nil {
 		return err
 	}
