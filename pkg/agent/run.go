@@ -205,6 +205,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, fmt.Errorf("%w: this laptop's backups use %s of its %s quota on the school server", proto.ErrOverQuota, units.Bytes(g.Quota.Used), units.Bytes(g.Quota.Hard))
 	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
+	c.EndWithCommit = true // hello, uploads if any, commit: no bye
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
 	if !time.Now().After(scanned.Add(maxScanAge)) {
 		// The walk that weighed this backup is fresh: the backup uses it

@@ -158,7 +158,11 @@ type Client struct {
 	// HoldFor is the longest the server may hold a Hello open while the
 	// laptop waits for a place (0: the server decides).
 	HoldFor time.Duration
-	last    SnapshotInfo
+	// EndWithCommit makes a successful Commit also end the session, as
+	// Bye would, saving the laptop a round trip (Bye is then a no-op).
+	EndWithCommit bool
+	ended         bool
+	last          SnapshotInfo
 	params  chunk.Params
 	granted bool
 	damaged []blob.Ref // from the Grant: blobs to send again
@@ -384,7 +388,7 @@ func (c *Client) Put(ctx context.Context, blobs []blob.Blob) error {
 func (c *Client) Commit(ctx context.Context, root chunk.ID) (string, error) {
 	var sn SnapshotInfo
 	err := c.roundTrip(ctx, func(w io.Writer) error {
-		return writeJSON(w, tCommit, commitReq{Root: root, CommitInfo: c.Info})
+		return writeJSON(w, tCommit, commitReq{Root: root, CommitInfo: c.Info, Last: c.EndWithCommit})
 	}, func(r io.Reader) error {
 		p, err := expect(r, tCommitResp)
 		if err != nil {
@@ -396,14 +400,19 @@ func (c *Client) Commit(ctx context.Context, root chunk.ID) (string, error) {
 		return "", err
 	}
 	c.last = sn
+	c.ended = c.EndWithCommit
 	return sn.ID, nil
 }
 
 // LastSnapshot returns what the last successful Commit recorded.
 func (c *Client) LastSnapshot() SnapshotInfo { return c.last }
 
-// Bye ends the backup session, freeing its place for another laptop.
+// Bye ends the backup session, freeing its place for another laptop
+// (nothing to do if a Commit with EndWithCommit already ended it).
 func (c *Client) Bye(ctx context.Context) error {
+	if c.ended {
+		return nil
+	}
 	return c.roundTrip(ctx, func(w io.Writer) error { return writeFrame(w, tBye, nil) },
 		func(r io.Reader) error { _, err := expect(r, tOK); return err })
 }

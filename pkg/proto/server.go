@@ -151,6 +151,10 @@ type helloReq struct {
 type commitReq struct {
 	Root chunk.ID `json:"root"`
 	CommitInfo
+	// Last: the laptop has nothing more to do in this session; a
+	// successful commit ends it (as a bye would). Servers before it ignore
+	// the field and end the session when the connection closes.
+	Last bool `json:"last,omitempty"`
 }
 
 // ServerConfig configures a Server. Zero values take the defaults shown.
@@ -883,6 +887,9 @@ func (c *serverConn) commit(ctx context.Context, st *quic.Stream, p []byte) erro
 	}
 	c.s.m.commits.Add(1)
 	c.s.log.Info("snapshot committed", "serial", c.acct.Serial, "snapshot", sn.ID, "files", sn.Files, "size", sn.Size)
+	if req.Last {
+		c.endSession()
+	}
 	return writeJSON(st, tCommitResp, sn)
 }
 

@@ -546,3 +546,53 @@ func TestUploadsLoseNoPackets(t *testing.T) {
 		}
 	}
 }
+
+// TestUnchangedRunTwoRequests: a laptop with nothing new sends a hello and
+// a commit, nothing else (the commit ends the session: no bye), and its
+// place is free as soon as it is committed. A commit that fails does not
+// end the session: the laptop uploads what was missing and commits again.
+func TestUnchangedRunTwoRequests(t *testing.T) {
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHCRT01", 7)
+	first := l.run(t)
+	if first.RoundTrips < 3 {
+		t.Fatalf("a first backup in %d requests: it has chunks to ask about and send", first.RoundTrips)
+	}
+	again := l.run(t)
+	if again.RoundTrips != 2 {
+		t.Errorf("an unchanged run took %d requests, want 2 (hello, commit)", again.RoundTrips)
+	}
+	if st := d.Server.Admission(true); st.Running != 0 {
+		t.Errorf("%d sessions still admitted after the laptops committed", st.Running)
+	}
+
+	ctx := context.Background()
+	c := dialLaptop(t, d, l)
+	c.EndWithCommit = true
+	if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+		t.Fatalf("hello: %v %+v", err, g)
+	}
+	data := []byte("a chunk the server has never seen")
+	ref := blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}
+	tree, err := manifest.Encode(&manifest.Tree{Entries: []manifest.Entry{{Name: "f", Type: manifest.File, Mode: 0o644, Size: int64(len(data)), Chunks: []chunk.ID{ref.ID}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeRef := blob.Ref{Type: blob.Tree, ID: chunk.Sum(tree)}
+	if err := c.Put(ctx, []blob.Blob{{Ref: treeRef, Data: tree, RawLen: len(tree)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Commit(ctx, treeRef.ID); err == nil {
+		t.Fatal("a commit of a tree whose chunk was never sent succeeded")
+	}
+	if err := c.Put(ctx, []blob.Blob{{Ref: ref, Data: data, RawLen: len(data)}}); err != nil {
+		t.Fatalf("upload after a failed commit: %v (the session must go on)", err)
+	}
+	if _, err := c.Commit(ctx, treeRef.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, []blob.Blob{{Ref: ref, Data: data, RawLen: len(data)}}); proto.KindOf(err) != proto.KindNoSession {
+		t.Errorf("upload after the last commit: %v, want no session", err)
+	}
+	c.Close()
+}
