@@ -163,11 +163,11 @@ type Client struct {
 	EndWithCommit bool
 	ended         bool
 	last          SnapshotInfo
-	params  chunk.Params
-	granted bool
-	damaged []blob.Ref // from the Grant: blobs to send again
-	rescan  bool
-	trips   atomic.Int64 // requests sent (each a stream and its answer)
+	params        chunk.Params
+	granted       bool
+	damaged       []blob.Ref // from the Grant: blobs to send again
+	rescan        bool
+	trips         atomic.Int64 // requests sent (each a stream and its answer)
 }
 
 // Dial connects and authenticates. A server that refuses this laptop (not
