@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -108,7 +109,16 @@ func markFailures(c *cobra.Command) {
 }
 
 // Run executes the finished tree root with args and returns the exit code.
+//
+// With XS_BACKUP_CPUPROFILE=FILE in the environment, the run's CPU profile
+// is written to FILE (go tool pprof reads it): how the benchmarks profile
+// the real programs, on any architecture.
 func Run(ctx context.Context, root *cobra.Command, args []string) int {
+	if path := os.Getenv("XS_BACKUP_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	var (
