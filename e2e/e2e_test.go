@@ -138,33 +138,13 @@ func (d *Daemon) Stop(t testing.TB) {
 // xo runs xo-backup and returns stdout, stderr and the exit code.
 func xo(t testing.TB, state string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "xo-backup"), append([]string{"--state", state}, args...)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return program(t, nil, "xo-backup", append([]string{"--state", state}, args...)...)
 }
 
 // admin runs xs-admin on a data directory.
 func admin(t testing.TB, data string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "xs-admin"), append([]string{"--data", data}, args...)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return program(t, nil, "xs-admin", append([]string{"--data", data}, args...)...)
 }
 
 type runSummary struct {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,17 +36,7 @@ credentials_file = %q
 
 func adminCfg(t *testing.T, cfg string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "xs-admin"), append([]string{"--config", cfg}, args...)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return program(t, nil, "xs-admin", append([]string{"--config", cfg}, args...)...)
 }
 
 // TestS3EndToEnd: a daemon whose packs live in a real S3 server
