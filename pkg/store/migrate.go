@@ -26,20 +26,31 @@ type MigrateReport struct {
 // MigrateProgress is called after each pack.
 type MigrateProgress func(done, total int, bytes int64)
 
+// lockForMigration takes the lock of the closed store in dir, for a
+// migration that works on its files without opening it.
+func lockForMigration(dir string) (*Store, error) {
+	s := &Store{dir: dir, fsys: DirFS(dir)}
+	if err := s.lockDir(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, configName)); err != nil {
+		s.lock.Close()
+		return nil, fmt.Errorf("%w: no store in %s", ErrNotFound, dir)
+	}
+	return s, nil
+}
+
 // MigrateToRemote moves the pack files of the (closed) store in dir into
 // remote, and copies its metadata there: each pack is uploaded, read back
 // and hashed, and only then removed from dir. It is resumable: a pack
 // already in the bucket with the same hash is not sent again. Once it
 // returns, the store must be opened with Options.Remote set to remote.
 func MigrateToRemote(ctx context.Context, dir string, remote Remote, progress MigrateProgress) (*MigrateReport, error) {
-	s := &Store{dir: dir, fsys: DirFS(dir)}
-	if err := s.lockDir(); err != nil {
+	s, err := lockForMigration(dir)
+	if err != nil {
 		return nil, err
 	}
 	defer s.lock.Close()
-	if _, err := os.Stat(filepath.Join(dir, configName)); err != nil {
-		return nil, fmt.Errorf("%w: no store in %s", ErrNotFound, dir)
-	}
 	if err := sameStore(ctx, s.fsys, dir, remote); err != nil {
 		return nil, err
 	}
@@ -132,14 +143,11 @@ func remoteSum(ctx context.Context, remote Remote, name string, size int64) stri
 // are deleted from the bucket. It is resumable. Once it returns, the
 // store must be opened without a Remote.
 func MigrateToLocal(ctx context.Context, dir string, remote Remote, progress MigrateProgress) (*MigrateReport, error) {
-	s := &Store{dir: dir, fsys: DirFS(dir)}
-	if err := s.lockDir(); err != nil {
+	s, err := lockForMigration(dir)
+	if err != nil {
 		return nil, err
 	}
 	defer s.lock.Close()
-	if _, err := os.Stat(filepath.Join(dir, configName)); err != nil {
-		return nil, fmt.Errorf("%w: no store in %s", ErrNotFound, dir)
-	}
 	rep := &MigrateReport{}
 	objs, err := remote.List(ctx, "packs/")
 	if err != nil {
