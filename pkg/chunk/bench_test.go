@@ -18,12 +18,32 @@ var benchSets = []struct {
 	{"text", func() []byte { _, t := benchData(); return t }},
 }
 
-// BenchmarkChunkerOnly is the bare restic chunker with DefaultParams and a
-// reused buffer: the upper bound for the cutting goroutine of Split.
+// BenchmarkChunkerOnly is the bare chunker with DefaultParams and a reused
+// buffer: the upper bound for the cutting goroutine of Split. "restic" is
+// github.com/restic/chunker, which cuts at the same places (the reference
+// TestRabinCutsAsRestic checks against).
 func BenchmarkChunkerOnly(b *testing.B) {
 	p := DefaultParams()
 	for _, set := range benchSets {
 		b.Run(set.name, func(b *testing.B) {
+			data := set.data()
+			s := newSplitter(nil, p)
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			for b.Loop() {
+				s.Reset(bytes.NewReader(data))
+				for {
+					_, err := s.Next()
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run(set.name+"/restic", func(b *testing.B) {
 			data := set.data()
 			c := chunker.NewWithBoundaries(nil, chunker.Pol(p.Polynomial), uint(p.MinSize), uint(p.MaxSize))
 			buf := make([]byte, 0, p.MaxSize)

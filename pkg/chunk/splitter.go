@@ -2,8 +2,6 @@ package chunk
 
 import (
 	"io"
-
-	"github.com/restic/chunker"
 )
 
 // Splitter cuts a stream into content-defined chunks without holding the
@@ -11,7 +9,7 @@ import (
 // chunk buffer of [Params.MaxSize] bytes. A Splitter is not safe for
 // concurrent use.
 type Splitter struct {
-	c   *chunker.Chunker
+	c   *rabin
 	p   Params
 	buf []byte
 }
@@ -27,12 +25,7 @@ func NewSplitter(r io.Reader, p Params) (*Splitter, error) {
 
 // newSplitter is NewSplitter for already validated params.
 func newSplitter(r io.Reader, p Params) *Splitter {
-	s := &Splitter{
-		p: p,
-		c: chunker.NewWithBoundaries(r, chunker.Pol(p.Polynomial), uint(p.MinSize), uint(p.MaxSize)),
-	}
-	s.c.SetAverageBits(int(p.AverageBits))
-	return s
+	return &Splitter{p: p, c: newRabin(r, p)}
 }
 
 // Next returns the bytes of the next chunk. They are valid until the next
@@ -54,16 +47,10 @@ func (s *Splitter) Next() ([]byte, error) {
 // next cuts the next chunk into buf[:0]. With cap(buf) >= MaxSize it does not
 // allocate.
 func (s *Splitter) next(buf []byte) ([]byte, error) {
-	c, err := s.c.Next(buf)
-	if err != nil {
-		return nil, err
-	}
-	return c.Data, nil
+	return s.c.next(buf)
 }
 
 // Reset makes s cut a new stream read from r, with the same params.
 func (s *Splitter) Reset(r io.Reader) {
-	s.c.ResetWithBoundaries(r, chunker.Pol(s.p.Polynomial), uint(s.p.MinSize), uint(s.p.MaxSize))
-	// ResetWithBoundaries restores the chunker's 1 MiB default average.
-	s.c.SetAverageBits(int(s.p.AverageBits))
+	s.c.reset(r, s.p)
 }
