@@ -4,8 +4,11 @@
 //
 // # Chunking
 //
-// Boundaries are found with a Rabin fingerprint over a 64-byte sliding window
-// (github.com/restic/chunker). A boundary depends only on the bytes around it,
+// Boundaries are found with a Rabin fingerprint over a 64-byte sliding window,
+// at exactly the places github.com/restic/chunker finds them (its polynomial
+// arithmetic builds the tables; the cutting loop is ours, specialised for the
+// degree-53 polynomials Params allows, which makes it 3x faster on 32-bit
+// CPUs such as the XO-1's; tests check every cut against restic's). A boundary depends only on the bytes around it,
 // so inserting or deleting bytes in the middle of a file changes only the
 // chunks next to the edit; every other chunk keeps its ID and is deduplicated.
 // Deduplication between users and laptops only works if every client cuts with
