@@ -6,17 +6,20 @@ import (
 	"time"
 )
 
+var t0 = time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+
 // TestPacerFollowsDelay: below the target delay a used rate grows, above
 // it the rate falls, an unused rate does not grow, and the hard cap holds
 // whatever the delay says.
 func TestPacerFollowsDelay(t *testing.T) {
 	p := newPacer(PacingConfig{})
-	now := time.Now()
+	now := t0
 	step := func(q time.Duration, used bool) float64 {
 		if used {
 			p.used = int64(p.rate * paceEvery.Seconds())
 		}
-		p.update(now, paceEvery, q)
+		now = now.Add(paceEvery)
+		p.update(now, paceEvery, q, 0)
 		r, _ := p.status()
 		return r
 	}
@@ -46,7 +49,7 @@ func TestPacerFollowsDelay(t *testing.T) {
 	capped := newPacer(PacingConfig{TargetDelay: -1, Cap: func(time.Time) int64 { return 1 << 20 }})
 	for range 50 {
 		capped.used = 1 << 30
-		capped.update(now, paceEvery, 0)
+		capped.update(now, paceEvery, 0, 0)
 	}
 	if r, _ := capped.status(); r != 1<<20 {
 		t.Fatalf("capped at 1 MiB/s, paced %v", r)
@@ -59,12 +62,172 @@ func TestPacerFollowsDelay(t *testing.T) {
 	if d := time.Since(start); d < 400*time.Millisecond {
 		t.Fatalf("512 KiB at 1 MiB/s took %v", d)
 	}
-	// A priority read never waits.
-	start = time.Now()
-	for range 8 {
-		capped.wait(context.Background(), 64<<10, true)
+}
+
+// TestPacerTargetFromBase: the target is half the base round trip, between
+// 5 ms and the configured most; with a 10 ms LAN a queue of 8 ms is over
+// the target (5 ms) and the rate falls, where 25 ms would let it grow.
+func TestPacerTargetFromBase(t *testing.T) {
+	p := newPacer(PacingConfig{})
+	for _, c := range []struct{ base, want time.Duration }{
+		{100 * time.Microsecond, 5 * time.Millisecond}, // loopback: the floor
+		{10 * time.Millisecond, 5 * time.Millisecond},
+		{30 * time.Millisecond, 15 * time.Millisecond},
+		{200 * time.Millisecond, 25 * time.Millisecond}, // the configured most
+	} {
+		if got := p.targetFor(c.base); got != c.want {
+			t.Errorf("base %v: target %v, want %v", c.base, got, c.want)
+		}
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Fatalf("priority reads waited %v", d)
+	if got := newPacer(PacingConfig{TargetDelay: 2 * time.Millisecond}).targetFor(time.Second); got != MinTargetDelay {
+		t.Errorf("a configured most under the floor: target %v", got)
+	}
+	now := t0
+	r0, _ := p.status()
+	p.used = int64(p.rate * paceEvery.Seconds())
+	p.update(now.Add(paceEvery), paceEvery, 8*time.Millisecond, 10*time.Millisecond)
+	if r, _ := p.status(); r >= r0 {
+		t.Fatalf("8 ms of queue on a 10 ms path: %v -> %v", r0, r)
+	}
+	// Without a base measured, the target stays where it was.
+	p.update(now.Add(2*paceEvery), paceEvery, -1, 0)
+	if p.target != 5*time.Millisecond {
+		t.Fatalf("target %v after an interval without samples", p.target)
+	}
+}
+
+// TestPacerFloorAndCeiling: the rate never falls under MinRate however long
+// the queue, and never grows past twice what the laptops use.
+func TestPacerFloorAndCeiling(t *testing.T) {
+	p := newPacer(PacingConfig{MinRate: 100e3})
+	now := t0
+	for range 600 {
+		now = now.Add(paceEvery)
+		p.used = int64(p.rate * paceEvery.Seconds())
+		p.update(now, paceEvery, 50*time.Millisecond, 10*time.Millisecond)
+	}
+	if r, _ := p.status(); r != 100e3 {
+		t.Fatalf("floor: %v", r)
+	}
+	// Laptops that send 1 MB/s whatever the pace (their own limit).
+	for range 600 {
+		now = now.Add(paceEvery)
+		p.used = int64(min(p.rate, 1e6) * paceEvery.Seconds())
+		p.update(now, paceEvery, 0, 10*time.Millisecond)
+	}
+	if r, _ := p.status(); r < 1e6 || r > 2.1e6 {
+		t.Fatalf("ceiling: laptops use 1 MB/s, paced %v", r)
+	}
+}
+
+// TestPacerSmallLine: on a simulated clock, a small session's reads go
+// at once even while a big backup has booked seconds ahead, the big
+// backup's line moves back by the small reads' share, and both lines
+// together keep the rate.
+func TestPacerSmallLine(t *testing.T) {
+	p := newPacer(PacingConfig{Cap: func(time.Time) int64 { return 1 << 20 }, TargetDelay: -1})
+	now := t0
+	var bulkAt time.Time
+	for range 32 { // 2 MiB booked: two seconds at 1 MiB/s
+		bulkAt = p.reserve(now, 64<<10, false)
+	}
+	if d := bulkAt.Sub(now); d < 1900*time.Millisecond {
+		t.Fatalf("the 32nd 64 KiB read at 1 MiB/s is due after %v", d)
+	}
+	var smallAt time.Time
+	for i := range 16 { // 256 KiB of a small session
+		smallAt = p.reserve(now, 16<<10, true)
+		if i == 0 && smallAt.After(now) {
+			t.Fatalf("the first small read waits %v behind the big one", smallAt.Sub(now))
+		}
+	}
+	if d := smallAt.Sub(now); d > 250*time.Millisecond {
+		t.Fatalf("256 KiB of small reads done after %v", d)
+	}
+	next := p.reserve(now, 64<<10, false)
+	// 2 MiB + 256 KiB already booked at 1 MiB/s.
+	if d := next.Sub(now); d < 2150*time.Millisecond || d > 2300*time.Millisecond {
+		t.Fatalf("the big line's next read is due after %v, want ~2.25 s", d)
+	}
+	// Unpaced: nothing waits.
+	u := newPacer(PacingConfig{TargetDelay: -1})
+	for range 100 {
+		if at := u.reserve(now, 64<<10, false); at.After(now) {
+			t.Fatal("an unpaced read waited")
+		}
+	}
+}
+
+// TestDelayMeterLowerQuartile: a connection's delay is the lower quartile
+// of its fresh samples, so one late acknowledgement is not a queue; and a
+// queue that lasts is.
+func TestDelayMeterLowerQuartile(t *testing.T) {
+	m := newDelayMeter()
+	now := t0
+	var bytes uint64
+	feed := func(rtt time.Duration) (time.Duration, time.Duration) {
+		now = now.Add(paceEvery)
+		bytes += 100 << 10
+		return m.observe(now, []connObs{{key: 1, bytes: bytes, latest: rtt, min: 10 * time.Millisecond}})
+	}
+	for _, r := range []time.Duration{10, 11, 10, 40, 10, 12, 10, 11} {
+		q, base := feed(r * time.Millisecond)
+		if q > 2*time.Millisecond || (q >= 0 && base != 10*time.Millisecond) {
+			t.Fatalf("after a %v sample: delay %v, base %v", r*time.Millisecond, q, base)
+		}
+	}
+	var q time.Duration
+	for i := range 8 { // fresh samples (the same value again is not one)
+		q, _ = feed(30*time.Millisecond + time.Duration(i))
+	}
+	if q < 20*time.Millisecond || q > 20*time.Millisecond+8 {
+		t.Fatalf("a queue of 20 ms measured as %v", q)
+	}
+	// A connection that sends nothing is not measured.
+	if q, _ := m.observe(now.Add(paceEvery), []connObs{{key: 1, bytes: bytes, latest: 30 * time.Millisecond, min: 10 * time.Millisecond}}); q >= 0 {
+		t.Fatalf("an idle connection measured %v", q)
+	}
+}
+
+// TestDelayMeterBase: a laptop that connects into a full queue measures it
+// against the path's base (another connection's, open or ended within ten
+// minutes), not against its own minimum; a loopback connection (the
+// server's tools, a benchmark's preparation) is another path and never
+// the base of a laptop's.
+func TestDelayMeterBase(t *testing.T) {
+	m := newDelayMeter()
+	now := t0
+	ms := time.Millisecond
+	step := func(obs ...connObs) (time.Duration, time.Duration) {
+		now = now.Add(paceEvery)
+		return m.observe(now, obs)
+	}
+	// Loopback connections come and go (the preparation).
+	for i := range 4 {
+		step(connObs{key: "lo", bytes: uint64(i) << 20, latest: 200 * time.Microsecond, min: 150 * time.Microsecond})
+	}
+	step()
+	// A laptop on a 10 ms path, then one that joins into a 30 ms queue.
+	var q, base time.Duration
+	for i := range 10 {
+		q, base = step(connObs{key: "a", bytes: uint64(i) << 20, latest: 12 * ms, min: 10 * ms})
+	}
+	if q != 2*ms || base != 10*ms {
+		t.Fatalf("a 10 ms path after loopback connections: delay %v base %v", q, base)
+	}
+	step() // a ends
+	for i := range 10 {
+		q, base = step(connObs{key: "b", bytes: uint64(i) << 20, latest: 40 * ms, min: 40 * ms})
+	}
+	if q != 30*ms || base != 10*ms {
+		t.Fatalf("joined into a 30 ms queue: delay %v base %v", q, base)
+	}
+	// Ten minutes later the ended connection's base is forgotten.
+	now = now.Add(baseHistory)
+	for i := range 10 {
+		q, base = step(connObs{key: "c", bytes: uint64(i) << 20, latest: 45 * ms, min: 40 * ms})
+	}
+	if q != 5*ms || base != 40*ms {
+		t.Fatalf("after ten minutes: delay %v base %v", q, base)
 	}
 }
