@@ -206,9 +206,9 @@ func (rep *Report) LoopbackMarkdown() string {
 	fmt.Fprintf(&b, "%d laptops whose timers fire over %s reach the server on loopback, with no link emulator: what they wait for is the server "+
 		"(a subprocess) and the machine's %d CPUs, which the laptops (goroutines of the benchmark) share with it. "+
 		"\"Server CPU\" is the server's own CPU time per second, as a share of all %d CPUs; \"machine busy\" is the whole machine's "+
-		"(/proc/stat), laptops included; both averaged over the seconds in which someone waited for a place.\n\n",
+		"(/proc/stat), laptops included, and in brackets the share spent idle waiting for the disk; all averaged over the seconds in which someone waited for a place.\n\n",
 		o.Laptops, dur(o.Spread), r.CPUs, r.CPUs)
-	fmt.Fprintf(&b, "| run | done | wall | seconds with laptops waiting | server CPU while waiting (≥ 80%%) | machine busy while waiting | waits: small p50/p95, unchanged p95, first p95 | peak RSS | server CPU |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| run | done | wall | seconds with laptops waiting | server CPU while waiting (≥ 80%%) | machine busy (iowait) while waiting | waits: small p50/p95, unchanged p95, first p95 | peak RSS | server CPU |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range []struct {
 		name string
 		r    *Result
@@ -218,8 +218,8 @@ func (rep *Report) LoopbackMarkdown() string {
 		}
 		r := x.r
 		share := r.ServerCPUWaiting / float64(max(r.CPUs, 1))
-		fmt.Fprintf(&b, "| %s | %d/%d | %s | %d | %.0f%% (%.2f cores)%s | %.0f%% | %s / %s, %s, %s | %d MiB | %.1f s |\n", x.name, r.Completed, r.Completed+r.Failed, dur(r.Wall), r.SecondsWaiting,
-			100*share, r.ServerCPUWaiting, mark(r.SecondsWaiting == 0 || share >= 0.8), 100*r.MachineBusyWaiting,
+		fmt.Fprintf(&b, "| %s | %d/%d | %s | %d | %.0f%% (%.2f cores)%s | %.0f%% (%.0f%%) | %s / %s, %s, %s | %d MiB | %.1f s |\n", x.name, r.Completed, r.Completed+r.Failed, dur(r.Wall), r.SecondsWaiting,
+			100*share, r.ServerCPUWaiting, mark(r.SecondsWaiting == 0 || share >= 0.8), 100*r.MachineBusyWaiting, 100*r.MachineIOWaitWaiting,
 			dur(pctl(r.Waits[SmallDelta], 0.5)), dur(pctl(r.Waits[SmallDelta], 0.95)), dur(pctl(r.Waits[Unchanged], 0.95)), dur(pctl(r.Waits[First], 0.95)),
 			r.ServerRSS>>20, r.ServerCPU)
 	}

@@ -174,6 +174,9 @@ type Sample struct {
 	// (subprocess only); MachineBusy the fraction of the machine's CPU
 	// time that was busy (laptops and server together).
 	ServerCPU, MachineBusy float64
+	// MachineIOWait is the fraction of the machine's CPU time spent
+	// idle waiting for the disk.
+	MachineIOWait float64
 }
 
 // Result is what a morning measured.
@@ -200,9 +203,9 @@ type Result struct {
 	// ServerCPUWaiting is the server's mean CPU use, in cores, over the
 	// seconds with laptops waiting; MachineBusyWaiting the machine's busy
 	// fraction over the same seconds; CPUs the machine's count.
-	ServerCPUWaiting, MachineBusyWaiting float64
-	CPUs                                 int
-	Samples                              []Sample
+	ServerCPUWaiting, MachineBusyWaiting, MachineIOWaitWaiting float64
+	CPUs                                                       int
+	Samples                                                    []Sample
 	// Probe: the delay each probe datagram saw beyond the link's own
 	// delay, p50 and p95, while sessions ran, and how many were lost.
 	ProbeAdded50, ProbeAdded95 time.Duration
@@ -287,7 +290,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer t.Stop()
 		var last int64
 		_, lastCPU := srv.Usage()
-		lastBusy, lastTotal := machineCPU()
+		lastBusy, lastIO, lastTotal := machineCPU()
 		lastT := time.Now()
 		for {
 			select {
@@ -305,12 +308,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			last = st.Bytes
 			now := time.Now()
 			_, cpu := srv.Usage()
-			busy, total := machineCPU()
+			busy, iowait, total := machineCPU()
 			s.ServerCPU = (cpu - lastCPU) / now.Sub(lastT).Seconds()
 			if total > lastTotal {
 				s.MachineBusy = (busy - lastBusy) / (total - lastTotal)
+				s.MachineIOWait = (iowait - lastIO) / (total - lastTotal)
 			}
-			lastCPU, lastBusy, lastTotal, lastT = cpu, busy, total, now
+			lastCPU, lastBusy, lastIO, lastTotal, lastT = cpu, busy, iowait, total, now
 			smu.Lock()
 			samples = append(samples, s)
 			smu.Unlock()
@@ -398,12 +402,14 @@ wait:
 			}
 			res.ServerCPUWaiting += s.ServerCPU
 			res.MachineBusyWaiting += s.MachineBusy
+			res.MachineIOWaitWaiting += s.MachineIOWait
 		}
 	}
 	if res.SecondsWaiting > 0 {
 		res.BusyWhileWaiting /= float64(res.SecondsWaiting)
 		res.ServerCPUWaiting /= float64(res.SecondsWaiting)
 		res.MachineBusyWaiting /= float64(res.SecondsWaiting)
+		res.MachineIOWaitWaiting /= float64(res.SecondsWaiting)
 	}
 	if probe != nil {
 		ds, lost := probe.Stop()
@@ -426,18 +432,19 @@ wait:
 	return res, nil
 }
 
-// machineCPU reads the machine's busy and total CPU time (in USER_HZ
-// ticks) from /proc/stat; zeros where there is none.
-func machineCPU() (busy, total float64) {
+// machineCPU reads the machine's busy, iowait and total CPU time (in
+// USER_HZ ticks) from /proc/stat; zeros where there is none.
+func machineCPU() (busy, iowait, total float64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, 0
 	}
+	iowait, _ = strconv.ParseFloat(f[5], 64)
 	for i, v := range f[1:min(len(f), 9)] { // guest time is in user already
 		x, _ := strconv.ParseFloat(v, 64)
 		total += x
@@ -445,7 +452,7 @@ func machineCPU() (busy, total float64) {
 			busy += x
 		}
 	}
-	return busy, total
+	return busy, iowait, total
 }
 
 func pctl(d []time.Duration, p float64) time.Duration {
