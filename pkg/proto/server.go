@@ -635,8 +635,12 @@ func (c *serverConn) endSession() {
 // most) goes in the pacer's small line; the blobs of an upload in the line
 // of their session.
 func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool) (byte, []byte, func(), error) {
-	pr := &pacedReader{c: c, ctx: ctx, st: st, start: time.Now(), control: control}
+	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	pr := &pacedReader{c: c, ctx: ctx, st: st, control: control}
 	return readFrame(pr, func(n int) (func(), error) {
+		if pr.start.IsZero() {
+			pr.start = time.Now() // the payload's minimum rate counts from here
+		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		rel, err := reserve(rctx, c.mem, c.s.mem, int64(n))
@@ -654,9 +658,11 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool) (b
 // back comes in small steps at the paced rate, not in frame-sized lumps.
 const readStep = 16 << 10
 
-// pacedReader reads a request stream through the pacer. Time the server
-// itself holds the bytes back is not the laptop's: it moves the read
-// deadline (the minimum rate counts from start, over the bytes read).
+// pacedReader reads a request stream through the pacer. A frame's header
+// may take the idle timeout to come; its payload must come at the minimum
+// rate from start (set when the first piece is reserved), and time the
+// server itself holds the bytes back is not the laptop's: it moves the read
+// deadline.
 type pacedReader struct {
 	c     *serverConn
 	ctx   context.Context
@@ -672,11 +678,15 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	if len(b) > readStep {
 		b = b[:readStep]
 	}
-	cfg := &p.c.s.cfg
-	p.st.SetReadDeadline(p.start.Add(p.paced + 10*time.Second + time.Duration((p.got+readStep)*int64(time.Second)/cfg.MinRate)))
+	payload := !p.start.IsZero()
+	if payload {
+		p.st.SetReadDeadline(p.start.Add(p.paced + 10*time.Second + time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate)))
+	}
 	n, err := p.st.Read(b)
 	if n > 0 {
-		p.got += int64(n)
+		if payload {
+			p.got += int64(n)
+		}
 		t0 := time.Now()
 		if werr := p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)); werr != nil && err == nil {
 			err = werr
