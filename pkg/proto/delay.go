@@ -20,9 +20,18 @@ import (
 // connection's base lies between its own minimum (what its own samples
 // allow) and a sixteenth of it.
 //
+// A busy server (or machine) delays its own handling of acknowledgements:
+// round trips grow with no queue on the network. That local delay is
+// measured as how late the server's measuring goroutine wakes up after its
+// timer fired (the median of the last delaySamples), and taken off every
+// connection's delay, so that a server short of CPU does not slow the
+// laptops down as if the school's network were full.
+//
 // The school's figures are the medians over the connections that sent
 // something in the last interval.
 type delayMeter struct {
+	lates [delaySamples]time.Duration
+	nlate int
 	conns map[any]*connDelay
 	// past holds the minimum round trips of connections that ended
 	// within baseHistory, oldest first.
@@ -62,6 +71,23 @@ type connObs struct {
 }
 
 func newDelayMeter() *delayMeter { return &delayMeter{conns: map[any]*connDelay{}} }
+
+// late records how late the server's own timer-driven goroutine ran.
+func (m *delayMeter) late(d time.Duration) {
+	m.lates[m.nlate%delaySamples] = max(d, 0)
+	m.nlate++
+}
+
+// local is the server's own delay now (the median lateness).
+func (m *delayMeter) local() time.Duration {
+	k := min(m.nlate, delaySamples)
+	if k == 0 {
+		return 0
+	}
+	s := slices.Clone(m.lates[:k])
+	slices.Sort(s)
+	return s[k/2]
+}
 
 // observe takes every open connection's statistics at now and returns the
 // queueing delay (negative: none measured) and the base round trip of the
@@ -119,6 +145,7 @@ func (m *delayMeter) observe(now time.Time, obs []connObs) (qdelay, base time.Du
 	}
 	slices.Sort(m.cands)
 	m.qs, m.bases = m.qs[:0], m.bases[:0]
+	local := m.local()
 	for _, s := range send {
 		// The least candidate that can be this path's.
 		j, _ := slices.BinarySearch(m.cands, s.c.min/pathRatio)
@@ -126,7 +153,7 @@ func (m *delayMeter) observe(now time.Time, obs []connObs) (qdelay, base time.Du
 		if j < len(m.cands) {
 			b = min(b, m.cands[j])
 		}
-		m.qs = append(m.qs, max(s.lq-b, 0))
+		m.qs = append(m.qs, max(s.lq-b-local, 0))
 		m.bases = append(m.bases, b)
 	}
 	slices.Sort(m.qs)

@@ -231,3 +231,28 @@ func TestDelayMeterBase(t *testing.T) {
 		t.Fatalf("after ten minutes: delay %v base %v", q, base)
 	}
 }
+
+// TestDelayMeterLocalDelay: round trips that grow because the server itself
+// runs late (its CPU is busy) are not a queue on the network.
+func TestDelayMeterLocalDelay(t *testing.T) {
+	m := newDelayMeter()
+	now := t0
+	ms := time.Millisecond
+	var q time.Duration
+	for i := range 10 {
+		now = now.Add(paceEvery)
+		m.late(6 * ms)
+		q, _ = m.observe(now, []connObs{{key: 1, bytes: uint64(i) << 20, latest: 17*ms + time.Duration(i), min: 10 * ms}})
+	}
+	if q < ms || q > ms+10 {
+		t.Fatalf("17 ms round trips on a 10 ms path with the server 6 ms late: delay %v, want 1 ms", q)
+	}
+	for i := range 10 {
+		now = now.Add(paceEvery)
+		m.late(0)
+		q, _ = m.observe(now, []connObs{{key: 1, bytes: uint64(i+10) << 20, latest: 17*ms + time.Duration(i), min: 10 * ms}})
+	}
+	if q < 7*ms || q > 7*ms+10 {
+		t.Fatalf("the same round trips with the server on time: delay %v, want 7 ms", q)
+	}
+}

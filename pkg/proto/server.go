@@ -1005,7 +1005,11 @@ func (s *Server) measure(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case tick := <-t.C:
+			// How late this goroutine runs after its timer fired is how
+			// long the server's CPU makes any goroutine wait (QUIC's
+			// packet handling too).
+			dm.late(time.Since(tick))
 		}
 		now := time.Now()
 		obs = obs[:0]
