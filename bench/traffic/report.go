@@ -208,7 +208,7 @@ func (rep *Report) LoopbackMarkdown() string {
 		"\"Server CPU\" is the server's own CPU time per second, as a share of all %d CPUs; \"machine busy\" is the whole machine's "+
 		"(/proc/stat), laptops included, and in brackets the share spent idle waiting for the disk; all averaged over the seconds in which someone waited for a place.\n\n",
 		o.Laptops, dur(o.Spread), r.CPUs, r.CPUs)
-	fmt.Fprintf(&b, "| run | done | wall | seconds with laptops waiting | server CPU while waiting (≥ 80%%) | machine busy (iowait) while waiting | waits: small p50/p95, unchanged p95, first p95 | peak RSS | server CPU |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| run | done | wall | seconds with laptops waiting | server CPU while waiting (≥ 80%%) | machine busy (iowait) while waiting | waits: small p50/p95, unchanged p95, first p95 | come-back times | peak RSS | server CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range []struct {
 		name string
 		r    *Result
@@ -218,10 +218,10 @@ func (rep *Report) LoopbackMarkdown() string {
 		}
 		r := x.r
 		share := r.ServerCPUWaiting / float64(max(r.CPUs, 1))
-		fmt.Fprintf(&b, "| %s | %d/%d | %s | %d | %.0f%% (%.2f cores)%s | %.0f%% (%.0f%%) | %s / %s, %s, %s | %d MiB | %.1f s |\n", x.name, r.Completed, r.Completed+r.Failed, dur(r.Wall), r.SecondsWaiting,
+		fmt.Fprintf(&b, "| %s | %d/%d | %s | %d | %.0f%% (%.2f cores)%s | %.0f%% (%.0f%%) | %s / %s, %s, %s | %.0f | %d MiB | %.1f s |\n", x.name, r.Completed, r.Completed+r.Failed, dur(r.Wall), r.SecondsWaiting,
 			100*share, r.ServerCPUWaiting, mark(r.SecondsWaiting == 0 || share >= 0.8), 100*r.MachineBusyWaiting, 100*r.MachineIOWaitWaiting,
 			dur(pctl(r.Waits[SmallDelta], 0.5)), dur(pctl(r.Waits[SmallDelta], 0.95)), dur(pctl(r.Waits[Unchanged], 0.95)), dur(pctl(r.Waits[First], 0.95)),
-			r.ServerRSS>>20, r.ServerCPU)
+			r.Metrics["xs_slots_issued_total"], r.ServerRSS>>20, r.ServerCPU)
 	}
 	return b.String()
 }
