@@ -158,34 +158,69 @@ func TestPacerSmallLine(t *testing.T) {
 	}
 }
 
-// TestDelayMeterLowerQuartile: a connection's delay is the lower quartile
-// of its fresh samples, so one late acknowledgement is not a queue; and a
-// queue that lasts is.
+// TestDelayMeterLowerQuartile: the school's delay is the lower quartile of
+// the last second's fresh samples, so one late acknowledgement is not a
+// queue; a queue that lasts is; with no fresh sample nothing is measured.
 func TestDelayMeterLowerQuartile(t *testing.T) {
 	m := newDelayMeter()
 	now := t0
-	var bytes uint64
+	ms := time.Millisecond
 	feed := func(rtt time.Duration) (time.Duration, time.Duration) {
 		now = now.Add(paceEvery)
-		bytes += 100 << 10
-		return m.observe(now, []connObs{{key: 1, bytes: bytes, latest: rtt, min: 10 * time.Millisecond}})
+		return m.observe(now, []connObs{{key: 1, latest: rtt, min: 10 * ms}})
 	}
-	for _, r := range []time.Duration{10, 11, 10, 40, 10, 12, 10, 11} {
-		q, base := feed(r * time.Millisecond)
-		if q > 2*time.Millisecond || (q >= 0 && base != 10*time.Millisecond) {
-			t.Fatalf("after a %v sample: delay %v, base %v", r*time.Millisecond, q, base)
+	for i, r := range []time.Duration{10, 11, 10, 40, 10, 12, 10, 11, 10, 11} {
+		q, base := feed(r*ms + time.Duration(i))
+		if q > 2*ms || base != 10*ms {
+			t.Fatalf("after a %v sample: delay %v, base %v", r*ms, q, base)
 		}
 	}
 	var q time.Duration
-	for i := range 8 { // fresh samples (the same value again is not one)
-		q, _ = feed(30*time.Millisecond + time.Duration(i))
+	for i := range 10 { // fresh samples (the same value again is not one)
+		q, _ = feed(30*ms + time.Duration(i))
 	}
-	if q < 20*time.Millisecond || q > 20*time.Millisecond+8 {
+	if q < 20*ms || q > 20*ms+10 {
 		t.Fatalf("a queue of 20 ms measured as %v", q)
 	}
-	// A connection that sends nothing is not measured.
-	if q, _ := m.observe(now.Add(paceEvery), []connObs{{key: 1, bytes: bytes, latest: 30 * time.Millisecond, min: 10 * time.Millisecond}}); q >= 0 {
-		t.Fatalf("an idle connection measured %v", q)
+	// The same sample again is not a fresh one: after a second, nothing.
+	last := 30*ms + 9
+	for range 10 {
+		q, _ = feed(last)
+	}
+	if q >= 0 {
+		t.Fatalf("no fresh sample for a second, measured %v", q)
+	}
+}
+
+// TestDelayMeterSparse: at a low pace each connection gives a round trip
+// only now and then (its flow-control credit comes back in steps); the
+// samples of all connections together still measure the queue every tick.
+func TestDelayMeterSparse(t *testing.T) {
+	m := newDelayMeter()
+	now := t0
+	ms := time.Millisecond
+	obs := make([]connObs, 32)
+	for i := range obs {
+		obs[i] = connObs{key: i, latest: 10 * ms, min: 10 * ms}
+	}
+	for tick := range 100 {
+		now = now.Add(paceEvery)
+		// One connection in 16 gets a new sample each tick: 20 a second in all.
+		for i := range obs {
+			if (i+tick)%16 == 0 {
+				obs[i].latest = 10*ms + time.Duration(tick)
+				if tick >= 50 {
+					obs[i].latest += 12 * ms // a queue from the 50th tick on
+				}
+			}
+		}
+		q, _ := m.observe(now, obs)
+		switch {
+		case tick > 0 && tick < 50 && (q < 0 || q > ms):
+			t.Fatalf("tick %d, no queue: delay %v", tick, q)
+		case tick >= 60 && (q < 12*ms || q > 13*ms):
+			t.Fatalf("tick %d, a queue of 12 ms: delay %v", tick, q)
+		}
 	}
 }
 
@@ -204,30 +239,32 @@ func TestDelayMeterBase(t *testing.T) {
 	}
 	// Loopback connections come and go (the preparation).
 	for i := range 4 {
-		step(connObs{key: "lo", bytes: uint64(i) << 20, latest: 200 * time.Microsecond, min: 150 * time.Microsecond})
+		step(connObs{key: "lo", latest: 200*time.Microsecond + time.Duration(i), min: 150 * time.Microsecond})
 	}
-	step()
+	for range 12 {
+		step()
+	}
 	// A laptop on a 10 ms path, then one that joins into a 30 ms queue.
 	var q, base time.Duration
-	for i := range 10 {
-		q, base = step(connObs{key: "a", bytes: uint64(i) << 20, latest: 12 * ms, min: 10 * ms})
+	for i := range 12 {
+		q, base = step(connObs{key: "a", latest: 12*ms + time.Duration(i), min: 10 * ms})
 	}
-	if q != 2*ms || base != 10*ms {
+	if q < 2*ms || q > 2*ms+12 || base != 10*ms {
 		t.Fatalf("a 10 ms path after loopback connections: delay %v base %v", q, base)
 	}
 	step() // a ends
-	for i := range 10 {
-		q, base = step(connObs{key: "b", bytes: uint64(i) << 20, latest: 40 * ms, min: 40 * ms})
+	for i := range 12 {
+		q, base = step(connObs{key: "b", latest: 40*ms + time.Duration(i), min: 40 * ms})
 	}
-	if q != 30*ms || base != 10*ms {
+	if q < 30*ms || q > 30*ms+12 || base != 10*ms {
 		t.Fatalf("joined into a 30 ms queue: delay %v base %v", q, base)
 	}
 	// Ten minutes later the ended connection's base is forgotten.
 	now = now.Add(baseHistory)
-	for i := range 10 {
-		q, base = step(connObs{key: "c", bytes: uint64(i) << 20, latest: 45 * ms, min: 40 * ms})
+	for i := range 12 {
+		q, base = step(connObs{key: "c", latest: 45*ms + time.Duration(i), min: 40 * ms})
 	}
-	if q != 5*ms || base != 40*ms {
+	if q < 5*ms || q > 5*ms+12 || base != 40*ms {
 		t.Fatalf("after ten minutes: delay %v base %v", q, base)
 	}
 }
@@ -242,7 +279,7 @@ func TestDelayMeterLocalDelay(t *testing.T) {
 	for i := range 10 {
 		now = now.Add(paceEvery)
 		m.late(6 * ms)
-		q, _ = m.observe(now, []connObs{{key: 1, bytes: uint64(i) << 20, latest: 17*ms + time.Duration(i), min: 10 * ms}})
+		q, _ = m.observe(now, []connObs{{key: 1, latest: 17*ms + time.Duration(i), min: 10 * ms}})
 	}
 	if q < ms || q > ms+10 {
 		t.Fatalf("17 ms round trips on a 10 ms path with the server 6 ms late: delay %v, want 1 ms", q)
@@ -250,9 +287,9 @@ func TestDelayMeterLocalDelay(t *testing.T) {
 	for i := range 10 {
 		now = now.Add(paceEvery)
 		m.late(0)
-		q, _ = m.observe(now, []connObs{{key: 1, bytes: uint64(i+10) << 20, latest: 17*ms + time.Duration(i), min: 10 * ms}})
+		q, _ = m.observe(now, []connObs{{key: 1, latest: 17*ms + time.Duration(i+10), min: 10 * ms}})
 	}
-	if q < 7*ms || q > 7*ms+10 {
+	if q < 7*ms || q > 7*ms+20 {
 		t.Fatalf("the same round trips with the server on time: delay %v, want 7 ms", q)
 	}
 }

@@ -1016,7 +1016,7 @@ func (s *Server) measure(ctx context.Context) {
 		s.mu.Lock()
 		for c := range s.open {
 			st := c.ConnectionStats()
-			obs = append(obs, connObs{key: c, bytes: st.BytesReceived, latest: st.LatestRTT, min: st.MinRTT})
+			obs = append(obs, connObs{key: c, latest: st.LatestRTT, min: st.MinRTT})
 		}
 		s.mu.Unlock()
 		q, base := dm.observe(now, obs)
