@@ -24,10 +24,13 @@ import (
 // path over the last baseHistory, across connections — a laptop that
 // connects while the queue is full must not take the queue for its base.
 // A path is told by its round trip, not by its address: a base under a
-// sixteenth of the connection's own minimum is another path's (loopback:
-// the server's own tools, a benchmark's preparation), never this one's. So
-// a connection's base lies between its own minimum (what its own samples
-// allow) and a sixteenth of it.
+// quarter of the connection's own minimum is another path's (loopback: the
+// server's own tools, a benchmark's preparation, whose round trips on a
+// busy machine reach a millisecond or two), never this one's. A quarter
+// still finds the base for a laptop that joins into a queue of three times
+// the base round trip, six times the pacer's target (half the base). So a
+// connection's base lies between its own minimum (what its own samples
+// allow) and a quarter of it.
 //
 // A busy server (or machine) delays its own handling of acknowledgements:
 // round trips grow with no queue on the network. That local delay is
@@ -55,7 +58,7 @@ const (
 	maxFresh    = 4096
 	// pathRatio: a base under the connection's own minimum divided by
 	// pathRatio is another path's.
-	pathRatio = 16
+	pathRatio = 4
 )
 
 type pastBase struct {
