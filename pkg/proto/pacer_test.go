@@ -65,14 +65,15 @@ func TestPacerFollowsDelay(t *testing.T) {
 }
 
 // TestPacerTargetFromBase: the target is half the base round trip, between
-// 5 ms and the configured most; with a 10 ms LAN a queue of 8 ms is over
-// the target (5 ms) and the rate falls, where 25 ms would let it grow.
+// MinTargetDelay (10 ms) and the configured most; with a 10 ms LAN a queue
+// of 12 ms is over the target (10 ms) and the rate falls, where 25 ms
+// would let it grow.
 func TestPacerTargetFromBase(t *testing.T) {
 	p := newPacer(PacingConfig{})
 	for _, c := range []struct{ base, want time.Duration }{
-		{100 * time.Microsecond, 5 * time.Millisecond}, // loopback: the floor
-		{10 * time.Millisecond, 5 * time.Millisecond},
-		{30 * time.Millisecond, 15 * time.Millisecond},
+		{100 * time.Microsecond, 10 * time.Millisecond}, // loopback: the floor
+		{10 * time.Millisecond, 10 * time.Millisecond},
+		{40 * time.Millisecond, 20 * time.Millisecond},
 		{200 * time.Millisecond, 25 * time.Millisecond}, // the configured most
 	} {
 		if got := p.targetFor(c.base); got != c.want {
@@ -85,13 +86,13 @@ func TestPacerTargetFromBase(t *testing.T) {
 	now := t0
 	r0, _ := p.status()
 	p.used = int64(p.rate * paceEvery.Seconds())
-	p.update(now.Add(paceEvery), paceEvery, 8*time.Millisecond, 10*time.Millisecond)
+	p.update(now.Add(paceEvery), paceEvery, 12*time.Millisecond, 10*time.Millisecond)
 	if r, _ := p.status(); r >= r0 {
-		t.Fatalf("8 ms of queue on a 10 ms path: %v -> %v", r0, r)
+		t.Fatalf("12 ms of queue on a 10 ms path: %v -> %v", r0, r)
 	}
 	// Without a base measured, the target stays where it was.
 	p.update(now.Add(2*paceEvery), paceEvery, -1, 0)
-	if p.target != 5*time.Millisecond {
+	if p.target != 10*time.Millisecond {
 		t.Fatalf("target %v after an interval without samples", p.target)
 	}
 }
