@@ -12,12 +12,10 @@ var t0 = time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 // TestPacerFollowsDelay: below the target delay a used rate grows, above
 // it the rate falls, an unused rate does not grow, and the hard cap holds
 // whatever the delay says.
-// stepper returns a step of p's controller on a fake clock: paceEvery
-// passes with queueing delay q, the laptops using all of the rate or none
-// of it, and step returns the paced rate after it.
-func stepper(p *pacer) func(q time.Duration, used bool) float64 {
+func TestPacerFollowsDelay(t *testing.T) {
+	p := newPacer(PacingConfig{})
 	now := t0
-	return func(q time.Duration, used bool) float64 {
+	step := func(q time.Duration, used bool) float64 {
 		if used {
 			p.used = int64(p.rate * paceEvery.Seconds())
 		}
@@ -26,11 +24,6 @@ func stepper(p *pacer) func(q time.Duration, used bool) float64 {
 		r, _ := p.status()
 		return r
 	}
-}
-
-func TestPacerFollowsDelay(t *testing.T) {
-	p := newPacer(PacingConfig{})
-	step := stepper(p)
 	r0, _ := p.status()
 	r1 := step(0, true)
 	if r1 <= r0 {
@@ -57,7 +50,7 @@ func TestPacerFollowsDelay(t *testing.T) {
 	capped := newPacer(PacingConfig{TargetDelay: -1, Cap: func(time.Time) int64 { return 1 << 20 }})
 	for range 50 {
 		capped.used = 1 << 30
-		capped.update(t0, paceEvery, 0, 0)
+		capped.update(now, paceEvery, 0, 0)
 	}
 	if r, _ := capped.status(); r != 1<<20 {
 		t.Fatalf("capped at 1 MiB/s, paced %v", r)
@@ -309,7 +302,16 @@ func TestDelayMeterLocalDelay(t *testing.T) {
 // rate moves by the proportional rule only.
 func TestPacerSlowStart(t *testing.T) {
 	p := newPacer(PacingConfig{})
-	step := stepper(p)
+	now := t0
+	step := func(q time.Duration, used bool) float64 {
+		if used {
+			p.used = int64(p.rate * paceEvery.Seconds())
+		}
+		now = now.Add(paceEvery)
+		p.update(now, paceEvery, q, 0)
+		r, _ := p.status()
+		return r
+	}
 	var r float64
 	for range 12 { // 1.2 s, no queue, every byte of the rate used
 		r = step(time.Millisecond, true)
