@@ -63,12 +63,7 @@ type pacer struct {
 	qdelay time.Duration
 	target time.Duration
 	paced  float64 // the last effective rate (after the cap)
-	probed bool    // a queue was seen: slow start is over
 }
-
-// slowStartStep is how much a used rate grows per update before the first
-// queue is seen.
-const slowStartStep = 1.5
 
 // The pacer's two lines.
 const (
@@ -170,23 +165,6 @@ func (p *pacer) update(now time.Time, dt time.Duration, qdelay, base time.Durati
 		p.target = p.targetFor(base)
 	}
 	if p.cfg.TargetDelay > 0 && qdelay >= 0 {
-		if !p.probed {
-			// Slow start: until the first queue, a rate the laptops use
-			// grows by half every update (1 MiB/s to 100 MB/s in about a
-			// second, where the proportional rule below takes nine), so a
-			// server that has just started does not hold its first
-			// backups at a fraction of what its network carries. The first
-			// queue ends it and takes back the last step.
-			if qdelay < p.target {
-				if used >= 0.5*p.rate {
-					p.rate = min(p.rate*slowStartStep, maxPace)
-				}
-				p.paced = p.effective(now)
-				return
-			}
-			p.probed = true
-			p.rate /= slowStartStep
-		}
 		off := float64(p.target-qdelay) / float64(p.target)
 		off = max(-1, min(1, off))
 		if off < 0 || used >= 0.5*p.rate {
