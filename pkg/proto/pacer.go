@@ -46,7 +46,12 @@ type pacer struct {
 	used   int64      // bytes read since the last update
 	qdelay time.Duration
 	paced  float64 // the last effective rate (after the cap)
+	probed bool    // a queue was seen: slow start is over
 }
+
+// slowStartStep is how much a used rate grows per update before the first
+// queue is seen.
+const slowStartStep = 1.5
 
 func newPacer(cfg PacingConfig) *pacer {
 	if cfg.TargetDelay == 0 {
@@ -123,6 +128,23 @@ func (p *pacer) update(now time.Time, dt time.Duration, qdelay time.Duration) {
 	p.used = 0
 	p.qdelay = max(qdelay, 0)
 	if p.cfg.TargetDelay > 0 && qdelay >= 0 {
+		if !p.probed {
+			// Slow start: until the first queue, a rate the laptops use
+			// grows by half every update (1 MiB/s to 100 MB/s in about a
+			// second, where the proportional rule below takes nine), so a
+			// server that has just started does not hold its first
+			// backups at a fraction of what its network carries. The first
+			// queue ends it and takes back the last step.
+			if qdelay < p.cfg.TargetDelay {
+				if used >= 0.5*p.rate {
+					p.rate = min(p.rate*slowStartStep, maxPace)
+				}
+				p.paced = p.effective(now)
+				return
+			}
+			p.probed = true
+			p.rate = max(p.cfg.MinRate, p.rate/slowStartStep)
+		}
 		off := float64(p.cfg.TargetDelay-qdelay) / float64(p.cfg.TargetDelay)
 		off = max(-1, min(1, off))
 		if off < 0 || used >= 0.5*p.rate {

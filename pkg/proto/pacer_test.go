@@ -2,6 +2,7 @@ package proto
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 )
@@ -66,5 +67,50 @@ func TestPacerFollowsDelay(t *testing.T) {
 	}
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Fatalf("priority reads waited %v", d)
+	}
+}
+
+// TestPacerSlowStart: a new server finds a fast path in about a second
+// (not the nine the proportional rule needs from 1 MiB/s), and the first
+// queue ends the slow start and takes its last step back; from then on the
+// rate moves by the proportional rule only.
+func TestPacerSlowStart(t *testing.T) {
+	p := newPacer(PacingConfig{})
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	step := func(q time.Duration, used bool) float64 {
+		if used {
+			p.used = int64(p.rate * paceEvery.Seconds())
+		}
+		now = now.Add(paceEvery)
+		p.update(now, paceEvery, q)
+		r, _ := p.status()
+		return r
+	}
+	var r float64
+	for range 12 { // 1.2 s, no queue, every byte of the rate used
+		r = step(time.Millisecond, true)
+	}
+	if r < 100e6 {
+		t.Fatalf("after 1.2 s of an empty path the pace is %.1f MB/s", r/1e6)
+	}
+	if step(time.Millisecond, false) != r {
+		t.Fatal("an unused rate grew in slow start")
+	}
+	q := step(40*time.Millisecond, true) // the first queue
+	if q >= r/slowStartStep {
+		t.Fatalf("the first queue left the rate at %.1f MB/s (from %.1f)", q/1e6, r/1e6)
+	}
+	after := step(time.Millisecond, true)
+	if after > q*math.Exp(0.5*paceEvery.Seconds())*1.0001 {
+		t.Fatalf("after slow start the rate grew %.3fx in one update", after/q)
+	}
+	// A queue at once (a busy link when the server starts): no growth.
+	busy := newPacer(PacingConfig{})
+	r0, _ := busy.status()
+	busy.used = int64(busy.rate)
+	busy.update(t0.Add(paceEvery), paceEvery, 50*time.Millisecond)
+	if r1, _ := busy.status(); r1 >= r0 {
+		t.Fatalf("a queue from the start: %.2f -> %.2f MB/s", r0/1e6, r1/1e6)
 	}
 }
