@@ -220,9 +220,16 @@ func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob
 // the blobs of a laptop's fetch request that it holds are read ahead in
 // parallel ranged reads.
 func (b *Backend) Prefetch(ctx context.Context, user uint64, refs []blob.Ref) {
+	if b.S.Remote() == nil {
+		return // local packs: nothing to read ahead, no index look-up to pay
+	}
+	need, err := b.S.Need(ctx, store.UserID(user), refs) // one look-up for the list
+	if err != nil {
+		return
+	}
 	held := refs[:0:0]
-	for _, r := range refs {
-		if ok, err := b.S.Holds(ctx, store.UserID(user), r); err == nil && ok {
+	for i, r := range refs {
+		if !need[i] {
 			held = append(held, r)
 		}
 	}

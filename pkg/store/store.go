@@ -465,6 +465,10 @@ func (s *Store) closeAll() error {
 // Params returns the chunker parameters every client of this store must use.
 func (s *Store) Params() chunk.Params { return s.cfg.Params }
 
+// Remote returns the object store holding the packs (Options.Remote), nil
+// when they are in the store's directory.
+func (s *Store) Remote() Remote { return s.opts.Remote }
+
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
