@@ -115,7 +115,15 @@ func markFailures(c *cobra.Command) {
 // the real programs, on any architecture.
 func Run(ctx context.Context, root *cobra.Command, args []string) int {
 	if path := os.Getenv("XS_BACKUP_CPUPROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+		f, err := os.Create(path)
+		if err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(root.ErrOrStderr(), "%s: XS_BACKUP_CPUPROFILE: %v (running without a profile)\n", root.Name(), err)
+		} else {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}

@@ -140,3 +140,16 @@ func FuzzRabinCutsAsRestic(f *testing.F) {
 		}
 	})
 }
+
+// TestSplitterAfterResetNil: a Splitter whose reader was dropped says so
+// instead of reading from nil.
+func TestSplitterAfterResetNil(t *testing.T) {
+	s, err := NewSplitter(bytes.NewReader([]byte("abc")), DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reset(nil)
+	if _, err := s.Next(); !errors.Is(err, errRabinNoReader) {
+		t.Fatalf("Next after Reset(nil): %v", err)
+	}
+}
