@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 )
@@ -341,4 +342,23 @@ func (t *Tree) Children() []chunk.ID {
 type CommitInfo struct {
 	Host   string `json:"host,omitempty"`   // laptop name
 	Source string `json:"source,omitempty"` // directory backed up
+	// Origin is set only when a school server replicates a snapshot to a
+	// mothership (or a server is rebuilt from one): the snapshot keeps the
+	// identity and time it had where it was made.
+	Origin *Origin `json:"origin,omitempty"`
+}
+
+// Origin says where a replicated snapshot was made.
+type Origin struct {
+	// User is the laptop's user ID on the school server; 0 is the school's
+	// own registry (users, keys, settings), replicated as a snapshot too.
+	User uint64 `json:"user"`
+	// Serial is the laptop's serial number there (for staff reading lists).
+	Serial string `json:"serial,omitempty"`
+	// Snapshot is the snapshot's ID on the school server, Time its time.
+	Snapshot string    `json:"snapshot"`
+	Time     time.Time `json:"time"`
+	// Pinned and PinReason carry the school's pin.
+	Pinned    bool   `json:"pinned,omitempty"`
+	PinReason string `json:"pin_reason,omitempty"`
 }

@@ -45,6 +45,10 @@ type SnapshotInfo struct {
 	Stored    int64     `json:"stored"`
 	Pinned    bool      `json:"pinned,omitempty"`
 	PinReason string    `json:"pin_reason,omitempty"`
+	// Origin is set on a mothership: where the snapshot was made.
+	Origin *manifest.Origin `json:"origin,omitempty"`
+	Host   string           `json:"host,omitempty"`
+	Source string           `json:"source,omitempty"`
 }
 
 // QuotaStatus is a user's usage and limits, in bytes (0 = no limit).

@@ -36,6 +36,9 @@ type Backend struct {
 	OpenEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Mothership: the accounts are school servers, whose commits carry the
+	// origin of the snapshots they replicate.
+	Mothership bool
 
 	once  sync.Once
 	regMu sync.Mutex // serializes registrations, so that the caps hold
@@ -182,11 +185,14 @@ func (b *Backend) Put(ctx context.Context, user uint64, blobs []blob.Blob) error
 
 func snapInfo(sn *store.Snapshot) proto.SnapshotInfo {
 	return proto.SnapshotInfo{ID: string(sn.ID), Time: sn.Time, Root: sn.Root, Files: sn.Files, Size: sn.Size,
-		Stored: sn.Stored, Pinned: sn.Pinned, PinReason: sn.PinReason}
+		Stored: sn.Stored, Pinned: sn.Pinned, PinReason: sn.PinReason, Origin: sn.Origin, Host: sn.Host, Source: sn.Source}
 }
 
 // Commit implements proto.Backend.
 func (b *Backend) Commit(ctx context.Context, user uint64, root chunk.ID, info proto.CommitInfo) (proto.SnapshotInfo, error) {
+	if info.Origin != nil && !b.Mothership {
+		return proto.SnapshotInfo{}, proto.Errorf(proto.KindBadRequest, "this server is a school server: only a mothership takes replicated snapshots")
+	}
 	sn, err := b.S.Commit(ctx, store.UserID(user), root, info)
 	if err != nil {
 		return proto.SnapshotInfo{}, wireErr(err)

@@ -166,6 +166,12 @@ type Config struct {
 	// Storage says where the pack files live: the data directory (the
 	// default) or an S3-compatible object store.
 	Storage Storage `toml:"storage"`
+	// Role is "school" (laptops back up here: the default) or
+	// "mothership" (school servers replicate here; each school is an
+	// account registered and approved like a laptop, by its server key).
+	Role string `toml:"role"`
+	// Mothership, on a school server, replicates every snapshot off-site.
+	Mothership MothershipConfig `toml:"mothership"`
 	// Chunker sets the chunking parameters of a NEW store only; a store
 	// keeps those it was created with. Leave it out to use the defaults
 	// shared by every school (which lets a regional server dedup across schools).
@@ -272,6 +278,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Traffic.pacing(); err != nil {
 		return fmt.Errorf("traffic: %w", err)
+	}
+	if c.Role != "" && c.Role != "school" && c.Role != "mothership" {
+		return fmt.Errorf("role must be \"school\" or \"mothership\", not %q", c.Role)
+	}
+	if err := c.Mothership.validate(c.Role); err != nil {
+		return fmt.Errorf("mothership: %w", err)
 	}
 	if c.Chunker != nil {
 		if err := c.Chunker.Validate(); err != nil {

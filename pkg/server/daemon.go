@@ -73,6 +73,8 @@ type Daemon struct {
 
 	life     lifeStats
 	registry *prometheus.Registry // what /metrics serves (metrics.go)
+	offsite  *offsiteRunner       // replication to the mothership (nil: none)
+	key      ed25519.PrivateKey
 }
 
 // NewDaemon opens the store and prepares the server.
@@ -106,7 +108,7 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		return nil, fmt.Errorf("server key: %w", err)
 	}
 	m := proto.NewMetrics()
-	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending}
+	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending, Mothership: cfg.Role == "mothership"}
 	if cfg.OpenApprovalsPerHour > 0 {
 		be.OpenBurst, be.OpenEvery = cfg.OpenApprovalsPerHour, time.Hour/time.Duration(cfg.OpenApprovalsPerHour)
 	}
@@ -133,7 +135,11 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		st.Close()
 		return nil, err
 	}
-	d := &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{})}
+	d := &Daemon{Config: cfg, Store: st, Server: srv, Metrics: m, Log: log, Ready: make(chan struct{}), key: key}
+	if err := d.loadOffsite(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	d.registry = newRegistry(d)
 	return d, nil
 }
@@ -253,6 +259,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer stopNight()
 	if h, m, ok, _ := d.Config.lifecycleAt(); ok {
 		spawn(func() error { d.nightly(nightCtx, h, m); return nil })
+	}
+	if d.offsite != nil {
+		spawn(func() error { d.offsiteLoop(nightCtx); return nil })
 	}
 	d.Log.Info("xs-backupd ready", "listen", d.Addr.String(), "data", d.Config.Data,
 		"server_key", proto.Fingerprint(d.Server.PublicKey()), "admin_socket", sock, "registration", d.Config.Registration, "max_sessions", d.Config.Admission.MaxSessions)

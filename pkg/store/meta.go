@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
@@ -85,7 +86,15 @@ type Snapshot struct {
 	// Pinned snapshots are never deleted by retention or quota.
 	Pinned    bool   `json:"pinned,omitempty"`
 	PinReason string `json:"pin_reason,omitempty"`
+	// Origin is set on a mothership: the school laptop and snapshot this one
+	// replicates (the field was added after the first release; a snapshot
+	// file without it was made here).
+	Origin *Origin `json:"origin,omitempty"`
 }
+
+// Origin says where a replicated snapshot was made (the same type as
+// manifest.Origin).
+type Origin = manifest.Origin
 
 func userFile(id UserID) string { return "users/" + id.String() + ".json" }
 func snapFile(u UserID, id SnapshotID) string {
@@ -577,3 +586,49 @@ func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned b
 	}
 	return nil, fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
 }
+
+// ImportUser writes a user registered on another store, keeping its ID, key,
+// aliases, policies and every other field: a school server rebuilt from its
+// mothership gets its laptops back exactly as they were, so they carry on
+// without registering again. It fails with ErrExists if the ID, the serial or
+// the key belongs to a different user here; importing a user again replaces
+// the copy made by an earlier import.
+func (s *Store) ImportUser(ctx context.Context, u *User) (*User, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	if u == nil || u.ID == 0 {
+		return nil, fmt.Errorf("%w: imported user has no ID", ErrInvalid)
+	}
+	if err := validSerial(u.Serial); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.users[u.ID]; ok && old.Serial != u.Serial {
+		return nil, fmt.Errorf("%w: user %s is %s here, not %s", ErrExists, u.ID, old.Serial, u.Serial)
+	}
+	if id, ok := s.serials[u.Serial]; ok && id != u.ID && !u.Revoked {
+		return nil, fmt.Errorf("%w: serial %s is already registered here as user %s", ErrExists, u.Serial, id)
+	}
+	if len(u.PublicKey) > 0 {
+		for _, o := range s.users {
+			if o.ID != u.ID && !o.Revoked && string(o.PublicKey) == string(u.PublicKey) {
+				return nil, fmt.Errorf("%w: the key of %s is already registered to serial %s", ErrExists, u.Serial, o.Serial)
+			}
+		}
+	}
+	c := cloneUser(u)
+	if err := s.saveUserLocked(c); err != nil {
+		return nil, err
+	}
+	if !c.Revoked {
+		s.serials[c.Serial] = c.ID
+	}
+	s.nextUID = max(s.nextUID, c.ID)
+	return cloneUser(c), nil
+}
+
+// NewSnapshotID makes a snapshot ID for time t, as Commit does (a school
+// server names the snapshot of its registry it replicates with one).
+func NewSnapshotID(t time.Time) SnapshotID { return newSnapshotID(t) }

@@ -364,6 +364,9 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	if len(info.Host) > 256 || len(info.Source) > 4096 {
 		return nil, fmt.Errorf("%w: host or source too long", ErrInvalid)
 	}
+	if err := validOrigin(info.Origin); err != nil {
+		return nil, err
+	}
 	// On an object store, every pack this snapshot may need goes to the
 	// bucket before the snapshot file is written (and so before it is
 	// acknowledged).
@@ -372,6 +375,17 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	}
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
+	if o := info.Origin; o != nil {
+		// Replication is repeated after an interruption: the same origin
+		// answers the snapshot already made from it.
+		if sn := s.fromOrigin(user, o); sn != nil {
+			if sn.Root != root {
+				return nil, fmt.Errorf("%w: snapshot %s of laptop %d was already replicated with another content", ErrExists, o.Snapshot, o.User)
+			}
+			c := *sn
+			return &c, nil
+		}
+	}
 	st, err := s.validate(ctx, user, root)
 	if err != nil {
 		return nil, err
@@ -380,6 +394,15 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	now := s.opts.Now().UTC()
 	sn := &Snapshot{ID: newSnapshotID(now), User: user, Time: now, Root: root,
 		Files: st.Files, Dirs: st.Dirs, Size: st.Size, Stored: st.Stored, Host: info.Host, Source: info.Source}
+	if o := info.Origin; o != nil {
+		oc := *o
+		oc.Time = o.Time.UTC()
+		sn.Origin, sn.Time, sn.Pinned, sn.PinReason = &oc, oc.Time, o.Pinned, o.PinReason
+		sn.ID = SnapshotID(o.Snapshot)
+		if s.hasSnapshot(user, sn.ID) {
+			sn.ID = newSnapshotID(oc.Time) // another laptop's snapshot of the same second
+		}
+	}
 	// The snapshot file is the commit point: once it is on disk, Open will
 	// count its references even if we crash before the job below.
 	b, _ := json.MarshalIndent(sn, "", "  ")
@@ -682,4 +705,43 @@ func (s *Store) appliedRoot(key []byte) (chunk.ID, error) {
 		return nil
 	})
 	return root, err
+}
+
+// validOrigin checks the origin a replicated commit carries.
+func validOrigin(o *Origin) error {
+	if o == nil {
+		return nil
+	}
+	switch {
+	case !ValidSnapshotID(SnapshotID(o.Snapshot)):
+		return fmt.Errorf("%w: replicated snapshot ID %q is not one this software makes", ErrInvalid, o.Snapshot)
+	case o.Time.IsZero() || o.Time.Year() < 2000 || o.Time.Year() > 9999:
+		return fmt.Errorf("%w: replicated snapshot %s has no valid time", ErrInvalid, o.Snapshot)
+	case len(o.Serial) > 64 || len(o.PinReason) > 1024:
+		return fmt.Errorf("%w: replicated snapshot %s: serial or pin reason too long", ErrInvalid, o.Snapshot)
+	}
+	return nil
+}
+
+// fromOrigin returns user's snapshot replicated from o, or nil.
+func (s *Store) fromOrigin(user UserID, o *Origin) *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sn := range s.snaps[user] {
+		if sn.Origin != nil && sn.Origin.User == o.User && sn.Origin.Snapshot == o.Snapshot {
+			return sn
+		}
+	}
+	return nil
+}
+
+func (s *Store) hasSnapshot(user UserID, id SnapshotID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sn := range s.snaps[user] {
+		if sn.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -52,8 +52,35 @@ type Verdict struct {
 }
 
 // Apply decides, as if the time were now, which of snaps the policy keeps.
-// The verdicts come in the order of snaps.
+// The verdicts come in the order of snaps. On a mothership, where one
+// school's snapshots of all its laptops belong to the school, the policy
+// applies to each laptop's snapshots (each origin) on its own.
 func (p Policy) Apply(snaps []*Snapshot, now time.Time) []Verdict {
+	groups := map[uint64][]int{}
+	for i, sn := range snaps {
+		var k uint64
+		if sn.Origin != nil {
+			k = sn.Origin.User + 1
+		}
+		groups[k] = append(groups[k], i)
+	}
+	if len(groups) <= 1 {
+		return p.apply(snaps, now)
+	}
+	out := make([]Verdict, len(snaps))
+	for _, idx := range groups {
+		sub := make([]*Snapshot, len(idx))
+		for j, i := range idx {
+			sub[j] = snaps[i]
+		}
+		for j, v := range p.apply(sub, now) {
+			out[idx[j]] = v
+		}
+	}
+	return out
+}
+
+func (p Policy) apply(snaps []*Snapshot, now time.Time) []Verdict {
 	out := make([]Verdict, len(snaps))
 	order := make([]int, len(snaps)) // newest first
 	for i, sn := range snaps {

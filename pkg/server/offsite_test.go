@@ -1,0 +1,288 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/dircmp"
+	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/server"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+func startMothership(t *testing.T) *server.Daemon {
+	return startDaemon(t, func(c *server.Config) {
+		c.Role, c.Registration = "mothership", "approve"
+		c.RestorePage.Listen = ""
+		c.Lifecycle.At = ""
+	})
+}
+
+func startSchool(t *testing.T, ms *server.Daemon, name string) *server.Daemon {
+	return startDaemon(t, func(c *server.Config) {
+		c.Mothership.Address, c.Mothership.School = ms.Addr.String(), name
+		c.Mothership.Every = server.Duration(24 * time.Hour) // tests run it by hand
+		c.Lifecycle.At = ""
+	})
+}
+
+// schoolOn returns the school's account on the mothership.
+func schoolOn(t *testing.T, ms *server.Daemon, name string) *store.User {
+	t.Helper()
+	u, err := ms.Store.UserBySerial(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestReplicateToMothership: two schools and a mothership over QUIC on
+// loopback. A school waits for the mothership's staff; then every snapshot
+// goes up with its time and ID, restores byte for byte from the mothership,
+// content shared by the two schools is stored once, neither school can tell
+// what the other holds, a second sync sends nothing, and a snapshot deleted
+// at the school stays on the mothership.
+func TestReplicateToMothership(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	a, b := startSchool(t, ms, "school-a"), startSchool(t, ms, "school-b")
+	var laps []*laptop
+	for i := 0; i < 2; i++ {
+		laps = append(laps, newLaptop(t, a, fmt.Sprintf("SHCA%03d", i), uint64(i)))
+	}
+	lb := newLaptop(t, b, "SHCB000", 7)
+	for _, l := range laps {
+		l.run(t)
+	}
+	lb.run(t)
+
+	// Not approved yet: the school waits for the mothership's staff.
+	for _, d := range []*server.Daemon{a, b} {
+		if _, _, err := d.Sync(ctx, false); !errors.Is(err, errkind.ErrNotApproved) {
+			t.Fatalf("sync before approval: %v, want not approved", err)
+		}
+	}
+	msAdmin := &admin.Service{S: ms.Store}
+	for _, name := range []string{"school-a", "school-b"} {
+		if _, err := msAdmin.Approve(ctx, admin.ApproveRequest{Serial: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, lag, err := a.Sync(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshots != 2 || lag.Snapshots != 0 || !rep.Registry {
+		t.Fatalf("first sync: %+v, lag %+v", rep, lag)
+	}
+	t.Logf("school-a first sync: %d snapshots, %d blobs, %d bytes in %v", rep.Snapshots, rep.Blobs, rep.Bytes, rep.Took)
+
+	// Every snapshot is there, same root (content-addressed: same bytes),
+	// same time and origin; and it restores byte for byte.
+	ua := schoolOn(t, ms, "school-a")
+	onMS := ms.Store.Snapshots(ua.ID)
+	if len(onMS) != 3 { // two laptops and the registry
+		t.Fatalf("mothership has %d snapshots of school-a, want 3", len(onMS))
+	}
+	for _, l := range laps {
+		u, _ := a.Store.UserBySerial(l.serial)
+		for _, sn := range a.Store.Snapshots(u.ID) {
+			var got *store.Snapshot
+			for _, m := range onMS {
+				if m.Origin != nil && m.Origin.User == uint64(u.ID) && m.Origin.Snapshot == string(sn.ID) {
+					got = m
+				}
+			}
+			if got == nil || got.Root != sn.Root || !got.Time.Equal(sn.Time) || got.Origin.Serial != l.serial {
+				t.Fatalf("snapshot %s of %s on the mothership: %+v", sn.ID, l.serial, got)
+			}
+			out := t.TempDir()
+			if _, err := ms.Store.Restore(ctx, got, out, store.RestoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := dircmp.Compare(l.src, out, backup.JournalExclude); err != nil {
+				t.Fatalf("restore from the mothership differs: %v", err)
+			}
+		}
+	}
+
+	// A second sync with nothing new sends nothing.
+	rep, _, err = a.Sync(ctx, false)
+	if err != nil || rep.Snapshots != 0 || rep.Blobs != 0 || rep.Registry {
+		t.Fatalf("unchanged sync: %+v %v", rep, err)
+	}
+
+	// School b shares the books (journalgen's shared set): stored once.
+	before := diskUsage(t, ms)
+	rep, _, err = b.Sync(ctx, false)
+	if err != nil || rep.Snapshots != 1 {
+		t.Fatalf("school-b sync: %+v %v", rep, err)
+	}
+	ub := schoolOn(t, ms, "school-b")
+	book := sharedChunk(t, ctx, a.Store, b.Store)
+	for _, u := range []store.UserID{ua.ID, ub.ID} {
+		if held, _ := ms.Store.Holds(ctx, u, book); !held {
+			t.Fatalf("school %s does not hold the shared book chunk", u)
+		}
+	}
+	info, err := ms.Store.Stat(ctx, book)
+	if err != nil || info.Owners != 2 {
+		t.Fatalf("shared chunk on the mothership: %+v %v (want one copy, two owners)", info, err)
+	}
+	t.Logf("mothership disk: %d before school-b, %d after (school-b sent %d bytes)", before, diskUsage(t, ms), rep.Bytes)
+
+	// Privacy: a chunk only school-a has is "needed" for school-b, exactly
+	// like one nobody has.
+	own := uniqueChunk(t, ctx, a.Store, b.Store)
+	need, err := ms.Store.Need(ctx, ub.ID, []blob.Ref{own})
+	if err != nil || !need[0] {
+		t.Fatalf("school-b learns that school-a holds %s: need=%v %v", own, need, err)
+	}
+
+	// The school deletes its oldest snapshot (retention, GC): the
+	// mothership keeps it and it still restores.
+	l0 := laps[0]
+	u0, _ := a.Store.UserBySerial(l0.serial)
+	old := a.Store.Snapshots(u0.ID)[0]
+	l0.run(t) // a newer one, so the old one may go
+	if err := a.Store.DeleteSnapshot(ctx, u0.ID, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Store.GC(ctx, store.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, _, err = a.Sync(ctx, false); err != nil || rep.Snapshots != 1 {
+		t.Fatalf("sync after the school's GC: %+v %v", rep, err)
+	}
+	var kept *store.Snapshot
+	for _, m := range ms.Store.Snapshots(ua.ID) {
+		if m.Origin != nil && m.Origin.Snapshot == string(old.ID) {
+			kept = m
+		}
+	}
+	if kept == nil {
+		t.Fatal("the mothership lost a snapshot the school deleted")
+	}
+	if _, err := ms.Store.Restore(ctx, kept, t.TempDir(), store.RestoreOptions{}); err != nil {
+		t.Fatalf("restore of a snapshot the school deleted: %v", err)
+	}
+}
+
+// TestReplicationResumes: a sync cut off in the middle (its window ends)
+// resumes without sending again what already arrived.
+func TestReplicationResumes(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	a := startDaemon(t, func(c *server.Config) {
+		c.Mothership.Address, c.Mothership.School = ms.Addr.String(), "school-a"
+		c.Mothership.Every = server.Duration(24 * time.Hour)
+		c.Mothership.Rate = 1 << 20 // 1 MB/s: the first sync takes seconds
+		c.Lifecycle.At = ""
+	})
+	for i := 0; i < 3; i++ {
+		newLaptop(t, a, fmt.Sprintf("SHCA%03d", i), uint64(10+i)).run(t)
+	}
+	if _, _, err := a.Sync(ctx, false); !errors.Is(err, errkind.ErrNotApproved) {
+		t.Fatalf("sync before approval: %v", err)
+	}
+	if _, err := (&admin.Service{S: ms.Store}).Approve(ctx, admin.ApproveRequest{Serial: "school-a"}); err != nil {
+		t.Fatal(err)
+	}
+	lag0 := mustLag(t, a)
+	cut, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	rep1, _, err := a.Sync(cut, false)
+	cancel()
+	if err == nil {
+		t.Fatalf("the sync was not cut off (%+v): make the data bigger", rep1)
+	}
+	rep2, lag, err := a.Sync(ctx, false)
+	if err != nil || lag.Snapshots != 0 {
+		t.Fatalf("resumed sync: %+v %+v %v", rep2, lag, err)
+	}
+	// What the first run sent is not sent again: both runs together send
+	// about what one run would (a batch in flight at the cut may go twice).
+	full := lag0.Bytes
+	t.Logf("cut after %d bytes; resumed with %d; the snapshots hold %d", rep1.Bytes, rep2.Bytes, full)
+	if rep1.Bytes == 0 || rep1.Bytes+rep2.Bytes > full+8<<20 {
+		t.Fatalf("resume sent again: %d + %d bytes for %d", rep1.Bytes, rep2.Bytes, full)
+	}
+	ua := schoolOn(t, ms, "school-a")
+	if n := len(ms.Store.Snapshots(ua.ID)); n != 4 {
+		t.Fatalf("mothership has %d snapshots, want 3 and the registry", n)
+	}
+}
+
+func mustLag(t *testing.T, d *server.Daemon) offsiteLag {
+	t.Helper()
+	_, lag, err := d.Sync(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offsiteLag{Snapshots: lag.Snapshots, Bytes: lag.Bytes}
+}
+
+type offsiteLag struct {
+	Snapshots int
+	Bytes     int64
+}
+
+func diskUsage(t *testing.T, d *server.Daemon) int64 {
+	t.Helper()
+	sp, err := d.Store.Space()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp.PackBytes
+}
+
+// chunks returns every chunk of the latest snapshots of st.
+func chunks(t *testing.T, ctx context.Context, st *store.Store) map[blob.Ref]bool {
+	t.Helper()
+	out := map[blob.Ref]bool{}
+	for _, u := range st.Users() {
+		sns := st.Snapshots(u.ID)
+		for _, sn := range sns {
+			err := st.Walk(ctx, sn.Root, func(p string, e *manifest.Entry) error {
+				for _, c := range e.Chunks {
+					out[blob.Ref{Type: blob.Chunk, ID: c}] = true
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+func sharedChunk(t *testing.T, ctx context.Context, a, b *store.Store) blob.Ref {
+	t.Helper()
+	cb := chunks(t, ctx, b)
+	for r := range chunks(t, ctx, a) {
+		if cb[r] {
+			return r
+		}
+	}
+	t.Fatal("the two schools share no chunk")
+	return blob.Ref{}
+}
+
+func uniqueChunk(t *testing.T, ctx context.Context, a, b *store.Store) blob.Ref {
+	t.Helper()
+	cb := chunks(t, ctx, b)
+	for r := range chunks(t, ctx, a) {
+		if !cb[r] {
+			return r
+		}
+	}
+	t.Fatal("school-a has no chunk of its own")
+	return blob.Ref{}
+}
