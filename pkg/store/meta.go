@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 )
 
