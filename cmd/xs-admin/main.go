@@ -134,6 +134,7 @@ func newRootCmd(a *app) *cobra.Command {
 		&cobra.Group{ID: "documents", Title: "Getting documents back:"},
 		&cobra.Group{ID: "disk", Title: "Keeping the disk healthy:"},
 		&cobra.Group{ID: "daemon", Title: "The daemon:"},
+		&cobra.Group{ID: "offsite", Title: "Off-site (mothership):"},
 	)
 	add := func(group string, cmds ...*cobra.Command) {
 		for _, c := range cmds {
@@ -146,6 +147,7 @@ func newRootCmd(a *app) *cobra.Command {
 	add("documents", lsCmd(a), restoreCmd(a), restoreLinkCmd(a))
 	add("disk", retentionCmd(a), policyCmd(a), quotaCmd(a), pinCmd(a), unpinCmd(a), gcCmd(a),
 		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a), storageCmd(a))
+	add("offsite", syncCmd(a), schoolsCmd(a))
 	add("daemon", statusCmd(a))
 	root.AddCommand(versionCmd(a), genDocsCmd(a, root))
 	return root

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/errkind"
+	"github.com/xs-backup/xs-backup/pkg/offsite"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -49,6 +50,9 @@ type Service struct {
 	// Admission, if set, is the daemon's admission now, queue included
 	// (proto.Server.Admission).
 	Admission func() proto.AdmissionStatus
+	// Sync, if set, runs replication to the mothership (the daemon's), or
+	// with status only reports the lag.
+	Sync func(ctx context.Context, status bool) (*offsite.Report, offsite.Lag, error)
 }
 
 // StatusResult is the output of `xs-admin status`: the daemon's admission

@@ -250,7 +250,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer stopAdmin()
 	spawn(func() error {
 		return admin.Serve(adminCtx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
-			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }}, sock)
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }, Sync: d.adminSync()}, sock)
 	})
 	spawn(func() error { return d.Server.Serve(serveCtx, pc) })
 	// The nightly run stops at the signal, at its next safe point (every

@@ -193,3 +193,11 @@ func (d *Daemon) loadOffsite() error {
 	d.offsite = &offsiteRunner{d: d, state: st}
 	return nil
 }
+
+// adminSync is Sync for the staff API, nil when there is no mothership.
+func (d *Daemon) adminSync() func(context.Context, bool) (*offsite.Report, offsite.Lag, error) {
+	if d.offsite == nil {
+		return nil
+	}
+	return d.Sync
+}
