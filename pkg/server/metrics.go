@@ -59,6 +59,9 @@ func newRegistry(d *Daemon) *prometheus.Registry {
 		newLifeCollector(&d.life),
 		newStoreCollector(d.Store, now, StoreMetricsTTL),
 	)
+	if d.offsite != nil {
+		reg.MustRegister(&offsiteCollector{d: d, now: now})
+	}
 	return reg
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/offsite"
 )
@@ -200,4 +202,50 @@ func (d *Daemon) adminSync() func(context.Context, bool) (*offsite.Report, offsi
 		return nil
 	}
 	return d.Sync
+}
+
+// offsiteCollector reports the replication lag at scrape time.
+type offsiteCollector struct {
+	d   *Daemon
+	now func() time.Time
+}
+
+var offsiteMetrics = []scalar[offsite.Lag]{
+	gauge("xs_offsite_pending_snapshots", "Snapshots not yet confirmed by the mothership.",
+		func(l *offsite.Lag) float64 { return float64(l.Snapshots) }),
+	gauge("xs_offsite_pending_bytes", "Stored size of those snapshots (an upper bound of what is left to send).",
+		func(l *offsite.Lag) float64 { return float64(l.Bytes) }),
+	gauge("xs_offsite_confirmed_snapshots", "Snapshots the mothership confirmed.",
+		func(l *offsite.Lag) float64 { return float64(l.Confirmed) }),
+	gauge("xs_offsite_last_success_timestamp_seconds", "When the last replication run succeeded (0: never).",
+		func(l *offsite.Lag) float64 {
+			if l.LastSync.IsZero() {
+				return 0
+			}
+			return float64(l.LastSync.Unix())
+		}),
+	gauge("xs_offsite_last_failed", "1 if the last replication run failed.",
+		func(l *offsite.Lag) float64 {
+			if l.LastError != "" {
+				return 1
+			}
+			return 0
+		}),
+}
+
+var offsiteOldest = prometheus.NewDesc("xs_offsite_oldest_pending_age_seconds", "Age of the oldest snapshot not yet off-site (0: none).", nil, nil)
+
+func (c *offsiteCollector) Describe(ch chan<- *prometheus.Desc) {
+	describe(ch, offsiteMetrics)
+	ch <- offsiteOldest
+}
+
+func (c *offsiteCollector) Collect(ch chan<- prometheus.Metric) {
+	l := c.d.offsite.state.Lag(c.d.Store)
+	collect(ch, &l, offsiteMetrics)
+	age := 0.0
+	if !l.Oldest.IsZero() {
+		age = c.now().Sub(l.Oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(offsiteOldest, prometheus.GaugeValue, age)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,6 +111,16 @@ func TestReplicateToMothership(t *testing.T) {
 			if err := dircmp.Compare(l.src, out, backup.JournalExclude); err != nil {
 				t.Fatalf("restore from the mothership differs: %v", err)
 			}
+		}
+	}
+
+	var metrics strings.Builder
+	if err := a.WriteMetrics(&metrics); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"xs_offsite_pending_snapshots 0", "xs_offsite_confirmed_snapshots 2", "xs_offsite_last_failed 0"} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 
