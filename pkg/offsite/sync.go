@@ -42,6 +42,9 @@ type Options struct {
 	Now func() time.Time
 	// Progress, if set, is called after each snapshot.
 	Progress func(done, total int)
+	// NoConfirm leaves state as it is: an export's bundle is confirmed only
+	// by the receipt of its import.
+	NoConfirm bool
 }
 
 // Replicate sends every snapshot of st that state does not know to be
@@ -72,9 +75,11 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 			return rep, fmt.Errorf("snapshot %s of %s: %w", it.Snap.ID, it.Serial, err)
 		}
 		rep.Snapshots++
-		state.confirm(it.Key(), opts.Now().UTC())
-		if err := state.Save(nil); err != nil {
-			return rep, err
+		if !opts.NoConfirm {
+			state.confirm(it.Key(), opts.Now().UTC())
+			if err := state.Save(nil); err != nil {
+				return rep, err
+			}
 		}
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(items))
@@ -85,6 +90,9 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 	rep.Took = time.Since(start)
 	if err != nil {
 		return rep, fmt.Errorf("registry: %w", err)
+	}
+	if opts.NoConfirm {
+		return rep, nil
 	}
 	return rep, state.Save(st)
 }
@@ -119,7 +127,7 @@ func sendRegistry(ctx context.Context, st *store.Store, r *replicator, state *St
 	if _, err := backup.Run(ctx, dir, t, backup.Options{Params: st.Params()}); err != nil {
 		return false, err
 	}
-	if t.sent {
+	if t.sent && !opts.NoConfirm {
 		state.mu.Lock()
 		state.Registry = t.root
 		state.mu.Unlock()
