@@ -99,7 +99,9 @@ func (d *decoder) readData(buf []byte, n int, what string) ([]byte, error) {
 	for len(b) < n {
 		k := min(n-len(b), step)
 		if cap(b)-len(b) < k {
-			b = append(b[:cap(b)], make([]byte, k)...)[:len(b)]
+			nb := make([]byte, len(b), min(n, max(2*cap(b), len(b)+k)))
+			copy(nb, b)
+			b = nb
 		}
 		if err := d.read(b[len(b):len(b)+k], what); err != nil {
 			return nil, err
