@@ -32,7 +32,7 @@ var layer = map[string]int{
 	"pkg/backup":              3,
 	"pkg/offsite":             4,
 	"pkg/offsite/bundle":      2,
-	"pkg/offsite/kit":         0,
+	"pkg/offsite/kit":         1,
 	"pkg/admin":               5,
 	"pkg/agent":               4,
 	"pkg/server":              6,
