@@ -167,6 +167,7 @@ approve (or give it a claim code now: xs-admin claim-code SERIAL).`,
 		}),
 	}
 	cmd.Flags().StringVar(&r.Nickname, "nickname", "", "the child's `NAME` or a note, shown in xs-admin users")
+	cmd.Flags().StringVar(&r.Key, "key", "", "on a mothership: the school server's public `KEY` (hex, its server.pub) when the school sends bundles")
 	return cmd
 }
 

@@ -69,6 +69,10 @@ type ClaimCodeRequest struct {
 type RegisterRequest struct {
 	Serial   string `json:"serial"`
 	Nickname string `json:"nickname,omitempty"`
+	// Key is the public key in hex. On a mothership it registers a school
+	// by its server key (the server.pub of its recovery kit), for a school
+	// that sends bundles rather than syncing over the network.
+	Key string `json:"key,omitempty"`
 }
 
 // AliasRequest moves a student's backups to a replacement laptop's serial

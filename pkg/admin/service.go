@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -160,7 +162,15 @@ func (s *Service) Register(ctx context.Context, r RegisterRequest) (*store.User,
 	if r.Serial == "" {
 		return nil, fmt.Errorf("%w: no laptop serial given", ErrInvalid)
 	}
-	return s.S.AddUser(ctx, store.NewUser{Serial: r.Serial, Nickname: r.Nickname, Approved: true})
+	var pub []byte
+	if r.Key != "" {
+		b, err := hex.DecodeString(strings.TrimSpace(r.Key))
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: the key must be %d hex digits (a server.pub)", ErrInvalid, 2*ed25519.PublicKeySize)
+		}
+		pub = b
+	}
+	return s.S.AddUser(ctx, store.NewUser{Serial: r.Serial, Nickname: r.Nickname, Approved: true, PublicKey: pub})
 }
 
 // Alias moves a student's backups to a replacement laptop's serial.

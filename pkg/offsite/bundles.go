@@ -32,6 +32,8 @@ const maxCommits = 1 << 20
 
 // commitRec is one snapshot in a bundle.
 type commitRec struct {
+	// User is the laptop's user ID (recovery bundles; the origin's).
+	User uint64              `json:"user,omitempty"`
 	Root chunk.ID            `json:"root"`
 	Info manifest.CommitInfo `json:"info"`
 }

@@ -1,0 +1,425 @@
+package offsite
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/offsite/bundle"
+	"github.com/xs-backup/xs-backup/pkg/offsite/kit"
+	"github.com/xs-backup/xs-backup/pkg/store"
+)
+
+// KeyFile is the server key's file in the data directory.
+const KeyFile = "server.key"
+
+// Kit is what `xs-admin recovery-kit` gives the school's staff to keep.
+type Kit struct {
+	School string `json:"school"`
+	// Passphrase opens the sealed server key; it is shown once and kept
+	// nowhere on the server.
+	Passphrase string `json:"passphrase"`
+	// ServerKey is the fingerprint of the server key it seals.
+	ServerKey string `json:"server_key"`
+	// Sealed is where the sealed key was written (it goes to the
+	// mothership with the next sync or export).
+	Sealed string `json:"sealed"`
+}
+
+// MakeKit seals the server key kept in dataDir with a new recovery
+// passphrase, writes the sealed key and the public key beside it (the
+// registry carries both off-site), and returns the passphrase. A new kit
+// replaces the old one: the old passphrase then opens only copies made
+// before.
+func MakeKit(dataDir, school string, key ed25519.PrivateKey) (*Kit, error) {
+	raw, err := os.ReadFile(filepath.Join(dataDir, KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read the server key: %w", err)
+	}
+	pass, err := kit.NewPassphrase()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := kit.Seal(pass, school, raw)
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dataDir, RegSealed)
+	if err := atomicfile.WriteFile(p, sealed, 0o600); err != nil {
+		return nil, err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, RegPub), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return &Kit{School: school, Passphrase: pass, ServerKey: bundle.Fingerprint(pub), Sealed: p}, nil
+}
+
+// metaLaptop switches a recovery bundle's blobs to the next laptop.
+const metaLaptop = "laptop"
+
+// ExportRecovery writes, on a mothership, a bundle that rebuilds school's
+// server: its registry (laptops, keys, settings, the sealed server key),
+// then every snapshot the mothership holds, each chunk once. It is signed by
+// the mothership's key, which the school's recovery kit names.
+func ExportRecovery(ctx context.Context, st *store.Store, school *store.User, key ed25519.PrivateKey, dir string, pieceSize int64) (*ExportResult, error) {
+	var reg *store.Snapshot
+	byLaptop := map[uint64][]*store.Snapshot{}
+	var order []uint64
+	for _, sn := range st.Snapshots(school.ID) {
+		o := sn.Origin
+		if o == nil {
+			continue
+		}
+		if o.User == 0 {
+			if reg == nil || !o.Time.Before(reg.Origin.Time) {
+				reg = sn
+			}
+			continue
+		}
+		if byLaptop[o.User] == nil {
+			order = append(order, o.User)
+		}
+		byLaptop[o.User] = append(byLaptop[o.User], sn)
+	}
+	if reg == nil {
+		return nil, fmt.Errorf("%w: the mothership has no copy of %s's registry (laptops and keys): the school never completed a sync or export", errkind.ErrNotFound, school.Serial)
+	}
+	fw, err := bundle.CreateFiles(dir, "xs-recovery-"+school.Serial, pieceSize,
+		bundle.Header{Kind: bundle.KindRecovery, For: school.Serial, Created: time.Now().UTC()}, key)
+	if err != nil {
+		return nil, err
+	}
+	res, err := writeRecovery(ctx, st, fw.Writer, reg, order, byLaptop)
+	if err != nil {
+		fw.Abort()
+		return nil, err
+	}
+	h := fw.Header()
+	res.Bytes = fw.Written()
+	if res.Files, err = fw.Close(); err != nil {
+		return nil, err
+	}
+	res.Bundle = h.IDString()
+	return res, nil
+}
+
+func writeRecovery(ctx context.Context, st *store.Store, w *bundle.Writer, reg *store.Snapshot, order []uint64, byLaptop map[uint64][]*store.Snapshot) (*ExportResult, error) {
+	res := &ExportResult{Report: &Report{}}
+	for _, name := range []string{RegStore, RegUsers, RegSealed, RegPub} {
+		e, err := st.Lookup(ctx, reg.Root, name)
+		if err != nil {
+			if name == RegSealed || name == RegPub {
+				continue // no recovery kit was made: the key must come from elsewhere
+			}
+			return nil, fmt.Errorf("registry file %s: %w", name, err)
+		}
+		b, err := io.ReadAll(io.LimitReader(st.FileReader(ctx, e), 64<<20))
+		if err != nil {
+			return nil, fmt.Errorf("registry file %s: %w", name, err)
+		}
+		if err := w.Meta(name, b); err != nil {
+			return nil, err
+		}
+	}
+	written := map[blob.Ref]bool{}
+	var commits []commitRec
+	for _, user := range order {
+		if err := w.Meta(metaLaptop, []byte(strconv.FormatUint(user, 10))); err != nil {
+			return nil, err
+		}
+		for _, sn := range byLaptop[user] {
+			err := eachBlob(ctx, st, sn.Root, written, func(r blob.Ref) error {
+				b, err := st.ReadStored(ctx, r)
+				if err != nil {
+					return fmt.Errorf("snapshot %s of %s: %w", sn.Origin.Snapshot, sn.Origin.Serial, err)
+				}
+				res.Report.Blobs++
+				res.Report.Bytes += int64(len(b.Data))
+				return w.Blob(b)
+			})
+			if err != nil {
+				return nil, err
+			}
+			o := *sn.Origin
+			commits = append(commits, commitRec{User: user, Root: sn.Root, Info: manifest.CommitInfo{Host: sn.Host, Source: sn.Source, Origin: &o}})
+			res.Report.Snapshots++
+		}
+	}
+	b, err := json.Marshal(commits)
+	if err != nil {
+		return nil, err
+	}
+	return res, w.Meta(metaCommits, b)
+}
+
+// eachBlob calls fn for every blob of the tree root not in done, children
+// before their directory.
+func eachBlob(ctx context.Context, st *store.Store, root chunk.ID, done map[blob.Ref]bool, fn func(blob.Ref) error) error {
+	ref := blob.Ref{Type: blob.Tree, ID: root}
+	if done[ref] {
+		return nil
+	}
+	t, err := st.ReadTree(ctx, root)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", root, err)
+	}
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		switch e.Type {
+		case manifest.File:
+			for _, c := range e.Chunks {
+				cr := blob.Ref{Type: blob.Chunk, ID: c}
+				if done[cr] {
+					continue
+				}
+				done[cr] = true
+				if err := fn(cr); err != nil {
+					return err
+				}
+			}
+		case manifest.Dir:
+			if err := eachBlob(ctx, st, e.Subtree, done, fn); err != nil {
+				return err
+			}
+		}
+	}
+	done[ref] = true
+	return fn(ref)
+}
+
+// RecoverOptions say how to rebuild a school server.
+type RecoverOptions struct {
+	// DataDir is the new server's data directory: empty or absent.
+	DataDir string
+	// Paths are the recovery bundle's pieces, or directories holding them.
+	Paths []string
+	// Mothership is the key that must have signed the bundle (from the
+	// recovery kit or the mothership's staff).
+	Mothership ed25519.PublicKey
+	// School is the school's name; Passphrase the recovery passphrase of
+	// its kit, which opens the sealed server key.
+	School     string
+	Passphrase string
+	// Store are the options the new store opens with (Params are taken
+	// from the bundle).
+	Store store.Options
+}
+
+// RecoverResult says what Recover rebuilt.
+type RecoverResult struct {
+	School    string `json:"school"`
+	Users     int    `json:"users"`
+	Snapshots int    `json:"snapshots"`
+	Blobs     int    `json:"blobs"`
+	Bytes     int64  `json:"bytes"`
+	ServerKey string `json:"server_key"`
+}
+
+// Recover rebuilds a school server in an empty data directory from a
+// mothership's recovery bundle: the same server key (opened with the
+// recovery passphrase), every laptop registration with its key, aliases,
+// policies and quota, and every snapshot with its ID and time. Laptops then
+// back up to it without registering again. The bundle is verified whole
+// before anything is written; the passphrase is checked first of all.
+func Recover(ctx context.Context, opts RecoverOptions) (*RecoverResult, error) {
+	if ents, err := os.ReadDir(opts.DataDir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("%w: %s is not empty: a server is rebuilt into an empty data directory", errkind.ErrExists, opts.DataDir)
+	}
+	if err := kit.CheckPassphrase(opts.Passphrase); err != nil {
+		return nil, err
+	}
+	sets, err := bundle.ScanPieces(opts.Paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(sets) != 1 {
+		return nil, fmt.Errorf("%w: the paths hold %d bundles: give the pieces of one recovery bundle", errkind.ErrBadRequest, len(sets))
+	}
+	ps := sets[0]
+	if err := ps.Check(); err != nil {
+		return nil, err
+	}
+	trust := func(h *bundle.Header) error {
+		if err := bundle.Trust(bundle.KindRecovery, opts.Mothership)(h); err != nil {
+			return err
+		}
+		if opts.School != "" && h.For != opts.School {
+			return fmt.Errorf("%w: this recovery bundle is for %q, not %q", errkind.ErrBadRequest, h.For, opts.School)
+		}
+		return nil
+	}
+	rc, err := ps.Open()
+	if err != nil {
+		return nil, err
+	}
+	h, _, err := bundle.Verify(rc, trust)
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	school := h.For
+	res := &RecoverResult{School: school}
+	if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	var st *store.Store
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	var cur store.UserID
+	var batch []blob.Blob
+	var size int
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if st == nil || cur == 0 {
+			return fmt.Errorf("%w: the recovery bundle has blobs before its registry", errkind.ErrDamaged)
+		}
+		if err := st.Put(ctx, cur, batch); err != nil {
+			return err
+		}
+		res.Blobs += len(batch)
+		res.Bytes += int64(size)
+		batch, size = nil, 0
+		return nil
+	}
+	var commits []commitRec
+	var keyFile []byte
+	rc, err = ps.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	_, err = bundle.Read(rc, trust, func(b blob.Blob) error {
+		batch = append(batch, b)
+		size += len(b.Data)
+		if size >= batchBytes {
+			return flush()
+		}
+		return nil
+	}, func(name string, data []byte) error {
+		if err := flush(); err != nil {
+			return err
+		}
+		switch name {
+		case RegStore:
+			var info RegistryInfo
+			if err := json.Unmarshal(data, &info); err != nil {
+				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
+			}
+			o := opts.Store
+			o.Params = info.Params
+			s, err := store.Open(ctx, opts.DataDir, o)
+			if err != nil {
+				return err
+			}
+			st = s
+		case RegUsers:
+			if st == nil {
+				return fmt.Errorf("%w: the recovery bundle lists laptops before the store's settings", errkind.ErrDamaged)
+			}
+			var users []*store.User
+			if err := json.Unmarshal(data, &users); err != nil {
+				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
+			}
+			for _, u := range users {
+				if _, err := st.ImportUser(ctx, u); err != nil {
+					return fmt.Errorf("laptop %s: %w", u.Serial, err)
+				}
+				res.Users++
+			}
+		case RegSealed:
+			k, err := kit.Open(opts.Passphrase, school, data)
+			if err != nil {
+				return err
+			}
+			keyFile = k
+		case metaLaptop:
+			id, err := strconv.ParseUint(string(data), 10, 64)
+			if err != nil || id == 0 {
+				return fmt.Errorf("%w: a laptop record of the bundle is %q", errkind.ErrDamaged, data)
+			}
+			cur = store.UserID(id)
+		case metaCommits:
+			if err := json.Unmarshal(data, &commits); err != nil || len(commits) > maxCommits {
+				return fmt.Errorf("%w: the bundle's list of snapshots does not decode", errkind.ErrDamaged)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("%w: the recovery bundle has no registry", errkind.ErrDamaged)
+	}
+	if keyFile == nil {
+		return nil, fmt.Errorf("%w: the recovery bundle has no sealed server key: the school never made a recovery kit, so its laptops must register again with a new key", errkind.ErrNotFound)
+	}
+	seed, err := hex.DecodeString(string(bytes.TrimSpace(keyFile)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: the sealed server key does not hold a key", errkind.ErrDamaged)
+	}
+	res.ServerKey = bundle.Fingerprint(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	// Each laptop holds every blob of its snapshots (a chunk that many
+	// laptops share came once, under the first of them), then the snapshots
+	// are committed with their IDs and times.
+	for _, c := range commits {
+		if c.Info.Origin == nil {
+			return nil, fmt.Errorf("%w: a snapshot of the bundle does not say where it was made", errkind.ErrDamaged)
+		}
+		user := store.UserID(c.User)
+		var refs []blob.Ref
+		if err := eachBlob(ctx, st, c.Root, map[blob.Ref]bool{}, func(r blob.Ref) error { refs = append(refs, r); return nil }); err != nil {
+			return nil, err
+		}
+		missing, err := st.Adopt(ctx, user, refs)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s of %s: %w", c.Info.Origin.Snapshot, c.Info.Origin.Serial, err)
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("%w: snapshot %s of %s lacks %d blob(s) in the bundle", errkind.ErrDamaged, c.Info.Origin.Snapshot, c.Info.Origin.Serial, len(missing))
+		}
+		if _, err := st.Commit(ctx, user, c.Root, c.Info); err != nil {
+			return nil, fmt.Errorf("snapshot %s of %s: %w", c.Info.Origin.Snapshot, c.Info.Origin.Serial, err)
+		}
+		res.Snapshots++
+	}
+	if err := atomicfile.WriteFile(filepath.Join(opts.DataDir, KeyFile), keyFile, 0o600); err != nil {
+		return nil, err
+	}
+	// What the mothership has is confirmed: the next sync sends only what
+	// laptops back up from now on.
+	state, err := LoadState(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range commits {
+		state.Confirmed[snapKey(store.UserID(c.User), store.SnapshotID(c.Info.Origin.Snapshot))] = time.Now().UTC()
+	}
+	state.Mothership = opts.Mothership
+	if err := state.Save(nil); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
