@@ -518,7 +518,8 @@ func (s *PieceSet) Open() (io.ReadCloser, error) {
 // directories, see ScanPieces), checks that they are complete, and returns
 // a reader of the joined stream (see PieceSet.Open). Paths that hold pieces
 // of more than one bundle are refused with an error listing them: use
-// ScanPieces to choose.
+// ScanPieces to choose. The reader is for one pass: for a second one (Read
+// after Verify), call OpenFiles or PieceSet.Open again.
 func OpenFiles(paths ...string) (io.ReadCloser, *PieceSet, error) {
 	sets, err := ScanPieces(paths...)
 	if err != nil {

@@ -35,7 +35,8 @@ type Summary struct {
 // The errors are of this package's *Error type with a message for people,
 // matching errkind.ErrDamaged (and ErrTruncated for a stream that ends
 // early) or errkind.ErrBadRequest (not a bundle, or a newer format); read
-// errors of r are returned wrapped.
+// errors of r are returned wrapped. The header is returned as soon as it
+// has been read, also with an error, so that a message can name the signer.
 func Verify(r io.Reader, trust func(*Header) error) (*Header, *Summary, error) {
 	return decode(r, trust, nil, nil, nil)
 }
