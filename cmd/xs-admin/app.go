@@ -40,6 +40,8 @@ type app struct {
 	// storage is the configuration's [storage] section: a store whose
 	// packs are in a bucket is opened with the same Remote as the daemon's.
 	storage server.Storage
+	// school is the configuration's [mothership] school.
+	school string
 }
 
 // access is how a command uses the store when the daemon is stopped.
@@ -88,6 +90,7 @@ func (a *app) locate(cmd *cobra.Command) error {
 		}
 	}
 	a.place.Data = cfg.Data
+	a.school = cfg.Mothership.School
 	a.storage = server.Storage{}
 	if !cmd.Flags().Changed("data") || filepath.Clean(a.data) == filepath.Clean(cfg.Data) {
 		a.storage = cfg.Storage // another store (--data) is a local one

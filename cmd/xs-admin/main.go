@@ -147,7 +147,7 @@ func newRootCmd(a *app) *cobra.Command {
 	add("documents", lsCmd(a), restoreCmd(a), restoreLinkCmd(a))
 	add("disk", retentionCmd(a), policyCmd(a), quotaCmd(a), pinCmd(a), unpinCmd(a), gcCmd(a),
 		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a), storageCmd(a))
-	add("offsite", syncCmd(a), schoolsCmd(a))
+	add("offsite", syncCmd(a), exportCmd(a), importCmd(a), recoveryKitCmd(a), recoverCmd(a), schoolsCmd(a))
 	add("daemon", statusCmd(a))
 	root.AddCommand(versionCmd(a), genDocsCmd(a, root))
 	return root

@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xs-backup/xs-backup/internal/cli"
+	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/offsite"
 )
 
 func syncCmd(a *app) *cobra.Command {
@@ -105,5 +112,179 @@ snapshots SCHOOL, xs-admin restore SCHOOL --snapshot ID.`,
 			})
 		}),
 	}
+	return cmd
+}
+
+func exportCmd(a *app) *cobra.Command {
+	var r admin.BundleExportRequest
+	var piece string
+	cmd := &cobra.Command{
+		Use:   "export --to DIR",
+		Short: "Write what the mothership lacks to a USB stick (or, on a mothership, a school's recovery bundle)",
+		Long: `On a school server: write a signed bundle of every backup the mothership does
+not have, according to the receipts seen so far, into DIR. Receipts the
+mothership wrote on the stick (receipt-*.json in DIR) are read first, so a
+stick that goes back and forth carries only what is new each time.
+--piece-size splits the bundle for several sticks; the mothership needs all
+the pieces, in any order and directories.
+
+On a mothership: --recovery --school NAME writes the bundle that rebuilds
+that school's server (xs-admin recover on the new machine).`,
+		Example: `  xs-admin export --to /media/usb
+  xs-admin export --to /media/usb --piece-size 4GB
+  xs-admin export --recovery --school school-a --to /media/usb   # on the mothership`,
+		Args: args(nil),
+		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
+			if piece != "" {
+				n, err := units.ParseSize(piece)
+				if err != nil {
+					return usageError{fmt.Errorf("--piece-size: %w", err)}
+				}
+				r.PieceSize = n
+			}
+			if err := a.locate(cmd); err != nil {
+				return err
+			}
+			if r.School == "" {
+				r.School = a.school
+			}
+			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.ExportResult, error) {
+				return c.BundleExport(ctx, r)
+			}, func(w io.Writer, v *offsite.ExportResult) {
+				for _, p := range v.Receipts {
+					fmt.Fprintf(w, "Read receipt %s.\n", p)
+				}
+				fmt.Fprintf(w, "Wrote bundle %s: %d backup(s), %d chunks, %s in %d file(s):\n", v.Bundle, v.Snapshots, v.Blobs, cli.Bytes(v.Bytes), len(v.Files))
+				for _, f := range v.Files {
+					fmt.Fprintf(w, "  %s\n", f)
+				}
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&r.To, "to", "", "the `DIR` the bundle's pieces go to")
+	cmd.Flags().StringVar(&piece, "piece-size", "", "split into pieces of at most `SIZE` (e.g. 4GB)")
+	cmd.Flags().StringSliceVar(&r.Receipts, "receipt", nil, "read this receipt `FILE` too")
+	cmd.Flags().StringVar(&r.School, "school", "", "the school (default: [mothership] school of the config)")
+	cmd.Flags().BoolVar(&r.Recovery, "recovery", false, "on a mothership: the recovery bundle of --school")
+	cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func importCmd(a *app) *cobra.Command {
+	var r admin.BundleImportRequest
+	cmd := &cobra.Command{
+		Use:   "import DIR|PIECE...",
+		Short: "On a mothership: verify and import a school's bundle, and write its receipt",
+		Long: `On a mothership: verify a school's bundle (every piece, the school's
+signature, every chunk's hash) and import it. Nothing of a damaged,
+truncated, replayed or foreign bundle becomes visible. The receipt is
+written beside the bundle (--receipt-to elsewhere): take it back to the
+school, whose next export then carries only what is still missing.`,
+		Example: `  xs-admin import /media/usb`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: a.command(func(cmd *cobra.Command, args []string) error {
+			r.From = args
+			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.ImportResult, error) {
+				return c.BundleImport(ctx, r)
+			}, func(w io.Writer, v *offsite.ImportResult) {
+				fmt.Fprintf(w, "Imported bundle %s of %s: %d new backup(s), %d chunks, %s.\nReceipt (take it back to the school): %s\n",
+					v.Bundle, v.School, v.Snapshots, v.Blobs, cli.Bytes(v.Bytes), v.Receipt)
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&r.ReceiptTo, "receipt-to", "", "write the receipt into `DIR`")
+	return cmd
+}
+
+func recoveryKitCmd(a *app) *cobra.Command {
+	var r admin.RecoveryKitRequest
+	cmd := &cobra.Command{
+		Use:   "recovery-kit",
+		Short: "Seal the server key with a new recovery passphrase, and print the kit staff keep",
+		Long: `Seal the server key with a new recovery passphrase. The sealed key goes to the
+mothership with the next sync or export; the passphrase is printed once and
+kept nowhere on the server. Print the kit and keep it away from the server
+(the school's safe, the district office): with it and the mothership, a new
+machine becomes this server again (xs-admin recover) and every laptop
+carries on without registering again. The mothership's operators cannot
+open the sealed key without the passphrase. A new kit replaces the old one.`,
+		Example: `  xs-admin recovery-kit`,
+		Args:    args(nil),
+		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
+			if err := a.locate(cmd); err != nil {
+				return err
+			}
+			if r.School == "" {
+				r.School = a.school
+			}
+			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.Kit, error) {
+				return c.RecoveryKit(ctx, r)
+			}, func(w io.Writer, k *offsite.Kit) {
+				fmt.Fprintf(w, "RECOVERY KIT of school %s\n\n  passphrase:  %s\n  server key:  %s\n\n", k.School, k.Passphrase, k.ServerKey)
+				fmt.Fprintln(w, "Keep this page, with the mothership's address and key, away from the server.")
+				fmt.Fprintln(w, "To rebuild the server: xs-admin recover (see xs-admin recover --help).")
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&r.School, "school", "", "the school (default: [mothership] school of the config)")
+	return cmd
+}
+
+func recoverCmd(a *app) *cobra.Command {
+	var from []string
+	var msKey, passFile, school string
+	cmd := &cobra.Command{
+		Use:   "recover --from DIR --mothership-key HEX",
+		Short: "Rebuild this school's server from the mothership's recovery bundle",
+		Long: `Rebuild the school's server on a new machine, into the empty data directory of
+the configuration, from the recovery bundle the mothership's staff wrote
+(xs-admin export --recovery there). The recovery passphrase of the school's
+kit opens the sealed server key; it is read from --passphrase-file or the
+first line of standard input. Afterwards start xs-backupd under the old
+server's name and address: laptops carry on without registering again.`,
+		Example: `  xs-admin recover --from /media/usb --mothership-key 3f1c... < kit-passphrase.txt`,
+		Args:    args(nil),
+		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
+			if err := a.locate(cmd); err != nil {
+				return err
+			}
+			key, err := hex.DecodeString(strings.TrimSpace(msKey))
+			if err != nil || len(key) != ed25519.PublicKeySize {
+				return usageError{fmt.Errorf("--mothership-key must be the mothership's public key, %d hex digits", 2*ed25519.PublicKeySize)}
+			}
+			in := cmd.InOrStdin()
+			if passFile != "" {
+				f, err := os.Open(passFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			line, err := bufio.NewReader(io.LimitReader(in, 1024)).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("no recovery passphrase given (on standard input or --passphrase-file)")
+			}
+			if school == "" {
+				school = a.school
+			}
+			res, err := offsite.Recover(cmd.Context(), offsite.RecoverOptions{DataDir: a.place.Data, Paths: from,
+				Mothership: ed25519.PublicKey(key), School: school, Passphrase: strings.TrimSpace(line)})
+			if err != nil {
+				return err
+			}
+			a.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Rebuilt school %s in %s: %d laptop(s), %d backup(s), %s; server key %s.\nStart xs-backupd under the old server's name and address.\n",
+					res.School, a.place.Data, res.Users, res.Snapshots, cli.Bytes(res.Bytes), res.ServerKey)
+			})
+			return nil
+		}),
+	}
+	cmd.Flags().StringSliceVar(&from, "from", nil, "the recovery bundle's `DIR` or pieces")
+	cmd.Flags().StringVar(&msKey, "mothership-key", "", "the mothership's public `KEY` (hex), from the kit or its staff")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from `FILE`")
+	cmd.Flags().StringVar(&school, "school", "", "the school (default: [mothership] school of the config)")
+	cmd.MarkFlagRequired("from")
+	cmd.MarkFlagRequired("mothership-key")
 	return cmd
 }

@@ -2,7 +2,13 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/errkind"
@@ -145,4 +151,117 @@ func (c *Client) SyncNow(ctx context.Context, r SyncRequest) (*SyncResult, error
 // Schools is Service.Schools.
 func (c *Client) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, error) {
 	return do(ctx, c, (*Service).Schools, r)
+}
+
+// BundleExportRequest writes a bundle to a directory (a USB stick): on a
+// school server, everything the mothership lacks according to the receipts
+// seen so far (those in To are read first); on a mothership, with School,
+// the recovery bundle that rebuilds that school's server
+// (Service.BundleExport).
+type BundleExportRequest struct {
+	To string `json:"to"`
+	// PieceSize splits the bundle into pieces of at most this many bytes.
+	PieceSize int64 `json:"piece_size,omitempty"`
+	// Receipts are more receipt files to read first.
+	Receipts []string `json:"receipts,omitempty"`
+	// School: on a school server, its name (the configuration's
+	// [mothership] school); on a mothership, the school to write a
+	// recovery bundle for.
+	School string `json:"school"`
+	// Recovery asks a mothership for School's recovery bundle.
+	Recovery bool `json:"recovery,omitempty"`
+}
+
+// BundleImportRequest imports a school's bundle on a mothership and writes
+// its receipt (Service.BundleImport).
+type BundleImportRequest struct {
+	From []string `json:"from"`
+	// ReceiptTo is where the receipt goes (default: beside the bundle).
+	ReceiptTo string `json:"receipt_to,omitempty"`
+}
+
+// RecoveryKitRequest seals the server key with a new recovery passphrase
+// (Service.RecoveryKit).
+type RecoveryKitRequest struct {
+	School string `json:"school"`
+}
+
+func (BundleExportRequest) Op() string { return "bundle-export" }
+func (BundleImportRequest) Op() string { return "bundle-import" }
+func (RecoveryKitRequest) Op() string  { return "recovery-kit" }
+
+func (s *Service) serverKey() (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(filepath.Join(s.S.Dir(), offsite.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read the server key: %w", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: %s is not a server key", errkind.ErrDamaged, offsite.KeyFile)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// BundleExport writes a bundle (see BundleExportRequest).
+func (s *Service) BundleExport(ctx context.Context, r BundleExportRequest) (*offsite.ExportResult, error) {
+	if r.To == "" || r.School == "" {
+		return nil, fmt.Errorf("%w: a bundle needs a directory to go to and the school's name", ErrInvalid)
+	}
+	key, err := s.serverKey()
+	if err != nil {
+		return nil, err
+	}
+	if r.Recovery {
+		u, err := s.user(r.School)
+		if err != nil {
+			return nil, err
+		}
+		return offsite.ExportRecovery(ctx, s.S, u, key, r.To, r.PieceSize)
+	}
+	st, err := offsite.LoadState(s.S.Dir())
+	if err != nil {
+		return nil, err
+	}
+	return offsite.Export(ctx, s.S, st, offsite.ExportOptions{Dir: r.To, PieceSize: r.PieceSize, Receipts: r.Receipts,
+		School: r.School, Key: key, KeyDir: s.S.Dir()})
+}
+
+// BundleImport imports a school's bundle (see BundleImportRequest).
+func (s *Service) BundleImport(ctx context.Context, r BundleImportRequest) (*offsite.ImportResult, error) {
+	if len(r.From) == 0 {
+		return nil, fmt.Errorf("%w: name the bundle's pieces or the directory holding them", ErrInvalid)
+	}
+	key, err := s.serverKey()
+	if err != nil {
+		return nil, err
+	}
+	return offsite.Import(ctx, s.S, offsite.ImportOptions{Paths: r.From, Key: key, ReceiptDir: r.ReceiptTo, DataDir: s.S.Dir()})
+}
+
+// RecoveryKit seals the server key with a new passphrase; the result shows
+// the passphrase once.
+func (s *Service) RecoveryKit(_ context.Context, r RecoveryKitRequest) (*offsite.Kit, error) {
+	if r.School == "" {
+		return nil, fmt.Errorf("%w: the recovery kit needs the school's name ([mothership] school)", ErrInvalid)
+	}
+	key, err := s.serverKey()
+	if err != nil {
+		return nil, err
+	}
+	return offsite.MakeKit(s.S.Dir(), r.School, key)
+}
+
+// BundleExport is Service.BundleExport.
+func (c *Client) BundleExport(ctx context.Context, r BundleExportRequest) (*offsite.ExportResult, error) {
+	return do(ctx, c, (*Service).BundleExport, r)
+}
+
+// BundleImport is Service.BundleImport.
+func (c *Client) BundleImport(ctx context.Context, r BundleImportRequest) (*offsite.ImportResult, error) {
+	return do(ctx, c, (*Service).BundleImport, r)
+}
+
+// RecoveryKit is Service.RecoveryKit.
+func (c *Client) RecoveryKit(ctx context.Context, r RecoveryKitRequest) (*offsite.Kit, error) {
+	return do(ctx, c, (*Service).RecoveryKit, r)
 }
