@@ -220,7 +220,13 @@ open the sealed key without the passphrase. A new kit replaces the old one.`,
 			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.Kit, error) {
 				return c.RecoveryKit(ctx, r)
 			}, func(w io.Writer, k *offsite.Kit) {
-				fmt.Fprintf(w, "RECOVERY KIT of school %s\n\n  passphrase:  %s\n  server key:  %s\n\n", k.School, k.Passphrase, k.ServerKey)
+				fmt.Fprintf(w, "RECOVERY KIT of school %s\n\n  passphrase:      %s\n  server key:      %s\n", k.School, k.Passphrase, k.ServerKey)
+				if k.Mothership != "" {
+					fmt.Fprintf(w, "  mothership key:  %s\n", k.Mothership)
+				} else {
+					fmt.Fprintln(w, "  mothership key:  (not known yet: write down the mothership's server.pub)")
+				}
+				fmt.Fprintln(w)
 				fmt.Fprintln(w, "Keep this page, with the mothership's address and key, away from the server.")
 				fmt.Fprintln(w, "To rebuild the server: xs-admin recover (see xs-admin recover --help).")
 			})

@@ -268,6 +268,11 @@ var handlers = byOp(
 	handle((*Service).RunLifecycle),
 	handle((*Service).List),
 	handle((*Service).RestoreLink),
+	handle((*Service).SyncNow),
+	handle((*Service).Schools),
+	handle((*Service).BundleExport),
+	handle((*Service).BundleImport),
+	handle((*Service).RecoveryKit),
 )
 
 func byOp(hs ...handler) map[string]handler {

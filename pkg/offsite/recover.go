@@ -37,6 +37,9 @@ type Kit struct {
 	// Sealed is where the sealed key was written (it goes to the
 	// mothership with the next sync or export).
 	Sealed string `json:"sealed"`
+	// Mothership is the mothership's public key in hex, once known (the
+	// first sync pins it): recovery checks the bundle against it.
+	Mothership string `json:"mothership,omitempty"`
 }
 
 // MakeKit seals the server key kept in dataDir with a new recovery
@@ -65,7 +68,11 @@ func MakeKit(dataDir, school string, key ed25519.PrivateKey) (*Kit, error) {
 	if err := atomicfile.WriteFile(filepath.Join(dataDir, RegPub), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	return &Kit{School: school, Passphrase: pass, ServerKey: bundle.Fingerprint(pub), Sealed: p}, nil
+	k := &Kit{School: school, Passphrase: pass, ServerKey: bundle.Fingerprint(pub), Sealed: p}
+	if st, err := LoadState(dataDir); err == nil && st.Mothership != nil {
+		k.Mothership = hex.EncodeToString(st.Mothership)
+	}
+	return k, nil
 }
 
 // metaLaptop switches a recovery bundle's blobs to the next laptop.

@@ -56,6 +56,21 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
+// writePublicKey keeps server.pub (the public key in hex) beside the key:
+// staff give it to a mothership (a school's key) or to schools (a
+// mothership's key).
+func writePublicKey(dir string, key ed25519.PrivateKey) error {
+	p := filepath.Join(dir, "server.pub")
+	want := hex.EncodeToString(key.Public().(ed25519.PublicKey)) + "\n"
+	if b, err := os.ReadFile(p); err == nil && string(b) == want {
+		return nil
+	}
+	if err := atomicfile.WriteFile(p, []byte(want), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
 // Daemon is a running school server.
 type Daemon struct {
 	Config  Config
@@ -106,6 +121,10 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server key: %w", err)
+	}
+	if err := writePublicKey(cfg.Data, key); err != nil {
+		st.Close()
+		return nil, err
 	}
 	m := proto.NewMetrics()
 	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending, Mothership: cfg.Role == "mothership"}

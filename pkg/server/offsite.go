@@ -159,7 +159,9 @@ func (d *Daemon) offsiteLoop(ctx context.Context) {
 	if every <= 0 {
 		every = time.Hour
 	}
-	next := time.Now().Add(10 * time.Second) // let laptops in first after a start
+	// Not at once after a start: laptops first, and a restart loop does
+	// not become a replication loop.
+	next := time.Now().Add(min(every, 5*time.Minute))
 	for {
 		t := time.NewTimer(time.Until(next))
 		select {

@@ -483,3 +483,21 @@ func loadKey(t *testing.T, dataDir string) ed25519.PrivateKey {
 	}
 	return k
 }
+
+// A laptop cannot pass a snapshot off as replicated (with an origin of its
+// choosing: another laptop's ID, a time in the past) on a school server.
+func TestLaptopCannotSendAnOrigin(t *testing.T) {
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHC0001", 3)
+	l.run(t)
+	u, _ := d.Store.UserBySerial("SHC0001")
+	sn := d.Store.Snapshots(u.ID)[0]
+	be := &server.Backend{S: d.Store}
+	_, err := be.Commit(context.Background(), uint64(u.ID), sn.Root, proto.CommitInfo{Origin: &manifest.Origin{User: 99, Snapshot: string(sn.ID), Time: sn.Time.AddDate(-1, 0, 0)}})
+	if !errors.Is(err, errkind.ErrBadRequest) {
+		t.Fatalf("a laptop's commit with an origin: %v", err)
+	}
+	if n := len(d.Store.Snapshots(u.ID)); n != 1 {
+		t.Fatalf("%d snapshots after a refused commit", n)
+	}
+}
