@@ -330,6 +330,20 @@ func TestSneakernetAndRecovery(t *testing.T) {
 	for _, l := range laps {
 		l.run(t)
 	}
+	// Staff settings that a rebuilt server must keep: a pin, a quota and a
+	// policy of one laptop's own.
+	u1, _ := a.Store.UserBySerial("SHCA001")
+	pinned := a.Store.Snapshots(u1.ID)[0]
+	if _, err := a.Store.SetPin(ctx, u1.ID, pinned.ID, true, "science fair"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Store.UpdateUser(ctx, u1.ID, func(u *store.User) error {
+		u.Quota = &store.Quota{Soft: 300 << 20, Hard: 400 << 20}
+		u.Retention = &store.Policy{KeepLast: 9}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	aKey := loadKey(t, cfgA.Data)
 	kitA, err := offsite.MakeKit(cfgA.Data, "school-a", aKey)
 	if err != nil {
@@ -459,7 +473,13 @@ func TestSneakernetAndRecovery(t *testing.T) {
 	cfgB.Data, cfgB.Listen = newData, addr
 	b, stopB := runDaemon(t, cfgB)
 	defer stopB()
-	_ = b
+	r1u, err := b.Store.UserBySerial("SHCA001")
+	if err != nil || r1u.ID != u1.ID || string(r1u.PublicKey) != string(u1.PublicKey) || r1u.Quota == nil || r1u.Quota.Hard != 400<<20 || r1u.Retention == nil || r1u.Retention.KeepLast != 9 {
+		t.Fatalf("rebuilt laptop registration: %+v %v", r1u, err)
+	}
+	if sn, err := b.Store.Snapshot(u1.ID, pinned.ID); err != nil || !sn.Pinned || sn.PinReason != "science fair" || !sn.Time.Equal(pinned.Time) {
+		t.Fatalf("rebuilt pinned snapshot: %+v %v", sn, err)
+	}
 	// The same laptops, not registered again: an old backup restores byte
 	// for byte, and the next backup sends only what changed since.
 	for i, l := range laps {
