@@ -126,7 +126,9 @@ func ExportRecovery(ctx context.Context, st *store.Store, school *store.User, ke
 
 func writeRecovery(ctx context.Context, st *store.Store, w *bundle.Writer, reg *store.Snapshot, order []uint64, byLaptop map[uint64][]*store.Snapshot) (*ExportResult, error) {
 	res := &ExportResult{Report: &Report{}}
-	for _, name := range []string{RegStore, RegUsers, RegSealed, RegPub} {
+	// The sealed key first: a wrong passphrase is found before the new
+	// server writes anything.
+	for _, name := range []string{RegSealed, RegPub, RegStore, RegUsers} {
 		e, err := st.Lookup(ctx, reg.Root, name)
 		if err != nil {
 			if name == RegSealed || name == RegPub {
@@ -242,10 +244,21 @@ type RecoverResult struct {
 // policies and quota, and every snapshot with its ID and time. Laptops then
 // back up to it without registering again. The bundle is verified whole
 // before anything is written; the passphrase is checked first of all.
-func Recover(ctx context.Context, opts RecoverOptions) (*RecoverResult, error) {
+func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err error) {
 	if ents, err := os.ReadDir(opts.DataDir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%w: %s is not empty: a server is rebuilt into an empty data directory", errkind.ErrExists, opts.DataDir)
 	}
+	// A failed rebuild leaves the directory empty again, ready for the
+	// next try (it was empty before).
+	defer func() {
+		if err != nil {
+			if ents, _ := os.ReadDir(opts.DataDir); len(ents) > 0 {
+				for _, e := range ents {
+					os.RemoveAll(filepath.Join(opts.DataDir, e.Name()))
+				}
+			}
+		}
+	}()
 	if err := kit.CheckPassphrase(opts.Passphrase); err != nil {
 		return nil, err
 	}
@@ -279,7 +292,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverResult, error) {
 		return nil, err
 	}
 	school := h.For
-	res := &RecoverResult{School: school}
+	res = &RecoverResult{School: school}
 	if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
 		return nil, err
 	}
@@ -327,6 +340,9 @@ func Recover(ctx context.Context, opts RecoverOptions) (*RecoverResult, error) {
 		}
 		switch name {
 		case RegStore:
+			if keyFile == nil {
+				return fmt.Errorf("%w: the recovery bundle has no sealed server key: the school never made a recovery kit, so its laptops must register again with a new key", errkind.ErrNotFound)
+			}
 			var info RegistryInfo
 			if err := json.Unmarshal(data, &info); err != nil {
 				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)

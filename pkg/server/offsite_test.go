@@ -458,10 +458,12 @@ func TestSneakernetAndRecovery(t *testing.T) {
 		School: "school-a", Passphrase: kitA.Passphrase, Store: store.Options{Reserve: -1}}
 	wrong := ropts
 	wrong.Passphrase, _ = kit.NewPassphrase()
-	if _, err := offsite.Recover(ctx, wrong); err == nil {
-		t.Fatal("recovered with the wrong passphrase")
+	if _, err := offsite.Recover(ctx, wrong); !errors.Is(err, errkind.ErrPermission) {
+		t.Fatalf("recover with the wrong passphrase: %v", err)
 	}
-	os.RemoveAll(newData)
+	if ents, _ := os.ReadDir(newData); len(ents) != 0 {
+		t.Fatalf("a failed rebuild left %d entries in the data directory", len(ents))
+	}
 	rec, err := offsite.Recover(ctx, ropts)
 	if err != nil {
 		t.Fatal(err)
