@@ -246,6 +246,11 @@ func LoadConfig(path string) (Config, error) {
 		}
 		return c, fmt.Errorf("configuration %s: unknown setting %q (see the example in the README)", path, und[0].String())
 	}
+	if c.Role == "mothership" && !md.IsDefined("registration") {
+		// A school is approved by the mothership's staff unless they chose
+		// otherwise: open registration would take any server that asks.
+		c.Registration = "approve"
+	}
 	return c, c.Validate()
 }
 

@@ -1,9 +1,29 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
+
+// A mothership approves schools by hand unless its staff chose otherwise.
+func TestMothershipRegistrationDefault(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte("role = \"mothership\"\n"), 0o644)
+	c, err := LoadConfig(p)
+	if err != nil || c.Registration != "approve" {
+		t.Fatalf("mothership registration %q %v, want approve", c.Registration, err)
+	}
+	os.WriteFile(p, []byte("role = \"mothership\"\nregistration = \"open\"\n"), 0o644)
+	if c, err = LoadConfig(p); err != nil || c.Registration != "open" {
+		t.Fatalf("explicit open: %q %v", c.Registration, err)
+	}
+	os.WriteFile(p, []byte("[mothership]\naddress = \"m:7457\"\n"), 0o644)
+	if _, err = LoadConfig(p); err == nil {
+		t.Fatal("[mothership] without the school's name was accepted")
+	}
+}
 
 func TestMothershipWindows(t *testing.T) {
 	var m MothershipConfig
