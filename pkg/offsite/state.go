@@ -43,10 +43,45 @@ type State struct {
 	path string
 }
 
-// LoadState reads the state kept in the data directory dataDir (an empty
-// state if there is none yet).
+// states are the states loaded in this process, by path: the daemon's
+// replication and a staff export running in it share one, so neither saves
+// over what the other learnt.
+var (
+	statesMu sync.Mutex
+	states   = map[string]*State{}
+)
+
+// LoadState returns the state kept in the data directory dataDir (an empty
+// state if there is none yet). Within a process, every call for a directory
+// returns the same State.
 func LoadState(dataDir string) (*State, error) {
 	p := filepath.Join(dataDir, StateFile)
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	statesMu.Lock()
+	defer statesMu.Unlock()
+	if s, ok := states[p]; ok {
+		return s, nil
+	}
+	s, err := readState(p)
+	if err != nil {
+		return nil, err
+	}
+	states[p] = s
+	return s, nil
+}
+
+// ForgetState drops dataDir's state from the process's cache (a store
+// closed for good, a test's temporary directory).
+func ForgetState(dataDir string) {
+	p, _ := filepath.Abs(filepath.Join(dataDir, StateFile))
+	statesMu.Lock()
+	delete(states, p)
+	statesMu.Unlock()
+}
+
+func readState(p string) (*State, error) {
 	s := &State{Confirmed: map[string]time.Time{}, path: p}
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
