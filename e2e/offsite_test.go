@@ -13,6 +13,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	offkit "github.com/xs-backup/xs-backup/pkg/offsite/kit"
 )
 
 // writeConfig writes an xs-backupd configuration file and returns its path.
@@ -191,6 +192,17 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	pass := filepath.Join(t.TempDir(), "pass")
 	os.WriteFile(pass, []byte(kit.Passphrase+"\n"), 0o600)
 	newData := filepath.Join(t.TempDir(), "data")
+	// Over the network with a passphrase that is not the kit's: refused by
+	// the mothership, nothing written.
+	other := filepath.Join(t.TempDir(), "other")
+	otherPass, _ := offkit.NewPassphrase()
+	os.WriteFile(other, []byte(otherPass+"\n"), 0o600)
+	if out, errOut, code := admin(t, newData, "--config", aCfg, "recover", "--mothership", ms.Addr, "--mothership-key", kit.Mothership, "--passphrase-file", other); code == 0 || !strings.Contains(errOut, "recovery key") {
+		t.Fatalf("recover with a passphrase that is not the kit's: %d %s %s", code, out, errOut)
+	}
+	if ents, _ := os.ReadDir(newData); len(ents) != 0 {
+		t.Fatalf("a refused recovery left %d entries", len(ents))
+	}
 	if out, errOut, code := admin(t, newData, "--config", aCfg, "recover", "--from", rdir, "--mothership-key", kit.Mothership, "--passphrase-file", pass); code != 0 {
 		t.Fatalf("recover: %s %s", out, errOut)
 	}

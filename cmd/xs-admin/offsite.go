@@ -238,21 +238,27 @@ open the sealed key without the passphrase. A new kit replaces the old one.`,
 
 func recoverCmd(a *app) *cobra.Command {
 	var from []string
-	var msKey, passFile, school string
+	var msKey, passFile, school, addr string
 	cmd := &cobra.Command{
-		Use:   "recover --from DIR --mothership-key HEX",
-		Short: "Rebuild this school's server from the mothership's recovery bundle",
+		Use:   "recover (--mothership HOST:PORT | --from DIR) --mothership-key HEX",
+		Short: "Rebuild this school's server from the mothership",
 		Long: `Rebuild the school's server on a new machine, into the empty data directory of
-the configuration, from the recovery bundle the mothership's staff wrote
-(xs-admin export --recovery there). The recovery passphrase of the school's
-kit opens the sealed server key; it is read from --passphrase-file or the
-first line of standard input. Afterwards start xs-backupd under the old
-server's name and address: laptops carry on without registering again.`,
-		Example: `  xs-admin recover --from /media/usb --mothership-key 3f1c... < kit-passphrase.txt`,
+the configuration, from the mothership: over the network (--mothership: the
+passphrase proves to the mothership that this machine speaks for the school)
+or from the recovery bundle its staff wrote on a stick (--from; xs-admin
+export --recovery there). The recovery passphrase of the school's kit opens
+the sealed server key; it is read from --passphrase-file or the first line
+of standard input. Afterwards start xs-backupd under the old server's name
+and address: laptops carry on without registering again.`,
+		Example: `  xs-admin recover --mothership mothership.example.org:7457 --mothership-key 3f1c... --school school-a < kit-passphrase.txt
+  xs-admin recover --from /media/usb --mothership-key 3f1c... < kit-passphrase.txt`,
 		Args:    args(nil),
 		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
 			if err := a.locate(cmd); err != nil {
 				return err
+			}
+			if (len(from) == 0) == (addr == "") {
+				return usageError{fmt.Errorf("give either --mothership (over the network) or --from (a recovery bundle)")}
 			}
 			key, err := hex.DecodeString(strings.TrimSpace(msKey))
 			if err != nil || len(key) != ed25519.PublicKeySize {
@@ -274,7 +280,7 @@ server's name and address: laptops carry on without registering again.`,
 			if school == "" {
 				school = a.school
 			}
-			res, err := offsite.Recover(cmd.Context(), offsite.RecoverOptions{DataDir: a.place.Data, Paths: from,
+			res, err := offsite.Recover(cmd.Context(), offsite.RecoverOptions{DataDir: a.place.Data, Paths: from, Addr: addr,
 				Mothership: ed25519.PublicKey(key), School: school, Passphrase: strings.TrimSpace(line)})
 			if err != nil {
 				return err
@@ -287,10 +293,10 @@ server's name and address: laptops carry on without registering again.`,
 		}),
 	}
 	cmd.Flags().StringSliceVar(&from, "from", nil, "the recovery bundle's `DIR` or pieces")
+	cmd.Flags().StringVar(&addr, "mothership", "", "fetch the recovery bundle from the mothership at `HOST:PORT`")
 	cmd.Flags().StringVar(&msKey, "mothership-key", "", "the mothership's public `KEY` (hex), from the kit or its staff")
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from `FILE`")
 	cmd.Flags().StringVar(&school, "school", "", "the school (default: [mothership] school of the config)")
-	cmd.MarkFlagRequired("from")
 	cmd.MarkFlagRequired("mothership-key")
 	return cmd
 }

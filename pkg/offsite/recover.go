@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xs-backup/xs-backup/internal/atomicfile"
@@ -20,6 +22,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/offsite/bundle"
 	"github.com/xs-backup/xs-backup/pkg/offsite/kit"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -68,6 +71,14 @@ func MakeKit(dataDir, school string, key ed25519.PrivateKey) (*Kit, error) {
 	if err := atomicfile.WriteFile(filepath.Join(dataDir, RegPub), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
+	rk, err := kit.RecoveryKey(pass, school)
+	if err != nil {
+		return nil, err
+	}
+	rpub := hex.EncodeToString(rk.Public().(ed25519.PublicKey))
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, RegRecovery), []byte(rpub+"\n"), 0o644); err != nil {
+		return nil, err
+	}
 	k := &Kit{School: school, Passphrase: pass, ServerKey: bundle.Fingerprint(pub), Sealed: p}
 	if st, err := LoadState(dataDir); err == nil && st.Mothership != nil {
 		k.Mothership = hex.EncodeToString(st.Mothership)
@@ -83,25 +94,7 @@ const metaLaptop = "laptop"
 // then every snapshot the mothership holds, each chunk once. It is signed by
 // the mothership's key, which the school's recovery kit names.
 func ExportRecovery(ctx context.Context, st *store.Store, school *store.User, key ed25519.PrivateKey, dir string, pieceSize int64) (*ExportResult, error) {
-	var reg *store.Snapshot
-	byLaptop := map[uint64][]*store.Snapshot{}
-	var order []uint64
-	for _, sn := range st.Snapshots(school.ID) {
-		o := sn.Origin
-		if o == nil {
-			continue
-		}
-		if o.User == 0 {
-			if reg == nil || !o.Time.Before(reg.Origin.Time) {
-				reg = sn
-			}
-			continue
-		}
-		if byLaptop[o.User] == nil {
-			order = append(order, o.User)
-		}
-		byLaptop[o.User] = append(byLaptop[o.User], sn)
-	}
+	reg, order, byLaptop := schoolSnapshots(st, school)
 	if reg == nil {
 		return nil, fmt.Errorf("%w: the mothership has no copy of %s's registry (laptops and keys): the school never completed a sync or export", errkind.ErrNotFound, school.Serial)
 	}
@@ -122,6 +115,89 @@ func ExportRecovery(ctx context.Context, st *store.Store, school *store.User, ke
 	}
 	res.Bundle = h.IDString()
 	return res, nil
+}
+
+// fetchRecovery downloads the school's recovery bundle from the mothership
+// into a temporary file beside the data directory and returns its path.
+func fetchRecovery(ctx context.Context, opts RecoverOptions) (string, error) {
+	key, err := kit.RecoveryKey(opts.Passphrase, opts.School)
+	if err != nil {
+		return "", err
+	}
+	parent := filepath.Dir(filepath.Clean(opts.DataDir))
+	if err := os.MkdirAll(parent, 0o750); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(parent, ".xs-recovery-*.xsb")
+	if err != nil {
+		return "", err
+	}
+	_, err = proto.FetchRecovery(ctx, opts.Addr, key, opts.Mothership, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		if errors.Is(err, errkind.ErrNotRegistered) {
+			return "", fmt.Errorf("%w: the mothership knows no recovery key of %s for this passphrase (a wrong passphrase or school name, or the school's kit never reached it: then ask its staff for a recovery bundle on a stick)", errkind.ErrPermission, opts.School)
+		}
+		return "", fmt.Errorf("fetch the recovery bundle: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// RecoveryFor finds, on a mothership, the school whose registry names the
+// recovery key pub, and writes its recovery bundle, signed with key, to w.
+// It fails with errkind.ErrNotRegistered before writing anything for a key
+// no school has.
+func RecoveryFor(ctx context.Context, st *store.Store, pub ed25519.PublicKey, key ed25519.PrivateKey, w io.Writer) error {
+	want := hex.EncodeToString(pub)
+	for _, u := range st.Users() {
+		reg, order, byLaptop := schoolSnapshots(st, u)
+		if reg == nil {
+			continue
+		}
+		e, err := st.Lookup(ctx, reg.Root, RegRecovery)
+		if err != nil {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(st.FileReader(ctx, e), 4096))
+		if err != nil || strings.TrimSpace(string(b)) != want {
+			continue
+		}
+		bw, err := bundle.NewWriter(w, bundle.Header{Kind: bundle.KindRecovery, For: u.Serial, Created: time.Now().UTC()}, key)
+		if err != nil {
+			return err
+		}
+		if _, err := writeRecovery(ctx, st, bw, reg, order, byLaptop); err != nil {
+			return err
+		}
+		return bw.Close()
+	}
+	return errkind.Errorf(errkind.NotRegistered, "no school here has this recovery key")
+}
+
+// schoolSnapshots sorts a school account's snapshots: its newest registry,
+// and each laptop's snapshots.
+func schoolSnapshots(st *store.Store, school *store.User) (reg *store.Snapshot, order []uint64, byLaptop map[uint64][]*store.Snapshot) {
+	byLaptop = map[uint64][]*store.Snapshot{}
+	for _, sn := range st.Snapshots(school.ID) {
+		o := sn.Origin
+		if o == nil {
+			continue
+		}
+		if o.User == 0 {
+			if reg == nil || !o.Time.Before(reg.Origin.Time) {
+				reg = sn
+			}
+			continue
+		}
+		if byLaptop[o.User] == nil {
+			order = append(order, o.User)
+		}
+		byLaptop[o.User] = append(byLaptop[o.User], sn)
+	}
+	return reg, order, byLaptop
 }
 
 func writeRecovery(ctx context.Context, st *store.Store, w *bundle.Writer, reg *store.Snapshot, order []uint64, byLaptop map[uint64][]*store.Snapshot) (*ExportResult, error) {
@@ -216,6 +292,10 @@ type RecoverOptions struct {
 	DataDir string
 	// Paths are the recovery bundle's pieces, or directories holding them.
 	Paths []string
+	// Addr, instead of Paths, fetches the bundle from the mothership over
+	// the network, authenticated by the recovery key derived from the
+	// passphrase (the school registered it with its registry).
+	Addr string
 	// Mothership is the key that must have signed the bundle (from the
 	// recovery kit or the mothership's staff).
 	Mothership ed25519.PublicKey
@@ -262,16 +342,33 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	if err := kit.CheckPassphrase(opts.Passphrase); err != nil {
 		return nil, err
 	}
-	sets, err := bundle.ScanPieces(opts.Paths...)
-	if err != nil {
-		return nil, err
+	if len(opts.Paths) == 0 && opts.Addr == "" {
+		return nil, fmt.Errorf("%w: name the recovery bundle's pieces or the mothership's address", errkind.ErrBadRequest)
 	}
-	if len(sets) != 1 {
-		return nil, fmt.Errorf("%w: the paths hold %d bundles: give the pieces of one recovery bundle", errkind.ErrBadRequest, len(sets))
-	}
-	ps := sets[0]
-	if err := ps.Check(); err != nil {
-		return nil, err
+	var open func() (io.ReadCloser, error)
+	switch {
+	case len(opts.Paths) > 0:
+		sets, err := bundle.ScanPieces(opts.Paths...)
+		if err != nil {
+			return nil, err
+		}
+		if len(sets) != 1 {
+			return nil, fmt.Errorf("%w: the paths hold %d bundles: give the pieces of one recovery bundle", errkind.ErrBadRequest, len(sets))
+		}
+		ps := sets[0]
+		if err := ps.Check(); err != nil {
+			return nil, err
+		}
+		open = ps.Open
+	case opts.Addr != "":
+		// Download the bundle first (it is read twice: verified whole,
+		// then applied), next to the data directory.
+		f, err := fetchRecovery(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(f)
+		open = func() (io.ReadCloser, error) { return os.Open(f) }
 	}
 	trust := func(h *bundle.Header) error {
 		if err := bundle.Trust(bundle.KindRecovery, opts.Mothership)(h); err != nil {
@@ -282,7 +379,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 		}
 		return nil
 	}
-	rc, err := ps.Open()
+	rc, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +419,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	}
 	var commits []commitRec
 	var keyFile []byte
-	rc, err = ps.Open()
+	rc, err = open()
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,10 @@ const (
 	RegStore  = "store.json"        // the store's chunker parameters (RegistryInfo)
 	RegSealed = "server.key.sealed" // the server key sealed with the recovery passphrase
 	RegPub    = "server.pub"        // the server's public key, hex
+	// RegRecovery is the public half of the recovery key derived from the
+	// kit's passphrase (hex): a new machine holding the passphrase proves
+	// with it to the mothership that it speaks for the school.
+	RegRecovery = "recovery.pub"
 )
 
 // RegistryInfo is the registry's store.json.
@@ -146,7 +150,7 @@ func WriteRegistry(dir string, st *store.Store, school, keyDir string) error {
 	info, _ := json.MarshalIndent(RegistryInfo{School: school, Params: st.Params()}, "", " ")
 	files := map[string][]byte{RegUsers: users, RegStore: info}
 	if keyDir != "" {
-		for _, name := range []string{RegSealed, RegPub} {
+		for _, name := range []string{RegSealed, RegPub, RegRecovery} {
 			b, err := os.ReadFile(filepath.Join(keyDir, name))
 			if errors.Is(err, os.ErrNotExist) {
 				continue

@@ -43,6 +43,10 @@ const (
 	tPut        = 16 // empty; followed by tBlob frames and tEnd
 	tBye        = 17 // empty: the session is over
 	tLink       = 18 // JSON linkReq (restore links; reserved)
+	// On ALPNRecover: the request (empty), and the empty frame that
+	// starts the recovery bundle's bytes (the rest of the stream).
+	tRecover     = 19
+	tRecoverData = 20
 )
 
 // Caps.
@@ -71,7 +75,7 @@ func frameCap(typ byte) (int, bool) {
 		return 2 + MaxRefs/8 + 1, true
 	case tBlob:
 		return MaxBlobFrame, true
-	case tEnd, tOK, tList, tPut, tBye:
+	case tEnd, tOK, tList, tPut, tBye, tRecover, tRecoverData:
 		return 0, true
 	case tError:
 		return 1 + 4096, true

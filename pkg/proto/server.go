@@ -278,7 +278,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   []string{ALPNBackup, ALPNRegister},
+		NextProtos:   []string{ALPNBackup, ALPNRegister, ALPNRecover},
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			certs, err := parseCerts(raw)
 			if err != nil {
@@ -410,7 +410,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	defer s.m.connsActive.Add(-1)
 	cs := conn.ConnectionState().TLS
 	addr := addrOf(conn.RemoteAddr())
-	if cs.NegotiatedProtocol == ALPNRegister {
+	if cs.NegotiatedProtocol == ALPNRegister || cs.NegotiatedProtocol == ALPNRecover {
 		// Registrations have their own small pool, apart from backups: a
 		// flood of them never keeps a registered laptop out.
 		release, err := s.lim.register(addr)
@@ -427,6 +427,10 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		key, err := peerKey(cs.PeerCertificates)
 		if err != nil {
 			s.closeWith(conn, Errorf(KindBadRequest, "%v", err))
+			return
+		}
+		if cs.NegotiatedProtocol == ALPNRecover {
+			s.serveRecovery(ctx, conn, key)
 			return
 		}
 		s.serveRegister(ctx, conn, key)

@@ -8,12 +8,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/xs-backup/xs-backup/internal/bucket"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/offsite"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -39,6 +41,10 @@ type Backend struct {
 	// Mothership: the accounts are school servers, whose commits carry the
 	// origin of the snapshots they replicate.
 	Mothership bool
+	// Key is the server's key: a mothership signs recovery bundles with it.
+	Key ed25519.PrivateKey
+
+	recovering sync.Mutex // one recovery download at a time
 
 	once  sync.Once
 	regMu sync.Mutex // serializes registrations, so that the caps hold
@@ -250,3 +256,18 @@ func (b *Backend) Damaged(ctx context.Context, user uint64) ([]blob.Ref, bool, e
 }
 
 func (b *Backend) BeginSession(user uint64) func() { return b.S.BeginSession(store.UserID(user)) }
+
+// Recovery implements proto.RecoveryServer: on a mothership, the recovery
+// bundle of the school whose recovery key is key.
+func (b *Backend) Recovery(ctx context.Context, key ed25519.PublicKey, w io.Writer) error {
+	if !b.Mothership || b.Key == nil {
+		return proto.Errorf(proto.KindBadRequest, "this server is a school server: recovery bundles come from a mothership")
+	}
+	if !b.recovering.TryLock() {
+		return proto.Errorf(proto.KindBusy, "another school server is being rebuilt from this mothership; try again in a while")
+	}
+	defer b.recovering.Unlock()
+	return wireErr(offsite.RecoveryFor(ctx, b.S, key, b.Key, w))
+}
+
+var _ proto.RecoveryServer = (*Backend)(nil)

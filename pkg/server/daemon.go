@@ -127,7 +127,7 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		return nil, err
 	}
 	m := proto.NewMetrics()
-	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending, Mothership: cfg.Role == "mothership"}
+	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending, Mothership: cfg.Role == "mothership", Key: key}
 	if cfg.OpenApprovalsPerHour > 0 {
 		be.OpenBurst, be.OpenEvery = cfg.OpenApprovalsPerHour, time.Hour/time.Duration(cfg.OpenApprovalsPerHour)
 	}

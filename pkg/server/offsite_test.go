@@ -523,3 +523,70 @@ func TestLaptopCannotSendAnOrigin(t *testing.T) {
 		t.Fatalf("%d snapshots after a refused commit", n)
 	}
 }
+
+// TestRecoverOverNetwork: with only its recovery kit's passphrase, a new
+// machine fetches the school's recovery bundle from the mothership over
+// QUIC (authenticated by the key the passphrase derives), and becomes the
+// school's server again.
+func TestRecoverOverNetwork(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	cfgA := server.DefaultConfig()
+	cfgA.Listen, cfgA.Data, cfgA.Metrics, cfgA.Reserve = "127.0.0.1:0", t.TempDir(), "", 0
+	cfgA.RestorePage.Listen, cfgA.Lifecycle.At = "", ""
+	cfgA.Mothership.Address, cfgA.Mothership.School = ms.Addr.String(), "school-a"
+	cfgA.Mothership.Every = server.Duration(24 * time.Hour)
+	a, stopA := runDaemon(t, cfgA)
+	laps := []*laptop{newLaptop(t, a, "SHCA000", 31), newLaptop(t, a, "SHCA001", 32)}
+	for _, l := range laps {
+		l.run(t)
+	}
+	kitA, err := offsite.MakeKit(cfgA.Data, "school-a", loadKey(t, cfgA.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Sync(ctx, false) // registers
+	if _, err := (&admin.Service{S: ms.Store}).Approve(ctx, admin.ApproveRequest{Serial: "school-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Sync(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	addr := a.Addr.String()
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(cfgA.Data)
+
+	newData := filepath.Join(t.TempDir(), "data")
+	msPub := loadKey(t, ms.Config.Data).Public().(ed25519.PublicKey)
+	ropts := offsite.RecoverOptions{DataDir: newData, Addr: ms.Addr.String(), Mothership: msPub,
+		School: "school-a", Passphrase: kitA.Passphrase, Store: store.Options{Reserve: -1}}
+	wrong := ropts
+	wrong.Passphrase, _ = kit.NewPassphrase()
+	if _, err := offsite.Recover(ctx, wrong); !errors.Is(err, errkind.ErrPermission) {
+		t.Fatalf("recover with another passphrase: %v", err)
+	}
+	if ents, _ := os.ReadDir(newData); len(ents) != 0 {
+		t.Fatalf("a refused recovery left %d entries", len(ents))
+	}
+	rec, err := offsite.Recover(ctx, ropts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Users != 2 || rec.Snapshots != 2 {
+		t.Fatalf("recovered: %+v", rec)
+	}
+	cfgB := cfgA
+	cfgB.Data, cfgB.Listen = newData, addr
+	_, stopB := runDaemon(t, cfgB)
+	defer stopB()
+	for _, l := range laps {
+		l.restoreAndCompare(t, "latest")
+		if err := journalgen.Mutate(l.src, 9, 1); err != nil {
+			t.Fatal(err)
+		}
+		l.run(t)
+		l.restoreAndCompare(t, "latest")
+	}
+}
