@@ -252,7 +252,7 @@ of standard input. Afterwards start xs-backupd under the old server's name
 and address: laptops carry on without registering again.`,
 		Example: `  xs-admin recover --mothership mothership.example.org:7457 --mothership-key 3f1c... --school school-a < kit-passphrase.txt
   xs-admin recover --from /media/usb --mothership-key 3f1c... < kit-passphrase.txt`,
-		Args:    args(nil),
+		Args: args(nil),
 		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
 			if err := a.locate(cmd); err != nil {
 				return err
