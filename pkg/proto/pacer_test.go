@@ -339,4 +339,13 @@ func TestPacerSlowStart(t *testing.T) {
 	if r1, _ := busy.status(); r1 >= r0 {
 		t.Fatalf("a queue from the start: %.2f -> %.2f MB/s", r0/1e6, r1/1e6)
 	}
+	// The first queue is judged against the target of the measured path
+	// (half its base round trip, at least MinTargetDelay), not against
+	// TargetDelay: 15 ms on a 20 ms path ends the slow start.
+	lan := newPacer(PacingConfig{})
+	lan.used = int64(lan.rate * paceEvery.Seconds())
+	lan.update(t0.Add(paceEvery), paceEvery, 15*time.Millisecond, 20*time.Millisecond)
+	if r1, _ := lan.status(); !lan.probed || r1 >= r0 {
+		t.Fatalf("15 ms of queue on a 20 ms path: slow start over %v, %.2f -> %.2f MB/s", lan.probed, r0/1e6, r1/1e6)
+	}
 }
