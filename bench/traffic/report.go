@@ -14,6 +14,9 @@ type Report struct {
 	Command, Machine, Date string
 	Scale                  float64
 	New, Old, Polite       *Result
+	// Loopback and LoopbackOld are mornings without the link (Options.Loopback),
+	// measured admission and the fixed windows.
+	Loopback, LoopbackOld *Result
 }
 
 // Targets are the brief's figures for a morning (section 8, issue 17).
@@ -142,9 +145,9 @@ func (r *Result) linkBuffer() int {
 // CSV is the samples, one line a second.
 func (r *Result) CSV() string {
 	var b strings.Builder
-	b.WriteString("seconds,waiting,running,limit,link_bits_per_second,paced_bits_per_second,queueing_delay_ms\n")
+	b.WriteString("seconds,waiting,running,limit,link_bits_per_second,paced_bits_per_second,queueing_delay_ms,server_cpu_cores,machine_busy\n")
 	for _, s := range r.Samples {
-		fmt.Fprintf(&b, "%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f\n", s.T.Seconds(), s.Waiting, s.Running, s.Limit, s.LinkBits, s.Paced, float64(s.QDelay)/1e6)
+		fmt.Fprintf(&b, "%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.2f,%.2f\n", s.T.Seconds(), s.Waiting, s.Running, s.Limit, s.LinkBits, s.Paced, float64(s.QDelay)/1e6, s.ServerCPU, s.MachineBusy)
 	}
 	return b.String()
 }
@@ -192,27 +195,66 @@ func (r *Result) SVG(title string) string {
 	return b.String()
 }
 
-// Markers delimit the morning's section in bench/README.md.
+// LoopbackMarkdown renders the loopback mornings (Loopback, LoopbackOld):
+// what the server's CPU does while laptops wait for a place.
+func (rep *Report) LoopbackMarkdown() string {
+	var b strings.Builder
+	r := rep.Loopback
+	o := r.Options
+	fmt.Fprintf(&b, "### The school morning on loopback (server CPU)\n\n")
+	fmt.Fprintf(&b, "`%s` on %s, %s.\n\n", rep.Command, rep.Machine, rep.Date)
+	fmt.Fprintf(&b, "%d laptops whose timers fire over %s reach the server on loopback, with no link emulator: what they wait for is the server "+
+		"(a subprocess) and the machine's %d CPUs, which the laptops (goroutines of the benchmark) share with it. "+
+		"\"Server CPU\" is the server's own CPU time per second, as a share of all %d CPUs; \"machine busy\" is the whole machine's "+
+		"(/proc/stat), laptops included, and in brackets the share spent idle waiting for the disk; all averaged over the seconds in which someone waited for a place.\n\n",
+		o.Laptops, dur(o.Spread), r.CPUs, r.CPUs)
+	fmt.Fprintf(&b, "| run | done | wall | seconds with laptops waiting | server CPU while waiting (≥ 80%%) | machine busy (iowait) while waiting | waits: small p50/p95, unchanged p95, first p95 | come-back times | peak RSS | server CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, x := range []struct {
+		name string
+		r    *Result
+	}{{"measured", rep.Loopback}, {"fixed windows", rep.LoopbackOld}} {
+		if x.r == nil {
+			continue
+		}
+		r := x.r
+		share := r.ServerCPUWaiting / float64(max(r.CPUs, 1))
+		fmt.Fprintf(&b, "| %s | %d/%d | %s | %d | %.0f%% (%.2f cores)%s | %.0f%% (%.0f%%) | %s / %s, %s, %s | %.0f | %d MiB | %.1f s |\n", x.name, r.Completed, r.Completed+r.Failed, dur(r.Wall), r.SecondsWaiting,
+			100*share, r.ServerCPUWaiting, mark(r.SecondsWaiting == 0 || share >= 0.8), 100*r.MachineBusyWaiting, 100*r.MachineIOWaitWaiting,
+			dur(pctl(r.Waits[SmallDelta], 0.5)), dur(pctl(r.Waits[SmallDelta], 0.95)), dur(pctl(r.Waits[Unchanged], 0.95)), dur(pctl(r.Waits[First], 0.95)),
+			r.Metrics["xs_slots_issued_total"], r.ServerRSS>>20, r.ServerCPU)
+	}
+	return b.String()
+}
+
+// Markers delimit the morning's sections in bench/README.md.
 const (
-	ReadmeBegin = "<!-- morning:begin -->"
-	ReadmeEnd   = "<!-- morning:end -->"
+	ReadmeBegin         = "<!-- morning:begin -->"
+	ReadmeEnd           = "<!-- morning:end -->"
+	ReadmeLoopbackBegin = "<!-- morning-loopback:begin -->"
+	ReadmeLoopbackEnd   = "<!-- morning-loopback:end -->"
 )
 
 // UpdateReadme replaces the morning's section of a README (appending it if
 // absent).
 func UpdateReadme(path, section string) error {
+	return UpdateReadmeSection(path, ReadmeBegin, ReadmeEnd, section)
+}
+
+// UpdateReadmeSection replaces the section between the markers begin and
+// end of a README (appending it if absent).
+func UpdateReadmeSection(path, begin, end, section string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	body := ReadmeBegin + "\n" + strings.TrimRight(section, "\n") + "\n" + ReadmeEnd
-	i, j := strings.Index(s, ReadmeBegin), strings.Index(s, ReadmeEnd)
+	body := begin + "\n" + strings.TrimRight(section, "\n") + "\n" + end
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	switch {
 	case i < 0 && j < 0:
 		s = strings.TrimRight(s, "\n") + "\n\n" + body + "\n"
 	case i >= 0 && j > i:
-		s = s[:i] + body + s[j+len(ReadmeEnd):]
+		s = s[:i] + body + s[j+len(end):]
 	default:
 		return fmt.Errorf("%s: the morning markers are out of order", path)
 	}

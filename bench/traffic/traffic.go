@@ -26,7 +26,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +48,10 @@ type Options struct {
 	Spread time.Duration
 	// Link is the school's network (default 10 Mbit/s, 5 ms one way).
 	Link netem.LinkConfig
+	// Loopback runs the morning without the link: the laptops reach the
+	// server on loopback, so that the server's CPU, not a network, is
+	// what they wait for (no probe, no bulk download; Link is ignored).
+	Loopback bool
 	// Old runs the admission xs-backup had before: 4 sessions at once,
 	// 2-minute windows (proto.FixedWindow).
 	Old bool
@@ -163,6 +170,13 @@ type Sample struct {
 	LinkBits float64 // bits per second through the link
 	Paced    float64 // the server's paced rate, bits per second (0: unpaced)
 	QDelay   time.Duration
+	// ServerCPU is the CPU the server used in the second, in cores
+	// (subprocess only); MachineBusy the fraction of the machine's CPU
+	// time that was busy (laptops and server together).
+	ServerCPU, MachineBusy float64
+	// MachineIOWait is the fraction of the machine's CPU time spent
+	// idle waiting for the disk.
+	MachineIOWait float64
 }
 
 // Result is what a morning measured.
@@ -186,7 +200,12 @@ type Result struct {
 	// waiting in which the link carried at least 85% of its rate.
 	BusyWhileWaiting float64
 	SecondsWaiting   int
-	Samples          []Sample
+	// ServerCPUWaiting is the server's mean CPU use, in cores, over the
+	// seconds with laptops waiting; MachineBusyWaiting the machine's busy
+	// fraction over the same seconds; CPUs the machine's count.
+	ServerCPUWaiting, MachineBusyWaiting, MachineIOWaitWaiting float64
+	CPUs                                                       int
+	Samples                                                    []Sample
 	// Probe: the delay each probe datagram saw beyond the link's own
 	// delay, p50 and p95, while sessions ran, and how many were lost.
 	ProbeAdded50, ProbeAdded95 time.Duration
@@ -231,16 +250,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	// The network.
-	link := netem.NewLink(o.Link)
-	defer link.Close()
-	relay, err := netem.NewRelay(link, srv.Addr())
-	if err != nil {
-		return nil, err
-	}
-	defer relay.Close()
-	for _, l := range laps {
-		if err := pointAt(l.state, relay.Addr()); err != nil {
+	var link *netem.Link
+	if !o.Loopback {
+		link = netem.NewLink(o.Link)
+		defer link.Close()
+		relay, err := netem.NewRelay(link, srv.Addr())
+		if err != nil {
 			return nil, err
+		}
+		defer relay.Close()
+		for _, l := range laps {
+			if err := pointAt(l.state, relay.Addr()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	res := &Result{Options: o, ByClass: map[Class]int{}, FailedBy: map[string]int{}, Examples: map[string]string{}, Waits: map[Class][]time.Duration{}}
@@ -248,11 +270,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	res.Start = time.Now()
 	var probe *netem.Probe
-	if o.Probe {
+	if o.Probe && link != nil {
 		probe = link.StartProbe(64, 100*time.Millisecond)
 	}
 	var bulk *bulkFlow
-	if o.BulkFor > 0 {
+	if o.BulkFor > 0 && link != nil {
 		if bulk, err = startBulk(link); err != nil {
 			return nil, err
 		}
@@ -267,17 +289,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		var last int64
+		_, lastCPU := srv.Usage()
+		lastBusy, lastIO, lastTotal := machineCPU()
+		lastT := time.Now()
 		for {
 			select {
 			case <-mctx.Done():
 				return
 			case <-t.C:
 			}
-			st := link.Stats()
+			var st netem.Stats
+			if link != nil {
+				st = link.Stats()
+			}
 			a := srv.Admission()
 			s := Sample{T: time.Since(res.Start), Waiting: a.Waiting, Running: a.Running, Limit: a.Limit,
 				LinkBits: float64(st.Bytes-last) * 8, Paced: a.Paced * 8, QDelay: a.QDelay}
 			last = st.Bytes
+			now := time.Now()
+			_, cpu := srv.Usage()
+			busy, iowait, total := machineCPU()
+			s.ServerCPU = (cpu - lastCPU) / now.Sub(lastT).Seconds()
+			if total > lastTotal {
+				s.MachineBusy = (busy - lastBusy) / (total - lastTotal)
+				s.MachineIOWait = (iowait - lastIO) / (total - lastTotal)
+			}
+			lastCPU, lastBusy, lastIO, lastTotal, lastT = cpu, busy, iowait, total, now
 			smu.Lock()
 			samples = append(samples, s)
 			smu.Unlock()
@@ -352,17 +389,27 @@ wait:
 	}
 	res.Wall = last.Sub(res.Start)
 	// IP and UDP headers come on top of QUIC's bytes (~1.4 KB packets).
-	res.Physical = o.Spread + time.Duration(float64(res.WireBytes)*(1+28.0/1350)*8/o.Link.Rate*float64(time.Second))
+	res.Physical = o.Spread
+	if !o.Loopback {
+		res.Physical += time.Duration(float64(res.WireBytes) * (1 + 28.0/1350) * 8 / o.Link.Rate * float64(time.Second))
+	}
+	res.CPUs = runtime.NumCPU()
 	for _, s := range samples {
 		if s.Waiting > 0 {
 			res.SecondsWaiting++
 			if s.LinkBits >= 0.85*o.Link.Rate {
 				res.BusyWhileWaiting++
 			}
+			res.ServerCPUWaiting += s.ServerCPU
+			res.MachineBusyWaiting += s.MachineBusy
+			res.MachineIOWaitWaiting += s.MachineIOWait
 		}
 	}
 	if res.SecondsWaiting > 0 {
 		res.BusyWhileWaiting /= float64(res.SecondsWaiting)
+		res.ServerCPUWaiting /= float64(res.SecondsWaiting)
+		res.MachineBusyWaiting /= float64(res.SecondsWaiting)
+		res.MachineIOWaitWaiting /= float64(res.SecondsWaiting)
 	}
 	if probe != nil {
 		ds, lost := probe.Stop()
@@ -383,6 +430,29 @@ wait:
 	res.Expired = res.Metrics["xs_admission_expired_total"]
 	res.ServerRSS, res.ServerCPU = srv.Usage()
 	return res, nil
+}
+
+// machineCPU reads the machine's busy, iowait and total CPU time (in
+// USER_HZ ticks) from /proc/stat; zeros where there is none.
+func machineCPU() (busy, iowait, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, 0
+	}
+	iowait, _ = strconv.ParseFloat(f[5], 64)
+	for i, v := range f[1:min(len(f), 9)] { // guest time is in user already
+		x, _ := strconv.ParseFloat(v, 64)
+		total += x
+		if i != 3 && i != 4 { // idle, iowait
+			busy += x
+		}
+	}
+	return busy, iowait, total
 }
 
 func pctl(d []time.Duration, p float64) time.Duration {

@@ -311,24 +311,50 @@ func (a *admission) estimate(now time.Time, e *entry) time.Duration {
 			ahead = append(ahead, o)
 		}
 	}
-	limit := float64(a.lim[e.lane].limit())
+	limit := float64(max(a.lim[e.lane].limit(), 1))
 	var secs float64
-	if e.lane == laneBulk && a.byteRate > 0 {
+	measured := true
+	switch {
+	case e.lane == laneBulk && a.byteRate > 0:
 		secs = a.bulkWait(now, ahead)
-	} else {
-		// Small ones at the measured session rate, never assuming
-		// sessions longer than a minute: early is cheap (a laptop back
-		// early is held or told again), late leaves places empty.
+	case a.rate[e.lane] > 0:
+		// At the lane's measured session rate, never assuming sessions
+		// longer than a minute: early is cheap (a laptop back early is
+		// held or told again), late leaves places empty.
 		rate := max(a.rate[e.lane], limit/60)
 		secs = float64(len(ahead)+1) / rate
+	default:
+		// No session of the lane has ended since the server started
+		// (the first seconds of a morning, or first sessions that last
+		// longer than a laptop lets its hello be held), so its drain
+		// rate is not measured, and the byte rate does not say how
+		// many sessions that is. All that is known is that a session
+		// lasts at least as long as the oldest running one has run:
+		// assume that long, so the laptop comes back early and is told
+		// again from what is measured by then. (Assuming the floor of
+		// a minute a session, as the measured rate does, told a class
+		// of 30 to come back in 2 minutes while its first 4 sessions
+		// needed 5 s, and the server sat idle with everyone away.)
+		secs = float64(len(ahead)+1) * a.oldestRun(now, e.lane).Seconds() / limit
+		measured = false
 	}
 	d := time.Duration(0.6 * secs * float64(time.Second))
-	if a.rate[e.lane] == 0 && a.byteRate == 0 {
-		// Nothing measured yet (the first minute of a morning, while
-		// the limits are still growing): come back soon and ask again.
+	if !measured {
 		d = min(d, a.cfg.Hold)
 	}
 	return min(max(d, time.Second), a.cfg.MaxComeBack)
+}
+
+// oldestRun is how long the longest-running session of lane l has run
+// (at least Interval).
+func (a *admission) oldestRun(now time.Time, l lane) time.Duration {
+	d := a.cfg.Interval
+	for _, s := range a.running {
+		if s.lane == l {
+			d = max(d, now.Sub(s.start))
+		}
+	}
+	return d
 }
 
 // bulkWait is when a place in the bulk lane frees for the laptop behind

@@ -520,3 +520,44 @@ func TestAdmissionRequestHolds(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestAdmissionFirstSessionsOutlastHold: a class switches on at once and
+// its first sessions last longer than a laptop lets its hello be held (a
+// slow or busy link: 30 small backups through 0.6 MB/s, four at a time,
+// each about 6 s; xo-backup's MaxSlotWait of 2 s, as in bench/load's
+// TestSmallSchool). When the holds run out no session has ended, so the
+// lane's drain rate is not measured yet: the laptops must be told to come
+// back soon (and told better on their next visit), not the longest
+// come-back time, which left the server idle with the whole class away
+// for two minutes (TestSmallSchool: 20 of 30 never backed up).
+func TestAdmissionFirstSessionsOutlastHold(t *testing.T) {
+	s := newSim(t, AdmissionConfig{MaxSessions: 4, Hold: 2 * time.Second})
+	s.link = func(time.Duration) float64 { return 0.6e6 }
+	var total float64
+	for i := range 30 {
+		l := &simLaptop{id: uint64(i + 1), work: 800e3, arrive: s.start.Add(time.Duration(i) * 3 * time.Millisecond),
+			last: s.start.Add(-time.Duration(24+i) * time.Hour)}
+		total += float64(l.work)
+		s.add(l)
+	}
+	linkTime := time.Duration(total / 0.6e6 * float64(time.Second))
+	s.run(3 * linkTime)
+	var furthest time.Duration
+	for _, l := range s.laptops {
+		if l.told > 0 && l.due.Sub(l.firstAsked) > furthest {
+			furthest = l.due.Sub(l.firstAsked)
+		}
+	}
+	s.report("first sessions outlast the hold", total)
+	t.Logf("link time %v; furthest come-back time %v after the first hello", linkTime, furthest)
+	s.requireAllDone()
+	if s.makespan() > linkTime*3/2 {
+		t.Errorf("done after %v; the link allows %v", s.makespan(), linkTime)
+	}
+	if furthest > linkTime {
+		t.Errorf("a laptop was told to come back %v after its first hello; the whole class takes %v of link", furthest, linkTime)
+	}
+	if s.fullWaiting < s.busyWaiting*80/100 {
+		t.Errorf("link at least 85%% busy in only %d of %d seconds with laptops waiting", s.fullWaiting, s.busyWaiting)
+	}
+}

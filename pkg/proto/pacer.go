@@ -12,10 +12,13 @@ import (
 // so a paced server slows the laptops' senders down without a single lost
 // packet. Zero values take the defaults shown.
 type PacingConfig struct {
-	// TargetDelay is the queueing delay backups may add on the laptops'
-	// paths (default 25 ms, as LEDBAT's RFC 6817 suggests at most 100):
-	// the rate grows while the measured delay is below it and shrinks
-	// when above. Negative turns delay-based pacing off.
+	// TargetDelay is the most queueing delay backups may add on the
+	// laptops' paths (default 25 ms; RFC 6817 allows up to 100, far too
+	// much for a class's interactive traffic on a LAN). The target the
+	// controller keeps is half the measured base round trip, between
+	// MinTargetDelay and TargetDelay: the rate grows while the measured
+	// delay is below it and shrinks when above. Negative turns
+	// delay-based pacing off.
 	TargetDelay time.Duration
 	// Cap, if set, is a hard cap in bytes per second at a time (0: none),
 	// e.g. 5 Mbit/s during school hours.
@@ -27,24 +30,38 @@ type PacingConfig struct {
 	MinRate float64
 }
 
+// MinTargetDelay is the least target the pacer keeps, however short the
+// base round trip: below it, timer and scheduling noise is taken for a
+// queue. (5 ms was tried first: on the link emulator, under the laptops'
+// CPU load, an empty 10 ms link measured 7-8 ms over its base, and the
+// pace stayed at its floor.)
+const MinTargetDelay = 10 * time.Millisecond
+
 // maxPace is "unpaced": far above what a school server receives.
 const maxPace = 4 << 30
 
 // pacer is a LEDBAT-style (RFC 6817) rate controller: the queueing delay on
-// the laptops' paths (each connection's smoothed round trip minus its
-// minimum) is kept near TargetDelay by moving the rate at which the server
-// reads upload bytes. Under the target the rate grows (multiplicatively,
-// so a fast link is found in seconds); over it the rate falls in
-// proportion to the excess, so backups yield to a class that fills the
-// link. The rate never grows while the laptops do not use it.
+// the laptops' paths (measured by Server.measure) is kept near a target
+// (half the base round trip, clamped) by moving the rate at which the
+// server reads upload bytes. Under the target the rate grows
+// (multiplicatively, so a fast link is found in seconds); over it the rate
+// falls in proportion to the excess, so backups yield to a class that fills
+// the link. The rate never grows while the laptops do not use half of it
+// (its ceiling is twice what is used).
+//
+// Reads queue in two lines that share the one rate: small sessions' reads
+// (and restores') go first, each taking its time slot from the big
+// backups' line too, so that a small delta never waits behind a first
+// backup's megabytes and the total stays at the rate.
 type pacer struct {
 	cfg PacingConfig
 
 	mu     sync.Mutex // guards the fields below
 	rate   float64    // bytes per second (the delay controller's)
-	next   time.Time  // when the next byte may be read
-	used   int64      // bytes read since the last update
+	next   [2]time.Time
+	used   int64 // bytes read since the last update
 	qdelay time.Duration
+	target time.Duration
 	paced  float64 // the last effective rate (after the cap)
 	probed bool    // a queue was seen: slow start is over
 }
@@ -52,6 +69,12 @@ type pacer struct {
 // slowStartStep is how much a used rate grows per update before the first
 // queue is seen.
 const slowStartStep = 1.5
+
+// The pacer's two lines.
+const (
+	lineSmall = 0
+	lineBulk  = 1
+)
 
 func newPacer(cfg PacingConfig) *pacer {
 	if cfg.TargetDelay == 0 {
@@ -63,7 +86,7 @@ func newPacer(cfg PacingConfig) *pacer {
 	if cfg.MinRate <= 0 {
 		cfg.MinRate = 64 << 10
 	}
-	return &pacer{cfg: cfg, rate: 1 << 20}
+	return &pacer{cfg: cfg, rate: 1 << 20, target: cfg.TargetDelay}
 }
 
 // effective is the rate reads go at now.
@@ -83,29 +106,37 @@ func (p *pacer) effective(now time.Time) float64 {
 // burst is how far reads may run ahead of the rate after a pause.
 const burst = 20 * time.Millisecond
 
-// wait waits until n more bytes may be read. A priority read (a small
-// session's, which must not wait behind big first backups) goes at once
-// but takes its share of the rate, so the big ones yield to it.
-func (p *pacer) wait(ctx context.Context, n int, priority bool) error {
+// reserve books n bytes at now and returns when they may be read. A small
+// read (small reports the small sessions' line) waits only behind other
+// small reads, and pushes the big line back by its share.
+func (p *pacer) reserve(now time.Time, n int, small bool) time.Time {
 	p.mu.Lock()
-	now := time.Now()
+	defer p.mu.Unlock()
+	p.used += int64(n)
 	r := p.effective(now)
 	if r >= maxPace {
-		p.used += int64(n)
-		p.mu.Unlock()
-		return nil
+		return now
 	}
-	if p.next.Before(now.Add(-burst)) {
-		p.next = now.Add(-burst)
+	d := time.Duration(float64(n) / r * float64(time.Second))
+	from := now.Add(-burst)
+	for i := range p.next {
+		if p.next[i].Before(from) {
+			p.next[i] = from
+		}
 	}
-	at := p.next
-	p.next = p.next.Add(time.Duration(float64(n) / r * float64(time.Second)))
-	p.used += int64(n)
-	p.mu.Unlock()
-	if priority {
-		return nil
+	line := lineBulk
+	if small {
+		line = lineSmall
+		p.next[lineBulk] = p.next[lineBulk].Add(d)
 	}
-	d := time.Until(at)
+	at := p.next[line]
+	p.next[line] = at.Add(d)
+	return at
+}
+
+// wait waits until n more bytes may be read (see reserve).
+func (p *pacer) wait(ctx context.Context, n int, small bool) error {
+	d := time.Until(p.reserve(time.Now(), n, small))
 	if d <= 0 {
 		return nil
 	}
@@ -119,14 +150,25 @@ func (p *pacer) wait(ctx context.Context, n int, priority bool) error {
 	}
 }
 
+// targetFor is the queueing delay the controller keeps on a path whose
+// base round trip is base: half of it, between MinTargetDelay and
+// TargetDelay.
+func (p *pacer) targetFor(base time.Duration) time.Duration {
+	return min(max(base/2, MinTargetDelay), max(p.cfg.TargetDelay, MinTargetDelay))
+}
+
 // update moves the rate after dt of measurement with queueing delay qdelay
-// (negative: nothing measured, as when no laptop is sending).
-func (p *pacer) update(now time.Time, dt time.Duration, qdelay time.Duration) {
+// (negative: nothing measured, as when no laptop is sending) on paths whose
+// base round trip is base (0: not measured; the target stays).
+func (p *pacer) update(now time.Time, dt time.Duration, qdelay, base time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	used := float64(p.used) / dt.Seconds()
 	p.used = 0
 	p.qdelay = max(qdelay, 0)
+	if base > 0 {
+		p.target = p.targetFor(base)
+	}
 	if p.cfg.TargetDelay > 0 && qdelay >= 0 {
 		if !p.probed {
 			// Slow start: until the first queue, a rate the laptops use
@@ -135,7 +177,7 @@ func (p *pacer) update(now time.Time, dt time.Duration, qdelay time.Duration) {
 			// server that has just started does not hold its first
 			// backups at a fraction of what its network carries. The first
 			// queue ends it and takes back the last step.
-			if qdelay < p.cfg.TargetDelay {
+			if qdelay < p.target {
 				if used >= 0.5*p.rate {
 					p.rate = min(p.rate*slowStartStep, maxPace)
 				}
@@ -145,7 +187,7 @@ func (p *pacer) update(now time.Time, dt time.Duration, qdelay time.Duration) {
 			p.probed = true
 			p.rate = max(p.cfg.MinRate, p.rate/slowStartStep)
 		}
-		off := float64(p.cfg.TargetDelay-qdelay) / float64(p.cfg.TargetDelay)
+		off := float64(p.target-qdelay) / float64(p.target)
 		off = max(-1, min(1, off))
 		if off < 0 || used >= 0.5*p.rate {
 			// Grow only a rate the laptops use; shrink at any time.

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,16 +303,22 @@ func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25
 // laptop.
 const receiveWindow = 320 << 10
 
+// uploadWindow is the server's receive window for what laptops upload: small,
+// so that the pacer's read rate, not a window a laptop may fill at once,
+// decides what the laptops send (128 KiB is still 100 Mbit/s at a 10 ms
+// round trip, and 10 Mbit/s at 100 ms).
+const uploadWindow = 128 << 10
+
 func (s *Server) quicConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           s.cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 s.cfg.IdleTimeout,
 		MaxIncomingStreams:             int64(s.cfg.MaxStreams),
 		MaxIncomingUniStreams:          -1,
-		InitialStreamReceiveWindow:     receiveWindow,
-		MaxStreamReceiveWindow:         receiveWindow,
-		InitialConnectionReceiveWindow: receiveWindow,
-		MaxConnectionReceiveWindow:     receiveWindow,
+		InitialStreamReceiveWindow:     uploadWindow,
+		MaxStreamReceiveWindow:         uploadWindow,
+		InitialConnectionReceiveWindow: uploadWindow,
+		MaxConnectionReceiveWindow:     uploadWindow,
 		Allow0RTT:                      false,
 	}
 }
@@ -634,32 +639,20 @@ func (c *serverConn) endSession() {
 }
 
 // read reads one request frame. Its memory is reserved piece by piece as
-// the bytes arrive, from the key's share and the server's budget, and the
-// minimum transfer rate is enforced through read deadlines over the frame.
-func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, func(), error) {
+// the bytes arrive, from the key's share and the server's budget; the bytes
+// are read through the pacer (pacedReader), and the minimum transfer rate
+// is enforced through read deadlines over the frame.
+//
+// A request's own frame (hello, need, commit...: control, a few KB at
+// most) goes in the pacer's small line; the blobs of an upload in the line
+// of their session.
+func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool) (byte, []byte, func(), error) {
 	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-	var start time.Time
-	var got int64
-	var paced time.Duration
-	return readFrame(st, func(n int) (func(), error) {
-		if start.IsZero() {
-			start = time.Now()
+	pr := &pacedReader{c: c, ctx: ctx, st: st, control: control}
+	return readFrame(pr, func(n int) (func(), error) {
+		if pr.start.IsZero() {
+			pr.start = time.Now() // the payload's minimum rate counts from here
 		}
-		got += int64(n)
-		// Time the server itself holds the bytes back (pacing) is not
-		// the laptop's: it moves the deadline.
-		t0 := time.Now()
-		c.mu.Lock()
-		priority := c.small >= int64(n)
-		if priority {
-			c.small -= int64(n)
-		}
-		c.mu.Unlock()
-		if err := c.s.pace.wait(ctx, n, priority); err != nil {
-			return nil, err
-		}
-		paced += time.Since(t0)
-		st.SetReadDeadline(start.Add(paced + 10*time.Second + time.Duration(got*int64(time.Second)/c.s.cfg.MinRate)))
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		rel, err := reserve(rctx, c.mem, c.s.mem, int64(n))
@@ -672,6 +665,62 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream) (byte, []byte, f
 	})
 }
 
+// readStep is the most the server reads from a stream at once: each step
+// waits its turn at the pacer, so the flow-control credit a laptop gets
+// back comes in small steps at the paced rate, not in frame-sized lumps.
+const readStep = 16 << 10
+
+// pacedReader reads a request stream through the pacer. A frame's header
+// may take the idle timeout to come; its payload must come at the minimum
+// rate from start (set when the first piece is reserved), and time the
+// server itself holds the bytes back is not the laptop's: it moves the read
+// deadline.
+type pacedReader struct {
+	c     *serverConn
+	ctx   context.Context
+	st    *quic.Stream
+	start time.Time
+	got   int64
+	paced time.Duration
+	// control: the bytes go in the small line whatever the session.
+	control bool
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if len(b) > readStep {
+		b = b[:readStep]
+	}
+	payload := !p.start.IsZero()
+	if payload {
+		p.st.SetReadDeadline(p.start.Add(p.paced + 10*time.Second + time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate)))
+	}
+	n, err := p.st.Read(b)
+	if n > 0 {
+		if payload {
+			p.got += int64(n)
+		}
+		t0 := time.Now()
+		if werr := p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)); werr != nil && err == nil {
+			err = werr
+		}
+		p.paced += time.Since(t0)
+	}
+	return n, err
+}
+
+// takeSmall says whether n bytes go in the pacer's small line: a small
+// session's bytes do, up to what makes it small (a laptop that claims
+// little and sends much is paced like the others once past it).
+func (c *serverConn) takeSmall(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.small >= int64(n) {
+		c.small -= int64(n)
+		return true
+	}
+	return false
+}
+
 func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	defer st.Close()
 	// A request ends at its last frame, not at the stream's FIN: read up to
@@ -681,7 +730,7 @@ func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	defer finishRead(st)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	typ, p, rel, err := c.read(ctx, st)
+	typ, p, rel, err := c.read(ctx, st, true)
 	if err != nil {
 		c.fail(st, err)
 		return
@@ -848,7 +897,7 @@ func (c *serverConn) put(ctx context.Context, st *quic.Stream) error {
 		if n > MaxPutBlobs {
 			return Errorf(KindTooLarge, "more than %d blobs in one upload", MaxPutBlobs)
 		}
-		typ, p, rel, err := c.read(ctx, st)
+		typ, p, rel, err := c.read(ctx, st, false)
 		if err != nil {
 			return err
 		}
@@ -954,73 +1003,40 @@ const paceEvery = 100 * time.Millisecond
 
 // measure feeds the pacer (every paceEvery) and admission (every
 // AdmissionConfig.Interval) with what the connections show: the bytes
-// received and the queueing delay on the laptops' paths. A connection's
-// delay is its latest round trip minus its minimum (QUIC's
-// ConnectionStats; a server that receives still sends acknowledged
-// flow-control updates, which give round-trip samples), filtered as LEDBAT
-// filters one-way delays: the least of its last four samples, so that a
-// delayed acknowledgement or a busy CPU is not taken for a queue. The base
-// is each connection's own minimum: a school-wide base (LEDBAT's ten-minute
-// history over every connection) was tried and collapsed the pace, because
-// local tools on loopback set a base no laptop's path can reach. The
-// school's figure is the median over the connections that sent something.
+// received and the queueing delay on the laptops' paths, from QUIC's
+// ConnectionStats (a server that receives still sends acknowledged
+// flow-control updates, which give round-trip samples) through a
+// delayMeter.
 func (s *Server) measure(ctx context.Context) {
 	cfg := s.admCfg
 	t := time.NewTicker(paceEvery)
 	defer t.Stop()
-	type connSample struct {
-		bytes uint64
-		rtts  [4]time.Duration
-		n     int
-	}
-	seen := map[*quic.Conn]*connSample{}
+	dm := newDelayMeter()
 	lastPace, lastAdm := time.Now(), time.Now()
 	var admBytes int64 = s.m.bytesIn.Load()
-	var delays []time.Duration
+	var obs []connObs
 	var worst time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case tick := <-t.C:
+			// How late this goroutine runs after its timer fired is how
+			// long the server's CPU makes any goroutine wait (QUIC's
+			// packet handling too).
+			dm.late(time.Since(tick))
 		}
 		now := time.Now()
-		delays = delays[:0]
+		obs = obs[:0]
 		s.mu.Lock()
 		for c := range s.open {
 			st := c.ConnectionStats()
-			cs := seen[c]
-			if cs == nil {
-				cs = &connSample{bytes: st.BytesReceived}
-				seen[c] = cs
-				continue
-			}
-			if st.MinRTT > 0 && st.LatestRTT > 0 {
-				cs.rtts[cs.n%len(cs.rtts)] = max(st.LatestRTT-st.MinRTT, 0)
-				cs.n++
-			}
-			if st.BytesReceived > cs.bytes+1500 && cs.n > 0 {
-				d := cs.rtts[0]
-				for _, r := range cs.rtts[:min(cs.n, len(cs.rtts))] {
-					d = min(d, r)
-				}
-				delays = append(delays, d)
-			}
-			cs.bytes = st.BytesReceived
-		}
-		for c := range seen {
-			if _, ok := s.open[c]; !ok {
-				delete(seen, c)
-			}
+			obs = append(obs, connObs{key: c, latest: st.LatestRTT, min: st.MinRTT})
 		}
 		s.mu.Unlock()
-		q := time.Duration(-1)
-		if len(delays) > 0 {
-			slices.Sort(delays)
-			q = delays[len(delays)/2]
-			worst = max(worst, q)
-		}
-		s.pace.update(now, now.Sub(lastPace), q)
+		q, base := dm.observe(now, obs)
+		worst = max(worst, q)
+		s.pace.update(now, now.Sub(lastPace), q, base)
 		lastPace = now
 		if now.Sub(lastAdm) >= cfg.Interval {
 			b := s.m.bytesIn.Load()

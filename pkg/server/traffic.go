@@ -19,9 +19,10 @@ var replacedKeys = map[string]string{
 // Traffic is the [traffic] section: how much of the school's network
 // backups may take.
 type Traffic struct {
-	// TargetDelay is the queueing delay backups may add on the school's
-	// network (LEDBAT, RFC 6817): uploads slow down when round trips grow
-	// more than this above their minimum. "0s" turns it off.
+	// TargetDelay is the most queueing delay backups may add on the
+	// school's network (LEDBAT, RFC 6817): uploads slow down when round
+	// trips grow above their base by more than half the base round trip,
+	// at least 10 ms and at most this. "0s" turns it off.
 	TargetDelay Duration `toml:"target_delay"`
 	// Rate is a hard cap on all uploads together, at any hour ("" or
 	// "0": none), e.g. "20Mbit", "2.5MB" (bytes per second).

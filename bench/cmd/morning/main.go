@@ -64,6 +64,7 @@ func run(args []string) int {
 	oldFor := fs.Duration("old-deadline", 0, "deadline of the fixed-windows run (default: twice the spread plus 5 minutes)")
 	out := fs.String("out", "bench/results", "directory for morning.md and the plots")
 	readme := fs.String("readme", "", "rewrite the morning section of this README")
+	loopback := fs.Bool("loopback", false, "run the morning without the link emulator (laptops reach the server on loopback) and report the server's CPU while laptops wait, instead of the link runs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -97,6 +98,9 @@ func run(args []string) int {
 		}
 	}
 	var err error
+	if *loopback {
+		return runLoopback(ctx, rep, base, *old, *out, *readme)
+	}
 	fmt.Fprintf(os.Stderr, "measured admission: %d laptops over %v\n", n, sp)
 	if rep.New, err = traffic.Run(ctx, base); err != nil {
 		fmt.Fprintln(os.Stderr, "morning:", err)
@@ -155,6 +159,46 @@ func run(args []string) int {
 		}
 	}
 	if rep.New.Failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// runLoopback runs the mornings without the link (measured admission, and
+// the fixed windows if old) and reports the server's CPU while laptops wait.
+func runLoopback(ctx context.Context, rep *traffic.Report, base traffic.Options, old bool, out, readme string) int {
+	base.Loopback, base.Probe = true, false
+	var err error
+	fmt.Fprintf(os.Stderr, "measured admission on loopback: %d laptops over %v\n", base.Laptops, base.Spread)
+	if rep.Loopback, err = traffic.Run(ctx, base); err != nil {
+		fmt.Fprintln(os.Stderr, "morning:", err)
+		return 1
+	}
+	if old {
+		o := base
+		o.Old = true
+		fmt.Fprintf(os.Stderr, "fixed windows on loopback\n")
+		if rep.LoopbackOld, err = traffic.Run(ctx, o); err != nil {
+			fmt.Fprintln(os.Stderr, "morning:", err)
+			return 1
+		}
+	}
+	os.MkdirAll(out, 0o755)
+	for name, r := range map[string]*traffic.Result{"loopback": rep.Loopback, "loopback-fixed": rep.LoopbackOld} {
+		if r != nil {
+			os.WriteFile(filepath.Join(out, "morning-"+name+".csv"), []byte(r.CSV()), 0o644)
+		}
+	}
+	md := rep.LoopbackMarkdown()
+	fmt.Print(md)
+	os.WriteFile(filepath.Join(out, "morning-loopback.md"), []byte(md), 0o644)
+	if readme != "" {
+		if err := traffic.UpdateReadmeSection(readme, traffic.ReadmeLoopbackBegin, traffic.ReadmeLoopbackEnd, md); err != nil {
+			fmt.Fprintln(os.Stderr, "morning:", err)
+			return 1
+		}
+	}
+	if rep.Loopback.Failed > 0 {
 		return 1
 	}
 	return 0
