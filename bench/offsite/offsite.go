@@ -60,6 +60,9 @@ type Options struct {
 	Keep bool
 	// NoBaselines skips the rsync baselines (a quick check of xs-backup).
 	NoBaselines bool
+	// TargetDelay is the mothership's [traffic] target_delay (0: its
+	// default, 25 ms; negative: no delay-based pacing).
+	TargetDelay time.Duration
 	// Log, if set, receives one line per step.
 	Log func(string)
 }
@@ -206,7 +209,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	res.ReflashNight, res.ReflashLaptop = gen1.Reflash()
 
 	// The mothership, and the link between it and the school.
-	ms, stopMS, err := startMothership(dir("mothership"))
+	ms, stopMS, err := startMothership(dir("mothership"), o.TargetDelay)
 	if err != nil {
 		return nil, err
 	}
@@ -395,8 +398,11 @@ func packBytes(st *store.Store) (int64, error) {
 }
 
 // startMothership runs an xs-backupd with the mothership role in process.
-func startMothership(data string) (*server.Daemon, func() error, error) {
+func startMothership(data string, targetDelay time.Duration) (*server.Daemon, func() error, error) {
 	cfg := server.DefaultConfig()
+	if targetDelay != 0 {
+		cfg.Traffic.TargetDelay = server.Duration(targetDelay)
+	}
 	cfg.Role, cfg.Registration = "mothership", "approve"
 	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", data, "", 0
 	cfg.RestorePage.Listen, cfg.Lifecycle.At = "", ""

@@ -48,6 +48,16 @@ func BenchmarkOffsite(b *testing.B) {
 	o.Nights = envInt(b, "XS_BENCH_NIGHTS", o.Nights)
 	o.JournalMB = envInt(b, "XS_BENCH_JOURNAL_MB", o.JournalMB)
 	o.Scale = envInt(b, "XS_BENCH_SCALE", o.Scale)
+	if os.Getenv("XS_BENCH_NO_BASELINES") != "" {
+		o.NoBaselines = true
+	}
+	if v := os.Getenv("XS_BENCH_TARGET_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("XS_BENCH_TARGET_DELAY=%q: %v", v, err)
+		}
+		o.TargetDelay = d
+	}
 	if w := os.Getenv("XS_BENCH_WORK"); w != "" {
 		o.Work, o.Keep = w, true
 	}

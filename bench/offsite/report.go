@@ -67,6 +67,9 @@ func (r *Result) Markdown(command string) string {
 	fmt.Fprintf(&b, "    %s\n\n", command)
 	fmt.Fprintf(&b, "**Scale**: %d laptops × %d nights, Journals of %d MiB on night 0, books, activity bundles and photos at 1/%d of the whole-school benchmark's sizes (documents at full size), seed %d (school 2: same library, children of seed %d). Laptop %s is reflashed on night %d.\n\n",
 		o.Laptops, o.Nights, o.JournalMB, o.Scale, o.Seed, o.Seed2, r.ReflashLaptop, r.ReflashNight)
+	if o.TargetDelay != 0 {
+		fmt.Fprintf(&b, "**Mothership pacing**: target_delay %v (negative: off).\n\n", o.TargetDelay)
+	}
 	fmt.Fprintf(&b, "**Link**: %.0f Mbit/s shared by both directions, %v one way (+ up to %v of jitter), loss %.1f%%, drop-tail buffer of 100 ms.\n\n",
 		o.Rate/1e6, o.Delay, o.Jitter, o.Loss*100)
 	fmt.Fprintf(&b, "**Machine**: %s, %d cores, %s RAM, %s, %s, %s; %s; %s. **Date**: %s. **Run time**: %s.\n\n",
@@ -103,6 +106,9 @@ func (r *Result) Markdown(command string) string {
 		name string
 		get  func(Night) Transfer
 	}{{"rsync -aH of the school's store", func(n Night) Transfer { return n.Store }}, {"rsync -aH of hardlinked --link-dest folders", func(n Night) Transfer { return n.Tree }}} {
+		if o.NoBaselines {
+			break
+		}
 		worst, at := r.WorstRatio(base.get)
 		steady := 0.0
 		for k, n := range r.Nights {
