@@ -78,6 +78,9 @@ type school struct {
 	docNight0 []byte
 	// reflashNight and reflashLaptop say which laptop is wiped when (-1: none).
 	reflashNight, reflashLaptop int
+	// div divides the sizes of photos, recordings and the reflashed
+	// Journal (0 or 1: full size); see NewGenerator.
+	div int
 }
 
 var (
@@ -205,7 +208,7 @@ func uid(r *rand.Rand) string {
 
 func (s *school) newPhoto(l *laptop) *entry {
 	e := &entry{uid: uid(l.rng), kind: kindPhoto, act: photoActs[l.rng.IntN(len(photoActs))],
-		size: 200<<10 + l.rng.IntN(2872<<10), title: titles[l.rng.IntN(len(titles))]}
+		size: s.scaled(200<<10 + l.rng.IntN(2872<<10)), title: titles[l.rng.IntN(len(titles))]}
 	if e.act == "org.laptop.RecordActivity" && l.rng.IntN(2) == 0 {
 		e.mime, e.title = "audio/ogg", "Recording "+e.title
 	} else {
@@ -360,7 +363,7 @@ func (s *school) mutate(l *laptop, k int) error {
 	if r.IntN(3) == 0 {
 		var big []*entry
 		for _, e := range l.entries {
-			if e.kind == kindPhoto && e.size > 1<<20 {
+			if e.kind == kindPhoto && e.size > s.scaled(1<<20) {
 				big = append(big, e)
 			}
 		}
@@ -410,7 +413,7 @@ func (s *school) reflash(l *laptop, k int) error {
 		return err
 	}
 	l.entries, l.books, l.reflashed = nil, map[int]bool{}, k
-	return s.fill(l, k, 3<<20, false)
+	return s.fill(l, k, s.scaled(3<<20), false)
 }
 
 // writeIndex rewrites the Xapian index, which every system leaves out but

@@ -98,7 +98,7 @@ func newReplicator(st *store.Store, sink Sink, rep *Report) *replicator {
 // subtree (true of trees this code sent: children go first); the retry after
 // a commit refused for a missing blob walks everything.
 func (r *replicator) sendSnapshot(ctx context.Context, root chunk.ID, info manifest.CommitInfo) error {
-	err := r.sendTree(ctx, root, true)
+	err := r.sendTree(ctx, []chunk.ID{root}, true)
 	if err == nil {
 		err = r.sink.Commit(ctx, root, info)
 	}
@@ -106,17 +106,51 @@ func (r *replicator) sendSnapshot(ctx context.Context, root chunk.ID, info manif
 		// The mothership let go of part of an earlier interrupted upload
 		// (pending uploads expire): walk the whole tree this time.
 		clear(r.done)
-		if err = r.sendTree(ctx, root, false); err == nil {
+		if err = r.sendTree(ctx, []chunk.ID{root}, false); err == nil {
 			err = r.sink.Commit(ctx, root, info)
 		}
 	}
 	return err
 }
 
-func (r *replicator) sendTree(ctx context.Context, root chunk.ID, trusting bool) error {
+// groupSnapshots is how many snapshots Replicate walks together.
+const groupSnapshots = 64
+
+// prefetch sends what the sink lacks of the snapshots of items, walking
+// their trees together; commits are left to sendSnapshot, which then finds
+// every blob done.
+func (r *replicator) prefetch(ctx context.Context, items []Item) error {
+	roots := make([]chunk.ID, 0, len(items))
+	for _, it := range items {
+		roots = append(roots, it.Snap.Root)
+	}
+	err := r.sendTree(ctx, roots, true)
+	if err != nil {
+		r.drop()
+	}
+	return err
+}
+
+// drop forgets the batch not sent yet: its blobs are not done.
+func (r *replicator) drop() {
+	for _, b := range r.batch {
+		delete(r.done, b.Ref)
+	}
+	r.batch, r.bytes = r.batch[:0], 0
+}
+
+// sendTree sends what the sink lacks of the trees under roots (walked
+// together, level by level: one question per level for all of them).
+func (r *replicator) sendTree(ctx context.Context, roots []chunk.ID, trusting bool) error {
 	var levels [][]blob.Ref // trees to send, by depth
-	frontier := []chunk.ID{root}
-	seen := map[chunk.ID]bool{root: true}
+	var frontier []chunk.ID
+	seen := map[chunk.ID]bool{}
+	for _, root := range roots {
+		if !seen[root] {
+			seen[root] = true
+			frontier = append(frontier, root)
+		}
+	}
 	for len(frontier) > 0 {
 		refs := make([]blob.Ref, 0, len(frontier))
 		for _, id := range frontier {
@@ -240,10 +274,7 @@ func (r *replicator) flush(ctx context.Context) error {
 		return nil
 	}
 	if err := r.sink.Put(ctx, r.batch); err != nil {
-		for _, b := range r.batch {
-			delete(r.done, b.Ref)
-		}
-		r.batch, r.bytes = r.batch[:0], 0
+		r.drop()
 		return fmt.Errorf("send blobs off-site: %w", err)
 	}
 	r.rep.Blobs += len(r.batch)

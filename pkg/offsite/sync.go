@@ -67,11 +67,23 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 	r := newReplicator(st, sink, rep)
 	items := Pending(st, state.confirmedCopy())
 	for i, it := range items {
+		if i%groupSnapshots == 0 {
+			// Send what the next snapshots lack in one walk: a round trip
+			// per directory level for the whole group instead of for each
+			// snapshot, which on a 200 ms satellite link was most of a
+			// night's sync. Each snapshot is then committed on its own.
+			if err := r.prefetch(ctx, items[i:min(len(items), i+groupSnapshots)]); err != nil && !isLocalDamage(err) {
+				rep.Took = time.Since(start)
+				return rep, err
+			}
+			// A blob damaged here: the snapshots are sent one by one
+			// below, and only those that need the blob fail.
+		}
 		info := manifest.CommitInfo{Host: it.Snap.Host, Source: it.Snap.Source, Origin: it.Origin()}
 		err := r.sendSnapshot(ctx, it.Snap.Root, info)
 		if err != nil && isLocalDamage(err) {
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s %s: %v", it.Serial, it.Snap.ID, err))
-			r.batch, r.bytes = r.batch[:0], 0
+			r.drop()
 			continue
 		}
 		if err != nil {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package offsite
+
+const raceEnabled = false
