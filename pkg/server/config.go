@@ -251,6 +251,11 @@ func LoadConfig(path string) (Config, error) {
 		// otherwise: open registration would take any server that asks.
 		c.Registration = "approve"
 	}
+	if c.Role == "mothership" && !md.IsDefined("session_deadline") {
+		// A school's first sync over a slow uplink takes hours (it resumes
+		// after a cut, but each cut costs a reconnection).
+		c.SessionDeadline = Duration(12 * time.Hour)
+	}
 	return c, c.Validate()
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -125,6 +126,12 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if err := writePublicKey(cfg.Data, key); err != nil {
 		st.Close()
 		return nil, err
+	}
+	if cfg.Role == "mothership" {
+		// A school commits every snapshot of every laptop (a first sync,
+		// a school's whole history): the laptops' commit rate does not
+		// apply to the schools, accounts its staff approved.
+		cfg.Limits.CommitBurst, cfg.Limits.CommitEvery = math.MaxInt32, time.Nanosecond
 	}
 	m := proto.NewMetrics()
 	be := &Backend{S: st, OpenRegistration: cfg.Registration == "open", MaxPending: cfg.MaxPending, Mothership: cfg.Role == "mothership", Key: key}

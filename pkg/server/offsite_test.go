@@ -590,3 +590,29 @@ func TestRecoverOverNetwork(t *testing.T) {
 		l.restoreAndCompare(t, "latest")
 	}
 }
+
+// TestMothershipTakesManyCommits: a school commits far more snapshots than
+// a laptop (every laptop's, a whole history at the first sync); the
+// laptops' commit rate limit must not cut its sync off. Loopback is made to
+// count as a remote peer here, as a school's address is.
+func TestMothershipTakesManyCommits(t *testing.T) {
+	ctx := context.Background()
+	ms := startDaemon(t, func(c *server.Config) {
+		c.Role, c.Registration = "mothership", "approve"
+		c.RestorePage.Listen, c.Lifecycle.At = "", ""
+		c.Limits.LimitLoopback = true
+	})
+	a := startSchool(t, ms, "school-a")
+	l := newLaptop(t, a, "SHCA000", 41)
+	for i := 0; i < 30; i++ {
+		l.run(t)
+	}
+	a.Sync(ctx, false) // registers
+	if _, err := (&admin.Service{S: ms.Store}).Approve(ctx, admin.ApproveRequest{Serial: "school-a"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, lag, err := a.Sync(ctx, false)
+	if err != nil || rep.Snapshots != 30 || lag.Snapshots != 0 {
+		t.Fatalf("sync of 30 snapshots: %+v %+v %v", rep, lag, err)
+	}
+}
