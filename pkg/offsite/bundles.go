@@ -246,6 +246,7 @@ type bundleSink struct {
 	w       *bundle.Writer
 	known   map[blob.Ref]bool
 	written map[blob.Ref]bool
+	mu      sync.Mutex // guards commits
 	commits []commitRec
 }
 
@@ -271,6 +272,8 @@ func (k *bundleSink) Put(_ context.Context, blobs []blob.Blob) error {
 }
 
 func (k *bundleSink) Commit(_ context.Context, root chunk.ID, info manifest.CommitInfo) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.commits = append(k.commits, commitRec{Root: root, Info: info})
 	return nil
 }

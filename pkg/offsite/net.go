@@ -136,7 +136,6 @@ func (n *netSink) Put(ctx context.Context, blobs []blob.Blob) error {
 }
 
 func (n *netSink) Commit(ctx context.Context, root chunk.ID, info manifest.CommitInfo) error {
-	n.c.Info = info
-	_, err := n.c.Commit(ctx, root)
+	_, err := n.c.CommitWith(ctx, root, info)
 	return err
 }

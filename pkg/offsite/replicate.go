@@ -21,7 +21,8 @@ type Sink interface {
 	Need(ctx context.Context, refs []blob.Ref) ([]bool, error)
 	// Put stores blobs (their stored form, verified by the receiver).
 	Put(ctx context.Context, blobs []blob.Blob) error
-	// Commit records a snapshot of root made where info.Origin says.
+	// Commit records a snapshot of root made where info.Origin says. It
+	// may be called by several goroutines at once.
 	Commit(ctx context.Context, root chunk.ID, info manifest.CommitInfo) error
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
@@ -66,21 +67,29 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 	rep := &Report{}
 	r := newReplicator(st, sink, rep)
 	items := Pending(st, state.confirmedCopy())
+	var committed []error // of the current group, by index in it
 	for i, it := range items {
+		info := manifest.CommitInfo{Host: it.Snap.Host, Source: it.Snap.Source, Origin: it.Origin()}
 		if i%groupSnapshots == 0 {
 			// Send what the next snapshots lack in one walk: a round trip
 			// per directory level for the whole group instead of for each
 			// snapshot, which on a 200 ms satellite link was most of a
-			// night's sync. Each snapshot is then committed on its own.
-			if err := r.prefetch(ctx, items[i:min(len(items), i+groupSnapshots)]); err != nil && !isLocalDamage(err) {
+			// night's sync. Then commit the group's snapshots, several at
+			// once: a commit is a round trip too.
+			group := items[i:min(len(items), i+groupSnapshots)]
+			if err := r.prefetch(ctx, group); err != nil && !isLocalDamage(err) {
 				rep.Took = time.Since(start)
 				return rep, err
 			}
-			// A blob damaged here: the snapshots are sent one by one
-			// below, and only those that need the blob fail.
+			// A blob damaged here: its snapshots' commits are refused as
+			// incomplete and sent one by one below, and only those that
+			// need the blob fail.
+			committed = commitAll(ctx, sink, group)
 		}
-		info := manifest.CommitInfo{Host: it.Snap.Host, Source: it.Snap.Source, Origin: it.Origin()}
-		err := r.sendSnapshot(ctx, it.Snap.Root, info)
+		err := committed[i%groupSnapshots]
+		if errors.Is(err, blob.ErrNotHeld) {
+			err = r.sendSnapshot(ctx, it.Snap.Root, info)
+		}
 		if err != nil && isLocalDamage(err) {
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s %s: %v", it.Serial, it.Snap.ID, err))
 			r.drop()
@@ -235,4 +244,26 @@ func (k *StoreSink) Put(ctx context.Context, blobs []blob.Blob) error {
 func (k *StoreSink) Commit(ctx context.Context, root chunk.ID, info manifest.CommitInfo) error {
 	_, err := k.S.Commit(ctx, k.User, root, info)
 	return err
+}
+
+// commitsInFlight is how many commits Replicate has in flight at once.
+const commitsInFlight = 8
+
+// commitAll commits the snapshots of group, commitsInFlight at a time, and
+// returns each one's error.
+func commitAll(ctx context.Context, sink Sink, group []Item) []error {
+	errs := make([]error, len(group))
+	sem := make(chan struct{}, commitsInFlight)
+	var wg sync.WaitGroup
+	for i, it := range group {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			info := manifest.CommitInfo{Host: it.Snap.Host, Source: it.Snap.Source, Origin: it.Origin()}
+			errs[i] = sink.Commit(ctx, it.Snap.Root, info)
+		}()
+	}
+	wg.Wait()
+	return errs
 }

@@ -404,6 +404,24 @@ func (c *Client) Commit(ctx context.Context, root chunk.ID) (string, error) {
 	return sn.ID, nil
 }
 
+// CommitWith records the snapshot of root with info, like Commit, but may
+// run at the same time as other requests of the session, commits included:
+// it neither ends the session nor changes Info or LastSnapshot. A school
+// server replicating to its mothership commits many snapshots this way.
+func (c *Client) CommitWith(ctx context.Context, root chunk.ID, info CommitInfo) (SnapshotInfo, error) {
+	var sn SnapshotInfo
+	err := c.roundTrip(ctx, func(w io.Writer) error {
+		return writeJSON(w, tCommit, commitReq{Root: root, CommitInfo: info})
+	}, func(r io.Reader) error {
+		p, err := expect(r, tCommitResp)
+		if err != nil {
+			return err
+		}
+		return decodeJSON(p, &sn)
+	})
+	return sn, err
+}
+
 // LastSnapshot returns what the last successful Commit recorded.
 func (c *Client) LastSnapshot() SnapshotInfo { return c.last }
 
