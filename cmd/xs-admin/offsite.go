@@ -174,21 +174,28 @@ func importCmd(a *app) *cobra.Command {
 	var r admin.BundleImportRequest
 	cmd := &cobra.Command{
 		Use:   "import DIR|PIECE...",
-		Short: "On a mothership: verify and import a school's bundle, and write its receipt",
+		Short: "On a mothership: verify and import schools' bundles, and write their receipts",
 		Long: `On a mothership: verify a school's bundle (every piece, the school's
-signature, every chunk's hash) and import it. Nothing of a damaged,
-truncated, replayed or foreign bundle becomes visible. The receipt is
+signature, every chunk's hash) and import it; every bundle found in the
+paths is imported on its own (a stick that went round several schools).
+Nothing of a damaged, truncated, replayed or foreign bundle becomes visible;
+the others are still imported, and the exit code is 0 if any was. The receipt is
 written beside the bundle (--receipt-to elsewhere): take it back to the
 school, whose next export then carries only what is still missing.`,
 		Example: `  xs-admin import /media/usb`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: a.command(func(cmd *cobra.Command, args []string) error {
 			r.From = args
-			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.ImportResult, error) {
+			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*admin.BundleImportResult, error) {
 				return c.BundleImport(ctx, r)
-			}, func(w io.Writer, v *offsite.ImportResult) {
-				fmt.Fprintf(w, "Imported bundle %s of %s: %d new backup(s), %d chunks, %s.\nReceipt (take it back to the school): %s\n",
-					v.Bundle, v.School, v.Snapshots, v.Blobs, cli.Bytes(v.Bytes), v.Receipt)
+			}, func(w io.Writer, res *admin.BundleImportResult) {
+				for _, v := range res.Imported {
+					fmt.Fprintf(w, "Imported bundle %s of %s: %d new backup(s), %d chunks, %s.\nReceipt (take it back to the school): %s\n",
+						v.Bundle, v.School, v.Snapshots, v.Blobs, cli.Bytes(v.Bytes), v.Receipt)
+				}
+				for _, why := range res.Refused {
+					fmt.Fprintf(w, "Not imported: %s\n", why)
+				}
 			})
 		}),
 	}

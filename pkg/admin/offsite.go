@@ -227,7 +227,7 @@ func (s *Service) BundleExport(ctx context.Context, r BundleExportRequest) (*off
 }
 
 // BundleImport imports a school's bundle (see BundleImportRequest).
-func (s *Service) BundleImport(ctx context.Context, r BundleImportRequest) (*offsite.ImportResult, error) {
+func (s *Service) BundleImport(ctx context.Context, r BundleImportRequest) (*BundleImportResult, error) {
 	if len(r.From) == 0 {
 		return nil, fmt.Errorf("%w: name the bundle's pieces or the directory holding them", ErrInvalid)
 	}
@@ -235,7 +235,25 @@ func (s *Service) BundleImport(ctx context.Context, r BundleImportRequest) (*off
 	if err != nil {
 		return nil, err
 	}
-	return offsite.Import(ctx, s.S, offsite.ImportOptions{Paths: r.From, Key: key, ReceiptDir: r.ReceiptTo, DataDir: s.S.Dir()})
+	done, refused, err := offsite.ImportEach(ctx, s.S, offsite.ImportOptions{Paths: r.From, Key: key, ReceiptDir: r.ReceiptTo, DataDir: s.S.Dir()})
+	if err != nil {
+		return nil, err
+	}
+	if len(done) == 0 && len(refused) > 0 {
+		return nil, refused[0]
+	}
+	res := &BundleImportResult{Imported: done}
+	for _, e := range refused {
+		res.Refused = append(res.Refused, e.Error())
+	}
+	return res, nil
+}
+
+// BundleImportResult is the output of `xs-admin import`: the bundles
+// imported, and why others found beside them were refused.
+type BundleImportResult struct {
+	Imported []*offsite.ImportResult `json:"imported"`
+	Refused  []string                `json:"refused,omitempty"`
 }
 
 // RecoveryKit seals the server key with a new passphrase; the result shows
@@ -257,7 +275,7 @@ func (c *Client) BundleExport(ctx context.Context, r BundleExportRequest) (*offs
 }
 
 // BundleImport is Service.BundleImport.
-func (c *Client) BundleImport(ctx context.Context, r BundleImportRequest) (*offsite.ImportResult, error) {
+func (c *Client) BundleImport(ctx context.Context, r BundleImportRequest) (*BundleImportResult, error) {
 	return do(ctx, c, (*Service).BundleImport, r)
 }
 

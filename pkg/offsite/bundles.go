@@ -148,6 +148,10 @@ func Export(ctx context.Context, st *store.Store, state *State, opts ExportOptio
 	pub := opts.Key.Public().(ed25519.PublicKey)
 	res := &ExportResult{}
 	found, _ := filepath.Glob(filepath.Join(opts.Dir, "receipt-*.json"))
+	// A stick that goes round several schools carries their receipts too:
+	// those found on it that name another school are left alone (a receipt
+	// named by hand must be this school's).
+	found = slices.DeleteFunc(found, func(p string) bool { return !receiptNames(p, pub) })
 	for _, p := range append(found, opts.Receipts...) {
 		state.mu.Lock()
 		pinned := state.Mothership
@@ -572,4 +576,50 @@ func saveImportLog(dataDir, school string, l *importLog) error {
 	}
 	b, _ := json.MarshalIndent(l, "", " ")
 	return atomicfile.WriteFile(p, b, 0o640)
+}
+
+// receiptNames reports whether the receipt file at p is for the school with
+// key school (a file that does not decode is taken as its, so that reading
+// it says what is wrong).
+func receiptNames(p string, school ed25519.PublicKey) bool {
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) > 256<<20 {
+		return true
+	}
+	var r struct {
+		SchoolKey ed25519.PublicKey `json:"school_key"`
+	}
+	if json.Unmarshal(b, &r) != nil {
+		return true
+	}
+	return r.SchoolKey.Equal(school)
+}
+
+// ImportEach imports every bundle whose pieces are among opts.Paths, one
+// after the other: a stick that went round several schools, or that still
+// holds last trip's bundle beside this one. Each is verified and imported on
+// its own (as Import), and one refused does not stop the others: refused
+// holds why, by bundle. err is set only when the paths cannot be read.
+func ImportEach(ctx context.Context, st *store.Store, opts ImportOptions) (done []*ImportResult, refused []error, err error) {
+	sets, err := bundle.ScanPieces(opts.Paths...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sets) == 0 {
+		return nil, nil, fmt.Errorf("%w: no bundle pieces (*%s) in %s", errkind.ErrNotFound, bundle.PieceExt, strings.Join(opts.Paths, ", "))
+	}
+	for _, set := range sets {
+		o := opts
+		o.Paths = nil
+		for _, p := range set.Pieces {
+			o.Paths = append(o.Paths, p.Path)
+		}
+		res, err := Import(ctx, st, o)
+		if err != nil {
+			refused = append(refused, fmt.Errorf("bundle %s: %w", set.IDString(), err))
+			continue
+		}
+		done = append(done, res)
+	}
+	return done, refused, nil
 }
