@@ -382,8 +382,7 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 			if sn.Root != root {
 				return nil, fmt.Errorf("%w: snapshot %s of laptop %d was already replicated with another content", ErrExists, o.Snapshot, o.User)
 			}
-			c := *sn
-			return &c, nil
+			return sn, nil
 		}
 	}
 	st, err := s.validate(ctx, user, root)
@@ -410,24 +409,26 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 		return nil, fmt.Errorf("save snapshot: %w", s.diskErr(err))
 	}
 	s.hook("commit:after-snapshot-file")
+	// Once published, the snapshot is changed in place under s.mu (a
+	// pin): what this function reads and returns is a copy made before.
+	c := *sn
 	s.mu.Lock()
 	s.snaps[user] = append(s.snaps[user], sn)
 	sortSnaps(s.snaps[user])
 	s.mu.Unlock()
 	if err := s.update(ctx, func(txn *badger.Txn) error {
-		if err := txn.Set(applyKey(user, sn.ID), root[:]); err != nil {
+		if err := txn.Set(applyKey(user, c.ID), root[:]); err != nil {
 			return err
 		}
-		return addJob(txn, &job{User: user, Delta: 1, Root: root, Snap: sn.ID})
+		return addJob(txn, &job{User: user, Delta: 1, Root: root, Snap: c.ID})
 	}); err != nil {
-		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", sn.ID, err)
+		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", c.ID, err)
 	}
 	s.hook("commit:after-job-record")
 	if err := s.runJobs(ctx); err != nil {
-		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", sn.ID, err)
+		return nil, fmt.Errorf("snapshot %s is saved but its references are not counted yet (they will be at the next start): %w", c.ID, err)
 	}
 	s.hook("commit:before-ack")
-	c := *sn
 	return &c, nil
 }
 
@@ -723,13 +724,14 @@ func validOrigin(o *Origin) error {
 	return nil
 }
 
-// fromOrigin returns user's snapshot replicated from o, or nil.
+// fromOrigin returns a copy of user's snapshot replicated from o, or nil.
 func (s *Store) fromOrigin(user UserID, o *Origin) *Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sn := range s.snaps[user] {
 		if sn.Origin != nil && sn.Origin.User == o.User && sn.Origin.Snapshot == o.Snapshot {
-			return sn
+			c := *sn
+			return &c
 		}
 	}
 	return nil
