@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/offsite"
+	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
 // SyncRequest runs replication to the mothership now or, with Status, only
@@ -101,7 +101,7 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 		for _, row := range byLaptop {
 			out = append(out, *row)
 		}
-		slices.SortFunc(out, func(a, b SchoolRow) int { return cmpString(a.Name, b.Name) })
+		slices.SortFunc(out, func(a, b SchoolRow) int { return strings.Compare(a.Name, b.Name) })
 		return out, nil
 	}
 	var out []SchoolRow
@@ -131,16 +131,6 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 		out = append(out, row)
 	}
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // SyncNow is Service.SyncNow.
@@ -195,11 +185,11 @@ func (s *Service) serverKey() (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the server key: %w", err)
 	}
-	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(seed) != ed25519.SeedSize {
+	key, ok := proto.DecodeKey(b)
+	if !ok {
 		return nil, fmt.Errorf("%w: %s is not a server key", errkind.ErrDamaged, offsite.KeyFile)
 	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	return key, nil
 }
 
 // BundleExport writes a bundle (see BundleExportRequest).

@@ -496,43 +496,20 @@ func MakeReceipt(st *store.Store, school *store.User, key ed25519.PrivateKey, bu
 	return r
 }
 
-// lacking counts the blobs of the tree root that user does not hold.
+// lacking counts the blobs of the tree root that user does not hold (at
+// least 1 when a directory of it is not stored at all).
 func lacking(ctx context.Context, st *store.Store, user store.UserID, root chunk.ID) (int, error) {
 	var refs []blob.Ref
-	seen := map[chunk.ID]bool{}
-	var walk func(id chunk.ID) error
-	missingTrees := 0
-	walk = func(id chunk.ID) error {
-		if seen[id] {
-			return nil
-		}
-		seen[id] = true
-		refs = append(refs, blob.Ref{Type: blob.Tree, ID: id})
-		t, err := st.ReadTree(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			missingTrees++
-			return nil
-		}
-		for i := range t.Entries {
-			e := &t.Entries[i]
-			switch e.Type {
-			case manifest.File:
-				for _, c := range e.Chunks {
-					refs = append(refs, blob.Ref{Type: blob.Chunk, ID: c})
-				}
-			case manifest.Dir:
-				if err := walk(e.Subtree); err != nil {
-					return err
-				}
-			}
-		}
+	err := eachBlob(ctx, st, root, map[blob.Ref]bool{}, func(r blob.Ref) error {
+		refs = append(refs, r)
 		return nil
-	}
-	if err := walk(root); err != nil {
-		return 0, err
+	})
+	missingTree := 0
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		missingTree = 1
 	}
 	need, err := st.Need(ctx, user, refs)
 	if err != nil {
@@ -544,7 +521,7 @@ func lacking(ctx context.Context, st *store.Store, user store.UserID, root chunk
 			n++
 		}
 	}
-	return max(n, missingTrees), nil
+	return max(n, missingTree), nil
 }
 
 func importLogPath(dataDir, school string) string {

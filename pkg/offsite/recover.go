@@ -1,7 +1,6 @@
 package offsite
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -496,11 +495,11 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	if keyFile == nil {
 		return nil, fmt.Errorf("%w: the recovery bundle has no sealed server key: the school never made a recovery kit, so its laptops must register again with a new key", errkind.ErrNotFound)
 	}
-	seed, err := hex.DecodeString(string(bytes.TrimSpace(keyFile)))
-	if err != nil || len(seed) != ed25519.SeedSize {
+	serverKey, ok := proto.DecodeKey(keyFile)
+	if !ok {
 		return nil, fmt.Errorf("%w: the sealed server key does not hold a key", errkind.ErrDamaged)
 	}
-	res.ServerKey = bundle.Fingerprint(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	res.ServerKey = bundle.Fingerprint(serverKey.Public().(ed25519.PublicKey))
 	// Each laptop holds every blob of its snapshots (a chunk that many
 	// laptops share came once, under the first of them), then the snapshots
 	// are committed with their IDs and times.

@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -75,4 +77,19 @@ func parseCerts(raw [][]byte) ([]*x509.Certificate, error) {
 func GenerateKey() (ed25519.PrivateKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	return priv, err
+}
+
+// EncodeKey is the form a server key file holds: the key's seed in hex and
+// a newline.
+func EncodeKey(key ed25519.PrivateKey) []byte {
+	return []byte(hex.EncodeToString(key.Seed()) + "\n")
+}
+
+// DecodeKey reads what EncodeKey wrote; ok is false for anything else.
+func DecodeKey(b []byte) (key ed25519.PrivateKey, ok bool) {
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, false
+	}
+	return ed25519.NewKeyFromSeed(seed), true
 }

@@ -42,7 +42,7 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return nil, err
 		}
-		if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		if err := atomicfile.WriteFile(path, proto.EncodeKey(key), 0o600); err != nil {
 			return nil, err
 		}
 		return key, nil
@@ -50,11 +50,11 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(seed) != ed25519.SeedSize {
+	key, ok := proto.DecodeKey(b)
+	if !ok {
 		return nil, fmt.Errorf("%s is not a server key; restore it from a backup (laptops pinned it) or remove it and re-register every laptop", path)
 	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	return key, nil
 }
 
 // writePublicKey keeps server.pub (the public key in hex) beside the key:

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,10 +56,7 @@ func (m MothershipConfig) validate(role string) error {
 		return errors.New("every cannot be negative")
 	}
 	for _, w := range m.Windows {
-		if _, err := clock(w.From); err != nil {
-			return err
-		}
-		if _, err := clock(w.To); err != nil {
+		if _, err := parseDayWindow(w.From, w.To); err != nil {
 			return err
 		}
 	}
@@ -78,35 +74,16 @@ func (m MothershipConfig) pinned() (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(b), nil
 }
 
-// clock parses "HH:MM" into minutes after midnight.
-func clock(s string) (int, error) {
-	h, m, ok := strings.Cut(s, ":")
-	hh, err1 := strconv.Atoi(h)
-	mm, err2 := strconv.Atoi(m)
-	if !ok || err1 != nil || err2 != nil || hh < 0 || hh > 24 || mm < 0 || mm > 59 || hh*60+mm > 24*60 {
-		return 0, fmt.Errorf("%q is not a time of day (HH:MM)", s)
-	}
-	return hh*60 + mm, nil
-}
-
 // window reports whether t is inside a window and, if so, when it ends
 // (zero: no windows, any time).
 func (m MothershipConfig) window(t time.Time) (bool, time.Time) {
 	if len(m.Windows) == 0 {
 		return true, time.Time{}
 	}
-	now := t.Hour()*60 + t.Minute()
-	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
 	for _, w := range m.Windows {
-		from, _ := clock(w.From)
-		to, _ := clock(w.To)
-		switch {
-		case from <= to && now >= from && now < to:
-			return true, midnight.Add(time.Duration(to) * time.Minute)
-		case from > to && now >= from:
-			return true, midnight.AddDate(0, 0, 1).Add(time.Duration(to) * time.Minute)
-		case from > to && now < to:
-			return true, midnight.Add(time.Duration(to) * time.Minute)
+		dw, _ := parseDayWindow(w.From, w.To) // checked by validate
+		if dw.contains(t) {
+			return true, dw.end(t)
 		}
 	}
 	return false, time.Time{}
@@ -114,7 +91,6 @@ func (m MothershipConfig) window(t time.Time) (bool, time.Time) {
 
 // offsiteRunner runs replication for the daemon, one run at a time.
 type offsiteRunner struct {
-	d     *Daemon
 	state *offsite.State
 	mu    sync.Mutex // one run at a time
 }
@@ -194,7 +170,7 @@ func (d *Daemon) loadOffsite() error {
 	if err != nil {
 		return err
 	}
-	d.offsite = &offsiteRunner{d: d, state: st}
+	d.offsite = &offsiteRunner{state: st}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -622,5 +623,39 @@ func TestMothershipTakesManyCommits(t *testing.T) {
 	rep, lag, err := a.Sync(ctx, false)
 	if err != nil || rep.Snapshots != 30 || lag.Snapshots != 0 {
 		t.Fatalf("sync of 30 snapshots: %+v %+v %v", rep, lag, err)
+	}
+}
+
+// A bundle made against a receipt this mothership never wrote lacks blobs
+// the snapshots need: it is refused whole, nothing of it visible.
+func TestImportRefusesAnIncompleteBundle(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	msKey := loadKey(t, ms.Config.Data)
+	a := startDaemon(t, func(c *server.Config) { c.RestorePage.Listen, c.Lifecycle.At = "", "" })
+	l := newLaptop(t, a, "SHCA000", 51)
+	l.run(t)
+	if err := journalgen.Mutate(l.src, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	l.run(t)
+	aKey := loadKey(t, a.Config.Data)
+	if _, err := (&admin.Service{S: ms.Store}).Register(ctx, admin.RegisterRequest{Serial: "school-a", Key: hex.EncodeToString(aKey.Public().(ed25519.PublicKey))}); err != nil {
+		t.Fatal(err)
+	}
+	// The school believes the mothership has its first snapshot.
+	u, _ := a.Store.UserBySerial("SHCA000")
+	first := a.Store.Snapshots(u.ID)[0]
+	state := &offsite.State{Confirmed: map[string]time.Time{u.ID.String() + "/" + string(first.ID): time.Now()}}
+	stick := t.TempDir()
+	if _, err := offsite.Export(ctx, a.Store, state, offsite.ExportOptions{Dir: stick, School: "school-a", Key: aKey}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := offsite.Import(ctx, ms.Store, offsite.ImportOptions{Paths: []string{stick}, Key: msKey, DataDir: ms.Config.Data})
+	if !errors.Is(err, errkind.ErrNotHeld) {
+		t.Fatalf("an incomplete bundle: %v", err)
+	}
+	if n := len(ms.Store.Snapshots(schoolOn(t, ms, "school-a").ID)); n != 0 {
+		t.Fatalf("a refused bundle left %d snapshots", n)
 	}
 }

@@ -80,20 +80,19 @@ func (t Traffic) pacing() (proto.PacingConfig, error) {
 		p.TargetDelay = -1
 	}
 	type window struct {
-		from, to int // minutes of the day
-		rate     int64
+		dayWindow
+		rate int64
 	}
 	var ws []window
 	for i, s := range t.Schedule {
-		f, err1 := time.Parse("15:04", s.From)
-		e, err2 := time.Parse("15:04", s.To)
-		if err1 != nil || err2 != nil {
-			return p, fmt.Errorf("schedule %d: from and to are times of day like \"08:00\", not %q and %q", i+1, s.From, s.To)
+		dw, err := parseDayWindow(s.From, s.To)
+		if err != nil {
+			return p, fmt.Errorf("schedule %d: %w", i+1, err)
 		}
 		if s.Rate <= 0 {
 			return p, fmt.Errorf("schedule %d: give the rate for %s–%s, like \"5Mbit\"", i+1, s.From, s.To)
 		}
-		ws = append(ws, window{f.Hour()*60 + f.Minute(), e.Hour()*60 + e.Minute(), int64(s.Rate)})
+		ws = append(ws, window{dw, int64(s.Rate)})
 	}
 	if len(ws) == 0 && t.Rate == 0 {
 		return p, nil
@@ -101,18 +100,45 @@ func (t Traffic) pacing() (proto.PacingConfig, error) {
 	always := int64(t.Rate)
 	p.Cap = func(now time.Time) int64 {
 		lt := now.Local()
-		m := lt.Hour()*60 + lt.Minute()
 		rate := always
 		for _, w := range ws {
-			in := m >= w.from && m < w.to
-			if w.from > w.to { // across midnight
-				in = m >= w.from || m < w.to
-			}
-			if in && (rate == 0 || w.rate < rate) {
+			if w.contains(lt) && (rate == 0 || w.rate < rate) {
 				rate = w.rate
 			}
 		}
 		return rate
 	}
 	return p, nil
+}
+
+// dayWindow is a span of the day, in minutes after midnight, from "HH:MM"
+// to "HH:MM"; one that ends before it starts runs across midnight. The
+// traffic schedule and the replication windows are made of them.
+type dayWindow struct{ from, to int }
+
+func parseDayWindow(from, to string) (dayWindow, error) {
+	f, err1 := time.Parse("15:04", from)
+	e, err2 := time.Parse("15:04", to)
+	if err1 != nil || err2 != nil {
+		return dayWindow{}, fmt.Errorf("from and to are times of day like \"08:00\", not %q and %q", from, to)
+	}
+	return dayWindow{f.Hour()*60 + f.Minute(), e.Hour()*60 + e.Minute()}, nil
+}
+
+// contains reports whether t's time of day (in t's location) is inside w.
+func (w dayWindow) contains(t time.Time) bool {
+	m := t.Hour()*60 + t.Minute()
+	if w.from > w.to {
+		return m >= w.from || m < w.to
+	}
+	return m >= w.from && m < w.to
+}
+
+// end returns when the window that contains t ends.
+func (w dayWindow) end(t time.Time) time.Time {
+	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
+	if w.from > w.to && t.Hour()*60+t.Minute() >= w.from {
+		midnight = midnight.AddDate(0, 0, 1)
+	}
+	return midnight.Add(time.Duration(w.to) * time.Minute)
 }
