@@ -121,6 +121,7 @@ type runner struct {
 	cache *Cache
 	res   Result
 	root  string // the directory backed up, as given to Run
+	start time.Time
 
 	batch      []blob.Blob
 	batchBytes int
@@ -149,7 +150,7 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 4 << 20
 	}
-	r := &runner{ctx: ctx, t: t, opts: opts, codec: opts.Codec, cache: opts.Cache, root: dir, queued: map[blob.Ref]struct{}{}}
+	r := &runner{ctx: ctx, t: t, opts: opts, codec: opts.Codec, cache: opts.Cache, root: dir, start: start, queued: map[blob.Ref]struct{}{}}
 	if r.codec == nil {
 		c, err := chunk.NewCodec()
 		if err != nil {
@@ -180,7 +181,7 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if !st.IsDir() {
 		return nil, fmt.Errorf("backup source %s is not a directory", dir)
 	}
-	root, err := r.dir(dir, "", 0)
+	root, _, err := r.dir(filepath.Clean(dir), "", statOf(st), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +194,9 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 		return &r.res, err
 	}
 	r.cache.committed()
+	if opts.Scan == nil || opts.Scan.root != dir || len(opts.Scan.trusted) == 0 {
+		r.cache.lookedAtEverything(start)
+	}
 	r.res.Snapshot = id
 	r.res.Duration = time.Since(start)
 	r.res.DurationMS = r.res.Duration.Milliseconds()
@@ -216,76 +220,105 @@ func statOf(fi fs.FileInfo) fileStat {
 	return st
 }
 
-// dir backs up one directory and returns its tree's ID.
-func (r *runner) dir(abs, rel string, depth int) (chunk.ID, error) {
+func statOfSys(sys *syscall.Stat_t) fileStat {
+	return fileStat{size: int64(sys.Size), mtime: int64(sys.Mtim.Sec)*1e9 + int64(sys.Mtim.Nsec),
+		ctime: int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec), ino: uint64(sys.Ino)}
+}
+
+// dir backs up one directory, whose lstat is st, and returns its tree's
+// ID, and whether the directory is as the cache recorded it: its lstat
+// and entries the same, every file in it unchanged and every directory
+// below it the same (then its tree is the cached one, not encoded again).
+func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, error) {
 	if err := r.ctx.Err(); err != nil {
-		return chunk.ID{}, err
+		return chunk.ID{}, false, err
 	}
 	if depth >= manifest.MaxDepth {
-		return chunk.ID{}, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
+		return chunk.ID{}, false, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
+	}
+	cd, same := r.cache.dir(rel, st)
+	if same && r.opts.Scan.isTrusted(r.root, rel) && r.cache.knownTree(cd.tree) {
+		return r.trustedDir(rel, cd), true, nil
 	}
 	ents, ok := r.opts.Scan.entries(r.root, rel)
 	if !ok {
-		des, err := os.ReadDir(abs)
+		names, err := readDirNames(abs)
 		if err != nil {
-			return chunk.ID{}, err
+			return chunk.ID{}, false, err
 		}
-		ents = make([]scanEnt, len(des))
-		for i, de := range des {
-			ents[i].name = de.Name()
+		ents = make([]scanEnt, len(names))
+		for i, name := range names {
+			ents[i].name = name
 		}
 	}
 	slices.SortFunc(ents, func(a, b scanEnt) int { return strings.Compare(a.name, b.name) })
+	names := make([]string, len(ents))
+	for i := range ents {
+		names[i] = ents[i].name
+	}
+	clean := same && slices.Equal(names, cd.names)
+	var excluded []string
+	var files, bytes, chunks int64 // of the regular files directly in it
 	t := &manifest.Tree{}
 	for _, se := range ents {
 		name := se.name
 		if manifest.ValidName(name) != nil {
+			clean = false
 			continue
 		}
-		childRel := path.Join(rel, name)
-		childAbs := filepath.Join(abs, name)
+		childRel := joinRel(rel, name)
+		childAbs := abs + "/" + name
 		var fi fs.FileInfo = se.info
 		var err error
 		if se.info == nil {
-			fi, err = os.Lstat(childAbs)
+			fi, err = lstat(childAbs, name)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // vanished since ReadDir
+			clean = false
+			continue // vanished since it was listed
 		}
 		if err != nil {
 			r.res.Skipped = append(r.res.Skipped, childRel)
+			clean = false
 			continue
 		}
 		if r.opts.Exclude != nil && r.opts.Exclude(childRel, fi.IsDir()) {
+			excluded = append(excluded, name)
 			continue
 		}
 		e := manifest.Entry{Name: name, Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), MTime: fi.ModTime().UnixNano()}
 		switch {
 		case fi.Mode().IsRegular():
 			e.Type = manifest.File
-			chunks, size, err := r.file(childAbs, childRel, fi)
+			ids, size, hit, err := r.file(childAbs, childRel, fi)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 					r.res.Skipped = append(r.res.Skipped, childRel)
+					clean = false
 					continue
 				}
-				return chunk.ID{}, err
+				return chunk.ID{}, false, err
 			}
-			e.Chunks, e.Size = chunks, size
+			clean = clean && hit
+			e.Chunks, e.Size = ids, size
+			files, bytes, chunks = files+1, bytes+size, chunks+int64(len(ids))
 			r.res.Files++
 		case fi.IsDir():
 			e.Type = manifest.Dir
-			sub, err := r.dir(childAbs, childRel, depth+1)
+			sub, subClean, err := r.dir(childAbs, childRel, statOf(fi), depth+1)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 				r.res.Skipped = append(r.res.Skipped, childRel)
+				clean = false
 				continue
 			}
 			if err != nil {
-				return chunk.ID{}, err
+				return chunk.ID{}, false, err
 			}
+			clean = clean && subClean
 			e.Subtree = sub
 			r.res.Dirs++
 		case fi.Mode()&fs.ModeSymlink != 0:
+			clean = false
 			target, err := os.Readlink(childAbs)
 			if err != nil || target == "" || len(target) > manifest.MaxTargetLen {
 				r.res.Skipped = append(r.res.Skipped, childRel)
@@ -293,41 +326,78 @@ func (r *runner) dir(abs, rel string, depth int) (chunk.ID, error) {
 			}
 			e.Type, e.Target = manifest.Symlink, target
 		default:
+			clean = false
 			continue // sockets, devices, fifos are not backed up
 		}
 		t.Entries = append(t.Entries, e)
 	}
-	data, err := manifest.Encode(t)
-	if err != nil {
-		return chunk.ID{}, fmt.Errorf("%s: %w", abs, err)
-	}
-	id := chunk.Sum(data)
-	r.cache.newTrees[id] = struct{}{}
-	if !r.cache.knownTree(id) {
-		stored, compressed := r.codec.Compress(nil, data)
-		if err := r.add(blob.Blob{Ref: blob.Ref{Type: blob.Tree, ID: id}, Data: stored, Compressed: compressed, RawLen: len(data)}); err != nil {
-			return chunk.ID{}, err
+	clean = clean && slices.Equal(excluded, cd.excluded) && r.cache.knownTree(cd.tree)
+	id := cd.tree
+	if !clean {
+		data, err := manifest.Encode(t)
+		if err != nil {
+			return chunk.ID{}, false, fmt.Errorf("%s: %w", abs, err)
+		}
+		id = chunk.Sum(data)
+		if !r.cache.knownTree(id) {
+			stored, compressed := r.codec.Compress(nil, data)
+			if err := r.add(blob.Blob{Ref: blob.Ref{Type: blob.Tree, ID: id}, Data: stored, Compressed: compressed, RawLen: len(data)}); err != nil {
+				return chunk.ID{}, false, err
+			}
 		}
 	}
-	return id, nil
+	r.cache.newTrees[id] = struct{}{}
+	if r.racy(st) {
+		r.cache.dropDir(rel)
+	} else {
+		r.cache.storeDir(rel, cachedDir{st: st, tree: id, names: names, excluded: excluded, files: files, bytes: bytes, chunks: chunks})
+	}
+	return id, clean, nil
 }
 
-// file returns a file's chunks, from the cache if the file is unchanged.
-func (r *runner) file(abs, rel string, fi fs.FileInfo) ([]chunk.ID, int64, error) {
+// trustedDir takes a directory the scan trusted (ScanOptions.ReplacedByRename)
+// as the cache recorded it: its files unchanged, its tree the cached one.
+func (r *runner) trustedDir(rel string, cd cachedDir) chunk.ID {
+	r.res.Files += cd.files
+	r.res.BytesScanned += cd.bytes
+	r.res.ChunksTotal += cd.chunks
+	r.cache.newTrees[cd.tree] = struct{}{}
+	r.cache.seenDirs[rel] = struct{}{}
+	r.cache.trustedSeen[rel] = true
+	r.progress(rel)
+	return cd.tree
+}
+
+// racyWindow: a directory whose mtime or ctime is this close to the start
+// of the walk that saw it may change again with the same timestamps (a
+// filesystem's clock ticks every few milliseconds, some every second or
+// two), so its entries are not cached.
+var racyWindow = 2 * time.Second // a variable for the tests
+
+func (r *runner) racy(st fileStat) bool {
+	at := r.start
+	if r.opts.Scan != nil && r.opts.Scan.root == r.root {
+		at = r.opts.Scan.at
+	}
+	limit := at.Add(-racyWindow).UnixNano()
+	return st.mtime >= limit || st.ctime >= limit
+}
+
+// file returns a file's chunks, from the cache if the file is unchanged
+// (hit).
+func (r *runner) file(abs, rel string, fi fs.FileInfo) (ids []chunk.ID, size int64, hit bool, err error) {
 	st := statOf(fi)
 	r.res.BytesScanned += st.size
 	if ids, ok := r.cache.lookup(rel, st); ok {
 		r.res.ChunksTotal += int64(len(ids))
 		r.progress(rel)
-		return ids, st.size, nil
+		return ids, st.size, true, nil
 	}
 	f, err := os.Open(abs)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	defer f.Close()
-	var ids []chunk.ID
-	var size int64
 	err = chunk.Split(r.ctx, f, r.opts.Params, r.codec, chunk.SplitOptions{Workers: r.opts.Workers}, func(b chunk.Block) error {
 		ids = append(ids, b.ID)
 		size += int64(b.Length)
@@ -336,14 +406,14 @@ func (r *runner) file(abs, rel string, fi fs.FileInfo) ([]chunk.ID, int64, error
 		return r.add(blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: b.ID}, Data: append([]byte(nil), b.Data...), Compressed: b.Compressed, RawLen: b.Length})
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", abs, err)
+		return nil, 0, false, fmt.Errorf("read %s: %w", abs, err)
 	}
 	// Cache the file only if it did not change while we read it.
 	if after, err := os.Lstat(abs); err == nil && statOf(after) == st && size == st.size {
 		r.cache.store(rel, st, ids)
 	}
 	r.progress(rel)
-	return ids, size, nil
+	return ids, size, false, nil
 }
 
 func (r *runner) progress(rel string) {

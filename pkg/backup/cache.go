@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -9,6 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+	"unsafe"
 
 	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -16,11 +19,27 @@ import (
 )
 
 // Cache remembers, per file, the metadata it had and the chunks it was cut
-// into, so that an unchanged file is never read again; and the trees of the
+// into, so that an unchanged file is never read again; the trees of the
 // last committed snapshot, so that unchanged directories are not even
-// offered to the server again. It is the laptop's only large state.
+// offered to the server again; and, per directory, its lstat, its entries
+// and its tree, so that a directory whose lstat did not change is not
+// listed again and an unchanged one is not encoded again. It is the
+// laptop's only large state.
 type Cache struct {
 	files map[string]cachedFile
+	// dirs holds, by slash-separated path ("" is the root), the
+	// directories the last run saw.
+	dirs map[string]cachedDir
+	// seenDirs marks the directories found by the current run, and
+	// trustedSeen those of them it took as unchanged without looking at
+	// their files (those files are kept as seen).
+	seenDirs    map[string]struct{}
+	trustedSeen map[string]bool
+	// verified is when (Unix seconds) the last committed run looked at
+	// every file: a scan trusts directories replaced by rename
+	// (ScanOptions.ReplacedByRename) for a week after it, then looks
+	// again.
+	verified int64
 	// trees holds the tree IDs of the last committed snapshot.
 	trees map[chunk.ID]struct{}
 	// seen marks the files found by the current run (the rest are dropped on Save).
@@ -41,16 +60,45 @@ type cachedFile struct {
 	chunks             []chunk.ID
 }
 
+// cachedDir is what a run saw of a directory: its own lstat, every entry
+// (sorted, the excluded ones too), those of them Exclude left out and the
+// tree it built. A directory's mtime and ctime change whenever an entry is
+// created, removed or renamed in it, so while its lstat stays the same its
+// list of entries does too.
+type cachedDir struct {
+	st       fileStat
+	tree     chunk.ID
+	names    []string
+	excluded []string
+	// files, bytes and chunks count the regular files directly in it.
+	files, bytes, chunks int64
+}
+
 // NewCache returns an empty cache.
 func NewCache() *Cache {
 	return &Cache{files: map[string]cachedFile{}, trees: map[chunk.ID]struct{}{},
-		seen: map[string]struct{}{}, newTrees: map[chunk.ID]struct{}{}}
+		dirs: map[string]cachedDir{}, seen: map[string]struct{}{}, seenDirs: map[string]struct{}{},
+		newTrees: map[chunk.ID]struct{}{}}
 }
 
-const cacheMagic = "XSCACHE1"
+// cacheMagic starts the cache file. Version 1 (cacheMagicV1, before the
+// directories were kept) still loads: its directories are listed afresh.
+const (
+	cacheMagic   = "XSCACHE2"
+	cacheMagicV1 = "XSCACHE1"
+)
 
-// maxCacheFile caps the cache file LoadCache accepts (it is local, but may be damaged).
-const maxCacheFile = 1 << 30
+// Caps on the directory records a cache file may hold.
+const (
+	maxCacheDirs    = 1 << 24
+	maxDirNames     = 1 << 20
+	maxCacheNameLen = 4096
+)
+
+// maxCacheFile caps the cache file LoadCache accepts (it is local, but
+// may be damaged): about 600,000 files. A bigger one is refused like a
+// damaged one (the next run then reads every file once).
+const maxCacheFile = 64 << 20
 
 // LoadCache reads a cache file; a missing file gives an empty cache. A
 // damaged file is an error (the caller may remove it and start afresh: the
@@ -65,71 +113,226 @@ func LoadCache(path string) (*Cache, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := c.decode(bufio.NewReader(io.LimitReader(f, maxCacheFile))); err != nil {
+	data, err := readCapped(f, maxCacheFile)
+	if err == nil && len(data) > maxCacheFile {
+		err = fmt.Errorf("bigger than %d MiB", maxCacheFile>>20)
+	}
+	if err == nil {
+		err = c.decode(data)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("file cache %s is damaged (%v); delete it and the next backup reads every file once", path, err)
 	}
 	c.savedAt = path
 	return c, nil
 }
 
-func (c *Cache) decode(r *bufio.Reader) error {
-	magic := make([]byte, len(cacheMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != cacheMagic {
+// readCapped reads f whole, or max+1 bytes of it if it is longer, in one
+// allocation when its size is known.
+func readCapped(f *os.File, max int64) ([]byte, error) {
+	size := int64(512)
+	if fi, err := f.Stat(); err == nil {
+		size = min(fi.Size(), max) + 1
+	}
+	data := make([]byte, 0, size)
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) > max {
+			return data, nil
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}
+
+// decoder reads a cache file held in memory. Names are substrings of one
+// copy of the file and chunk IDs share one array: a cache of ten thousand
+// files loads with a handful of allocations besides the maps.
+type decoder struct {
+	data []byte
+	str  string // data, as a string
+	off  int
+	ids  []chunk.ID // capacity for every ID the file can hold
+	err  error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = errors.New(what)
+	}
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.data[d.off:])
+	if n <= 0 {
+		d.fail("bad " + what)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+// bytes returns the next n bytes of the file as a string.
+func (d *decoder) string(n uint64, what string) string {
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.data)-d.off) {
+		d.fail(what + " past the end")
+		return ""
+	}
+	s := d.str[d.off : d.off+int(n)]
+	d.off += int(n)
+	return s
+}
+
+func (d *decoder) name(what string) string {
+	n := d.uvarint(what)
+	if n > maxCacheNameLen {
+		d.fail("bad " + what)
+		return ""
+	}
+	return d.string(n, what)
+}
+
+// chunkIDs returns the next n IDs.
+func (d *decoder) chunkIDs(n uint64) []chunk.ID {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.data)-d.off)/32 {
+		d.fail("chunk IDs past the end")
+		return nil
+	}
+	start := len(d.ids)
+	for range n {
+		d.ids = append(d.ids, chunk.ID(d.data[d.off:d.off+32]))
+		d.off += 32
+	}
+	return d.ids[start:len(d.ids):len(d.ids)]
+}
+
+// decode reads a cache file. Every count is checked against what the file
+// can actually hold before anything is allocated for it.
+func (c *Cache) decode(data []byte) error {
+	// The names are substrings of data, which nothing else holds or changes.
+	var str string
+	if len(data) > 0 {
+		str = unsafe.String(&data[0], len(data))
+	}
+	d := &decoder{data: data, str: str, ids: make([]chunk.ID, 0, len(data)/32)}
+	magic := d.string(uint64(len(cacheMagic)), "header")
+	if d.err != nil || (magic != cacheMagic && magic != cacheMagicV1) {
 		return errors.New("bad header")
 	}
-	nt, err := binary.ReadUvarint(r)
-	if err != nil || nt > 1<<24 {
-		return errors.New("bad tree count")
+	nt := d.uvarint("tree count")
+	if nt > 1<<24 {
+		d.fail("bad tree count")
 	}
-	for i := uint64(0); i < nt; i++ {
-		var id chunk.ID
-		if _, err := io.ReadFull(r, id[:]); err != nil {
-			return err
-		}
+	for _, id := range d.chunkIDs(nt) {
 		c.trees[id] = struct{}{}
 	}
-	nf, err := binary.ReadUvarint(r)
-	if err != nil || nf > 1<<26 {
-		return errors.New("bad file count")
+	nf := d.uvarint("file count")
+	if nf > 1<<26 {
+		d.fail("bad file count")
 	}
-	for i := uint64(0); i < nf; i++ {
+	// At least 7 bytes a file: size the map for what the file can hold.
+	c.files = make(map[string]cachedFile, min(nf, uint64(len(data)/7)))
+	for i := uint64(0); i < nf && d.err == nil; i++ {
 		var v [6]uint64
 		for j := range v {
-			if v[j], err = binary.ReadUvarint(r); err != nil {
-				return err
-			}
+			v[j] = d.uvarint("file entry")
 		}
-		if v[0] > 4096 || v[5] > 1<<24 {
-			return errors.New("bad entry")
+		if v[0] > maxCacheNameLen || v[5] > 1<<24 {
+			d.fail("bad entry")
 		}
-		name := make([]byte, v[0])
-		if _, err := io.ReadFull(r, name); err != nil {
-			return err
-		}
+		name := d.string(v[0], "name")
 		cf := cachedFile{size: int64(v[1]), mtime: int64(v[2]), ctime: int64(v[3]), ino: v[4]}
-		m, err := binary.ReadUvarint(r)
-		if err != nil {
-			return err
+		cf.mode = uint32(d.uvarint("mode"))
+		cf.chunks = d.chunkIDs(v[5])
+		if d.err == nil {
+			c.files[name] = cf
 		}
-		cf.mode = uint32(m)
-		// Grow as IDs are actually read: a damaged count must not allocate.
-		cf.chunks = make([]chunk.ID, 0, min(v[5], 1024))
-		for j := uint64(0); j < v[5]; j++ {
-			var id chunk.ID
-			if _, err := io.ReadFull(r, id[:]); err != nil {
-				return err
-			}
-			cf.chunks = append(cf.chunks, id)
-		}
-		c.files[string(name)] = cf
 	}
-	return nil
+	if d.err != nil || magic == cacheMagicV1 {
+		if d.err == nil && d.off != len(data) {
+			d.fail("trailing bytes")
+		}
+		return d.err
+	}
+	c.decodeDirs(d)
+	if d.err == nil && d.off != len(data) {
+		d.fail("trailing bytes")
+	}
+	return d.err
+}
+
+// decodeDirs reads what version 2 adds: the directories and the time of
+// the last run that looked at every file.
+func (c *Cache) decodeDirs(d *decoder) {
+	nd := d.uvarint("directory count")
+	if nd > maxCacheDirs {
+		d.fail("bad directory count")
+	}
+	// At least 44 bytes a directory.
+	c.dirs = make(map[string]cachedDir, min(nd, uint64(len(d.data)/44)))
+	for range nd {
+		if d.err != nil {
+			return
+		}
+		rel := d.name("directory name")
+		var v [9]uint64
+		for j := range v {
+			v[j] = d.uvarint("directory")
+		}
+		if v[4] > maxDirNames || v[5] > v[4] || v[6] > v[4] || v[7] > 1<<62 || v[8] > 1<<40 {
+			d.fail("bad directory")
+			return
+		}
+		cd := cachedDir{st: fileStat{size: int64(v[0]), mtime: int64(v[1]), ctime: int64(v[2]), ino: v[3]},
+			files: int64(v[6]), bytes: int64(v[7]), chunks: int64(v[8])}
+		if ids := d.chunkIDs(1); len(ids) == 1 {
+			cd.tree = ids[0]
+		}
+		// At least one byte a name: a count past the end fails before it allocates.
+		if v[4]+v[5] > uint64(len(d.data)-d.off) {
+			d.fail("directory names past the end")
+			return
+		}
+		all := make([]string, v[4]+v[5])
+		for i := range all {
+			all[i] = d.name("entry name")
+		}
+		cd.names, cd.excluded = all[:v[4]:v[4]], all[v[4]:]
+		if len(cd.excluded) == 0 {
+			cd.excluded = nil
+		}
+		if d.err == nil {
+			c.dirs[rel] = cd
+		}
+	}
+	c.verified = int64(d.uvarint("verification time"))
 }
 
 // Save writes the cache atomically and durably (atomicfile.WriteFile),
 // keeping only the files the last run saw.
 func (c *Cache) Save(path string) error {
-	if path == c.savedAt && !c.changed && len(c.seen) == len(c.files) {
+	trustedFiles := int64(0)
+	for rel := range c.trustedSeen {
+		trustedFiles += c.dirs[rel].files
+	}
+	if path == c.savedAt && !c.changed && int64(len(c.seen))+trustedFiles == int64(len(c.files)) && len(c.seenDirs) == len(c.dirs) {
 		return nil
 	}
 	var b bytes.Buffer
@@ -142,13 +345,13 @@ func (c *Cache) Save(path string) error {
 	}
 	n := 0
 	for name := range c.files {
-		if _, ok := c.seen[name]; ok {
+		if c.keep(name) {
 			n++
 		}
 	}
 	uv(uint64(n))
 	for name, cf := range c.files {
-		if _, ok := c.seen[name]; !ok {
+		if !c.keep(name) {
 			continue
 		}
 		for _, v := range []uint64{uint64(len(name)), uint64(cf.size), uint64(cf.mtime), uint64(cf.ctime), cf.ino, uint64(len(cf.chunks))} {
@@ -160,6 +363,30 @@ func (c *Cache) Save(path string) error {
 			b.Write(id[:])
 		}
 	}
+	n = 0
+	for rel := range c.dirs {
+		if _, ok := c.seenDirs[rel]; ok {
+			n++
+		}
+	}
+	uv(uint64(n))
+	for rel, d := range c.dirs {
+		if _, ok := c.seenDirs[rel]; !ok {
+			continue
+		}
+		uv(uint64(len(rel)))
+		b.WriteString(rel)
+		for _, v := range []uint64{uint64(d.st.size), uint64(d.st.mtime), uint64(d.st.ctime), d.st.ino, uint64(len(d.names)), uint64(len(d.excluded)),
+			uint64(d.files), uint64(d.bytes), uint64(d.chunks)} {
+			uv(v)
+		}
+		b.Write(d.tree[:])
+		for _, name := range slices.Concat(d.names, d.excluded) {
+			uv(uint64(len(name)))
+			b.WriteString(name)
+		}
+	}
+	uv(uint64(c.verified))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -170,9 +397,34 @@ func (c *Cache) Save(path string) error {
 	return nil
 }
 
+// keep reports whether this run saw the file: looked at it, or took the
+// directory holding it as unchanged (a trusted directory).
+func (c *Cache) keep(name string) bool {
+	if _, ok := c.seen[name]; ok {
+		return true
+	}
+	if len(c.trustedSeen) == 0 {
+		return false
+	}
+	parent := ""
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		parent = name[:i]
+	}
+	return c.trustedSeen[parent]
+}
+
 // Reset forgets everything (used when the server no longer has what the
 // cache promised, e.g. after a restore of the server or a move to a new one).
 func (c *Cache) Reset() { *c = *NewCache() }
+
+// joinRel is path.Join for a relative path and one clean name, without
+// the cleaning.
+func joinRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
 
 // Forget drops what the cache knows about the given blobs: files cut into
 // one of the chunks are read again, and the trees are offered to the
@@ -190,6 +442,7 @@ func (c *Cache) Forget(refs []blob.Ref) {
 			// few hundred small blobs), so that damaged ones below it are
 			// sent too.
 			clear(c.trees)
+			clear(c.dirs)
 			c.changed = true
 		} else {
 			chunks[r.ID] = true
@@ -202,6 +455,12 @@ func (c *Cache) Forget(refs []blob.Ref) {
 		for _, id := range f.chunks {
 			if chunks[id] {
 				delete(c.files, name)
+				// Its directory is listed and looked at again.
+				parent := ""
+				if i := strings.LastIndexByte(name, '/'); i >= 0 {
+					parent = name[:i]
+				}
+				delete(c.dirs, parent)
 				c.changed = true
 				break
 			}
@@ -214,8 +473,68 @@ func (c *Cache) Len() int { return len(c.files) }
 
 // startRun forgets what a previous run in this process saw.
 func (c *Cache) startRun() {
-	c.seen = map[string]struct{}{}
+	c.seen = make(map[string]struct{}, len(c.files))
+	c.seenDirs = make(map[string]struct{}, len(c.dirs))
+	c.trustedSeen = map[string]bool{}
 	c.newTrees = map[chunk.ID]struct{}{}
+}
+
+// dir returns what the cache knows of the directory rel if its lstat is
+// still st.
+func (c *Cache) dir(rel string, st fileStat) (cachedDir, bool) {
+	d, ok := c.dirs[rel]
+	return d, ok && d.st == st
+}
+
+// storeDir records what this run saw of a directory.
+func (c *Cache) storeDir(rel string, d cachedDir) {
+	old, ok := c.dirs[rel]
+	if !ok || old.st != d.st || old.tree != d.tree || old.files != d.files || old.bytes != d.bytes || old.chunks != d.chunks ||
+		!slices.Equal(old.excluded, d.excluded) || !slices.Equal(old.names, d.names) {
+		c.dirs[rel] = d
+		c.changed = true
+	}
+	c.seenDirs[rel] = struct{}{}
+}
+
+// dropDir forgets a directory (its lstat may change again within the
+// filesystem's timestamp granularity: see racy).
+func (c *Cache) dropDir(rel string) {
+	if _, ok := c.dirs[rel]; ok {
+		delete(c.dirs, rel)
+		c.changed = true
+	}
+}
+
+// lookedAtEverything records that a run committed at t looked at every
+// file. The record is renewed (and the cache rewritten) at most every half
+// trustWindow: a run with nothing new does not rewrite the cache for it.
+func (c *Cache) lookedAtEverything(t time.Time) {
+	if t.Unix()-c.verified >= int64(trustWindow/time.Second/2) {
+		c.verified = t.Unix()
+		c.changed = true
+	}
+}
+
+// trustWindow is how long after a run that looked at every file a scan
+// may take directories replaced by rename as unchanged on their own lstat.
+const trustWindow = 7 * 24 * time.Hour
+
+// onlyFiles reports whether every entry of a cached directory was a
+// regular file the backup took, and exclude still keeps each (Forget
+// drops the record of a directory holding a file it forgets).
+func onlyFiles(rel string, d cachedDir, exclude func(string, bool) bool) bool {
+	if len(d.excluded) != 0 || d.files != int64(len(d.names)) {
+		return false
+	}
+	if exclude != nil {
+		for _, name := range d.names {
+			if exclude(joinRel(rel, name), false) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *Cache) lookup(name string, st fileStat) ([]chunk.ID, bool) {

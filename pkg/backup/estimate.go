@@ -4,21 +4,31 @@ import (
 	"context"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 )
 
 // Scan is a recorded walk of a backup source: every directory's entries
-// and their lstat, as EstimateScan saw them moments before the backup.
-// Given to Run (Options.Scan), it spares the backup a second walk of the
-// same tree: a nightly run of an unchanged Journal walks it once. It holds
-// a few dozen bytes per file.
+// and their lstat, as a scan saw them moments before the backup. Given to
+// Run (Options.Scan), it spares the backup a second walk of the same tree:
+// a nightly run of an unchanged Journal walks it once. It holds a few dozen
+// bytes per file.
 type Scan struct {
 	root string
+	// at is when the walk started: a directory changed less than
+	// racyWindow before it is not trusted next time.
+	at   time.Time
 	dirs map[string][]scanEnt // by slash-separated path relative to root ("" is root)
+	// trusted are the directories taken as unchanged on their own lstat
+	// (ScanOptions.ReplacedByRename): nothing inside them was looked at.
+	trusted map[string]bool
+	// listed counts the directories the walk listed (the others' entries
+	// came from the cache).
+	listed int
 }
 
 type scanEnt struct {
@@ -50,6 +60,11 @@ func (s *Scan) entries(root, rel string) ([]scanEnt, bool) {
 	return e, ok
 }
 
+// isTrusted reports whether the scan took the directory rel as unchanged.
+func (s *Scan) isTrusted(root, rel string) bool {
+	return s != nil && s.root == root && s.trusted[rel]
+}
+
 // Estimate is what a backup of dir expects to send, from the file cache
 // alone: the bytes and the number of regular files that are new or changed
 // since the cache saw them. It reads no file content (a walk with an lstat
@@ -63,49 +78,161 @@ func Estimate(ctx context.Context, dir string, cache *Cache, exclude func(rel st
 // EstimateScan is Estimate that also returns the walk it made, for Run to
 // use instead of walking again (Options.Scan).
 func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(rel string, isDir bool) bool) (bytes, files int64, scan *Scan, err error) {
-	scan = &Scan{root: dir, dirs: map[string][]scanEnt{}}
-	var walk func(abs, rel string, depth int) error
-	walk = func(abs, rel string, depth int) error {
+	return ScanDir(ctx, dir, cache, ScanOptions{Exclude: exclude})
+}
+
+// ScanOptions configure ScanDir.
+type ScanOptions struct {
+	// Exclude is Options.Exclude: what the backup leaves out.
+	Exclude func(rel string, isDir bool) bool
+	// ReplacedByRename, if set, names the directories whose files are
+	// only ever replaced whole by a rename into place, never written in
+	// place, such as a Sugar datastore's metadata directories
+	// (JournalReplacedByRename). Such a directory whose own lstat is what
+	// the cache recorded is taken as unchanged without an lstat of each
+	// file in it, for a week after the last run that looked at every file
+	// (then one run looks again). A file written in place there, or only
+	// chmod'ed or touched, is picked up by that weekly run or when
+	// anything else in the directory changes.
+	ReplacedByRename func(rel string) bool
+}
+
+// ScanDir is EstimateScan with options. A directory whose lstat is what
+// the cache recorded (and was not changed within a second or two of that
+// record) is not listed again: its entries are the cached ones. Each of
+// them is still lstat'ed, except inside directories ReplacedByRename names.
+func ScanDir(ctx context.Context, dir string, cache *Cache, o ScanOptions) (bytes, files int64, scan *Scan, err error) {
+	scan = &Scan{root: dir, at: time.Now(), dirs: map[string][]scanEnt{}, trusted: map[string]bool{}}
+	trust := o.ReplacedByRename
+	if cache == nil || time.Unix(cache.verified, 0).Before(scan.at.Add(-trustWindow)) {
+		trust = nil
+	}
+	var walk func(abs, rel string, st fileStat, depth int) error
+	walk = func(abs, rel string, st fileStat, depth int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if depth >= manifest.MaxDepth {
 			return nil
 		}
-		ents, err := os.ReadDir(abs)
-		if err != nil {
-			return nil // the backup itself says what it could not read
+		var cd cachedDir
+		listed := false
+		if cache != nil {
+			cd, listed = cache.dir(rel, st)
 		}
-		rec := make([]scanEnt, 0, len(ents))
-		for _, de := range ents {
-			childRel, childAbs := path.Join(rel, de.Name()), filepath.Join(abs, de.Name())
-			fi, err := os.Lstat(childAbs)
+		if listed && trust != nil && trust(rel) && onlyFiles(rel, cd, o.Exclude) && cache.knownTree(cd.tree) {
+			scan.trusted[rel] = true
+			return nil
+		}
+		names := cd.names
+		if !listed {
+			if names, err = readDirNames(abs); err != nil {
+				return nil // the backup itself says what it could not read
+			}
+			scan.listed++
+		}
+		rec := make([]scanEnt, 0, len(names))
+		for _, name := range names {
+			childRel, childAbs := joinRel(rel, name), abs+"/"+name
+			info, err := lstat(childAbs, name)
 			if err != nil {
-				rec = append(rec, scanEnt{name: de.Name()})
+				rec = append(rec, scanEnt{name: name})
 				continue
 			}
-			rec = append(rec, scanEnt{name: de.Name(), info: &scanInfo{name: de.Name(), mode: fi.Mode(), st: statOf(fi)}})
-			if exclude != nil && exclude(childRel, fi.IsDir()) {
+			rec = append(rec, scanEnt{name: name, info: info})
+			if o.Exclude != nil && o.Exclude(childRel, info.IsDir()) {
 				continue
 			}
 			switch {
-			case fi.IsDir():
-				if err := walk(childAbs, childRel, depth+1); err != nil {
+			case info.IsDir():
+				if err := walk(childAbs, childRel, info.st, depth+1); err != nil {
 					return err
 				}
-			case fi.Mode().IsRegular():
-				if cache != nil && cache.unchanged(childRel, statOf(fi)) {
+			case info.mode.IsRegular():
+				if cache != nil && cache.unchanged(childRel, info.st) {
 					continue
 				}
-				bytes += fi.Size()
+				bytes += info.st.size
 				files++
 			}
 		}
 		scan.dirs[rel] = rec
 		return nil
 	}
-	err = walk(dir, "", 0)
+	root, err := os.Stat(dir)
+	if err != nil {
+		return 0, 0, scan, nil // the backup itself says what it could not read
+	}
+	err = walk(filepath.Clean(dir), "", statOf(root), 0)
 	return bytes, files, scan, err
+}
+
+// readDirNames lists a directory's entries, unsorted.
+func readDirNames(abs string) ([]string, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// lstat is os.Lstat without its allocations beyond the result.
+func lstat(abs, name string) (*scanInfo, error) {
+	var sys syscall.Stat_t
+	for {
+		err := syscall.Lstat(abs, &sys)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "lstat", Path: abs, Err: err}
+		}
+		break
+	}
+	return &scanInfo{name: name, mode: modeOf(uint32(sys.Mode)), st: statOfSys(&sys)}, nil
+}
+
+// modeOf is the fs.FileMode of a stat's st_mode, as os.Lstat gives it.
+func modeOf(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	}
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// JournalReplacedByRename names a Sugar datastore's metadata directories
+// (ab/abcd…/metadata): the datastore writes each property to a temporary
+// file and renames it into place, so a property that changed always
+// changes its directory's mtime. For ScanOptions.ReplacedByRename.
+func JournalReplacedByRename(rel string) bool {
+	prefix, rest, ok := strings.Cut(rel, "/")
+	if !ok || len(prefix) != 2 {
+		return false
+	}
+	uid, last, ok := strings.Cut(rest, "/")
+	return ok && last == "metadata" && strings.HasPrefix(uid, prefix)
 }
 
 // unchanged reports whether the cache holds name with this stat, without
