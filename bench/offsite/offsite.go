@@ -20,7 +20,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/bench/internal/rsyncd"
 	"github.com/xs-backup/xs-backup/bench/netem"
 	"github.com/xs-backup/xs-backup/bench/school"
 	"github.com/xs-backup/xs-backup/internal/dircmp"
@@ -229,7 +229,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	// The rsync daemon on the off-site host, behind the same link.
 	var rsyncURL string
 	if !o.NoBaselines {
-		port, stop, err := startRsyncd(ctx, dir("offsite"), dir("rsyncd.log"))
+		port, stop, err := rsyncd.Start("offsite", dir("offsite"), dir("rsyncd.log"))
 		if err != nil {
 			return nil, err
 		}
@@ -555,53 +555,6 @@ func rsyncAH(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("rsync -aH %s %s: %v: %s", src, dst, err, out)
 	}
 	return nil
-}
-
-// startRsyncd runs an rsync daemon on a free loopback port with one module,
-// offsite, at root.
-func startRsyncd(ctx context.Context, root, logPath string) (int, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	ids := ""
-	if os.Geteuid() == 0 { // a root daemon would otherwise write as nobody
-		ids = "uid = 0\ngid = 0\n"
-	}
-	conf := fmt.Sprintf("use chroot = no\nlog file = %s\nmax connections = 0\n[offsite]\npath = %s\nread only = no\nnumeric ids = yes\n%s",
-		logPath, root, ids)
-	confPath := logPath + ".conf"
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return 0, nil, err
-	}
-	cmd := exec.Command("rsync", "--daemon", "--no-detach", "--config", confPath, "--port", strconv.Itoa(port), "--address", "127.0.0.1")
-	if err := cmd.Start(); err != nil {
-		return 0, nil, fmt.Errorf("start the rsync daemon (is rsync installed?): %w", err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Kill()
-		<-waited
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			c.Close()
-			return port, stop, nil
-		}
-		select {
-		case err := <-waited:
-			return 0, nil, fmt.Errorf("the rsync daemon exited: %v (see %s)", err, logPath)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return 0, nil, fmt.Errorf("the rsync daemon does not listen on %d (see %s)", port, logPath)
-		}
-	}
 }
 
 // verify checks that the mothership holds every snapshot of both schools

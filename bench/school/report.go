@@ -63,9 +63,14 @@ func (r *Result) Targets() []Target {
 		t.Gap = gapText(worst, 1)
 		ts = append(ts, t)
 
-		t = Target{Name: "Total CPU (clients + server)", Bound: "≤ 2× rsync's", Judged: true}
-		q := ratio(int64(xc), int64(rc))
-		t.Met, t.Value, t.Gap = q <= 2, fmt.Sprintf("%s vs %s: %.2f×", secs(xc), secs(rc), q)+vsSSH(int64(xc), cpuOf, dur), gapText(q, 2)
+		t = Target{Name: "First night's wall time (every Journal new)", Bound: "≤ 1.5× rsync's", Judged: true}
+		q := ratio(int64(xs.Nights[0].Wall), int64(rs.Nights[0].Wall))
+		t.Met, t.Value, t.Gap = q <= 1.5, fmt.Sprintf("%s vs %s: %.2f×", secs(xs.Nights[0].Wall), secs(rs.Nights[0].Wall), q), gapText(q, 1.5)
+		ts = append(ts, t)
+
+		t = Target{Name: "Total CPU (clients + server)", Bound: "≤ rsync's", Judged: true}
+		q = ratio(int64(xc), int64(rc))
+		t.Met, t.Value, t.Gap = q <= 1, fmt.Sprintf("%s vs %s: %.2f×", secs(xc), secs(rc), q)+vsSSH(int64(xc), cpuOf, dur), gapText(q, 1)
 		ts = append(ts, t)
 
 		t = Target{Name: "Bytes on the wire (all nights)", Bound: "≤ rsync's", Judged: true}
@@ -73,7 +78,8 @@ func (r *Result) Targets() []Target {
 		t.Met, t.Value, t.Gap = q <= 1, fmt.Sprintf("%s vs %s: %.3f×", mbs(xwire), mbs(rwire), q)+vsSSH(xwire, wireOf, mbs), gapText(q, 1)
 		ts = append(ts, t)
 	} else {
-		ts = append(ts, t, Target{Name: "Total CPU (clients + server)", Bound: "≤ 2× rsync's"}, Target{Name: "Bytes on the wire (all nights)", Bound: "≤ rsync's"})
+		ts = append(ts, t, Target{Name: "First night's wall time (every Journal new)", Bound: "≤ 1.5× rsync's"},
+			Target{Name: "Total CPU (clients + server)", Bound: "≤ rsync's"}, Target{Name: "Bytes on the wire (all nights)", Bound: "≤ rsync's"})
 	}
 	// Server disk.
 	t = Target{Name: "Server disk after the last night", Bound: "≤ 0.8× rsync with cross-user hardlinks, and below restic and borg"}
@@ -104,13 +110,13 @@ func (r *Result) Targets() []Target {
 	t.Gap = gapText(float64(xs.StateMax)/1e6, 1)
 	ts = append(ts, t)
 	// Restores.
-	t = Target{Name: "Whole-Journal restore", Bound: "≤ 2× rsync's (cp -a)"}
+	t = Target{Name: "Whole-Journal restore", Bound: "≤ 1.5× rsync's (a pull from its daemon)"}
 	if xs.RestoreWholeErr != "" {
 		t.Judged, t.Value = true, "FAILED: "+xs.RestoreWholeErr
 	} else if ok(rs) && rs.RestoreWholeErr == "" {
 		q := ratio(int64(xs.RestoreWhole), int64(rs.RestoreWhole))
-		t.Judged, t.Met = true, q <= 2
-		t.Value, t.Gap = fmt.Sprintf("%s vs %s: %.1f×", secs3(xs.RestoreWhole), secs3(rs.RestoreWhole), q), gapText(q, 2)
+		t.Judged, t.Met = true, q <= 1.5
+		t.Value, t.Gap = fmt.Sprintf("%s vs %s: %.2f×", secs3(xs.RestoreWhole), secs3(rs.RestoreWhole), q), gapText(q, 1.5)
 		if ok(ssh) && ssh.RestoreWholeErr == "" {
 			t.Value += fmt.Sprintf("; rsync over SSH (ds-backup): %s, xs-backup %.2f× that", secs3(ssh.RestoreWhole), ratio(int64(xs.RestoreWhole), int64(ssh.RestoreWhole)))
 		}
@@ -317,7 +323,8 @@ same disposable files (` + "`index/`" + `, ` + "`index_updated`, `ds_clean`, `ch
 Systems run one after the other each night on the same Journals, 4 laptops at a time, all on one
 machine over loopback; the Journals sit in the page cache for all of them. Restores are of laptop
 L000 (never reflashed) and each is compared byte for byte with the generator's copy: the whole
-latest Journal, and one document as it was on night 0 (it was edited on night 1).
+latest Journal, and one document as it was on night 0 (it was edited on night 1); rsync's are
+pulls from its daemon (rsync -a rsync://…), as a laptop would restore over the network.
 `
 
 func (r *Result) machineLine() string {

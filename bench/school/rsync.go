@@ -223,36 +223,40 @@ func (r *rsyncLinkDest) hardlink(ctx context.Context) (time.Duration, time.Durat
 
 func (r *rsyncLinkDest) state(*laptop) (int64, error) { return 0, nil }
 
-// restoreWhole is a plain copy of the newest snapshot folder.
+// restoreWhole pulls the newest snapshot folder from the rsync daemon, as
+// a laptop restoring over the network would (before 2026-12-06 this was a
+// local cp -a on the server, which is no restore a laptop can make).
 func (r *rsyncLinkDest) restoreWhole(ctx context.Context, l *laptop, dir string) (string, time.Duration, error) {
-	src := r.newest(l)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", 0, err
-	}
-	p, err := run(ctx, "", nil, "cp", "-a", src, dir)
-	if err != nil {
-		return "", 0, err
-	}
-	if p.code != 0 {
-		return "", 0, p.failed("cp -a " + src)
-	}
-	return dir, p.wall, nil
+	return r.pull(ctx, r.newest(l)+"/", dir+"/", dir)
 }
 
+// restoreDoc pulls one file of night 0 from the daemon.
 func (r *rsyncLinkDest) restoreDoc(ctx context.Context, l *laptop, rel, dir string) (string, time.Duration, error) {
-	src := r.night0(l, rel)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dst := filepath.Join(dir, "data")
+	return r.pull(ctx, r.night0(l, rel), dst, dst)
+}
+
+// pull fetches src (a path under the tree) to dst with rsync -a from the
+// daemon.
+func (r *rsyncLinkDest) pull(ctx context.Context, src, dst, landed string) (string, time.Duration, error) {
+	rel, err := filepath.Rel(r.tree, src)
+	if err != nil {
 		return "", 0, err
 	}
-	dst := filepath.Join(dir, "data")
-	p, err := run(ctx, "", nil, "cp", "-a", src, dst)
+	if strings.HasSuffix(src, "/") {
+		rel += "/"
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dst)), 0o755); err != nil {
+		return "", 0, err
+	}
+	p, err := run(ctx, "", nil, r.bin, "-a", fmt.Sprintf("rsync://127.0.0.1:%d/school/%s", r.port, filepath.ToSlash(rel)), dst)
 	if err != nil {
 		return "", 0, err
 	}
 	if p.code != 0 {
-		return "", 0, p.failed("cp -a " + src)
+		return "", 0, p.failed("rsync pull of " + rel)
 	}
-	return dst, p.wall, nil
+	return landed, p.wall, nil
 }
 
 func (r *rsyncLinkDest) stop() error {
