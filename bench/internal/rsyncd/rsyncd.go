@@ -58,4 +58,3 @@ func Start(module, root, logPath string) (int, func(), error) {
 		}
 	}
 }
-
