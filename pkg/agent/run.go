@@ -53,11 +53,6 @@ type RunOptions struct {
 	MaxSlotWait time.Duration
 	// Exclude overrides backup.JournalExclude.
 	Exclude func(rel string, isDir bool) bool
-	// ReplacedByRename is backup.ScanOptions.ReplacedByRename: the
-	// directories whose files are only ever replaced by a rename.
-	// Default, when Exclude is not set (the source is a Sugar Journal):
-	// backup.JournalReplacedByRename.
-	ReplacedByRename func(rel string) bool
 	// Progress, if set, receives the backup's progress.
 	Progress func(backup.Progress)
 	// Now is the clock (default time.Now).
@@ -110,9 +105,6 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	if o.Exclude == nil {
 		o.Exclude = backup.JournalExclude
-		if o.ReplacedByRename == nil {
-			o.ReplacedByRename = backup.JournalReplacedByRename
-		}
 	}
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()
@@ -162,7 +154,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	var expect proto.Work
 	var scan *backup.Scan
 	scanned := time.Now()
-	if expect.Bytes, expect.Files, scan, err = backup.ScanDir(ctx, o.Source, cache, backup.ScanOptions{Exclude: o.Exclude, ReplacedByRename: o.ReplacedByRename}); err != nil {
+	if expect.Bytes, expect.Files, scan, err = backup.EstimateScan(ctx, o.Source, cache, o.Exclude); err != nil {
 		return nil, err
 	}
 

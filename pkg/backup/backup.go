@@ -194,9 +194,6 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 		return &r.res, err
 	}
 	r.cache.committed()
-	if opts.Scan == nil || opts.Scan.root != dir || len(opts.Scan.trusted) == 0 {
-		r.cache.lookedAtEverything(start)
-	}
 	r.res.Snapshot = id
 	r.res.Duration = time.Since(start)
 	r.res.DurationMS = r.res.Duration.Milliseconds()
@@ -237,9 +234,6 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		return chunk.ID{}, false, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
 	}
 	cd, same := r.cache.dir(rel, st)
-	if same && r.opts.Scan.isTrusted(r.root, rel) && r.cache.knownTree(cd.tree) {
-		return r.trustedDir(rel, cd), true, nil
-	}
 	ents, ok := r.opts.Scan.entries(r.root, rel)
 	if !ok {
 		names, err := readDirNames(abs)
@@ -258,7 +252,6 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	}
 	clean := same && slices.Equal(names, cd.names)
 	var excluded []string
-	var files, bytes, chunks int64 // of the regular files directly in it
 	t := &manifest.Tree{}
 	for _, se := range ents {
 		name := se.name
@@ -301,7 +294,6 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			}
 			clean = clean && hit
 			e.Chunks, e.Size = ids, size
-			files, bytes, chunks = files+1, bytes+size, chunks+int64(len(ids))
 			r.res.Files++
 		case fi.IsDir():
 			e.Type = manifest.Dir
@@ -350,22 +342,9 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	if r.racy(st) {
 		r.cache.dropDir(rel)
 	} else {
-		r.cache.storeDir(rel, cachedDir{st: st, tree: id, names: names, excluded: excluded, files: files, bytes: bytes, chunks: chunks})
+		r.cache.storeDir(rel, cachedDir{st: st, tree: id, names: names, excluded: excluded})
 	}
 	return id, clean, nil
-}
-
-// trustedDir takes a directory the scan trusted (ScanOptions.ReplacedByRename)
-// as the cache recorded it: its files unchanged, its tree the cached one.
-func (r *runner) trustedDir(rel string, cd cachedDir) chunk.ID {
-	r.res.Files += cd.files
-	r.res.BytesScanned += cd.bytes
-	r.res.ChunksTotal += cd.chunks
-	r.cache.newTrees[cd.tree] = struct{}{}
-	r.cache.seenDirs[rel] = struct{}{}
-	r.cache.trustedSeen[rel] = true
-	r.progress(rel)
-	return cd.tree
 }
 
 // racyWindow: a directory whose mtime or ctime is this close to the start

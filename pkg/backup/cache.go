@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/xs-backup/xs-backup/internal/atomicfile"
@@ -30,16 +29,8 @@ type Cache struct {
 	// dirs holds, by slash-separated path ("" is the root), the
 	// directories the last run saw.
 	dirs map[string]cachedDir
-	// seenDirs marks the directories found by the current run, and
-	// trustedSeen those of them it took as unchanged without looking at
-	// their files (those files are kept as seen).
-	seenDirs    map[string]struct{}
-	trustedSeen map[string]bool
-	// verified is when (Unix seconds) the last committed run looked at
-	// every file: a scan trusts directories replaced by rename
-	// (ScanOptions.ReplacedByRename) for a week after it, then looks
-	// again.
-	verified int64
+	// seenDirs marks the directories found by the current run.
+	seenDirs map[string]struct{}
 	// trees holds the tree IDs of the last committed snapshot.
 	trees map[chunk.ID]struct{}
 	// seen marks the files found by the current run (the rest are dropped on Save).
@@ -70,8 +61,6 @@ type cachedDir struct {
 	tree     chunk.ID
 	names    []string
 	excluded []string
-	// files, bytes and chunks count the regular files directly in it.
-	files, bytes, chunks int64
 }
 
 // NewCache returns an empty cache.
@@ -278,8 +267,7 @@ func (c *Cache) decode(data []byte) error {
 	return d.err
 }
 
-// decodeDirs reads what version 2 adds: the directories and the time of
-// the last run that looked at every file.
+// decodeDirs reads what version 2 adds: the directories.
 func (c *Cache) decodeDirs(d *decoder) {
 	nd := d.uvarint("directory count")
 	if nd > maxCacheDirs {
@@ -292,16 +280,15 @@ func (c *Cache) decodeDirs(d *decoder) {
 			return
 		}
 		rel := d.name("directory name")
-		var v [9]uint64
+		var v [6]uint64
 		for j := range v {
 			v[j] = d.uvarint("directory")
 		}
-		if v[4] > maxDirNames || v[5] > v[4] || v[6] > v[4] || v[7] > 1<<62 || v[8] > 1<<40 {
+		if v[4] > maxDirNames || v[5] > v[4] {
 			d.fail("bad directory")
 			return
 		}
-		cd := cachedDir{st: fileStat{size: int64(v[0]), mtime: int64(v[1]), ctime: int64(v[2]), ino: v[3]},
-			files: int64(v[6]), bytes: int64(v[7]), chunks: int64(v[8])}
+		cd := cachedDir{st: fileStat{size: int64(v[0]), mtime: int64(v[1]), ctime: int64(v[2]), ino: v[3]}}
 		if ids := d.chunkIDs(1); len(ids) == 1 {
 			cd.tree = ids[0]
 		}
@@ -322,17 +309,12 @@ func (c *Cache) decodeDirs(d *decoder) {
 			c.dirs[rel] = cd
 		}
 	}
-	c.verified = int64(d.uvarint("verification time"))
 }
 
 // Save writes the cache atomically and durably (atomicfile.WriteFile),
 // keeping only the files the last run saw.
 func (c *Cache) Save(path string) error {
-	trustedFiles := int64(0)
-	for rel := range c.trustedSeen {
-		trustedFiles += c.dirs[rel].files
-	}
-	if path == c.savedAt && !c.changed && int64(len(c.seen))+trustedFiles == int64(len(c.files)) && len(c.seenDirs) == len(c.dirs) {
+	if path == c.savedAt && !c.changed && len(c.seen) == len(c.files) && len(c.seenDirs) == len(c.dirs) {
 		return nil
 	}
 	var b bytes.Buffer
@@ -345,13 +327,13 @@ func (c *Cache) Save(path string) error {
 	}
 	n := 0
 	for name := range c.files {
-		if c.keep(name) {
+		if _, ok := c.seen[name]; ok {
 			n++
 		}
 	}
 	uv(uint64(n))
 	for name, cf := range c.files {
-		if !c.keep(name) {
+		if _, ok := c.seen[name]; !ok {
 			continue
 		}
 		for _, v := range []uint64{uint64(len(name)), uint64(cf.size), uint64(cf.mtime), uint64(cf.ctime), cf.ino, uint64(len(cf.chunks))} {
@@ -376,8 +358,7 @@ func (c *Cache) Save(path string) error {
 		}
 		uv(uint64(len(rel)))
 		b.WriteString(rel)
-		for _, v := range []uint64{uint64(d.st.size), uint64(d.st.mtime), uint64(d.st.ctime), d.st.ino, uint64(len(d.names)), uint64(len(d.excluded)),
-			uint64(d.files), uint64(d.bytes), uint64(d.chunks)} {
+		for _, v := range []uint64{uint64(d.st.size), uint64(d.st.mtime), uint64(d.st.ctime), d.st.ino, uint64(len(d.names)), uint64(len(d.excluded))} {
 			uv(v)
 		}
 		b.Write(d.tree[:])
@@ -386,7 +367,6 @@ func (c *Cache) Save(path string) error {
 			b.WriteString(name)
 		}
 	}
-	uv(uint64(c.verified))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -395,22 +375,6 @@ func (c *Cache) Save(path string) error {
 	}
 	c.savedAt, c.changed = path, false
 	return nil
-}
-
-// keep reports whether this run saw the file: looked at it, or took the
-// directory holding it as unchanged (a trusted directory).
-func (c *Cache) keep(name string) bool {
-	if _, ok := c.seen[name]; ok {
-		return true
-	}
-	if len(c.trustedSeen) == 0 {
-		return false
-	}
-	parent := ""
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		parent = name[:i]
-	}
-	return c.trustedSeen[parent]
 }
 
 // Reset forgets everything (used when the server no longer has what the
@@ -475,7 +439,6 @@ func (c *Cache) Len() int { return len(c.files) }
 func (c *Cache) startRun() {
 	c.seen = make(map[string]struct{}, len(c.files))
 	c.seenDirs = make(map[string]struct{}, len(c.dirs))
-	c.trustedSeen = map[string]bool{}
 	c.newTrees = map[chunk.ID]struct{}{}
 }
 
@@ -489,8 +452,7 @@ func (c *Cache) dir(rel string, st fileStat) (cachedDir, bool) {
 // storeDir records what this run saw of a directory.
 func (c *Cache) storeDir(rel string, d cachedDir) {
 	old, ok := c.dirs[rel]
-	if !ok || old.st != d.st || old.tree != d.tree || old.files != d.files || old.bytes != d.bytes || old.chunks != d.chunks ||
-		!slices.Equal(old.excluded, d.excluded) || !slices.Equal(old.names, d.names) {
+	if !ok || old.st != d.st || old.tree != d.tree || !slices.Equal(old.excluded, d.excluded) || !slices.Equal(old.names, d.names) {
 		c.dirs[rel] = d
 		c.changed = true
 	}
@@ -504,37 +466,6 @@ func (c *Cache) dropDir(rel string) {
 		delete(c.dirs, rel)
 		c.changed = true
 	}
-}
-
-// lookedAtEverything records that a run committed at t looked at every
-// file. The record is renewed (and the cache rewritten) at most every half
-// trustWindow: a run with nothing new does not rewrite the cache for it.
-func (c *Cache) lookedAtEverything(t time.Time) {
-	if t.Unix()-c.verified >= int64(trustWindow/time.Second/2) {
-		c.verified = t.Unix()
-		c.changed = true
-	}
-}
-
-// trustWindow is how long after a run that looked at every file a scan
-// may take directories replaced by rename as unchanged on their own lstat.
-const trustWindow = 7 * 24 * time.Hour
-
-// onlyFiles reports whether every entry of a cached directory was a
-// regular file the backup took, and exclude still keeps each (Forget
-// drops the record of a directory holding a file it forgets).
-func onlyFiles(rel string, d cachedDir, exclude func(string, bool) bool) bool {
-	if len(d.excluded) != 0 || d.files != int64(len(d.names)) {
-		return false
-	}
-	if exclude != nil {
-		for _, name := range d.names {
-			if exclude(joinRel(rel, name), false) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func (c *Cache) lookup(name string, st fileStat) ([]chunk.ID, bool) {

@@ -26,6 +26,9 @@ func sampleCache() *Cache {
 	c.newTrees[id("root")] = struct{}{}
 	c.newTrees[id("sub")] = struct{}{}
 	c.committed()
+	c.storeDir("ab/uid1", cachedDir{st: fileStat{size: 4096, mtime: 1_790_000_000_000_000_001, ctime: 1_790_000_000_000_000_002, ino: 77},
+		tree: id("sub"), names: []string{"data", "metadata", "x.tmp"}, excluded: []string{"x.tmp"}})
+	c.storeDir("", cachedDir{st: fileStat{ino: 2}, tree: id("root"), names: []string{"ab", "empty"}})
 	return c
 }
 
@@ -64,6 +67,15 @@ func TestCacheSaveLoad(t *testing.T) {
 	}
 	if got.Len() != 3 {
 		t.Fatalf("Len = %d", got.Len())
+	}
+	if len(got.dirs) != 2 {
+		t.Fatalf("%d directories, want 2", len(got.dirs))
+	}
+	for rel, want := range c.dirs {
+		g := got.dirs[rel]
+		if g.st != want.st || g.tree != want.tree || !slices.Equal(g.names, want.names) || !slices.Equal(g.excluded, want.excluded) {
+			t.Fatalf("directory %q: got %+v, want %+v", rel, g, want)
+		}
 	}
 	// A loaded cache answers lookups with the stored stat only.
 	st := fileStat{size: 12, mtime: -5, ctime: 7, ino: 2}
@@ -186,7 +198,7 @@ func rawCache(magic string, ntrees uint64, trees int, nfiles uint64, files ...ra
 		}
 	}
 	if magic == cacheMagic {
-		b = append(b, 0, 0) // no directories, never verified
+		b = append(b, 0) // no directories
 	}
 	return b
 }
@@ -351,5 +363,38 @@ func TestJournalExclude(t *testing.T) {
 		if JournalExclude(c.rel, c.isDir) {
 			t.Errorf("JournalExclude(%q, %v) = true, want false", c.rel, c.isDir)
 		}
+	}
+}
+
+// TestLoadCacheVersion1: a cache file written by the release before the
+// directories were kept still loads (its files unread next time, its
+// directories listed afresh) and is written back as version 2.
+func TestLoadCacheVersion1(t *testing.T) {
+	v1 := rawCache(cacheMagicV1, 1, 1, 2,
+		rawFile{nameLen: 6, name: "ab/x/d", size: 5, mtime: 6, ctime: 7, ino: 8, nchunks: 1, chunks: 1, mode: 0o644},
+		rawFile{nameLen: 1, name: "e", ino: 9})
+	c, err := loadBytes(t, v1)
+	if err != nil {
+		t.Fatalf("a version 1 cache: %v", err)
+	}
+	if c.Len() != 2 || len(c.trees) != 1 || len(c.dirs) != 0 {
+		t.Fatalf("version 1 cache loaded as %d files, %d trees, %d directories", c.Len(), len(c.trees), len(c.dirs))
+	}
+	if ids, ok := c.lookup("ab/x/d", fileStat{size: 5, mtime: 6, ctime: 7, ino: 8}); !ok || len(ids) != 1 {
+		t.Fatalf("lookup in a version 1 cache: %v %v", ids, ok)
+	}
+	c.seen["e"] = struct{}{}
+	c.storeDir("ab", cachedDir{st: fileStat{mtime: 1}, tree: id("t"), names: []string{"x"}})
+	path := filepath.Join(t.TempDir(), "cache")
+	if err := c.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.HasPrefix(data, []byte(cacheMagic)) {
+		t.Fatalf("saved as %q", data[:8])
+	}
+	again, err := LoadCache(path)
+	if err != nil || again.Len() != 2 || len(again.dirs) != 1 || !slices.Equal(again.dirs["ab"].names, []string{"x"}) {
+		t.Fatalf("reloaded: %v, %d files, dirs %+v", err, again.Len(), again.dirs)
 	}
 }

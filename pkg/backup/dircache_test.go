@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -21,13 +20,13 @@ func settle() { time.Sleep(25 * time.Millisecond) }
 
 // cachedRun is what the agent does: a scan with the cache, then the backup
 // using that scan.
-func cachedRun(t *testing.T, s *store.Store, u *store.User, src string, cache *backup.Cache, o backup.ScanOptions) (*backup.Result, *backup.Scan) {
+func cachedRun(t *testing.T, s *store.Store, u *store.User, src string, cache *backup.Cache, exclude func(string, bool) bool) (*backup.Result, *backup.Scan) {
 	t.Helper()
-	_, _, scan, err := backup.ScanDir(context.Background(), src, cache, o)
+	_, _, scan, err := backup.EstimateScan(context.Background(), src, cache, exclude)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: o.Exclude, Scan: scan}), scan
+	return mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: exclude, Scan: scan}), scan
 }
 
 func countDirs(t *testing.T, root string) int {
@@ -60,7 +59,7 @@ func TestDirCacheSnapshotsMatchFreshWalks(t *testing.T) {
 	}
 	cache := backup.NewCache()
 	settle()
-	cachedRun(t, s, u, src, cache, backup.ScanOptions{})
+	cachedRun(t, s, u, src, cache, nil)
 
 	// Every file and directory of the tree, as paths relative to src.
 	list := func() (files, ds []string) {
@@ -161,7 +160,7 @@ func TestDirCacheSnapshotsMatchFreshWalks(t *testing.T) {
 			}
 		}
 		settle()
-		got, scan := cachedRun(t, s, u, src, cache, backup.ScanOptions{})
+		got, scan := cachedRun(t, s, u, src, cache, nil)
 		want := mustRun(t, s, u, src, backup.Options{})
 		if got.Root != want.Root || got.Files != want.Files || got.Dirs != want.Dirs || got.BytesScanned != want.BytesScanned {
 			t.Fatalf("round %d (%s): with cached directories root %s (%d files, %d dirs), a fresh walk %s (%d files, %d dirs)",
@@ -195,8 +194,8 @@ func TestDirCacheIgnoresRacyDirectories(t *testing.T) {
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "a", "one"), []byte("one"))
 	cache := backup.NewCache()
-	cachedRun(t, s, u, src, cache, backup.ScanOptions{})
-	_, scan := cachedRun(t, s, u, src, cache, backup.ScanOptions{})
+	cachedRun(t, s, u, src, cache, nil)
+	_, scan := cachedRun(t, s, u, src, cache, nil)
 	if scan.Listed() != 2 {
 		t.Fatalf("directories changed a moment ago: %d of 2 listed again", scan.Listed())
 	}
@@ -215,7 +214,7 @@ func TestDirCacheFollowsExclude(t *testing.T) {
 	settle()
 	cache := backup.NewCache()
 	for i, ex := range []func(string, bool) bool{backup.JournalExclude, nil, backup.JournalExclude, func(rel string, _ bool) bool { return rel == "keep/a" }} {
-		got, _ := cachedRun(t, s, u, src, cache, backup.ScanOptions{Exclude: ex})
+		got, _ := cachedRun(t, s, u, src, cache, ex)
 		want := mustRun(t, s, u, src, backup.Options{Exclude: ex})
 		if got.Root != want.Root || got.Files != want.Files {
 			t.Fatalf("exclude %d: root %s (%d files), a fresh walk %s (%d files)", i, got.Root, got.Files, want.Root, want.Files)
@@ -223,95 +222,3 @@ func TestDirCacheFollowsExclude(t *testing.T) {
 	}
 }
 
-// setProperty writes a Journal entry's metadata property as the Sugar
-// datastore does: a temporary file renamed into place.
-func setProperty(t *testing.T, mdDir, key, value string) {
-	t.Helper()
-	tmp := filepath.Join(mdDir, "."+key)
-	if err := os.WriteFile(tmp, []byte(value), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(mdDir, key)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestTrustedMetadataDirectories: a Sugar datastore's metadata directories
-// are taken as unchanged on their own lstat; a property the datastore
-// changes is seen, one written in place is seen by the weekly run that
-// looks at every file.
-func TestTrustedMetadataDirectories(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
-	s := openStore(t)
-	u := addUser(t, s, "DIRC4")
-	src := t.TempDir()
-	if _, err := journalgen.Generate(src, journalgen.Small(5)); err != nil {
-		t.Fatal(err)
-	}
-	var mdDirs []string
-	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() && d.Name() == "metadata" {
-			mdDirs = append(mdDirs, p)
-		}
-		return nil
-	})
-	if len(mdDirs) < 10 {
-		t.Fatalf("%d metadata directories generated", len(mdDirs))
-	}
-	o := backup.ScanOptions{Exclude: backup.JournalExclude, ReplacedByRename: backup.JournalReplacedByRename}
-	settle()
-	cache := backup.NewCache()
-	first, scan := cachedRun(t, s, u, src, cache, o)
-	if scan.Trusted() != 0 {
-		t.Fatalf("the first run trusted %d directories it had never seen", scan.Trusted())
-	}
-	check := func(what string, wantTrusted int) *backup.Result {
-		t.Helper()
-		settle()
-		got, scan := cachedRun(t, s, u, src, cache, o)
-		want := mustRun(t, s, u, src, backup.Options{Exclude: backup.JournalExclude})
-		if got.Root != want.Root || got.Files != want.Files || got.BytesScanned != want.BytesScanned || got.ChunksTotal != want.ChunksTotal {
-			t.Fatalf("%s: root %s %+v, a fresh walk %s %+v", what, got.Root, got, want.Root, want)
-		}
-		if scan.Trusted() != wantTrusted {
-			t.Fatalf("%s: %d metadata directories trusted, want %d", what, scan.Trusted(), wantTrusted)
-		}
-		return got
-	}
-	unchanged := check("unchanged", len(mdDirs))
-	if unchanged.Root != first.Root || unchanged.BytesRead != 0 {
-		t.Fatalf("unchanged Journal: root %s (first %s), %d bytes read", unchanged.Root, first.Root, unchanged.BytesRead)
-	}
-	setProperty(t, mdDirs[0], "title", "A new title")
-	check("a title changed by the datastore", len(mdDirs)-1)
-	setProperty(t, mdDirs[1], "tags", "new property")
-	check("a property added by the datastore", len(mdDirs)-1)
-	if err := os.Remove(filepath.Join(mdDirs[2], "title")); err != nil {
-		t.Fatal(err)
-	}
-	check("a property removed", len(mdDirs)-1)
-	// The data file is not in a metadata directory: written in place, it
-	// is seen at once.
-	data := filepath.Join(filepath.Dir(mdDirs[3]), "data")
-	if err := os.WriteFile(data, []byte("rewritten in place"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	check("a data file rewritten in place", len(mdDirs))
-
-	// A property written in place (not how the datastore writes) is not
-	// seen while the metadata directory is trusted...
-	before := check("nothing", len(mdDirs))
-	settle()
-	if err := os.WriteFile(filepath.Join(mdDirs[4], "title"), []byte("written in place"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	settle()
-	stale, _ := cachedRun(t, s, u, src, cache, o)
-	if stale.Root != before.Root {
-		t.Fatalf("a property written in place changed the trusted snapshot: the test does not test trust")
-	}
-	// ...until the weekly run that looks at every file.
-	cache.AgeVerification(8 * 24 * time.Hour)
-	check("the weekly run", 0)
-	check("the run after it", len(mdDirs))
-}

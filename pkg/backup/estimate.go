@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,12 +19,9 @@ import (
 type Scan struct {
 	root string
 	// at is when the walk started: a directory changed less than
-	// racyWindow before it is not trusted next time.
+	// racyWindow before it is listed again next time.
 	at   time.Time
 	dirs map[string][]scanEnt // by slash-separated path relative to root ("" is root)
-	// trusted are the directories taken as unchanged on their own lstat
-	// (ScanOptions.ReplacedByRename): nothing inside them was looked at.
-	trusted map[string]bool
 	// listed counts the directories the walk listed (the others' entries
 	// came from the cache).
 	listed int
@@ -60,11 +56,6 @@ func (s *Scan) entries(root, rel string) ([]scanEnt, bool) {
 	return e, ok
 }
 
-// isTrusted reports whether the scan took the directory rel as unchanged.
-func (s *Scan) isTrusted(root, rel string) bool {
-	return s != nil && s.root == root && s.trusted[rel]
-}
-
 // Estimate is what a backup of dir expects to send, from the file cache
 // alone: the bytes and the number of regular files that are new or changed
 // since the cache saw them. It reads no file content (a walk with an lstat
@@ -76,37 +67,14 @@ func Estimate(ctx context.Context, dir string, cache *Cache, exclude func(rel st
 }
 
 // EstimateScan is Estimate that also returns the walk it made, for Run to
-// use instead of walking again (Options.Scan).
+// use instead of walking again (Options.Scan). A directory whose lstat is
+// what the cache recorded (and was not changed within a second or two of
+// that record) is not listed again: its entries are the cached ones (a
+// directory's mtime and ctime change whenever an entry is created, removed
+// or renamed in it). Every entry is still lstat'ed: a file written in place
+// changes only its own times.
 func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(rel string, isDir bool) bool) (bytes, files int64, scan *Scan, err error) {
-	return ScanDir(ctx, dir, cache, ScanOptions{Exclude: exclude})
-}
-
-// ScanOptions configure ScanDir.
-type ScanOptions struct {
-	// Exclude is Options.Exclude: what the backup leaves out.
-	Exclude func(rel string, isDir bool) bool
-	// ReplacedByRename, if set, names the directories whose files are
-	// only ever replaced whole by a rename into place, never written in
-	// place, such as a Sugar datastore's metadata directories
-	// (JournalReplacedByRename). Such a directory whose own lstat is what
-	// the cache recorded is taken as unchanged without an lstat of each
-	// file in it, for a week after the last run that looked at every file
-	// (then one run looks again). A file written in place there, or only
-	// chmod'ed or touched, is picked up by that weekly run or when
-	// anything else in the directory changes.
-	ReplacedByRename func(rel string) bool
-}
-
-// ScanDir is EstimateScan with options. A directory whose lstat is what
-// the cache recorded (and was not changed within a second or two of that
-// record) is not listed again: its entries are the cached ones. Each of
-// them is still lstat'ed, except inside directories ReplacedByRename names.
-func ScanDir(ctx context.Context, dir string, cache *Cache, o ScanOptions) (bytes, files int64, scan *Scan, err error) {
-	scan = &Scan{root: dir, at: time.Now(), dirs: map[string][]scanEnt{}, trusted: map[string]bool{}}
-	trust := o.ReplacedByRename
-	if cache == nil || time.Unix(cache.verified, 0).Before(scan.at.Add(-trustWindow)) {
-		trust = nil
-	}
+	scan = &Scan{root: dir, at: time.Now(), dirs: map[string][]scanEnt{}}
 	var walk func(abs, rel string, st fileStat, depth int) error
 	walk = func(abs, rel string, st fileStat, depth int) error {
 		if err := ctx.Err(); err != nil {
@@ -119,10 +87,6 @@ func ScanDir(ctx context.Context, dir string, cache *Cache, o ScanOptions) (byte
 		listed := false
 		if cache != nil {
 			cd, listed = cache.dir(rel, st)
-		}
-		if listed && trust != nil && trust(rel) && onlyFiles(rel, cd, o.Exclude) && cache.knownTree(cd.tree) {
-			scan.trusted[rel] = true
-			return nil
 		}
 		names := cd.names
 		if !listed {
@@ -140,7 +104,7 @@ func ScanDir(ctx context.Context, dir string, cache *Cache, o ScanOptions) (byte
 				continue
 			}
 			rec = append(rec, scanEnt{name: name, info: info})
-			if o.Exclude != nil && o.Exclude(childRel, info.IsDir()) {
+			if exclude != nil && exclude(childRel, info.IsDir()) {
 				continue
 			}
 			switch {
@@ -220,19 +184,6 @@ func modeOf(m uint32) fs.FileMode {
 		mode |= fs.ModeSticky
 	}
 	return mode
-}
-
-// JournalReplacedByRename names a Sugar datastore's metadata directories
-// (ab/abcd…/metadata): the datastore writes each property to a temporary
-// file and renames it into place, so a property that changed always
-// changes its directory's mtime. For ScanOptions.ReplacedByRename.
-func JournalReplacedByRename(rel string) bool {
-	prefix, rest, ok := strings.Cut(rel, "/")
-	if !ok || len(prefix) != 2 {
-		return false
-	}
-	uid, last, ok := strings.Cut(rest, "/")
-	return ok && last == "metadata" && strings.HasPrefix(uid, prefix)
 }
 
 // unchanged reports whether the cache holds name with this stat, without
