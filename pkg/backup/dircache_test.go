@@ -221,4 +221,3 @@ func TestDirCacheFollowsExclude(t *testing.T) {
 		}
 	}
 }
-

@@ -99,3 +99,11 @@ func TestParamsJSON(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", p, err)
 	}
 }
+
+// TestDefaultPolynomialIsIrreducible: Validate takes the default polynomial
+// as irreducible without the test (a laptop checks it on every run).
+func TestDefaultPolynomialIsIrreducible(t *testing.T) {
+	if !chunker.Pol(defaultPolynomial).Irreducible() {
+		t.Fatalf("the default polynomial %#x is not irreducible", uint64(defaultPolynomial))
+	}
+}

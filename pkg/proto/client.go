@@ -346,9 +346,14 @@ func (c *Client) Need(ctx context.Context, refs []blob.Ref) ([]bool, error) {
 	return out, nil
 }
 
-// Put uploads blobs over up to Streams parallel streams.
+// Put uploads blobs over up to Streams parallel streams, one stream per
+// putStreamBytes of data: a night's few small blobs go in one request.
 func (c *Client) Put(ctx context.Context, blobs []blob.Blob) error {
-	n := min(c.cfg.Streams, len(blobs))
+	size := 0
+	for i := range blobs {
+		size += len(blobs[i].Data)
+	}
+	n := min(c.cfg.Streams, len(blobs), 1+size/putStreamBytes)
 	if n == 0 {
 		return nil
 	}
@@ -383,6 +388,9 @@ func (c *Client) Put(ctx context.Context, blobs []blob.Blob) error {
 	}
 	return g.Wait()
 }
+
+// putStreamBytes is the least data Put gives a stream of its own.
+const putStreamBytes = 1 << 20
 
 // Commit records the snapshot of root and returns its ID.
 func (c *Client) Commit(ctx context.Context, root chunk.ID) (string, error) {
