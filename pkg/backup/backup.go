@@ -135,7 +135,7 @@ type runner struct {
 // file and sending whatever the target needs.
 func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, error) {
 	res, err := run(ctx, dir, t, opts)
-	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && opts.Cache != nil && opts.Cache.Len() > 0 {
+	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && opts.Cache != nil && (opts.Cache.Len() > 0 || len(opts.Cache.trees) > 0) {
 		opts.Cache.Reset()
 		res, err = run(ctx, dir, t, opts)
 	}
@@ -181,7 +181,11 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if !st.IsDir() {
 		return nil, fmt.Errorf("backup source %s is not a directory", dir)
 	}
-	root, _, err := r.dir(filepath.Clean(dir), "", statOf(st), 0)
+	rootSt := statOf(st)
+	if _, ok := opts.Scan.entries(dir, ""); ok {
+		rootSt = opts.Scan.rootSt // the stat that goes with the scan's listing
+	}
+	root, _, err := r.dir(filepath.Clean(dir), "", rootSt, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -302,6 +302,15 @@ func (c *Cache) decodeDirs(d *decoder) {
 			all[i] = d.name("entry name")
 		}
 		cd.names, cd.excluded = all[:v[4]:v[4]], all[v[4]:]
+		// A listing is sorted, without duplicates, and holds no "", ".",
+		// ".." or name with a slash; the scan takes these names as the
+		// directory's entries and lstats and walks them.
+		for i, name := range all {
+			if !listedName(name) || (i > 0 && i < len(cd.names) && all[i-1] >= name) {
+				d.fail("bad entry name")
+				return
+			}
+		}
 		if len(cd.excluded) == 0 {
 			cd.excluded = nil
 		}
@@ -309,6 +318,11 @@ func (c *Cache) decodeDirs(d *decoder) {
 			c.dirs[rel] = cd
 		}
 	}
+}
+
+// listedName reports whether a directory listing can hold name.
+func listedName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 // Save writes the cache atomically and durably (atomicfile.WriteFile),
@@ -455,6 +469,7 @@ func (c *Cache) storeDir(rel string, d cachedDir) {
 	if !ok || old.st != d.st || old.tree != d.tree || !slices.Equal(old.excluded, d.excluded) || !slices.Equal(old.names, d.names) {
 		c.dirs[rel] = d
 		c.changed = true
+		c.dropParent(rel)
 	}
 	c.seenDirs[rel] = struct{}{}
 }
@@ -481,6 +496,24 @@ func (c *Cache) store(name string, st fileStat, chunks []chunk.ID) {
 	c.files[name] = cachedFile{size: st.size, mtime: st.mtime, ctime: st.ctime, ino: st.ino, chunks: chunks}
 	c.seen[name] = struct{}{}
 	c.changed = true
+	c.dropParent(name)
+}
+
+// dropParent forgets the directory holding rel, whose entry for rel just
+// changed: its recorded tree holds rel as it was. The run that records rel
+// records the directory again when it is done with it; a run that stops
+// before must not leave the old tree to the next run, which would take it
+// (the directory's lstat and names did not change, and rel now hits the
+// cache).
+func (c *Cache) dropParent(rel string) {
+	if rel == "" {
+		return
+	}
+	parent := ""
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		parent = rel[:i]
+	}
+	c.dropDir(parent)
 }
 
 func (c *Cache) knownTree(id chunk.ID) bool {

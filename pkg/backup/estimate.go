@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,6 +23,10 @@ type Scan struct {
 	// racyWindow before it is listed again next time.
 	at   time.Time
 	dirs map[string][]scanEnt // by slash-separated path relative to root ("" is root)
+	// rootSt is the root's stat as the walk saw it, before it listed the
+	// root: the backup records the root's entries with it, not with a
+	// later stat that may already show a change the listing missed.
+	rootSt fileStat
 	// listed counts the directories the walk listed (the others' entries
 	// came from the cache).
 	listed int
@@ -95,15 +100,24 @@ func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(re
 			}
 			scan.listed++
 		}
-		rec := make([]scanEnt, 0, len(names))
-		for _, name := range names {
-			childRel, childAbs := joinRel(rel, name), abs+"/"+name
-			info, err := lstat(childAbs, name)
-			if err != nil {
-				rec = append(rec, scanEnt{name: name})
+		rec, gone := lstatAll(abs, names)
+		if listed && gone {
+			// A cached name is not there although the directory's lstat
+			// did not change: the cache is wrong (a damaged file). Taken
+			// as it is, the real entry would be missing from the backup,
+			// this night and every night after.
+			if names, err = readDirNames(abs); err != nil {
+				return nil
+			}
+			scan.listed++
+			rec, _ = lstatAll(abs, names)
+		}
+		for _, se := range rec {
+			info := se.info
+			if info == nil {
 				continue
 			}
-			rec = append(rec, scanEnt{name: name, info: info})
+			childRel, childAbs := joinRel(rel, se.name), abs+"/"+se.name
 			if exclude != nil && exclude(childRel, info.IsDir()) {
 				continue
 			}
@@ -127,8 +141,25 @@ func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(re
 	if err != nil {
 		return 0, 0, scan, nil // the backup itself says what it could not read
 	}
-	err = walk(filepath.Clean(dir), "", statOf(root), 0)
+	scan.rootSt = statOf(root)
+	err = walk(filepath.Clean(dir), "", scan.rootSt, 0)
 	return bytes, files, scan, err
+}
+
+// lstatAll lstats the entries of the directory abs; gone reports that one
+// of them does not exist.
+func lstatAll(abs string, names []string) (rec []scanEnt, gone bool) {
+	rec = make([]scanEnt, len(names))
+	for i, name := range names {
+		rec[i].name = name
+		info, err := lstat(abs+"/"+name, name)
+		if err != nil {
+			gone = gone || errors.Is(err, fs.ErrNotExist)
+			continue
+		}
+		rec[i].info = info
+	}
+	return rec, gone
 }
 
 // readDirNames lists a directory's entries, unsorted.
