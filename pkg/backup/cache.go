@@ -292,8 +292,10 @@ func (c *Cache) decodeDirs(d *decoder) {
 		if ids := d.chunkIDs(1); len(ids) == 1 {
 			cd.tree = ids[0]
 		}
-		// At least one byte a name: a count past the end fails before it allocates.
-		if v[4]+v[5] > uint64(len(d.data)-d.off) {
+		// At least two bytes a name (its length and one byte: an empty
+		// name is refused below): a count past the end fails before it
+		// allocates.
+		if 2*(v[4]+v[5]) > uint64(len(d.data)-d.off) {
 			d.fail("directory names past the end")
 			return
 		}
