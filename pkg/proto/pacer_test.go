@@ -66,14 +66,14 @@ func TestPacerFollowsDelay(t *testing.T) {
 }
 
 // TestPacerTargetFromBase: the target is half the base round trip, between
-// MinTargetDelay (10 ms) and the configured most; with a 10 ms LAN a queue
-// of 12 ms is over the target (10 ms) and the rate falls, where 25 ms
+// MinTargetDelay (15 ms) and the configured most; with a 10 ms LAN a queue
+// of 17 ms is over the target (15 ms) and the rate falls, where 25 ms
 // would let it grow.
 func TestPacerTargetFromBase(t *testing.T) {
 	p := newPacer(PacingConfig{})
 	for _, c := range []struct{ base, want time.Duration }{
-		{100 * time.Microsecond, 10 * time.Millisecond}, // loopback: the floor
-		{10 * time.Millisecond, 10 * time.Millisecond},
+		{100 * time.Microsecond, 15 * time.Millisecond}, // loopback: the floor
+		{10 * time.Millisecond, 15 * time.Millisecond},
 		{40 * time.Millisecond, 20 * time.Millisecond},
 		{200 * time.Millisecond, 25 * time.Millisecond}, // the configured most
 	} {
@@ -87,13 +87,13 @@ func TestPacerTargetFromBase(t *testing.T) {
 	now := t0
 	r0, _ := p.status()
 	p.used = int64(p.rate * paceEvery.Seconds())
-	p.update(now.Add(paceEvery), paceEvery, 12*time.Millisecond, 10*time.Millisecond)
+	p.update(now.Add(paceEvery), paceEvery, 17*time.Millisecond, 10*time.Millisecond)
 	if r, _ := p.status(); r >= r0 {
-		t.Fatalf("12 ms of queue on a 10 ms path: %v -> %v", r0, r)
+		t.Fatalf("17 ms of queue on a 10 ms path: %v -> %v", r0, r)
 	}
 	// Without a base measured, the target stays where it was.
 	p.update(now.Add(2*paceEvery), paceEvery, -1, 0)
-	if p.target != 10*time.Millisecond {
+	if p.target != 15*time.Millisecond {
 		t.Fatalf("target %v after an interval without samples", p.target)
 	}
 }
@@ -341,11 +341,11 @@ func TestPacerSlowStart(t *testing.T) {
 	}
 	// The first queue is judged against the target of the measured path
 	// (half its base round trip, at least MinTargetDelay), not against
-	// TargetDelay: 15 ms on a 20 ms path ends the slow start.
+	// TargetDelay: 20 ms on a 20 ms path (target 15 ms) ends the slow start.
 	lan := newPacer(PacingConfig{})
 	lan.used = int64(lan.rate * paceEvery.Seconds())
-	lan.update(t0.Add(paceEvery), paceEvery, 15*time.Millisecond, 20*time.Millisecond)
+	lan.update(t0.Add(paceEvery), paceEvery, 20*time.Millisecond, 20*time.Millisecond)
 	if r1, _ := lan.status(); !lan.probed || r1 >= r0 {
-		t.Fatalf("15 ms of queue on a 20 ms path: slow start over %v, %.2f -> %.2f MB/s", lan.probed, r0/1e6, r1/1e6)
+		t.Fatalf("20 ms of queue on a 20 ms path: slow start over %v, %.2f -> %.2f MB/s", lan.probed, r0/1e6, r1/1e6)
 	}
 }

@@ -22,7 +22,7 @@ type Traffic struct {
 	// TargetDelay is the most queueing delay backups may add on the
 	// school's network (LEDBAT, RFC 6817): uploads slow down when round
 	// trips grow above their base by more than half the base round trip,
-	// at least 10 ms and at most this. "0s" turns it off.
+	// at least 15 ms and at most this. "0s" turns it off.
 	TargetDelay Duration `toml:"target_delay"`
 	// Rate is a hard cap on all uploads together, at any hour ("" or
 	// "0": none), e.g. "20Mbit", "2.5MB" (bytes per second).
