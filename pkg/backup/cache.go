@@ -341,17 +341,9 @@ func (c *Cache) Save(path string) error {
 	for id := range c.trees {
 		b.Write(id[:])
 	}
-	n := 0
-	for name := range c.files {
-		if _, ok := c.seen[name]; ok {
-			n++
-		}
-	}
-	uv(uint64(n))
+	c.prune()
+	uv(uint64(len(c.files)))
 	for name, cf := range c.files {
-		if _, ok := c.seen[name]; !ok {
-			continue
-		}
 		for _, v := range []uint64{uint64(len(name)), uint64(cf.size), uint64(cf.mtime), uint64(cf.ctime), cf.ino, uint64(len(cf.chunks))} {
 			uv(v)
 		}
@@ -361,17 +353,8 @@ func (c *Cache) Save(path string) error {
 			b.Write(id[:])
 		}
 	}
-	n = 0
-	for rel := range c.dirs {
-		if _, ok := c.seenDirs[rel]; ok {
-			n++
-		}
-	}
-	uv(uint64(n))
+	uv(uint64(len(c.dirs)))
 	for rel, d := range c.dirs {
-		if _, ok := c.seenDirs[rel]; !ok {
-			continue
-		}
 		uv(uint64(len(rel)))
 		b.WriteString(rel)
 		for _, v := range []uint64{uint64(d.st.size), uint64(d.st.mtime), uint64(d.st.ctime), d.st.ino, uint64(len(d.names)), uint64(len(d.excluded))} {
@@ -391,6 +374,21 @@ func (c *Cache) Save(path string) error {
 	}
 	c.savedAt, c.changed = path, false
 	return nil
+}
+
+// prune drops the files and directories the last run did not see (gone
+// since the run before): what Save writes.
+func (c *Cache) prune() {
+	for name := range c.files {
+		if _, ok := c.seen[name]; !ok {
+			delete(c.files, name)
+		}
+	}
+	for rel := range c.dirs {
+		if _, ok := c.seenDirs[rel]; !ok {
+			delete(c.dirs, rel)
+		}
+	}
 }
 
 // Reset forgets everything (used when the server no longer has what the

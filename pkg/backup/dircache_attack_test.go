@@ -142,17 +142,6 @@ func saveAndEdit(t *testing.T, cache *backup.Cache, edit func(f *rawCacheFile)) 
 	return c
 }
 
-// sameAsFresh fails the test if got is not the snapshot a walk without any
-// cache makes of src.
-func sameAsFresh(t *testing.T, s *store.Store, u *store.User, src string, got *backup.Result, exclude func(string, bool) bool, what string) {
-	t.Helper()
-	want := mustRun(t, s, u, src, backup.Options{Exclude: exclude})
-	if got.Root != want.Root || got.Files != want.Files || got.Dirs != want.Dirs || got.BytesScanned != want.BytesScanned {
-		t.Fatalf("%s: with the cache root %s (%d files, %d dirs, %d bytes), a fresh walk %s (%d files, %d dirs, %d bytes)",
-			what, got.Root, got.Files, got.Dirs, got.BytesScanned, want.Root, want.Files, want.Dirs, want.BytesScanned)
-	}
-}
-
 // TestDirCacheAbortedRunLeavesNoStaleTree: a run that stops (cancelled,
 // the network gone, a read error) after it recorded a changed file but
 // before it recorded that file's directory must not leave the directory's
@@ -175,19 +164,7 @@ func TestDirCacheAbortedRunLeavesNoStaleTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	settle()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err := backup.Run(ctx, src, s.Target(u.ID, store.CommitInfo{Source: src}), backup.Options{Params: s.Params(), Cache: cache,
-		Progress: func(p backup.Progress) {
-			if p.Path == "d/f" {
-				cancel() // d/z is not reached
-			}
-		}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled run: %v", err)
-	}
-	got := mustRun(t, s, u, src, backup.Options{Cache: cache})
-	sameAsFresh(t, s, u, src, got, nil, "after a cancelled run")
+	cancelledRunThenFresh(t, s, u, src, cache, "d/f") // d/z is not reached
 }
 
 // TestDirCacheAbortedRunAfterSubdirectory: the same with a subdirectory
@@ -208,12 +185,20 @@ func TestDirCacheAbortedRunAfterSubdirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	settle()
+	cancelledRunThenFresh(t, s, u, src, cache, "d/sub/f") // d/sub is recorded, d/zz and d are not
+}
+
+// cancelledRunThenFresh runs a backup with cache that is cancelled once it
+// has done the file at, then checks that the next run with the same cache
+// makes the snapshot a walk without any cache makes.
+func cancelledRunThenFresh(t *testing.T, s *store.Store, u *store.User, src string, cache *backup.Cache, at string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, err := backup.Run(ctx, src, s.Target(u.ID, store.CommitInfo{Source: src}), backup.Options{Params: s.Params(), Cache: cache,
 		Progress: func(p backup.Progress) {
-			if p.Path == "d/sub/f" {
-				cancel() // d/sub is recorded, d/zz and d are not
+			if p.Path == at {
+				cancel()
 			}
 		}})
 	if !errors.Is(err, context.Canceled) {
@@ -266,22 +251,13 @@ func TestDirCacheFlippedNameLosesNoFile(t *testing.T) {
 		}
 		settle()
 		for i := range 2 { // and the next night
-			res, err := run(s, u, src, backup.Options{Cache: c, Scan: mustScan(t, src, c)})
+			res, err := run(s, u, src, backup.Options{Cache: c, Scan: mustScan(t, src, c, nil)})
 			if err != nil {
 				t.Fatalf("%s, run %d: %v", what, i, err)
 			}
 			sameAsFresh(t, s, u, src, res, nil, what)
 		}
 	}
-}
-
-func mustScan(t *testing.T, src string, c *backup.Cache) *backup.Scan {
-	t.Helper()
-	_, _, scan, err := backup.EstimateScan(context.Background(), src, c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return scan
 }
 
 // TestDirCacheHostileNames: a cache file whose directory record (its lstat
@@ -391,7 +367,7 @@ func TestDirCacheChangesBetweenScanAndRun(t *testing.T) {
 		},
 	}
 	for i, change := range changes {
-		scan := mustScan(t, src, cache)
+		scan := mustScan(t, src, cache, nil)
 		if err := change(); err != nil {
 			t.Fatal(err)
 		}

@@ -22,11 +22,28 @@ func settle() { time.Sleep(25 * time.Millisecond) }
 // using that scan.
 func cachedRun(t *testing.T, s *store.Store, u *store.User, src string, cache *backup.Cache, exclude func(string, bool) bool) (*backup.Result, *backup.Scan) {
 	t.Helper()
+	scan := mustScan(t, src, cache, exclude)
+	return mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: exclude, Scan: scan}), scan
+}
+
+func mustScan(t *testing.T, src string, cache *backup.Cache, exclude func(string, bool) bool) *backup.Scan {
+	t.Helper()
 	_, _, scan, err := backup.EstimateScan(context.Background(), src, cache, exclude)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mustRun(t, s, u, src, backup.Options{Cache: cache, Exclude: exclude, Scan: scan}), scan
+	return scan
+}
+
+// sameAsFresh fails the test if got is not the snapshot a walk without any
+// cache makes of src.
+func sameAsFresh(t *testing.T, s *store.Store, u *store.User, src string, got *backup.Result, exclude func(string, bool) bool, what string) {
+	t.Helper()
+	want := mustRun(t, s, u, src, backup.Options{Exclude: exclude})
+	if got.Root != want.Root || got.Files != want.Files || got.Dirs != want.Dirs || got.BytesScanned != want.BytesScanned {
+		t.Fatalf("%s: with the cache root %s (%d files, %d dirs, %d bytes), a fresh walk %s (%d files, %d dirs, %d bytes)",
+			what, got.Root, got.Files, got.Dirs, got.BytesScanned, want.Root, want.Files, want.Dirs, want.BytesScanned)
+	}
 }
 
 func countDirs(t *testing.T, root string) int {
@@ -161,11 +178,7 @@ func TestDirCacheSnapshotsMatchFreshWalks(t *testing.T) {
 		}
 		settle()
 		got, scan := cachedRun(t, s, u, src, cache, nil)
-		want := mustRun(t, s, u, src, backup.Options{})
-		if got.Root != want.Root || got.Files != want.Files || got.Dirs != want.Dirs || got.BytesScanned != want.BytesScanned {
-			t.Fatalf("round %d (%s): with cached directories root %s (%d files, %d dirs), a fresh walk %s (%d files, %d dirs)",
-				round, m.name, got.Root, got.Files, got.Dirs, want.Root, want.Files, want.Dirs)
-		}
+		sameAsFresh(t, s, u, src, got, nil, fmt.Sprintf("round %d (%s)", round, m.name))
 		if round%5 == 4 {
 			if scan.Listed() != 0 || got.TreesNew != 0 {
 				t.Fatalf("round %d, nothing changed: %d directories listed again, %d trees sent", round, scan.Listed(), got.TreesNew)

@@ -98,15 +98,7 @@ func TestReplicateAsksPerLevelNotPerSnapshot(t *testing.T) {
 	ctx := context.Background()
 	const laptops = 24
 	src, _ := schoolStore(t, laptops)
-	ms, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	school, err := ms.AddUser(ctx, store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, school := mothershipStore(t)
 	sink := &countingSink{Sink: &StoreSink{S: ms, User: school.ID}}
 	rep, err := Replicate(ctx, src, sink, newState(t), Options{School: "school-a"})
 	if err != nil || rep.Snapshots != laptops || len(rep.Failed) > 0 {
@@ -170,15 +162,7 @@ func TestReplicateDamagedBlob(t *testing.T) {
 	}
 	defer src.Close()
 
-	ms, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	school, err := ms.AddUser(ctx, store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, school := mothershipStore(t)
 	rep, err := Replicate(ctx, src, &StoreSink{S: ms, User: school.ID}, newState(t), Options{School: "school-a"})
 	if err != nil {
 		t.Fatal(err)
@@ -204,4 +188,21 @@ func mustPub(t *testing.T) ed25519.PublicKey {
 		t.Fatal(err)
 	}
 	return pub
+}
+
+// mothershipStore opens an empty mothership store (closed at the end of
+// the test) with school-a registered and approved.
+func mothershipStore(t *testing.T) (*store.Store, *store.User) {
+	t.Helper()
+	ctx := context.Background()
+	ms, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	school, err := ms.AddUser(ctx, store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms, school
 }

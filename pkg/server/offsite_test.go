@@ -465,18 +465,7 @@ func TestSneakernetAndRecovery(t *testing.T) {
 	newData := filepath.Join(t.TempDir(), "data")
 	ropts := offsite.RecoverOptions{DataDir: newData, Paths: []string{rdir}, Mothership: msKey.Public().(ed25519.PublicKey),
 		School: "school-a", Passphrase: kitA.Passphrase, Store: store.Options{Reserve: -1}}
-	wrong := ropts
-	wrong.Passphrase, _ = kit.NewPassphrase()
-	if _, err := offsite.Recover(ctx, wrong); !errors.Is(err, errkind.ErrPermission) {
-		t.Fatalf("recover with the wrong passphrase: %v", err)
-	}
-	if ents, _ := os.ReadDir(newData); len(ents) != 0 {
-		t.Fatalf("a failed rebuild left %d entries in the data directory", len(ents))
-	}
-	rec, err := offsite.Recover(ctx, ropts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := recoverRefusingAnotherPassphrase(t, ropts)
 	if rec.Users != 2 || rec.Snapshots != 3 || rec.ServerKey != proto.Fingerprint(aKey.Public().(ed25519.PublicKey)) {
 		t.Fatalf("recovered: %+v", rec)
 	}
@@ -571,18 +560,7 @@ func TestRecoverOverNetwork(t *testing.T) {
 	msPub := loadKey(t, ms.Config.Data).Public().(ed25519.PublicKey)
 	ropts := offsite.RecoverOptions{DataDir: newData, Addr: ms.Addr.String(), Mothership: msPub,
 		School: "school-a", Passphrase: kitA.Passphrase, Store: store.Options{Reserve: -1}}
-	wrong := ropts
-	wrong.Passphrase, _ = kit.NewPassphrase()
-	if _, err := offsite.Recover(ctx, wrong); !errors.Is(err, errkind.ErrPermission) {
-		t.Fatalf("recover with another passphrase: %v", err)
-	}
-	if ents, _ := os.ReadDir(newData); len(ents) != 0 {
-		t.Fatalf("a refused recovery left %d entries", len(ents))
-	}
-	rec, err := offsite.Recover(ctx, ropts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := recoverRefusingAnotherPassphrase(t, ropts)
 	if rec.Users != 2 || rec.Snapshots != 2 {
 		t.Fatalf("recovered: %+v", rec)
 	}
@@ -658,4 +636,25 @@ func TestImportRefusesAnIncompleteBundle(t *testing.T) {
 	if n := len(ms.Store.Snapshots(schoolOn(t, ms, "school-a").ID)); n != 0 {
 		t.Fatalf("a refused bundle left %d snapshots", n)
 	}
+}
+
+// recoverRefusingAnotherPassphrase checks that a recovery with another
+// valid passphrase is refused and writes nothing into the data directory,
+// then recovers with ropts.
+func recoverRefusingAnotherPassphrase(t *testing.T, ropts offsite.RecoverOptions) *offsite.RecoverResult {
+	t.Helper()
+	ctx := context.Background()
+	wrong := ropts
+	wrong.Passphrase, _ = kit.NewPassphrase()
+	if _, err := offsite.Recover(ctx, wrong); !errors.Is(err, errkind.ErrPermission) {
+		t.Fatalf("recover with another passphrase: %v", err)
+	}
+	if ents, _ := os.ReadDir(ropts.DataDir); len(ents) != 0 {
+		t.Fatalf("a refused recovery left %d entries in the data directory", len(ents))
+	}
+	rec, err := offsite.Recover(ctx, ropts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
 }
