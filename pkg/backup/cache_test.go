@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -396,5 +397,20 @@ func TestLoadCacheVersion1(t *testing.T) {
 	again, err := LoadCache(path)
 	if err != nil || again.Len() != 2 || len(again.dirs) != 1 || !slices.Equal(again.dirs["ab"].names, []string{"x"}) {
 		t.Fatalf("reloaded: %v, %d files, dirs %+v", err, again.Len(), again.dirs)
+	}
+}
+
+// TestLoadCacheTooBig: a cache file over maxCacheFile (a damaged or
+// foreign file) is refused as damaged, not read into memory whole.
+func TestLoadCacheTooBig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(path, []byte(cacheMagic), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, maxCacheFile+1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	if c, err := LoadCache(path); err == nil || !strings.Contains(err.Error(), "bigger than") {
+		t.Fatalf("a %d-byte cache file: %v (cache %v)", maxCacheFile+1, err, c != nil)
 	}
 }
