@@ -33,8 +33,8 @@ func TestSchoolMorningScaled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d done in %v (physical %v, %d wire bytes); link ≥85%% busy in %.0f%% of %d s with laptops waiting; small p95 wait %v",
-		r.Completed, r.Wall, r.Physical, r.WireBytes, 100*r.BusyWhileWaiting, r.SecondsWaiting, pctl(r.Waits[SmallDelta], 0.95))
+	t.Logf("%d done in %v (physical %v, %d wire bytes); link %.0f%% busy over the %d s with laptops waiting; small p95 wait %v",
+		r.Completed, r.Wall, r.Physical, r.WireBytes, 100*r.LinkUseWaiting, r.SecondsWaiting, pctl(r.Waits[SmallDelta], 0.95))
 	if r.Completed != 150 || r.Failed != 0 || len(r.FailedBy) > 0 {
 		t.Fatalf("%d of 150 completed, %d failed: %v", r.Completed, r.Failed, r.FailedBy)
 	}
