@@ -151,6 +151,9 @@ type NightStats struct {
 	Wire int64 `json:"wire"`
 	// Disk is the server's disk use after the night.
 	Disk int64 `json:"disk"`
+	// LaptopWall is each laptop's backup this night, from the start of its
+	// client to its end (the order laptops ran in, not sorted).
+	LaptopWall []time.Duration `json:"laptop_wall,omitempty"`
 }
 
 // OK reports whether the system ran to the end with verified restores.
@@ -166,6 +169,23 @@ func (s *SystemResult) Totals() (wall, cpu time.Duration, wire int64) {
 		wire += n.Wire
 	}
 	return
+}
+
+// LaptopP50 is the median of one laptop's backup time over the nights
+// from..to (to excluded; to < 0: the last night included).
+func (s *SystemResult) LaptopP50(from, to int) time.Duration {
+	if to < 0 || to > len(s.Nights) {
+		to = len(s.Nights)
+	}
+	var all []time.Duration
+	for _, n := range s.Nights[min(from, to):to] {
+		all = append(all, n.LaptopWall...)
+	}
+	if len(all) == 0 {
+		return 0
+	}
+	slices.Sort(all)
+	return all[len(all)/2]
 }
 
 // LastDisk is the server disk after the last night.
@@ -500,10 +520,13 @@ func backupNight(ctx context.Context, sc *school, r runner, k, conc int) (NightS
 	cpu0 := r.serverCPU()
 	start := time.Now()
 	err := forEach(ctx, len(sc.laptops), conc, func(i int) error {
+		t0 := time.Now()
 		wire, cpu, err := r.backup(ctx, sc.laptops[i], k)
+		took := time.Since(t0)
 		mu.Lock()
 		ns.Wire += wire
 		ns.CPU += cpu
+		ns.LaptopWall = append(ns.LaptopWall, took)
 		mu.Unlock()
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,6 +49,14 @@ func TestTinySchool(t *testing.T) {
 	}
 	if xs.RestoreWhole <= 0 || xs.RestoreDoc <= 0 || xs.StateMax <= 0 || xs.Nights[0].CPU <= 0 {
 		t.Errorf("xs-backup figures missing: %+v", xs)
+	}
+	for k, n := range xs.Nights {
+		if len(n.LaptopWall) != o.Laptops || slices.Min(n.LaptopWall) <= 0 {
+			t.Errorf("night %d: laptops' backup times %v, want one positive time for each of %d laptops", k, n.LaptopWall, o.Laptops)
+		}
+	}
+	if rs := res.System(Rsync); rs != nil && rs.OK() && !strings.Contains(res.Markdown(), "| One laptop's backup, p50 (all nights) | ≤ rsync's | ") {
+		t.Errorf("no laptop p50 target in the report")
 	}
 	for _, s := range res.Systems {
 		if s.Skipped == "" && !s.OK() {

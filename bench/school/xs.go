@@ -64,6 +64,10 @@ func (x *xsBackup) start(ctx context.Context, sc *school, work string) error {
 	}
 	x.cmd = exec.Command(filepath.Join(x.bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", x.data,
 		"--metrics", "", "--page", "")
+	if f := os.Getenv("XS_BENCH_SERVER_PROFILE"); f != "" {
+		// The daemon's CPU profile over every night, written when it stops.
+		x.cmd.Env = append(os.Environ(), "XS_BACKUP_CPUPROFILE="+f)
+	}
 	stderr, err := x.cmd.StderrPipe()
 	if err != nil {
 		return err
@@ -133,8 +137,13 @@ type runSummary struct {
 func (x *xsBackup) backup(ctx context.Context, l *laptop, k int) (int64, time.Duration, error) {
 	var cpu time.Duration
 	var wire int64
+	var env []string
+	if d := os.Getenv("XS_BENCH_LAPTOP_PROFILE_DIR"); d != "" {
+		// One CPU profile per laptop and night (go tool pprof merges them).
+		env = []string{"XS_BACKUP_CPUPROFILE=" + filepath.Join(d, fmt.Sprintf("%s-night%02d.pprof", l.name, k))}
+	}
 	for attempt := 0; ; attempt++ {
-		p, err := run(ctx, "", nil, filepath.Join(x.bin, "xo-backup"), "--state", x.stateDir(l), "run", "--source", l.journal, "--force", "--json")
+		p, err := run(ctx, "", env, filepath.Join(x.bin, "xo-backup"), "--state", x.stateDir(l), "run", "--source", l.journal, "--force", "--json")
 		if err != nil {
 			return 0, 0, err
 		}

@@ -310,10 +310,16 @@ const receiveWindow = 320 << 10
 const uploadWindow = 128 << 10
 
 func (s *Server) quicConfig() *quic.Config {
+	return serverQUIC(s.cfg.HandshakeTimeout, s.cfg.IdleTimeout, s.cfg.MaxStreams)
+}
+
+// serverQUIC is the server's QUIC configuration: laptops' uploads flow
+// into uploadWindow.
+func serverQUIC(handshake, idle time.Duration, streams int) *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:           s.cfg.HandshakeTimeout,
-		MaxIdleTimeout:                 s.cfg.IdleTimeout,
-		MaxIncomingStreams:             int64(s.cfg.MaxStreams),
+		HandshakeIdleTimeout:           handshake,
+		MaxIdleTimeout:                 idle,
+		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
 		InitialStreamReceiveWindow:     uploadWindow,
 		MaxStreamReceiveWindow:         uploadWindow,
