@@ -2,7 +2,9 @@ package traffic
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -107,18 +109,21 @@ func (rep *Report) Markdown(svgNew, svgOld string) string {
 			float64(r.WireBytes)/1e6, dur(pctl(r.Waits[SmallDelta], 0.5)), dur(pctl(r.Waits[SmallDelta], 0.95)), dur(pctl(r.Waits[Unchanged], 0.95)), dur(pctl(r.Waits[First], 0.95)),
 			r.ServerRSS>>20, r.ServerCPU, r.Metrics["xs_slots_issued_total"], r.Expired)
 	}
-	if len(rep.New.FailedBy)+func() int {
-		if rep.Old != nil {
-			return len(rep.Old.FailedBy)
+	for _, x := range []struct {
+		name string
+		r    *Result
+	}{{"measured", rep.New}, {"fixed windows", rep.Old}, {"measured + class download", rep.Polite}} {
+		if x.r == nil || len(x.r.FailedBy) == 0 {
+			continue
 		}
-		return 0
-	}() > 0 {
-		fmt.Fprintf(&b, "\nFailures and retried errors: measured %v; fixed windows %v.\n", rep.New.FailedBy, func() any {
-			if rep.Old != nil {
-				return rep.Old.FailedBy
-			}
-			return "-"
-		}())
+		fmt.Fprintf(&b, "\nRuns that failed, or ended without a backup and were retried (%s):", x.name)
+		for _, k := range slices.Sorted(maps.Keys(x.r.FailedBy)) {
+			fmt.Fprintf(&b, " %s × %d;", k, x.r.FailedBy[k])
+		}
+		for _, k := range slices.Sorted(maps.Keys(x.r.Examples)) {
+			fmt.Fprintf(&b, " e.g. %q;", x.r.Examples[k])
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "\nQueue length, sessions admitted and link rate, second by second:\n\n![measured admission](%s)\n\n", svgNew)
 	if rep.Old != nil {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -151,14 +152,15 @@ type laptop struct {
 	state   agent.State
 	journal string
 
-	arrive  time.Time
-	done    time.Time
-	session time.Duration
-	wire    int64
-	runs    int
-	laters  int
-	errs    map[string]int
-	lastErr string
+	arrive   time.Time
+	done     time.Time
+	session  time.Duration
+	wire     int64
+	runs     int
+	laters   int
+	errs     map[string]int    // runs that did not back up, by what ended them
+	examples map[string]string // the last message of each kind of error
+	lastErr  string
 }
 
 // Sample is the state of the morning at one second.
@@ -385,8 +387,9 @@ wait:
 		w := l.done.Sub(l.arrive) - l.session
 		res.Waits[l.class] = append(res.Waits[l.class], max(w, 0))
 		for k, n := range l.errs {
-			res.FailedBy["run error (retried): "+k] += n
+			res.FailedBy["run retried, "+k] += n
 		}
+		maps.Copy(res.Examples, l.examples)
 	}
 	for c := range res.Waits {
 		slices.Sort(res.Waits[c])
@@ -481,7 +484,7 @@ func prepare(ctx context.Context, o Options, work, addr string, laps []*laptop) 
 	var wg sync.WaitGroup
 	for i := range laps {
 		dir := filepath.Join(work, fmt.Sprintf("laptop%04d", i))
-		l := &laptop{i: i, class: classOf(i, len(laps)), state: agent.State{Dir: filepath.Join(dir, "state")}, journal: filepath.Join(dir, "journal"), errs: map[string]int{}}
+		l := &laptop{i: i, class: classOf(i, len(laps)), state: agent.State{Dir: filepath.Join(dir, "state")}, journal: filepath.Join(dir, "journal"), errs: map[string]int{}, examples: map[string]string{}}
 		laps[i] = l
 		wg.Add(1)
 		go func() {
@@ -576,15 +579,18 @@ func (l *laptop) live(ctx context.Context, o Options, rng *rand.Rand) {
 			} else if errors.Is(err, proto.ErrUnreachable) {
 				k = "unreachable"
 			}
-			l.errs[k]++
+			l.errs["error: "+k]++
 			l.lastErr = err.Error()
+			l.examples["error: "+k] = l.lastErr
 		case res.Outcome == agent.Done:
 			l.done, l.session = time.Now(), res.Backup.Duration
 			return
 		case res.Outcome == agent.Later:
 			l.laters++
+			l.errs["later: "+res.Reason]++
 		default:
 			l.lastErr = "skipped: " + res.Reason
+			l.errs[l.lastErr]++
 		}
 		next := time.Now().Add(o.TimerPeriod + time.Duration(rng.Int64N(int64(o.TimerDelay)+1)))
 		if !sleepUntil(ctx, next) {
