@@ -582,6 +582,12 @@ type serverConn struct {
 	acct Account
 	mem  *semaphore.Weighted // the key's share of frame memory
 	addr netip.Addr
+	// held is how long, in all, the server has held this connection's
+	// reads back (nanoseconds, every stream added: waits at the pacer and
+	// for frame memory): time that is the server's, not the laptop's, when
+	// the minimum rate is judged. holding counts the holds in progress.
+	held    atomic.Int64
+	holding atomic.Int32
 
 	mu      sync.Mutex // guards the fields below
 	session bool
@@ -652,16 +658,34 @@ func (c *serverConn) endSession() {
 // A request's own frame (hello, need, commit...: control, a few KB at
 // most) goes in the pacer's small line; the blobs of an upload in the line
 // of their session.
-func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool) (byte, []byte, func(), error) {
+//
+// spill, if not nil, gives back the memory the request holds (an upload's
+// blobs so far go to the store): it is called before a piece waits for
+// memory, so that uploads that each hold part of the server's memory never
+// wait for each other until they fail as busy.
+func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool, spill func() error) (byte, []byte, func(), error) {
 	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 	pr := &pacedReader{c: c, ctx: ctx, st: st, control: control}
 	return readFrame(pr, func(n int) (func(), error) {
 		if pr.start.IsZero() {
 			pr.start = time.Now() // the payload's minimum rate counts from here
+			pr.held0 = c.held.Load()
+		}
+		if spill != nil {
+			if rel, ok := tryReserve(c.mem, c.s.mem, int64(n)); ok {
+				c.s.m.bytesIn.Add(int64(n))
+				return rel, nil
+			}
+			if err := spill(); err != nil {
+				return nil, err
+			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		rel, err := reserve(rctx, c.mem, c.s.mem, int64(n))
+		// Waiting for memory other uploads hold is the server's time too.
+		var rel func()
+		var err error
+		c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, int64(n)) })
 		if err != nil {
 			c.s.m.limited.Add(1)
 			return nil, err
@@ -676,18 +700,29 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool) (b
 // back comes in small steps at the paced rate, not in frame-sized lumps.
 const readStep = 16 << 10
 
+// payloadGrace is how much longer than the minimum rate allows a payload
+// may take (a variable for tests).
+var payloadGrace = 10 * time.Second
+
 // pacedReader reads a request stream through the pacer. A frame's header
 // may take the idle timeout to come; its payload must come at the minimum
 // rate from start (set when the first piece is reserved), and time the
-// server itself holds the bytes back is not the laptop's: it moves the read
-// deadline.
+// server itself holds the connection back is not the laptop's: it moves the
+// read deadline. That is every wait of the connection's streams at the
+// pacer and for frame memory, not this stream's pacer waits alone: the
+// streams of an upload share the connection's flow-control credit, so
+// while one of them is held back the others' bytes cannot come either, and
+// a piece waits for memory that other sessions' uploads hold (a school
+// morning with a class's download, dozens of sessions sharing a slow pace,
+// had first backups cut as "too slow" when only a stream's own pacer waits
+// counted).
 type pacedReader struct {
 	c     *serverConn
 	ctx   context.Context
 	st    *quic.Stream
 	start time.Time
 	got   int64
-	paced time.Duration
+	held0 int64 // the connection's held time at start
 	// control: the bytes go in the small line whatever the session.
 	control bool
 }
@@ -697,21 +732,57 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 		b = b[:readStep]
 	}
 	payload := !p.start.IsZero()
-	if payload {
-		p.st.SetReadDeadline(p.start.Add(p.paced + 10*time.Second + time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate)))
+	var (
+		n   int
+		err error
+	)
+	for {
+		held := p.c.held.Load()
+		if payload {
+			dl := p.start.Add(time.Duration(held-p.held0) + payloadGrace +
+				time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate))
+			if p.c.holding.Load() > 0 {
+				dl = later(dl, time.Now().Add(time.Second)) // a hold in progress: look again
+			}
+			p.st.SetReadDeadline(dl)
+		}
+		n, err = p.st.Read(b)
+		var ne net.Error
+		if payload && n == 0 && errors.As(err, &ne) && ne.Timeout() && (p.c.held.Load() != held || p.c.holding.Load() > 0) {
+			continue // the server held the connection back meanwhile: the deadline moves
+		}
+		break
 	}
-	n, err := p.st.Read(b)
 	if n > 0 {
 		if payload {
 			p.got += int64(n)
 		}
-		t0 := time.Now()
-		if werr := p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)); werr != nil && err == nil {
+		var werr error
+		p.c.hold(func() { werr = p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)) })
+		if werr != nil && err == nil {
 			err = werr
 		}
-		p.paced += time.Since(t0)
 	}
 	return n, err
+}
+
+// hold runs wait, a time the server holds this connection's bytes back,
+// and counts it as the server's.
+func (c *serverConn) hold(wait func()) {
+	c.holding.Add(1)
+	t0 := time.Now()
+	defer func() {
+		c.held.Add(int64(time.Since(t0)))
+		c.holding.Add(-1)
+	}()
+	wait()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // takeSmall says whether n bytes go in the pacer's small line: a small
@@ -736,7 +807,7 @@ func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	defer finishRead(st)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	typ, p, rel, err := c.read(ctx, st, true)
+	typ, p, rel, err := c.read(ctx, st, true, nil)
 	if err != nil {
 		c.fail(st, err)
 		return
@@ -903,7 +974,7 @@ func (c *serverConn) put(ctx context.Context, st *quic.Stream) error {
 		if n > MaxPutBlobs {
 			return Errorf(KindTooLarge, "more than %d blobs in one upload", MaxPutBlobs)
 		}
-		typ, p, rel, err := c.read(ctx, st, false)
+		typ, p, rel, err := c.read(ctx, st, false, flush)
 		if err != nil {
 			return err
 		}
