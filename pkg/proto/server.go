@@ -184,9 +184,13 @@ type ServerConfig struct {
 	// SessionDeadline ends a backup session that runs longer (default 1 hour).
 	SessionDeadline time.Duration
 	// MinRate is the slowest transfer accepted, in bytes per second, per
-	// frame after a 10-second allowance (default 4096): trickling clients are dropped.
+	// frame after a 10-second allowance (default 4096): trickling clients are
+	// dropped. Time the server itself holds a connection's uploads back (its
+	// pacing, waits for upload memory) does not count against the laptop.
 	MinRate int64
-	// MemoryBudget caps the frame bytes all requests together hold (default 256 MiB).
+	// MemoryBudget caps the frame bytes all requests together hold (default
+	// 256 MiB). An upload that would wait for memory first stores the blobs
+	// it holds, so uploads never wait for each other's memory.
 	MemoryBudget int64
 	// HandshakeTimeout and IdleTimeout are QUIC's (defaults 10 s and 60 s).
 	HandshakeTimeout, IdleTimeout time.Duration
