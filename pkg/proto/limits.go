@@ -195,8 +195,6 @@ func (l *limiter) commit(addr netip.Addr, user uint64) error {
 // framePiece is how much of a frame's payload is reserved and read at once.
 const framePiece = 64 << 10
 
-// reserve takes n bytes of frame memory from the key's share and then from
-// the server's budget, waiting at most until ctx is done.
 // tryReserve is reserve without waiting: false if either is taken.
 func tryReserve(share, global *semaphore.Weighted, n int64) (func(), bool) {
 	if !share.TryAcquire(n) {
@@ -209,6 +207,8 @@ func tryReserve(share, global *semaphore.Weighted, n int64) (func(), bool) {
 	return func() { global.Release(n); share.Release(n) }, true
 }
 
+// reserve takes n bytes of frame memory from the key's share and then from
+// the server's budget, waiting at most until ctx is done.
 func reserve(ctx context.Context, share, global *semaphore.Weighted, n int64) (func(), error) {
 	if err := share.Acquire(ctx, n); err != nil {
 		return nil, Errorf(KindBusy, "this laptop holds its whole share of the server's memory; send fewer requests at once")
