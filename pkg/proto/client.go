@@ -370,7 +370,7 @@ func (c *Client) Put(ctx context.Context, blobs []blob.Blob) error {
 						return err
 					}
 					for i := range one {
-						if err := writeFrame(w, tBlob, encodeBlob(&one[i])); err != nil {
+						if err := writeBlob(w, &one[i]); err != nil {
 							return err
 						}
 					}

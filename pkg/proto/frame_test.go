@@ -113,3 +113,33 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteBlobAsEncodeBlob: the copy-free writer puts the same bytes on
+// the wire as a frame of encodeBlob, compressed or not, tree or chunk, and
+// the reader decodes them back.
+func TestWriteBlobAsEncodeBlob(t *testing.T) {
+	for i, b := range []blob.Blob{
+		{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum([]byte("abc"))}, Data: []byte("abc"), RawLen: 3},
+		{Ref: blob.Ref{Type: blob.Tree, ID: chunk.Sum([]byte("t"))}, Data: bytes.Repeat([]byte{7}, 70000), RawLen: 90000, Compressed: true},
+		{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(nil)}, RawLen: 0},
+	} {
+		var want, got bytes.Buffer
+		if err := writeFrame(&want, tBlob, encodeBlob(&b)); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeBlob(&got, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("blob %d: writeBlob wrote %d bytes unlike encodeBlob's frame of %d", i, got.Len(), want.Len())
+		}
+		typ, p, _, err := readFrame(&got, nil)
+		if err != nil || typ != tBlob {
+			t.Fatal(typ, err)
+		}
+		back, err := decodeBlob(p)
+		if err != nil || back.Ref != b.Ref || back.Compressed != b.Compressed || back.RawLen != b.RawLen || !bytes.Equal(back.Data, b.Data) {
+			t.Fatalf("blob %d decoded as %+v (%v)", i, back.Ref, err)
+		}
+	}
+}

@@ -1059,7 +1059,7 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 			return err
 		}
 		st.SetWriteDeadline(time.Now().Add(10*time.Second + time.Duration(int64(len(b.Data))*int64(time.Second)/c.s.cfg.MinRate)))
-		if err := writeFrame(st, tBlob, encodeBlob(&b)); err != nil {
+		if err := writeBlob(st, &b); err != nil {
 			return err
 		}
 	}
