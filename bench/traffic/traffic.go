@@ -586,8 +586,7 @@ func (l *laptop) live(ctx context.Context, o Options, rng *rand.Rand) {
 			l.done, l.session = time.Now(), res.Backup.Duration
 			return
 		case res.Outcome == agent.Later:
-			l.laters++
-			l.errs["later: "+res.Reason]++
+			l.laters++ // told when to come back: admission's answer, not an error
 		default:
 			l.lastErr = "skipped: " + res.Reason
 			l.errs[l.lastErr]++
