@@ -10,14 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xs-backup/xs-backup/bench/internal/rsyncd"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/procstat"
 	"github.com/xs-backup/xs-backup/pkg/agent"
 )
 
@@ -59,16 +58,11 @@ func startServer(b *testing.B, data string) (string, *exec.Cmd) {
 	return "", nil
 }
 
-// cpuSeconds reads a process's user+system CPU time from /proc.
+// cpuSeconds is a process's user+system CPU time in seconds (0 if it
+// cannot be read).
 func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100 // USER_HZ
+	d, _ := procstat.CPU(pid, false)
+	return d.Seconds()
 }
 
 // BenchmarkLoopback backs up new data to a real xs-backupd over QUIC on

@@ -24,10 +24,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/procstat"
 )
 
 // Comeback says when a laptop whose run ended Later (a slot beyond its
@@ -386,15 +386,14 @@ func parallel[T any](ctx context.Context, n int, items []T, fn func(T) error) er
 	return first
 }
 
-// selfCPU is this process's user+system CPU time (the simulated laptops').
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
+// cpuSeconds is a process's user+system CPU time, in seconds.
+func cpuSeconds(pid int) (float64, error) {
+	d, err := procstat.CPU(pid, false)
+	return d.Seconds(), err
 }
+
+// selfCPU is this process's user+system CPU time (the simulated laptops').
+func selfCPU() float64 { return procstat.Self().Seconds() }
 
 // sampler watches the daemon while the laptops run: its RSS and the
 // gauges of its metrics, keeping the peaks, and logs progress every 10 s.

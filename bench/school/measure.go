@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/xs-backup/xs-backup/internal/procstat"
 )
 
 // diskUsage is what du reports for roots together: allocated blocks
@@ -61,23 +63,10 @@ func diskUsage(roots ...string) (int64, error) {
 }
 
 // procCPU is the CPU time of a running process and of its children it has
-// waited for (utime+stime+cutime+cstime from /proc/PID/stat).
+// waited for (0 if it cannot be read).
 func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 15 {
-		return 0
-	}
-	var ticks float64
-	for _, i := range []int{11, 12, 13, 14} { // fields 14-17 of stat(5)
-		v, _ := strconv.ParseFloat(f[i], 64)
-		ticks += v
-	}
-	return time.Duration(ticks / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
+	d, _ := procstat.CPU(pid, true)
+	return d
 }
 
 // proc is a finished command.

@@ -157,7 +157,6 @@ type laptop struct {
 	session  time.Duration
 	wire     int64
 	runs     int
-	laters   int
 	errs     map[string]int    // runs that did not back up, by what ended them
 	examples map[string]string // the last message of each kind of error
 	lastErr  string
@@ -586,7 +585,7 @@ func (l *laptop) live(ctx context.Context, o Options, rng *rand.Rand) {
 			l.done, l.session = time.Now(), res.Backup.Duration
 			return
 		case res.Outcome == agent.Later:
-			l.laters++ // told when to come back: admission's answer, not an error
+			// Told when to come back: admission's answer, not an error.
 		default:
 			l.lastErr = "skipped: " + res.Reason
 			l.errs[l.lastErr]++

@@ -56,11 +56,7 @@ func (c *countingSink) Commit(ctx context.Context, root chunk.ID, info manifest.
 func schoolStore(t *testing.T, n int) (*store.Store, []string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := emptyStore(t)
 	var dirs []string
 	for i := range n {
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -194,15 +190,21 @@ func mustPub(t *testing.T) ed25519.PublicKey {
 // the test) with school-a registered and approved.
 func mothershipStore(t *testing.T) (*store.Store, *store.User) {
 	t.Helper()
-	ctx := context.Background()
-	ms, err := store.Open(ctx, t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ms.Close() })
-	school, err := ms.AddUser(ctx, store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
+	ms := emptyStore(t)
+	school, err := ms.AddUser(context.Background(), store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ms, school
+}
+
+// emptyStore opens a new store, closed at the end of the test.
+func emptyStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

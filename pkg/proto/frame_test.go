@@ -143,3 +143,15 @@ func TestWriteBlobAsEncodeBlob(t *testing.T) {
 		}
 	}
 }
+
+// encodeBlob is a blob frame's payload built by hand: the reference that
+// writeBlob's bytes are checked against.
+func encodeBlob(b *blob.Blob) []byte {
+	p := []byte{byte(b.Type), 0, 0, 0, 0, 0}
+	if b.Compressed {
+		p[1] = 1
+	}
+	binary.BigEndian.PutUint32(p[2:], uint32(b.RawLen))
+	p = append(p, b.ID[:]...)
+	return append(p, b.Data...)
+}

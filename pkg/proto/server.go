@@ -314,16 +314,10 @@ const receiveWindow = 320 << 10
 const uploadWindow = 128 << 10
 
 func (s *Server) quicConfig() *quic.Config {
-	return serverQUIC(s.cfg.HandshakeTimeout, s.cfg.IdleTimeout, s.cfg.MaxStreams)
-}
-
-// serverQUIC is the server's QUIC configuration: laptops' uploads flow
-// into uploadWindow.
-func serverQUIC(handshake, idle time.Duration, streams int) *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:           handshake,
-		MaxIdleTimeout:                 idle,
-		MaxIncomingStreams:             int64(streams),
+		HandshakeIdleTimeout:           s.cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 s.cfg.IdleTimeout,
+		MaxIncomingStreams:             int64(s.cfg.MaxStreams),
 		MaxIncomingUniStreams:          -1,
 		InitialStreamReceiveWindow:     uploadWindow,
 		MaxStreamReceiveWindow:         uploadWindow,
@@ -675,24 +669,22 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool, sp
 			pr.start = time.Now() // the payload's minimum rate counts from here
 			pr.held0 = c.held.Load()
 		}
-		if spill != nil {
-			if rel, ok := tryReserve(c.mem, c.s.mem, int64(n)); ok {
-				c.s.m.bytesIn.Add(int64(n))
-				return rel, nil
+		rel, ok := tryReserve(c.mem, c.s.mem, int64(n))
+		if !ok {
+			if spill != nil {
+				if err := spill(); err != nil {
+					return nil, err
+				}
 			}
-			if err := spill(); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			// Waiting for memory other uploads hold is the server's time too.
+			var err error
+			c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, int64(n)) })
+			if err != nil {
+				c.s.m.limited.Add(1)
 				return nil, err
 			}
-		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		// Waiting for memory other uploads hold is the server's time too.
-		var rel func()
-		var err error
-		c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, int64(n)) })
-		if err != nil {
-			c.s.m.limited.Add(1)
-			return nil, err
 		}
 		c.s.m.bytesIn.Add(int64(n))
 		return rel, nil
@@ -745,8 +737,8 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 		if payload {
 			dl := p.start.Add(time.Duration(held-p.held0) + payloadGrace +
 				time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate))
-			if p.c.holding.Load() > 0 {
-				dl = later(dl, time.Now().Add(time.Second)) // a hold in progress: look again
+			if soon := time.Now().Add(time.Second); p.c.holding.Load() > 0 && dl.Before(soon) {
+				dl = soon // a hold in progress: look again
 			}
 			p.st.SetReadDeadline(dl)
 		}
@@ -780,13 +772,6 @@ func (c *serverConn) hold(wait func()) {
 		c.holding.Add(-1)
 	}()
 	wait()
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // takeSmall says whether n bytes go in the pacer's small line: a small

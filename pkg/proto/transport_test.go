@@ -9,13 +9,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/xs-backup/xs-backup/internal/procstat"
 )
 
 // The transport benchmark's receiving end runs in a process of its own, so
@@ -30,19 +30,17 @@ type transportCase struct {
 	mode string // what the sink and the sender change: "", "no-gso", "1452", "big-window"
 }
 
-func (c transportCase) quicConfigs() (client, server *quic.Config) {
-	client = clientQUIC(0)
-	server = serverQUIC(10*time.Second, 30*time.Second, 16)
+// tune makes conf (the laptop's or the server's) what the case measures.
+func (c transportCase) tune(conf *quic.Config) {
 	switch c.mode {
 	case "1452":
-		client.InitialPacketSize, server.InitialPacketSize = 1452, 1452
+		conf.InitialPacketSize = 1452
 	case "big-window":
 		// quic-go's own defaults: windows that grow to 6 MiB (stream)
 		// and 15 MiB (connection).
-		server.InitialStreamReceiveWindow, server.MaxStreamReceiveWindow = 0, 0
-		server.InitialConnectionReceiveWindow, server.MaxConnectionReceiveWindow = 0, 0
+		conf.InitialStreamReceiveWindow, conf.MaxStreamReceiveWindow = 0, 0
+		conf.InitialConnectionReceiveWindow, conf.MaxConnectionReceiveWindow = 0, 0
 	}
-	return client, server
 }
 
 func (c transportCase) env() []string {
@@ -66,12 +64,12 @@ func TestTransportSink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := certificate(key)
+	// The server's own TLS and QUIC configuration, with nothing behind it.
+	srv, err := NewServer(ServerConfig{Backend: &sinkBackend{}, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert,
-		NextProtos: []string{ALPNBackup}}
+	tlsConf := srv.tls
 	sink := func(r io.Reader, w io.Writer) {
 		n, _ := io.Copy(io.Discard, r)
 		binary.Write(w, binary.BigEndian, n)
@@ -95,7 +93,8 @@ func TestTransportSink(t *testing.T) {
 			}
 		}()
 	} else {
-		_, sconf := c.quicConfigs()
+		sconf := srv.quicConfig()
+		c.tune(sconf)
 		ln, err := quic.ListenAddr("127.0.0.1:0", tlsConf, sconf)
 		if err != nil {
 			t.Fatal(err)
@@ -124,28 +123,6 @@ func TestTransportSink(t *testing.T) {
 	}
 	io.Copy(io.Discard, os.Stdin)
 	os.Exit(0) // the listener's goroutines end with the process
-}
-
-// procCPU is a process's user+system CPU time from /proc (10 ms ticks).
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkTransport measures what moving a laptop's upload costs each end
@@ -221,7 +198,8 @@ func BenchmarkTransport(b *testing.B) {
 					}
 					return halfCloser{conn}, func() { conn.Close() }, nil
 				}
-				cconf, _ := c.quicConfigs()
+				cconf := clientQUIC(0)
+				c.tune(cconf)
 				conn, err := quic.DialAddr(context.Background(), addr, tlsConf, cconf)
 				if err != nil {
 					return nil, nil, err
@@ -244,7 +222,7 @@ func BenchmarkTransport(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				s0, r0, t0 := selfCPU(), mustCPU(b, cmd.Process.Pid), time.Now()
+				s0, r0, t0 := procstat.Self(), mustCPU(b, cmd.Process.Pid), time.Now()
 				for sent := 0; sent < size; sent += len(buf) {
 					if _, err := st.Write(buf); err != nil {
 						b.Fatal(err)
@@ -255,7 +233,7 @@ func BenchmarkTransport(b *testing.B) {
 				if err := binary.Read(st, binary.BigEndian, &n); err != nil || n != size {
 					b.Fatalf("the sink received %d of %d bytes (%v)", n, size, err)
 				}
-				send += selfCPU() - s0
+				send += procstat.Self() - s0
 				recv += mustCPU(b, cmd.Process.Pid) - r0
 				wall += time.Since(t0)
 				done()
@@ -269,7 +247,7 @@ func BenchmarkTransport(b *testing.B) {
 }
 
 func mustCPU(b *testing.B, pid int) time.Duration {
-	d, err := procCPU(pid)
+	d, err := procstat.CPU(pid, false)
 	if err != nil {
 		b.Fatal(err)
 	}
