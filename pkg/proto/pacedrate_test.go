@@ -3,6 +3,7 @@ package proto
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -16,7 +17,11 @@ import (
 
 // sinkBackend is a Backend that keeps nothing: every laptop is account 1,
 // every chunk is needed, uploads are counted and dropped.
-type sinkBackend struct{ got atomic.Int64 }
+type sinkBackend struct {
+	got atomic.Int64
+	// refuse, if set, may refuse a Put of blobs.
+	refuse func(blobs []blob.Blob) error
+}
 
 func (*sinkBackend) Params() chunk.Params { return chunk.DefaultParams() }
 func (*sinkBackend) Register(context.Context, RegisterRequest) (RegisterResult, error) {
@@ -34,6 +39,11 @@ func (*sinkBackend) Need(_ context.Context, _ uint64, refs []blob.Ref) ([]bool, 
 	return need, nil
 }
 func (b *sinkBackend) Put(_ context.Context, _ uint64, blobs []blob.Blob) error {
+	if b.refuse != nil {
+		if err := b.refuse(blobs); err != nil {
+			return err
+		}
+	}
 	for i := range blobs {
 		b.got.Add(int64(len(blobs[i].Data)))
 	}
@@ -139,4 +149,75 @@ func TestPacedUploadIsNotTooSlow(t *testing.T) {
 		t.Fatalf("24 MiB in %v (%.1f MiB/s): not paced to the %d MiB/s cap", took, rate/(1<<20), capRate>>20)
 	}
 	t.Logf("two laptops' 24 MiB through a %d MiB/s pace in %v (minimum rate %d MiB/s per stream)", capRate>>20, took, 16)
+}
+
+// TestSpillRefusedEndsTheUpload: when an upload that would wait for memory
+// stores what it holds first and the store refuses it (a quota reached, a
+// disk full), the laptop gets that error, not a hang or "busy", and the
+// memory is all given back: the next upload goes through.
+func TestSpillRefusedEndsTheUpload(t *testing.T) {
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perStream = 96 // blobs of 64 KiB: 6 MiB a stream, four streams
+	var refusing atomic.Bool
+	refusing.Store(true)
+	be := &sinkBackend{refuse: func(blobs []blob.Blob) error {
+		// A stream's whole request comes at its end; fewer blobs can only
+		// be a spill.
+		if refusing.Load() && len(blobs) < perStream {
+			return Errorf(KindOverQuota, "quota reached while spilling")
+		}
+		return nil
+	}}
+	s, err := NewServer(ServerConfig{Backend: be, Key: key, MemoryBudget: MaxBlobFrame}) // ~16 MiB: less than 24
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, pc) }()
+	t.Cleanup(func() {
+		s.Shutdown(context.Background())
+		cancel()
+		<-served
+		pc.Close()
+	})
+	upload := func(n int, seed uint64) error {
+		lkey, err := GenerateKey()
+		if err != nil {
+			return err
+		}
+		c, err := Dial(ctx, ClientConfig{Addr: pc.LocalAddr().String(), Key: lkey, ServerKey: s.PublicKey(), Streams: 4})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Expect = Work{Bytes: int64(n) << 16, Files: 1}
+		if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+			return fmt.Errorf("hello: %+v %v", g, err)
+		}
+		r := rand.New(rand.NewPCG(seed, 3))
+		bs := make([]blob.Blob, n)
+		for i := range bs {
+			data := make([]byte, 64<<10)
+			for j := range data {
+				data[j] = byte(r.Uint32())
+			}
+			bs[i] = blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
+		}
+		return c.Put(ctx, bs)
+	}
+	if err := upload(4*perStream, 1); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("24 MiB into 16 MiB of memory, spills refused: %v; want the store's refusal", err)
+	}
+	refusing.Store(false)
+	if err := upload(4*perStream, 2); err != nil {
+		t.Fatalf("the next upload, spills accepted: %v", err)
+	}
 }
