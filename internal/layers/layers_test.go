@@ -18,6 +18,7 @@ var layer = map[string]int{
 	"internal/bucket":         0,
 	"internal/atomicfile":     0,
 	"internal/version":        0,
+	"internal/procstat":       0,
 	"pkg/store/internal/fsys": 1,
 	"pkg/store/internal/pack": 2,
 	"pkg/chunk":               0,
