@@ -30,7 +30,8 @@ import (
 type Target interface {
 	// Need reports for each ref whether the target needs it uploaded.
 	Need(ctx context.Context, refs []blob.Ref) ([]bool, error)
-	// Put uploads blobs.
+	// Put uploads blobs. It must not keep their Data once it returns: Run
+	// reuses that memory for the next batch.
 	Put(ctx context.Context, blobs []blob.Blob) error
 	// Commit records a snapshot of the tree root and returns its ID. It
 	// fails with an error wrapping blob.ErrNotHeld if a referenced blob is
@@ -125,6 +126,7 @@ type runner struct {
 
 	batch      []blob.Blob
 	batchBytes int
+	arena      []byte                // the queued chunks' bytes (see keep)
 	queued     map[blob.Ref]struct{} // asked about or sent in this run
 }
 
@@ -376,7 +378,7 @@ func (r *runner) file(abs, rel string, fi fs.FileInfo) (ids []chunk.ID, size int
 		r.progress(rel)
 		return ids, st.size, true, nil
 	}
-	f, err := os.Open(abs)
+	f, err := openRead(abs, 0)
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -386,13 +388,19 @@ func (r *runner) file(abs, rel string, fi fs.FileInfo) (ids []chunk.ID, size int
 		size += int64(b.Length)
 		r.res.BytesRead += int64(b.Length)
 		r.res.ChunksTotal++
-		return r.add(blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: b.ID}, Data: append([]byte(nil), b.Data...), Compressed: b.Compressed, RawLen: b.Length})
+		ref := blob.Ref{Type: blob.Chunk, ID: b.ID}
+		if _, ok := r.queued[ref]; ok {
+			return nil
+		}
+		return r.add(blob.Blob{Ref: ref, Data: r.keep(b.Data), Compressed: b.Compressed, RawLen: b.Length})
 	})
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("read %s: %w", abs, err)
 	}
-	// Cache the file only if it did not change while we read it.
-	if after, err := os.Lstat(abs); err == nil && statOf(after) == st && size == st.size {
+	// Cache the file only if it did not change while we read it (what was
+	// read, whatever its name is now: a file renamed over this name has
+	// another inode, which the next run's lstat sees).
+	if after, err := f.Stat(); err == nil && statOf(after) == st && size == st.size {
 		r.cache.store(rel, st, ids)
 	}
 	r.progress(rel)
@@ -403,6 +411,20 @@ func (r *runner) progress(rel string) {
 	if r.opts.Progress != nil {
 		r.opts.Progress(Progress{Files: r.res.Files + 1, BytesScanned: r.res.BytesScanned, BytesRead: r.res.BytesRead, BytesSent: r.res.BytesSent, Path: rel})
 	}
+}
+
+// keep copies a chunk's bytes, which Split lends only for its callback,
+// into the batch's memory. That memory is used again once the batch is sent
+// (Target.Put keeps none of it), so a first backup does not take fresh heap
+// pages, each faulted in and zeroed by the kernel, for every chunk it reads.
+func (r *runner) keep(p []byte) []byte {
+	if cap(r.arena)-len(r.arena) < len(p) {
+		// The blobs already queued keep the old array.
+		r.arena = make([]byte, 0, max(r.opts.BatchBytes+len(p), 2*len(p)))
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, p...)
+	return r.arena[n:len(r.arena):len(r.arena)]
 }
 
 // add queues a blob; the batch is flushed when it is full.
@@ -454,6 +476,6 @@ func (r *runner) flush() error {
 		}
 	}
 	clear(r.batch)
-	r.batch, r.batchBytes = r.batch[:0], 0
+	r.batch, r.batchBytes, r.arena = r.batch[:0], 0, r.arena[:0]
 	return nil
 }

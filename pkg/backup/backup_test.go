@@ -518,3 +518,29 @@ func TestRunWithScan(t *testing.T) {
 		t.Fatalf("a scan of another directory changed the snapshot: %s, want %s", r.Root, fresh.Root)
 	}
 }
+
+// Many small batches: each batch's chunks are copied into memory the next
+// batch uses again (the runner's arena). Every upload must carry its own
+// bytes (the store re-hashes them) and the restore must equal the source,
+// for incompressible chunks (Split lends its read buffer) and compressible
+// ones (its compression buffer), and a chunk bigger than a whole batch.
+func TestSmallBatchesCarryTheirOwnBytes(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "BATCH01")
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 12 {
+		noise := make([]byte, 200<<10+rng.IntN(300<<10))
+		for j := range noise {
+			noise[j] = byte(rng.Uint32())
+		}
+		writeFile(t, filepath.Join(src, "noise", strings.Repeat("n", i+1)), noise)
+		text := []byte(strings.Repeat("the quick brown fox "+strings.Repeat("x", i), 20000))
+		writeFile(t, filepath.Join(src, "text", strings.Repeat("t", i+1)), text)
+	}
+	res := mustRun(t, s, u, src, backup.Options{BatchBytes: 64 << 10, Workers: 2})
+	if res.ChunksNew < 24 {
+		t.Fatalf("only %d chunks sent: the test did not make many batches", res.ChunksNew)
+	}
+	restoreLatest(t, s, u, src, nil)
+}

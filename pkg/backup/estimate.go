@@ -164,12 +164,30 @@ func lstatAll(abs string, names []string) (rec []scanEnt, gone bool) {
 
 // readDirNames lists a directory's entries, unsorted.
 func readDirNames(abs string) ([]string, error) {
-	f, err := os.Open(abs)
+	f, err := openRead(abs, syscall.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
+}
+
+// openRead opens abs for reading as os.Open does, without what os.Open
+// adds for a descriptor the runtime might poll, which a file or directory
+// never is: fcntl twice to set O_NONBLOCK, an epoll_ctl that fails, fcntl
+// twice to clear it again. One fcntl is left (os.NewFile's). On the XO-1's
+// 386 build those calls were 5% of a first backup's CPU.
+func openRead(abs string, flags int) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(abs, syscall.O_RDONLY|syscall.O_CLOEXEC|flags, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
+		}
+		return os.NewFile(uintptr(fd), abs), nil
+	}
 }
 
 // lstat is os.Lstat without its allocations beyond the result.

@@ -100,13 +100,23 @@ func NewCodec() (*Codec, error) {
 // 1/16 smaller than src, src is appended unchanged and compressed is false.
 // dst and src must not overlap.
 func (c *Codec) Compress(dst, src []byte) (out []byte, compressed bool) {
+	if out, ok := c.compress(dst, src); ok {
+		return out, true
+	}
+	return append(dst, src...), false
+}
+
+// compress appends src's zstd frame to dst if compressing pays (see
+// Compress); otherwise it returns dst unchanged and false, without copying
+// src: Split hands the raw bytes on as they are.
+func (c *Codec) compress(dst, src []byte) (out []byte, compressed bool) {
 	if len(src) < minCompressLen || incompressible(src) {
-		return append(dst, src...), false
+		return dst, false
 	}
 	n := len(dst)
 	out = c.enc.EncodeAll(src, dst)
 	if len(out)-n > len(src)-len(src)/16 {
-		return append(out[:n], src...), false
+		return out[:n], false
 	}
 	return out, true
 }

@@ -242,3 +242,33 @@ func TestProbeSkipsOnlyIncompressible(t *testing.T) {
 		t.Error("the probe ran on a chunk shorter than probeMin")
 	}
 }
+
+// compress, which Split uses, leaves dst as it was when compressing does
+// not pay (Split then hands on the raw bytes it already has) and otherwise
+// appends what Compress appends.
+func TestCompressLeavesDstWhenItDoesNotPay(t *testing.T) {
+	c, err := NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	noise := make([]byte, 64<<10)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3*31 + i>>11)
+	}
+	text := bytes.Repeat([]byte("a child's story, written twice. "), 2000)
+	for _, src := range [][]byte{noise, text, []byte("short")} {
+		dst := []byte("prefix")
+		out, ok := c.compress(dst, src)
+		want, wantOK := c.Compress([]byte("prefix"), src)
+		if ok != wantOK {
+			t.Fatalf("%d bytes: compress says %v, Compress %v", len(src), ok, wantOK)
+		}
+		if ok && !bytes.Equal(out, want) {
+			t.Fatalf("%d bytes: compress and Compress differ", len(src))
+		}
+		if !ok && string(out) != "prefix" {
+			t.Fatalf("%d bytes: not compressed, yet dst became %d bytes", len(src), len(out))
+		}
+	}
+}

@@ -181,7 +181,7 @@ func Split(ctx context.Context, r io.Reader, p Params, c *Codec, opts SplitOptio
 					j.id = Sum(j.data)
 					j.compressed = false
 					if compress {
-						j.out, j.compressed = c.Compress(j.out[:0], j.data)
+						j.out, j.compressed = c.compress(j.out[:0], j.data)
 					}
 				}
 				j.done <- struct{}{}

@@ -721,10 +721,14 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 	for _, i := range idx {
 		b := &blobs[i]
 		h := pack.Header{Type: b.Type, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), ID: b.ID}
-		if _, err := s.shadow.Write(h.Encode(b.Data)); err != nil {
+		s.shadowBuf = h.AppendRecord(s.shadowBuf[:0], b.Data)
+		if _, err := s.shadow.Write(s.shadowBuf); err != nil {
 			return err
 		}
 		s.shadowSize += int64(pack.RecordHeaderLen + len(b.Data))
+	}
+	if cap(s.shadowBuf) > 1<<20 {
+		s.shadowBuf = nil // not an 8 MiB buffer kept for one big chunk
 	}
 	err := s.shadow.Sync()
 	if s.shadowSize > shadowLimit {

@@ -187,6 +187,7 @@ type Store struct {
 	shadowMu   sync.Mutex // guards shadow, shadowSize
 	shadow     File
 	shadowSize int64
+	shadowBuf  []byte // a record's bytes, reused
 
 	freeMu    sync.Mutex // guards freeCache, freeAt
 	freeCache int64

@@ -54,7 +54,14 @@ type Header struct {
 
 // Encode returns the record of h and data: its header, with the CRC, then data.
 func (h *Header) Encode(data []byte) []byte {
-	b := make([]byte, RecordHeaderLen, RecordHeaderLen+len(data))
+	return h.AppendRecord(make([]byte, 0, RecordHeaderLen+len(data)), data)
+}
+
+// AppendRecord appends the record Encode returns to dst.
+func (h *Header) AppendRecord(dst, data []byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, RecordHeaderLen)...)
+	b := dst[n:]
 	copy(b, recordMagic)
 	b[4] = byte(h.Type)
 	b[5] = h.Flags
@@ -63,7 +70,7 @@ func (h *Header) Encode(data []byte) []byte {
 	copy(b[16:48], h.ID[:])
 	crc := crc32.Update(crc32.Checksum(b[:48], crcTable), crcTable, data)
 	binary.LittleEndian.PutUint32(b[48:], crc)
-	return append(b, data...)
+	return append(dst, data...)
 }
 
 var ErrBadRecord = errors.New("damaged pack record")
@@ -135,8 +142,13 @@ type Writer struct {
 	next  uint64     // sequence number of the next pack to create
 	f     fsys.File
 	size  int64
-	dirty bool // written since the last Sync
+	dirty bool   // written since the last Sync
+	rec   []byte // Append's record buffer, reused
 }
+
+// maxKeptRecord is the largest record buffer a Writer keeps between
+// appends: a default chunk's record, and then some.
+const maxKeptRecord = 1 << 20
 
 // Append writes one record and returns where it is. The caller must call
 // Sync before indexing it.
@@ -148,7 +160,12 @@ func (w *Writer) Append(h Header, data []byte) (seq uint64, off int64, err error
 			return 0, 0, err
 		}
 	}
-	rec := h.Encode(data)
+	// One buffer for every record: a fresh one per chunk cost a page fault
+	// and the kernel's zeroing per 4 KiB of every upload.
+	rec := h.AppendRecord(w.rec[:0], data)
+	if cap(rec) <= maxKeptRecord {
+		w.rec = rec
+	}
 	n, err := w.f.Write(rec)
 	if err != nil || n != len(rec) {
 		// A short or failed write leaves garbage at the tail: start a fresh
