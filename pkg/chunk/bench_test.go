@@ -138,3 +138,24 @@ func BenchmarkSplitPipeline(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSplitSmallFile is Split on a Journal's typical metadata file (a
+// few dozen bytes): what a file costs beyond its bytes.
+func BenchmarkSplitSmallFile(b *testing.B) {
+	c, err := NewCodec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	data := []byte("2026-12-06T18:36:15.123456 a child's drawing of a cat")
+	p := DefaultParams()
+	ctx := context.Background()
+	r := bytes.NewReader(data)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(data)
+		if err := Split(ctx, r, p, c, SplitOptions{}, func(Block) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

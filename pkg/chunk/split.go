@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -107,6 +108,33 @@ func Split(ctx context.Context, r io.Reader, p Params, c *Codec, opts SplitOptio
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// A stream shorter than MinSize is one chunk (no cut comes before
+	// MinSize): a Journal's metadata files, most of its files, are a few
+	// bytes each. Such a chunk is hashed and compressed here, without the
+	// pipeline's goroutines and their hand-offs.
+	j := getJob(p.MaxSize)
+	n, rerr := io.ReadFull(r, j.buf[:p.MinSize])
+	switch {
+	case rerr == io.EOF:
+		putJob(j)
+		return nil
+	case rerr == io.ErrUnexpectedEOF:
+		defer putJob(j)
+		b := Block{ID: Sum(j.buf[:n]), Length: n, Data: j.buf[:n]}
+		if !opts.NoCompress {
+			if out, ok := c.compress(j.out[:0], b.Data); ok {
+				j.out, b.Data, b.Compressed = out, out, true
+			}
+		}
+		return fn(b)
+	case rerr != nil:
+		putJob(j)
+		return rerr
+	}
+	// Longer: the pipeline cuts it, from the bytes already read on.
+	r = io.MultiReader(bytes.NewReader(bytes.Clone(j.buf[:n])), r)
+	putJob(j)
+
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)

@@ -335,3 +335,59 @@ func TestSplitCallbackPanic(t *testing.T) {
 	}
 	sameRecs(t, "after panic", got, want)
 }
+
+// Streams shorter than MinSize take Split's short path (no pipeline);
+// around that length Split must cut exactly as the Splitter does, compress
+// what compresses, and a read error within the first MinSize bytes must end
+// Split with that error and no block.
+func TestSplitAroundMinSize(t *testing.T) {
+	c := newTestCodec(t)
+	p := DefaultParams()
+	m := int(p.MinSize)
+	text := bytes.Repeat([]byte("the same line of a child's story. "), 3*m/34+1)
+	noise := randomData(31, 3*m)
+	for _, src := range [][]byte{text, noise} {
+		for _, n := range []int{1, 63, 64, m - 1, m, m + 1, 2*m + 7} {
+			data := src[:n]
+			want, _, err := splitAll(bytes.NewReader(data), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []chunkRec
+			var all []byte
+			compressed := false
+			err = Split(context.Background(), iotest.OneByteReader(bytes.NewReader(data)), p, c, SplitOptions{}, func(b Block) error {
+				got = append(got, chunkRec{b.Offset, b.Length, b.ID})
+				raw := b.Data
+				if b.Compressed {
+					compressed = true
+					var err error
+					if raw, err = c.Decompress(nil, b.Data, b.Length); err != nil {
+						return err
+					}
+				}
+				all = append(all, raw...)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%d bytes: %v", n, err)
+			}
+			sameRecs(t, fmt.Sprintf("%d bytes", n), got, want)
+			if !bytes.Equal(all, data) {
+				t.Fatalf("%d bytes: blocks do not reassemble to the input", n)
+			}
+			if &src[0] == &text[0] && n >= 1024 && !compressed {
+				t.Fatalf("%d bytes of text: nothing compressed", n)
+			}
+		}
+	}
+	boom := errors.New("boom")
+	calls := 0
+	err := Split(context.Background(), io.MultiReader(bytes.NewReader(text[:100]), iotest.ErrReader(boom)), p, c, SplitOptions{}, func(Block) error {
+		calls++
+		return nil
+	})
+	if !errors.Is(err, boom) || calls != 0 {
+		t.Fatalf("a read error in the first bytes: err %v after %d blocks; want boom and none", err, calls)
+	}
+}
