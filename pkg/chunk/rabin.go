@@ -119,7 +119,6 @@ func (c *rabin) next(data []byte) ([]byte, error) {
 	if c.rd == nil {
 		return nil, errRabinNoReader
 	}
-	t := &c.t
 	for {
 		if c.bpos >= c.bmax {
 			n, err := io.ReadFull(c.rd, c.buf)
@@ -146,32 +145,125 @@ func (c *rabin) next(data []byte) ([]byte, error) {
 			c.bpos += n
 			continue
 		}
-		digest, wpos, count := c.digest, c.wpos, c.count
-		mask, minSize, maxSize := c.mask, c.min, c.max
-		win := c.win // a copy on the stack: the loop's loads and stores stay local
-		buf := c.buf[c.bpos:c.bmax]
-		for i, b := range buf {
-			wpos &= rabinWindow - 1
-			digest ^= t.out[win[wpos]]
-			win[wpos] = b
-			wpos++
-			// reduce, written out: as a call, even inlined, the loop ran
-			// 4% slower on amd64 and 8% on the 386.
-			idx := digest >> rabinShift
-			digest = (digest<<8 | uint64(b)) ^ t.mod[idx]
-			count++
-			if uint32(digest)&mask == 0 || count >= maxSize {
-				if count < minSize {
-					continue
-				}
-				data = append(data, buf[:i+1]...)
-				c.bpos += i + 1
-				c.startChunk()
-				return data, nil
-			}
+		if i, ok := c.scan(c.buf[c.bpos:c.bmax]); ok {
+			data = append(data, c.buf[c.bpos:c.bpos+i]...)
+			c.bpos += i
+			c.startChunk()
+			return data, nil
 		}
-		data = append(data, buf...)
-		c.win, c.digest, c.wpos, c.count = win, digest, wpos, count
+		data = append(data, c.buf[c.bpos:c.bmax]...)
 		c.bpos = c.bmax
 	}
+}
+
+// laneBlock is how many positions each of the four lanes of scan takes
+// from a block.
+const laneBlock = 1 << 10
+
+// scan slides buf's bytes into the fingerprint of the chunk being cut. It
+// returns the length of buf's part of the chunk and true at a cut;
+// otherwise the chunk takes all of buf and goes on.
+//
+// The fingerprint is a chain: each byte's reduction needs the previous
+// byte's result, a shift, a table load and two XORs (~8 cycles a byte on
+// amd64, and on the XO-1's 386 more), while the CPU could run several such
+// chains at once. Once a chunk is 64 bytes into its hashed part, the
+// fingerprint at a position is that of the 64 bytes ending there, whatever
+// came before (a byte leaves the window's fingerprint 64 bytes after it
+// entered). So past MinSize scan takes blocks of 4*laneBlock positions in
+// four lanes, each a quarter of the block, each lane's fingerprint started
+// from the 64 bytes before its quarter, the four chains interleaved. The
+// first position that matches, in stream order, is the cut: the same cut
+// the one-chain loop finds (TestRabinCutsAsRestic, FuzzRabinCutsAsRestic).
+func (c *rabin) scan(buf []byte) (int, bool) {
+	t := &c.t
+	digest, count, mask := c.digest, c.count, c.mask
+	n := min(len(buf), c.max-count)
+	// ok reports a cut after byte i: the fingerprint matches and the
+	// chunk has MinSize bytes (only its first 63 hashed bytes have not).
+	ok := func(i int) bool { return count+i+1 >= c.min }
+	wpos := c.wpos
+	head := min(n, rabinWindow)
+	for i, b := range buf[:head] {
+		digest ^= t.out[c.win[(wpos+i)&(rabinWindow-1)]]
+		digest = (digest<<8 | uint64(b)) ^ t.mod[digest>>rabinShift]
+		if uint32(digest)&mask == 0 && ok(i) {
+			return i + 1, true
+		}
+	}
+	i := head // digest is the fingerprint through buf[i-1]
+	for i+4*laneBlock <= n && ok(i) {
+		// blk[0:64] are the 64 bytes before the block; lane k's positions
+		// are blk[64+k*laneBlock:][:laneBlock], the byte leaving the
+		// window at its j-th position blk[k*laneBlock+j].
+		blk := (*[rabinWindow + 4*laneBlock]byte)(buf[i-rabinWindow : i+4*laneBlock])
+		d0 := digest
+		var d1, d2, d3 uint64
+		for j := range rabinWindow {
+			d1 = (d1<<8 | uint64(blk[laneBlock+j])) ^ t.mod[d1>>rabinShift]
+			d2 = (d2<<8 | uint64(blk[2*laneBlock+j])) ^ t.mod[d2>>rabinShift]
+			d3 = (d3<<8 | uint64(blk[3*laneBlock+j])) ^ t.mod[d3>>rabinShift]
+		}
+		h1, h2, h3 := -1, -1, -1
+		for j := range laneBlock {
+			d0 ^= t.out[blk[j]]
+			d0 = (d0<<8 | uint64(blk[rabinWindow+j])) ^ t.mod[d0>>rabinShift]
+			d1 ^= t.out[blk[laneBlock+j]]
+			d1 = (d1<<8 | uint64(blk[rabinWindow+laneBlock+j])) ^ t.mod[d1>>rabinShift]
+			d2 ^= t.out[blk[2*laneBlock+j]]
+			d2 = (d2<<8 | uint64(blk[rabinWindow+2*laneBlock+j])) ^ t.mod[d2>>rabinShift]
+			d3 ^= t.out[blk[3*laneBlock+j]]
+			d3 = (d3<<8 | uint64(blk[rabinWindow+3*laneBlock+j])) ^ t.mod[d3>>rabinShift]
+			if uint32(d0)&mask == 0 {
+				return i + j + 1, true // the earliest lane: nothing comes before
+			}
+			if uint32(d1)&mask == 0 && h1 < 0 {
+				h1 = j
+			}
+			if uint32(d2)&mask == 0 && h2 < 0 {
+				h2 = j
+			}
+			if uint32(d3)&mask == 0 && h3 < 0 {
+				h3 = j
+			}
+		}
+		switch {
+		case h1 >= 0:
+			return i + laneBlock + h1 + 1, true
+		case h2 >= 0:
+			return i + 2*laneBlock + h2 + 1, true
+		case h3 >= 0:
+			return i + 3*laneBlock + h3 + 1, true
+		}
+		digest = d3 // lane 3 ends where the block ends
+		i += 4 * laneBlock
+	}
+	if i < n {
+		in := buf[i:n]
+		out := buf[i-rabinWindow : n-rabinWindow]
+		out = out[:len(in)]
+		for j, b := range in {
+			digest ^= t.out[out[j]]
+			digest = (digest<<8 | uint64(b)) ^ t.mod[digest>>rabinShift]
+			if uint32(digest)&mask == 0 && ok(i+j) {
+				return i + j + 1, true
+			}
+		}
+	}
+	if count+n >= c.max {
+		return n, true
+	}
+	// No cut: buf is all in the chunk (n == len(buf)). Keep the window's
+	// last 64 bytes, oldest at wpos.
+	if n >= rabinWindow {
+		copy(c.win[:], buf[n-rabinWindow:n])
+		c.wpos = 0
+	} else {
+		for i, b := range buf[:n] {
+			c.win[(wpos+i)&(rabinWindow-1)] = b
+		}
+		c.wpos = (wpos + n) & (rabinWindow - 1)
+	}
+	c.digest, c.count = digest, count+n
+	return n, false
 }

@@ -74,7 +74,11 @@ func TestRabinCutsAsRestic(t *testing.T) {
 	odd.MinSize, odd.AverageBits, odd.MaxSize = 3000, 13, 70000
 	big := DefaultParams()
 	big.MinSize, big.AverageBits, big.MaxSize = 256<<10, 20, 8<<20
-	for _, p := range []Params{DefaultParams(), small, odd, big} {
+	// A match every ~4 KiB: scan's blocks often have their first match in
+	// lane 1, 2 or 3, or matches in several lanes at once.
+	lanes := DefaultParams()
+	lanes.MinSize, lanes.AverageBits, lanes.MaxSize = 1000, 12, 1<<20
+	for _, p := range []Params{DefaultParams(), small, odd, big, lanes} {
 		if err := p.Validate(); err != nil {
 			t.Fatal(err)
 		}
