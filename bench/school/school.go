@@ -432,6 +432,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		"The benchmark itself keeps about %d backup processes and a server busy; much higher values mean other work shared the cores and the times are less reliable.",
 		load0, loadMax, o.Concurrency+1))
 	// Client state, then restores of laptop L000, verified.
+	const wholeRestores = 3
 	l0 := sc.laptops[0]
 	res.DocPath = sc.docRel
 	for _, s := range systems {
@@ -449,15 +450,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		s.res.StateMean = sum / int64(len(sc.laptops))
 		dir := filepath.Join(o.Work, "restore", s.r.name())
-		root, d, err := s.r.restoreWhole(ctx, l0, filepath.Join(dir, "whole"))
-		if err == nil {
-			err = dircmp.Compare(l0.journal, root, backup.JournalExclude)
+		// The median of three whole-Journal restores, each checked: one
+		// alone measured this VM's disk (the writeback of the night before,
+		// the removal of the restore before) as much as the restore.
+		var times []time.Duration
+		for k := range wholeRestores {
+			root, d, err := s.r.restoreWhole(ctx, l0, filepath.Join(dir, fmt.Sprintf("whole-%d", k)))
+			if err == nil {
+				err = dircmp.Compare(l0.journal, root, backup.JournalExclude)
+			}
+			if err != nil {
+				s.res.RestoreWholeErr = err.Error()
+				logf("  %-14s whole-Journal restore FAILED: %v", s.res.Name, err)
+				break
+			}
+			times = append(times, d)
+			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("whole-%d", k)))
 		}
-		if err != nil {
-			s.res.RestoreWholeErr = err.Error()
-			logf("  %-14s whole-Journal restore FAILED: %v", s.res.Name, err)
-		} else {
-			s.res.RestoreWhole = d
+		if s.res.RestoreWholeErr == "" {
+			slices.Sort(times)
+			s.res.RestoreWhole = times[len(times)/2]
 		}
 		path, d, err := s.r.restoreDoc(ctx, l0, sc.docRel, filepath.Join(dir, "doc"))
 		if err == nil {
