@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,7 +61,10 @@ type benchLaptop struct {
 	st          agent.State
 	runs        int
 	cpu, wall   time.Duration
+	sys         time.Duration // the kernel's part of cpu
 	trips, wire int64
+	faults      int64 // minor page faults
+	switches    int64 // context switches, voluntary and not
 }
 
 func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
@@ -110,6 +114,11 @@ func (l *benchLaptop) run(b *testing.B, name string) runResult {
 		b.Fatalf("xo-backup run: %v\n%s", err, out)
 	}
 	l.cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	l.sys += cmd.ProcessState.SystemTime()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		l.faults += int64(ru.Minflt)
+		l.switches += int64(ru.Nvcsw + ru.Nivcsw)
+	}
 	var res runResult
 	if err := json.Unmarshal(out, &res); err != nil || res.Outcome != "done" {
 		b.Fatalf("xo-backup run: %v %s", err, out)
@@ -122,6 +131,9 @@ func (l *benchLaptop) run(b *testing.B, name string) runResult {
 func (l *benchLaptop) report(b *testing.B) {
 	n := float64(l.runs)
 	b.ReportMetric(float64(l.cpu.Microseconds())/1000/n, "client-cpu-ms")
+	b.ReportMetric(float64(l.sys.Microseconds())/1000/n, "client-sys-ms")
+	b.ReportMetric(float64(l.faults)/n, "page-faults")
+	b.ReportMetric(float64(l.switches)/n, "ctx-switches")
 	b.ReportMetric(float64(l.wall.Microseconds())/1000/n, "wall-ms")
 	b.ReportMetric(float64(l.trips)/n, "requests")
 	b.ReportMetric(float64(l.wire)/n, "wire-B")

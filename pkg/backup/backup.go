@@ -258,19 +258,26 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	}
 	clean := same && slices.Equal(names, cd.names)
 	var excluded []string
-	t := &manifest.Tree{}
+	t := &manifest.Tree{Entries: make([]manifest.Entry, 0, len(ents))}
 	for _, se := range ents {
 		name := se.name
 		if manifest.ValidName(name) != nil {
 			clean = false
 			continue
 		}
-		childRel := joinRel(rel, name)
-		childAbs := abs + "/" + name
+		var childRel string
+		if se.info != nil && se.info.rel != "" {
+			childRel = se.info.rel // the scan joined it already
+		} else {
+			childRel = joinRel(rel, name)
+		}
+		// The path is joined only where it is used: a file the cache
+		// knows is not opened.
+		childAbs := func() string { return abs + "/" + name }
 		var fi fs.FileInfo = se.info
 		var err error
 		if se.info == nil {
-			fi, err = lstat(childAbs, name)
+			fi, err = lstat(childAbs(), name)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			clean = false
@@ -303,7 +310,7 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			r.res.Files++
 		case fi.IsDir():
 			e.Type = manifest.Dir
-			sub, subClean, err := r.dir(childAbs, childRel, statOf(fi), depth+1)
+			sub, subClean, err := r.dir(childAbs(), childRel, statOf(fi), depth+1)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 				r.res.Skipped = append(r.res.Skipped, childRel)
 				clean = false
@@ -317,7 +324,7 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			r.res.Dirs++
 		case fi.Mode()&fs.ModeSymlink != 0:
 			clean = false
-			target, err := os.Readlink(childAbs)
+			target, err := os.Readlink(childAbs())
 			if err != nil || target == "" || len(target) > manifest.MaxTargetLen {
 				r.res.Skipped = append(r.res.Skipped, childRel)
 				continue
@@ -370,7 +377,7 @@ func (r *runner) racy(st fileStat) bool {
 
 // file returns a file's chunks, from the cache if the file is unchanged
 // (hit).
-func (r *runner) file(abs, rel string, fi fs.FileInfo) (ids []chunk.ID, size int64, hit bool, err error) {
+func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo) (ids []chunk.ID, size int64, hit bool, err error) {
 	st := statOf(fi)
 	r.res.BytesScanned += st.size
 	if ids, ok := r.cache.lookup(rel, st); ok {
@@ -378,6 +385,7 @@ func (r *runner) file(abs, rel string, fi fs.FileInfo) (ids []chunk.ID, size int
 		r.progress(rel)
 		return ids, st.size, true, nil
 	}
+	abs := absPath()
 	f, err := openRead(abs, 0)
 	if err != nil {
 		return nil, 0, false, err

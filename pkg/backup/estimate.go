@@ -40,6 +40,7 @@ type scanEnt struct {
 // scanInfo is the part of an lstat a backup uses.
 type scanInfo struct {
 	name string
+	rel  string // the path relative to the root, once the walk made it
 	mode fs.FileMode
 	st   fileStat
 }
@@ -117,13 +118,14 @@ func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(re
 			if info == nil {
 				continue
 			}
-			childRel, childAbs := joinRel(rel, se.name), abs+"/"+se.name
+			childRel := joinRel(rel, se.name)
+			info.rel = childRel // the backup's walk looks the file up by it too
 			if exclude != nil && exclude(childRel, info.IsDir()) {
 				continue
 			}
 			switch {
 			case info.IsDir():
-				if err := walk(childAbs, childRel, info.st, depth+1); err != nil {
+				if err := walk(abs+"/"+se.name, childRel, info.st, depth+1); err != nil {
 					return err
 				}
 			case info.mode.IsRegular():
