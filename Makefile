@@ -68,15 +68,15 @@ cross:
 # the config as a conffile, the unit, the system user) for amd64 and arm64;
 # the laptop's .rpm (xo-backup, xo-backup@.timer) for the XO's Fedora-based
 # OS: i686 (the XO-1: 386 with GO386=softfloat) and armv7hl (XO-1.75, XO-4).
-# Man pages and completions come from each program's hidden gen-docs command
-# when it has one (the grep keeps an older binary from taking gen-docs for
-# something else).
+# Man pages and completions come from each program's hidden gen-docs
+# command, in a build with the gendocs tag: the programs the packages ship
+# do not carry it (nor cobra/doc and the Markdown renderer it needs).
 packages: build
-	rm -rf $(PKGS)/docs $(PKGS)/share $(PKGS)/bin $(PKGS)/*.deb $(PKGS)/*.rpm
+	rm -rf $(PKGS)/docs $(PKGS)/share $(PKGS)/bin $(PKGS)/docsbin $(PKGS)/*.deb $(PKGS)/*.rpm
 	mkdir -p $(PKGS)
+	$(GO) build -tags gendocs -o $(PKGS)/docsbin/ $(CMDS)
 	@for p in xs-backupd xs-admin xo-backup; do \
-	  if grep -q gen-docs $(BIN)/$$p && timeout 60 $(BIN)/$$p gen-docs $(PKGS)/docs/$$p; then echo "packages: docs of $$p"; \
-	  else echo "packages: $$p has no gen-docs: its package has no man page or completions"; fi; \
+	  timeout 60 $(PKGS)/docsbin/$$p gen-docs $(PKGS)/docs/$$p || exit 1; echo "packages: docs of $$p"; \
 	done
 	scripts/stage-docs.sh $(PKGS)/docs $(PKGS)/share
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKGS)/bin/amd64/ ./cmd/xs-backupd ./cmd/xs-admin

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 )
 
@@ -156,16 +157,24 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestGenDocs: the hidden gen-docs command writes the man pages and the
-// completions the packages install.
+// TestGenDocs: the hidden gen-docs command of the build make packages runs
+// (-tags gendocs) writes the man pages and the completions the packages
+// install; the programs the packages ship do not carry it.
 func TestGenDocs(t *testing.T) {
+	docsBin := t.TempDir()
+	if out, err := exec.Command("go", "build", "-tags", "gendocs", "-o", docsBin, "../cmd/xs-backupd", "../cmd/xo-backup").CombinedOutput(); err != nil {
+		t.Fatalf("build with -tags gendocs: %v\n%s", err, out)
+	}
 	dir := t.TempDir()
 	for _, prog := range []string{"xo-backup", "xs-backupd"} {
-		if out, errOut, code := program(t, nil, prog, "gen-docs", dir); code != 0 {
-			t.Fatalf("%s gen-docs: exit %d %s %s", prog, code, out, errOut)
+		if out, err := exec.Command(filepath.Join(docsBin, prog), "gen-docs", dir).CombinedOutput(); err != nil {
+			t.Fatalf("%s gen-docs: %v %s", prog, err, out)
 		}
-		if out, _, _ := program(t, nil, prog, "--help"); strings.Contains(out, "gen-docs") {
+		if out, _ := exec.Command(filepath.Join(docsBin, prog), "--help").Output(); strings.Contains(string(out), "gen-docs") {
 			t.Errorf("%s --help lists the hidden gen-docs", prog)
+		}
+		if _, errOut, code := program(t, nil, prog, "gen-docs", t.TempDir()); code != cli.ExitUsage || !strings.Contains(errOut, "unknown command") {
+			t.Errorf("the shipped %s has gen-docs (exit %d: %s)", prog, code, errOut)
 		}
 	}
 	for _, f := range []string{

@@ -149,6 +149,9 @@ func newRootCmd(a *app) *cobra.Command {
 		lifecycleCmd(a), checkCmd(a), damagedCmd(a), scrubCmd(a), storageCmd(a))
 	add("offsite", syncCmd(a), exportCmd(a), importCmd(a), recoveryKitCmd(a), recoverCmd(a), schoolsCmd(a))
 	add("daemon", statusCmd(a))
-	root.AddCommand(versionCmd(a), genDocsCmd(a, root))
+	root.AddCommand(versionCmd(a))
+	if gd := genDocsCmd(a, root); gd != nil {
+		root.AddCommand(gd)
+	}
 	return root
 }

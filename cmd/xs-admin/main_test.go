@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -349,12 +350,23 @@ func TestThroughTheAdminSocket(t *testing.T) {
 	}
 }
 
-// gen-docs writes the man pages and the three completion scripts the
-// package installs; `completion` works as cobra's.
+// gen-docs, in the build with the gendocs tag that make packages runs,
+// writes the man pages and the three completion scripts the package
+// installs; the program the package ships has no gen-docs; `completion`
+// works as cobra's.
 func TestGenDocs(t *testing.T) {
+	if _, errOut, code := xsAdmin(t, nil, "gen-docs", t.TempDir()); code != cli.ExitUsage || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("xs-admin without the gendocs tag: gen-docs exits %d: %s", code, errOut)
+	}
+	docs := filepath.Join(t.TempDir(), "xs-admin")
+	if out, err := exec.Command("go", "build", "-tags", "gendocs", "-o", docs, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build with -tags gendocs: %v\n%s", err, out)
+	}
 	dir := t.TempDir()
-	if _, errOut, code := xsAdmin(t, []string{"SOURCE_DATE_EPOCH=1767225600"}, "gen-docs", dir); code != 0 {
-		t.Fatalf("gen-docs: exit %d %s", code, errOut)
+	gen := exec.Command(docs, "gen-docs", dir)
+	gen.Env = append(os.Environ(), "XS_BACKUP_CONFIG=", "SOURCE_DATE_EPOCH=1767225600")
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("gen-docs: %v %s", err, out)
 	}
 	for _, name := range []string{"xs-admin.1", "xs-admin-gc.1", "xs-admin-restore.1", "xs-admin-policy.1"} {
 		b, err := os.ReadFile(filepath.Join(dir, "man", "man1", name))
