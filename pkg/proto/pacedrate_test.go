@@ -80,59 +80,21 @@ func TestPacedUploadIsNotTooSlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := &sinkBackend{}
-	const capRate = 4 << 20                                                    // what the server reads from all laptops, bytes/s
-	s, err := NewServer(ServerConfig{Backend: be, Key: key, MinRate: 16 << 20, // 4× the cap
+	const capRate = 4 << 20                                                                  // what the server reads from all laptops, bytes/s
+	ctx, addr, srvKey := serveSink(t, ServerConfig{Backend: be, Key: key, MinRate: 16 << 20, // 4× the cap
 		MemoryBudget: MaxBlobFrame, // ~16 MiB: less than the two uploads
 		Pacing:       PacingConfig{TargetDelay: -1, Cap: func(time.Time) int64 { return capRate }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, pc) }()
-	t.Cleanup(func() {
-		s.Shutdown(context.Background())
-		cancel()
-		<-served
-		pc.Close()
-	})
 
 	// Each laptop: 12 MiB in one Put, 4 streams of 3 MiB, each stream's
-	// blobs held by the server until its request ends.
+	// blobs held by the server until its request ends; a first backup: the
+	// bulk line.
 	const blobs, size = 192, 64 << 10
-	upload := func(seed uint64) error {
-		lkey, err := GenerateKey()
-		if err != nil {
-			return err
-		}
-		c, err := Dial(ctx, ClientConfig{Addr: pc.LocalAddr().String(), Key: lkey, ServerKey: s.PublicKey(), Streams: 4})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.Expect = Work{Bytes: 64 << 20, Files: 10} // a first backup: the bulk line
-		if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
-			return fmt.Errorf("hello: %+v %v", g, err)
-		}
-		r := rand.New(rand.NewPCG(seed, 2))
-		var bs []blob.Blob
-		for range blobs {
-			data := make([]byte, size)
-			for i := range data {
-				data[i] = byte(r.Uint32())
-			}
-			bs = append(bs, blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)})
-		}
-		return c.Put(ctx, bs)
-	}
 	start := time.Now()
 	errs := make(chan error, 2)
 	for i := range 2 {
-		go func() { errs <- upload(uint64(i + 1)) }()
+		go func() {
+			errs <- uploadRandom(ctx, addr, srvKey, Work{Bytes: 64 << 20, Files: 10}, blobs, uint64(i+1))
+		}()
 	}
 	for range 2 {
 		if err := <-errs; err != nil {
@@ -171,7 +133,24 @@ func TestSpillRefusedEndsTheUpload(t *testing.T) {
 		}
 		return nil
 	}}
-	s, err := NewServer(ServerConfig{Backend: be, Key: key, MemoryBudget: MaxBlobFrame}) // ~16 MiB: less than 24
+	ctx, addr, srvKey := serveSink(t, ServerConfig{Backend: be, Key: key, MemoryBudget: MaxBlobFrame}) // ~16 MiB: less than 24
+	upload := func(n int, seed uint64) error {
+		return uploadRandom(ctx, addr, srvKey, Work{Bytes: int64(n) << 16, Files: 1}, n, seed)
+	}
+	if err := upload(4*perStream, 1); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("24 MiB into 16 MiB of memory, spills refused: %v; want the store's refusal", err)
+	}
+	refusing.Store(false)
+	if err := upload(4*perStream, 2); err != nil {
+		t.Fatalf("the next upload, spills accepted: %v", err)
+	}
+}
+
+// serveSink serves cfg on a loopback UDP port until the test ends and
+// returns a context that ends with it, the address and the server's key.
+func serveSink(t *testing.T, cfg ServerConfig) (context.Context, string, ed25519.PublicKey) {
+	t.Helper()
+	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,36 +167,33 @@ func TestSpillRefusedEndsTheUpload(t *testing.T) {
 		<-served
 		pc.Close()
 	})
-	upload := func(n int, seed uint64) error {
-		lkey, err := GenerateKey()
-		if err != nil {
-			return err
-		}
-		c, err := Dial(ctx, ClientConfig{Addr: pc.LocalAddr().String(), Key: lkey, ServerKey: s.PublicKey(), Streams: 4})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.Expect = Work{Bytes: int64(n) << 16, Files: 1}
-		if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
-			return fmt.Errorf("hello: %+v %v", g, err)
-		}
-		r := rand.New(rand.NewPCG(seed, 3))
-		bs := make([]blob.Blob, n)
-		for i := range bs {
-			data := make([]byte, 64<<10)
-			for j := range data {
-				data[j] = byte(r.Uint32())
-			}
-			bs[i] = blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
-		}
-		return c.Put(ctx, bs)
+	return ctx, pc.LocalAddr().String(), s.PublicKey()
+}
+
+// uploadRandom is a new laptop's session on 4 streams: a hello expecting
+// work, then one Put of n blobs of 64 KiB of random bytes from seed.
+func uploadRandom(ctx context.Context, addr string, srvKey ed25519.PublicKey, work Work, n int, seed uint64) error {
+	lkey, err := GenerateKey()
+	if err != nil {
+		return err
 	}
-	if err := upload(4*perStream, 1); !errors.Is(err, ErrOverQuota) {
-		t.Fatalf("24 MiB into 16 MiB of memory, spills refused: %v; want the store's refusal", err)
+	c, err := Dial(ctx, ClientConfig{Addr: addr, Key: lkey, ServerKey: srvKey, Streams: 4})
+	if err != nil {
+		return err
 	}
-	refusing.Store(false)
-	if err := upload(4*perStream, 2); err != nil {
-		t.Fatalf("the next upload, spills accepted: %v", err)
+	defer c.Close()
+	c.Expect = work
+	if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+		return fmt.Errorf("hello: %+v %v", g, err)
 	}
+	r := rand.New(rand.NewPCG(seed, 3))
+	bs := make([]blob.Blob, n)
+	for i := range bs {
+		data := make([]byte, 64<<10)
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		bs[i] = blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
+	}
+	return c.Put(ctx, bs)
 }
