@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/testkit"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -56,7 +57,7 @@ func (c *countingSink) Commit(ctx context.Context, root chunk.ID, info manifest.
 func schoolStore(t *testing.T, n int) (*store.Store, []string) {
 	t.Helper()
 	ctx := context.Background()
-	st := emptyStore(t)
+	st := testkit.OpenStore(t)
 	var dirs []string
 	for i := range n {
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -190,21 +191,10 @@ func mustPub(t *testing.T) ed25519.PublicKey {
 // the test) with school-a registered and approved.
 func mothershipStore(t *testing.T) (*store.Store, *store.User) {
 	t.Helper()
-	ms := emptyStore(t)
+	ms := testkit.OpenStore(t)
 	school, err := ms.AddUser(context.Background(), store.NewUser{Serial: "school-a", PublicKey: mustPub(t), Approved: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ms, school
-}
-
-// emptyStore opens a new store, closed at the end of the test.
-func emptyStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir(), store.Options{Reserve: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
