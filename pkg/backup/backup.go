@@ -71,7 +71,10 @@ type Options struct {
 	// Scan, if set, is the walk EstimateScan just made of the same
 	// directory: Run takes directory listings and lstats from it instead
 	// of walking again. A file changed since is picked up by the next run
-	// (its stat then differs from what the cache recorded).
+	// (its stat then differs from what the cache recorded). If the scan
+	// found the whole tree as Cache recorded it for the last committed
+	// snapshot, and Cache has not changed since, Run takes that snapshot's
+	// root without walking at all.
 	Scan *Scan
 }
 
@@ -187,8 +190,18 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	if _, ok := opts.Scan.entries(dir, ""); ok {
 		rootSt = opts.Scan.rootSt // the stat that goes with the scan's listing
 	}
-	root, _, err := r.dir(filepath.Clean(dir), "", rootSt, 0)
-	if err != nil {
+	var root chunk.ID
+	if s := opts.Scan; s.sameAsCache(dir, r.cache) {
+		// Nothing changed since the last snapshot: it is this one's too.
+		// (A walk of the scan would find each directory clean and reach
+		// the same root, looking every file up again.)
+		root = r.cache.dirs[""].tree
+		r.cache.seenAll(s.sameTrees)
+		r.res.Files, r.res.Dirs, r.res.BytesScanned, r.res.ChunksTotal = s.sameRes.Files, s.sameRes.Dirs, s.sameRes.BytesScanned, s.sameRes.ChunksTotal
+		if r.opts.Progress != nil {
+			r.opts.Progress(Progress{Files: r.res.Files, BytesScanned: r.res.BytesScanned})
+		}
+	} else if root, _, err = r.dir(filepath.Clean(dir), "", rootSt, 0); err != nil {
 		return nil, err
 	}
 	if err := r.flush(); err != nil {
@@ -371,6 +384,12 @@ func (r *runner) racy(st fileStat) bool {
 	if r.opts.Scan != nil && r.opts.Scan.root == r.root {
 		at = r.opts.Scan.at
 	}
+	return racy(at, st)
+}
+
+// racy reports whether a directory seen by a walk started at at is in the
+// racy window.
+func racy(at time.Time, st fileStat) bool {
 	limit := at.Add(-racyWindow).UnixNano()
 	return st.mtime >= limit || st.ctime >= limit
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +43,12 @@ type Cache struct {
 	// unchanged cache (a nightly run with nothing new writes nothing).
 	savedAt string
 	changed bool
+	// allSeen is set when the current run found every file and directory
+	// the cache holds (seen and seenDirs are then left empty).
+	allSeen bool
+	// gen counts the changes made by Forget and Reset, which a Scan made
+	// before them does not know of.
+	gen uint64
 }
 
 type cachedFile struct {
@@ -330,7 +337,7 @@ func listedName(name string) bool {
 // Save writes the cache atomically and durably (atomicfile.WriteFile),
 // keeping only the files the last run saw.
 func (c *Cache) Save(path string) error {
-	if path == c.savedAt && !c.changed && len(c.seen) == len(c.files) && len(c.seenDirs) == len(c.dirs) {
+	if path == c.savedAt && !c.changed && (c.allSeen || len(c.seen) == len(c.files) && len(c.seenDirs) == len(c.dirs)) {
 		return nil
 	}
 	var b bytes.Buffer
@@ -379,21 +386,30 @@ func (c *Cache) Save(path string) error {
 // prune drops the files and directories the last run did not see (gone
 // since the run before): what Save writes.
 func (c *Cache) prune() {
+	if c.allSeen {
+		return
+	}
 	for name := range c.files {
 		if _, ok := c.seen[name]; !ok {
 			delete(c.files, name)
+			c.changed = true
 		}
 	}
 	for rel := range c.dirs {
 		if _, ok := c.seenDirs[rel]; !ok {
 			delete(c.dirs, rel)
+			c.changed = true
 		}
 	}
 }
 
 // Reset forgets everything (used when the server no longer has what the
 // cache promised, e.g. after a restore of the server or a move to a new one).
-func (c *Cache) Reset() { *c = *NewCache() }
+func (c *Cache) Reset() {
+	gen := c.gen
+	*c = *NewCache()
+	c.gen = gen + 1
+}
 
 // joinRel is path.Join for a relative path and one clean name, without
 // the cleaning.
@@ -412,6 +428,7 @@ func (c *Cache) Forget(refs []blob.Ref) {
 	if len(refs) == 0 {
 		return
 	}
+	c.gen++
 	chunks := map[chunk.ID]bool{}
 	for _, r := range refs {
 		if r.Type == blob.Tree {
@@ -454,6 +471,14 @@ func (c *Cache) startRun() {
 	c.seen = make(map[string]struct{}, len(c.files))
 	c.seenDirs = make(map[string]struct{}, len(c.dirs))
 	c.newTrees = map[chunk.ID]struct{}{}
+	c.allSeen = false
+}
+
+// seenAll records that the current run found every file and directory the
+// cache holds, as the cache holds them, and the given trees.
+func (c *Cache) seenAll(trees map[chunk.ID]struct{}) {
+	c.allSeen = true
+	c.newTrees = maps.Clone(trees)
 }
 
 // dir returns what the cache knows of the directory rel if its lstat is
@@ -521,8 +546,10 @@ func (c *Cache) knownTree(id chunk.ID) bool {
 	return ok
 }
 
-// committed records that the run's trees are now in a committed snapshot.
+// committed records that the run's trees are now in a committed snapshot,
+// and forgets the files and directories the run did not find.
 func (c *Cache) committed() {
+	c.prune()
 	if len(c.newTrees) != len(c.trees) {
 		c.changed = true
 	} else {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 )
 
@@ -30,6 +31,19 @@ type Scan struct {
 	// listed counts the directories the walk listed (the others' entries
 	// came from the cache).
 	listed int
+	// same is set when the walk found the whole tree as cache (at
+	// generation gen) recorded it for the last committed snapshot: every
+	// directory's lstat, entries and exclusions, every file's lstat, no
+	// entry the backup would skip, and every directory's tree among the
+	// snapshot's. Run then takes the cached root tree as this backup's
+	// without walking the scan again. sameTrees are the trees it found,
+	// and sameRes the counts Run's walk would have made.
+	same      bool
+	cache     *Cache
+	gen       uint64
+	sameTrees map[chunk.ID]struct{}
+	sameRes   Result
+	sameDirs  int // directories walked, the root among them
 }
 
 type scanEnt struct {
@@ -81,23 +95,30 @@ func Estimate(ctx context.Context, dir string, cache *Cache, exclude func(rel st
 // changes only its own times.
 func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(rel string, isDir bool) bool) (bytes, files int64, scan *Scan, err error) {
 	scan = &Scan{root: dir, at: time.Now(), dirs: map[string][]scanEnt{}}
-	var walk func(abs, rel string, st fileStat, depth int) error
-	walk = func(abs, rel string, st fileStat, depth int) error {
+	if cache != nil {
+		scan.cache, scan.gen, scan.sameTrees = cache, cache.gen, map[chunk.ID]struct{}{}
+	}
+	// walk records the directory rel and what is below it, and reports
+	// whether all of it is as the cache recorded it (see Scan.same; the
+	// conditions are those under which Run's walk would find it so).
+	var walk func(abs, rel string, st fileStat, depth int) (bool, error)
+	walk = func(abs, rel string, st fileStat, depth int) (bool, error) {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		if depth >= manifest.MaxDepth {
-			return nil
+			return false, nil
 		}
 		var cd cachedDir
 		listed := false
 		if cache != nil {
 			cd, listed = cache.dir(rel, st)
 		}
+		same := listed && !racy(scan.at, st) && cache.knownTree(cd.tree)
 		names := cd.names
 		if !listed {
 			if names, err = readDirNames(abs); err != nil {
-				return nil // the backup itself says what it could not read
+				return false, nil // the backup itself says what it could not read
 			}
 			scan.listed++
 		}
@@ -108,44 +129,74 @@ func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(re
 			// as it is, the real entry would be missing from the backup,
 			// this night and every night after.
 			if names, err = readDirNames(abs); err != nil {
-				return nil
+				return false, nil
 			}
 			scan.listed++
 			rec, _ = lstatAll(abs, names)
+			same = false
 		}
+		nex := 0 // entries excluded so far
 		for _, se := range rec {
 			info := se.info
-			if info == nil {
+			if info == nil || (same && manifest.ValidName(se.name) != nil) {
+				same = false
 				continue
 			}
 			childRel := joinRel(rel, se.name)
 			info.rel = childRel // the backup's walk looks the file up by it too
 			if exclude != nil && exclude(childRel, info.IsDir()) {
+				same = same && nex < len(cd.excluded) && cd.excluded[nex] == se.name
+				nex++
 				continue
 			}
 			switch {
 			case info.IsDir():
-				if err := walk(abs+"/"+se.name, childRel, info.st, depth+1); err != nil {
-					return err
+				sub, err := walk(abs+"/"+se.name, childRel, info.st, depth+1)
+				if err != nil {
+					return false, err
 				}
+				same = same && sub
+				scan.sameRes.Dirs++
 			case info.mode.IsRegular():
-				if cache != nil && cache.unchanged(childRel, info.st) {
-					continue
+				scan.sameRes.Files++
+				scan.sameRes.BytesScanned += info.st.size
+				if cache != nil {
+					if cf, ok := cache.unchangedFile(childRel, info.st); ok {
+						scan.sameRes.ChunksTotal += int64(len(cf.chunks))
+						continue
+					}
 				}
+				same = false
 				bytes += info.st.size
 				files++
+			default:
+				same = false // Run's walk reads symlinks again and skips the rest
 			}
 		}
+		same = same && nex == len(cd.excluded)
+		if same {
+			scan.sameTrees[cd.tree] = struct{}{}
+		}
+		scan.sameDirs++
 		scan.dirs[rel] = rec
-		return nil
+		return same, nil
 	}
 	root, err := os.Stat(dir)
 	if err != nil {
 		return 0, 0, scan, nil // the backup itself says what it could not read
 	}
 	scan.rootSt = statOf(root)
-	err = walk(filepath.Clean(dir), "", scan.rootSt, 0)
+	scan.same, err = walk(filepath.Clean(dir), "", scan.rootSt, 0)
 	return bytes, files, scan, err
+}
+
+// sameAsCache reports whether the scan found the tree under root as cache
+// recorded it, and the cache has changed neither since nor in what it
+// holds beyond that tree: every file and directory it knows was found.
+// Then the backup is the cached root tree, whole.
+func (s *Scan) sameAsCache(root string, cache *Cache) bool {
+	return s != nil && s.same && s.root == root && s.cache == cache && s.gen == cache.gen &&
+		int(s.sameRes.Files) == len(cache.files) && s.sameDirs == len(cache.dirs) && len(s.sameTrees) == len(cache.trees)
 }
 
 // lstatAll lstats the entries of the directory abs; gone reports that one
@@ -237,9 +288,9 @@ func modeOf(m uint32) fs.FileMode {
 	return mode
 }
 
-// unchanged reports whether the cache holds name with this stat, without
-// marking it seen by a run.
-func (c *Cache) unchanged(name string, st fileStat) bool {
+// unchangedFile returns what the cache holds of name if it has this stat,
+// without marking it seen by a run.
+func (c *Cache) unchangedFile(name string, st fileStat) (cachedFile, bool) {
 	cf, ok := c.files[name]
-	return ok && cf.size == st.size && cf.mtime == st.mtime && cf.ctime == st.ctime && cf.ino == st.ino
+	return cf, ok && cf.size == st.size && cf.mtime == st.mtime && cf.ctime == st.ctime && cf.ino == st.ino
 }
