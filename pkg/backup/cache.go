@@ -43,6 +43,8 @@ type Cache struct {
 	// unchanged cache (a nightly run with nothing new writes nothing).
 	savedAt string
 	changed bool
+	// size is the length of that file: Save sizes its buffer by it.
+	size int
 	// allSeen is set when the current run found every file and directory
 	// the cache holds (seen and seenDirs are then left empty).
 	allSeen bool
@@ -119,7 +121,7 @@ func LoadCache(path string) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file cache %s is damaged (%v); delete it and the next backup reads every file once", path, err)
 	}
-	c.savedAt = path
+	c.savedAt, c.size = path, len(data)
 	return c, nil
 }
 
@@ -341,6 +343,7 @@ func (c *Cache) Save(path string) error {
 		return nil
 	}
 	var b bytes.Buffer
+	b.Grow(c.size + c.size/4 + 4<<10)
 	b.WriteString(cacheMagic)
 	buf := make([]byte, binary.MaxVarintLen64)
 	uv := func(v uint64) { b.Write(buf[:binary.PutUvarint(buf, v)]) }
@@ -368,9 +371,11 @@ func (c *Cache) Save(path string) error {
 			uv(v)
 		}
 		b.Write(d.tree[:])
-		for _, name := range slices.Concat(d.names, d.excluded) {
-			uv(uint64(len(name)))
-			b.WriteString(name)
+		for _, names := range [2][]string{d.names, d.excluded} {
+			for _, name := range names {
+				uv(uint64(len(name)))
+				b.WriteString(name)
+			}
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -379,7 +384,7 @@ func (c *Cache) Save(path string) error {
 	if err := atomicfile.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		return err
 	}
-	c.savedAt, c.changed = path, false
+	c.savedAt, c.changed, c.size = path, false, b.Len()
 	return nil
 }
 
