@@ -30,6 +30,10 @@ func startServer(b *testing.B, data string) (string, *exec.Cmd) {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), "--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "")
+	if f := os.Getenv("XS_BENCH_SERVER_PROFILE"); f != "" {
+		// The daemon's CPU profile over the benchmark, written when it stops.
+		cmd.Env = append(os.Environ(), "XS_BACKUP_CPUPROFILE="+f)
+	}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
+	"github.com/xs-backup/xs-backup/internal/procstat"
 	"github.com/xs-backup/xs-backup/pkg/agent"
 )
 
@@ -65,6 +66,8 @@ type benchLaptop struct {
 	trips, wire int64
 	faults      int64 // minor page faults
 	switches    int64 // context switches, voluntary and not
+	server      int           // xs-backupd's pid
+	serverCPU   time.Duration // its CPU over the runs
 }
 
 func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
@@ -72,7 +75,8 @@ func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
 	if _, err := journalgen.Generate(l.src, o); err != nil {
 		b.Fatal(err)
 	}
-	addr, _ := startServer(b, b.TempDir())
+	addr, srv := startServer(b, b.TempDir())
+	l.server = srv.Process.Pid
 	if out, err := exec.Command("go", "build", "-o", l.bin+"/", "../cmd/xo-backup").CombinedOutput(); err != nil {
 		b.Fatalf("build xo-backup: %v\n%s", err, out)
 	}
@@ -107,12 +111,21 @@ func (l *benchLaptop) run(b *testing.B, name string) runResult {
 		cmd.Env = append(os.Environ(), "XS_BACKUP_CPUPROFILE="+filepath.Join(d, fmt.Sprintf("xo-backup-%s-%d.pprof", name, l.runs)))
 	}
 	l.runs++
+	s0, err := procstat.CPU(l.server, false)
+	if err != nil {
+		b.Fatal(err)
+	}
 	t0 := time.Now()
 	out, err := cmd.Output()
 	l.wall += time.Since(t0)
 	if err != nil {
 		b.Fatalf("xo-backup run: %v\n%s", err, out)
 	}
+	s1, err := procstat.CPU(l.server, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.serverCPU += s1 - s0
 	l.cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	l.sys += cmd.ProcessState.SystemTime()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -132,6 +145,7 @@ func (l *benchLaptop) report(b *testing.B) {
 	n := float64(l.runs)
 	b.ReportMetric(float64(l.cpu.Microseconds())/1000/n, "client-cpu-ms")
 	b.ReportMetric(float64(l.sys.Microseconds())/1000/n, "client-sys-ms")
+	b.ReportMetric(float64(l.serverCPU.Microseconds())/1000/n, "server-cpu-ms")
 	b.ReportMetric(float64(l.faults)/n, "page-faults")
 	b.ReportMetric(float64(l.switches)/n, "ctx-switches")
 	b.ReportMetric(float64(l.wall.Microseconds())/1000/n, "wall-ms")

@@ -203,14 +203,14 @@ func (s *Scan) sameAsCache(root string, cache *Cache) bool {
 // of them does not exist.
 func lstatAll(abs string, names []string) (rec []scanEnt, gone bool) {
 	rec = make([]scanEnt, len(names))
+	infos := make([]scanInfo, len(names)) // one allocation for the directory
 	for i, name := range names {
 		rec[i].name = name
-		info, err := lstat(abs+"/"+name, name)
-		if err != nil {
+		if err := lstatInto(&infos[i], abs+"/"+name, name); err != nil {
 			gone = gone || errors.Is(err, fs.ErrNotExist)
 			continue
 		}
-		rec[i].info = info
+		rec[i].info = &infos[i]
 	}
 	return rec, gone
 }
@@ -245,6 +245,15 @@ func openRead(abs string, flags int) (*os.File, error) {
 
 // lstat is os.Lstat without its allocations beyond the result.
 func lstat(abs, name string) (*scanInfo, error) {
+	info := new(scanInfo)
+	if err := lstatInto(info, abs, name); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// lstatInto is lstat into info.
+func lstatInto(info *scanInfo, abs, name string) error {
 	var sys syscall.Stat_t
 	for {
 		err := syscall.Lstat(abs, &sys)
@@ -252,11 +261,12 @@ func lstat(abs, name string) (*scanInfo, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "lstat", Path: abs, Err: err}
+			return &fs.PathError{Op: "lstat", Path: abs, Err: err}
 		}
 		break
 	}
-	return &scanInfo{name: name, mode: modeOf(uint32(sys.Mode)), st: statOfSys(&sys)}, nil
+	*info = scanInfo{name: name, mode: modeOf(uint32(sys.Mode)), st: statOfSys(&sys)}
+	return nil
 }
 
 // modeOf is the fs.FileMode of a stat's st_mode, as os.Lstat gives it.
