@@ -120,7 +120,7 @@ func TestChangedTreeIsWalked(t *testing.T) {
 		{name: "a directory's mode", change: func(t *testing.T, src string) { os.Chmod(filepath.Join(src, "00", "uid0"), 0o700) }},
 		{name: "an excluded file removed", change: func(t *testing.T, src string) { os.Remove(filepath.Join(src, "00", "draft.tmp")) }},
 		{name: "the exclusion rule", exclude: func(string, bool) bool { return false }},
-		{name: "an unreadable file", change: func(t *testing.T, src string) {
+		{name: "an unreadable file (as root, a name the manifest refuses)", change: func(t *testing.T, src string) {
 			if os.Getuid() == 0 {
 				// root reads it anyway: a name the manifest refuses instead
 				writeFile(t, filepath.Join(src, "01", "bad\nname"), []byte("x"))
