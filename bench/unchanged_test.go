@@ -64,8 +64,8 @@ type benchLaptop struct {
 	cpu, wall   time.Duration
 	sys         time.Duration // the kernel's part of cpu
 	trips, wire int64
-	faults      int64 // minor page faults
-	switches    int64 // context switches, voluntary and not
+	faults      int64         // minor page faults
+	switches    int64         // context switches, voluntary and not
 	server      int           // xs-backupd's pid
 	serverCPU   time.Duration // its CPU over the runs
 }
