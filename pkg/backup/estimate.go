@@ -199,8 +199,7 @@ func EstimateScan(ctx context.Context, dir string, cache *Cache, exclude func(re
 // changes a count, a changed Exclude also changes which files and
 // directories are found, and the trees found are among the cache's. The
 // generation, the excluded names and the tree count are checked anyway,
-// so that the path stays exact if one of those stops being so (the tests
-// that remove each condition find those three covered by the others).
+// so that the path stays exact if one of those stops being so.
 func (s *Scan) sameAsCache(root string, cache *Cache) bool {
 	return s != nil && s.same && s.root == root && s.cache == cache && s.gen == cache.gen &&
 		int(s.sameRes.Files) == len(cache.files) && s.sameDirs == len(cache.dirs) && len(s.sameTrees) == len(cache.trees)

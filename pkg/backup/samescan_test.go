@@ -100,8 +100,8 @@ func TestChangedTreeIsWalked(t *testing.T) {
 		change    func(t *testing.T, src string)
 		afterScan func(t *testing.T, cache *backup.Cache, first *backup.Result, s *store.Store)
 		exclude   func(string, bool) bool
-		// again is false where the tree can never be taken whole from
-		// the cache (a symlink is read on every walk).
+		// noAgain is set where the tree can never be taken whole from
+		// the cache (a symlink is read again by every walk).
 		noAgain bool
 	}{
 		{name: "a file rewritten in place, same size and mtime", change: func(t *testing.T, src string) {
