@@ -177,7 +177,15 @@ func TestDirCacheSnapshotsMatchFreshWalks(t *testing.T) {
 			}
 		}
 		settle()
-		got, scan := cachedRun(t, s, u, src, cache, nil)
+		scan := mustScan(t, src, cache, nil)
+		// A round with no change takes the last snapshot whole, until a
+		// symlink is in the tree (those are read again by every walk).
+		if same := scan.SameAsCache(src, cache); round%5 == 4 && round < 11 && !same {
+			t.Fatalf("round %d, nothing changed: the backup would walk the tree", round)
+		} else if round%5 != 4 && same {
+			t.Fatalf("round %d (%s): the changed tree would be taken whole", round, m.name)
+		}
+		got := mustRun(t, s, u, src, backup.Options{Cache: cache, Scan: scan})
 		sameAsFresh(t, s, u, src, got, nil, fmt.Sprintf("round %d (%s)", round, m.name))
 		if round%5 == 4 {
 			if scan.Listed() != 0 || got.TreesNew != 0 {
