@@ -22,7 +22,8 @@ import (
 // loopback. It reports the laptop's CPU (user+system of the xo-backup
 // process, start-up included), wall time, requests after the handshake and
 // wire bytes per run. Targets (issue 22): ≤ 10 ms client CPU, ≤ 3 requests.
-// XS_BENCH_PROFILE_DIR=DIR writes one CPU profile per run there.
+// XS_BENCH_PROFILE_DIR=DIR writes one CPU profile per run there;
+// XS_BENCH_XO1=1 runs the XO-1's build (386 softfloat) instead.
 func BenchmarkUnchangedJournal(b *testing.B) {
 	l := newBenchLaptop(b, journalgen.Options{Seed: 7, Entries: 1000, MediaBytes: 8 << 10, DocBytes: 2 << 10, SharedBooks: 5, BookSeed: 42, BookBytes: 64 << 10})
 	for b.Loop() {
@@ -77,7 +78,12 @@ func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
 	}
 	addr, srv := startServer(b, b.TempDir())
 	l.server = srv.Process.Pid
-	if out, err := exec.Command("go", "build", "-o", l.bin+"/", "../cmd/xo-backup").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", l.bin+"/", "../cmd/xo-backup")
+	if xoBuild() {
+		// The XO-1's build, with the XO-1's CPU features (see arch_test.go).
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=386", "GO386=softfloat")
+	}
+	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build xo-backup: %v\n%s", err, out)
 	}
 	ctx := context.Background()
@@ -94,6 +100,11 @@ func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
 	return l
 }
 
+// xoBuild reports whether XS_BENCH_XO1=1 asks for the laptop's runs to be
+// those of the XO-1's build (386 softfloat, without the CPU features a
+// Geode lacks).
+func xoBuild() bool { return os.Getenv("XS_BENCH_XO1") == "1" }
+
 // runResult is the part of `xo-backup run --json` the benchmarks check.
 type runResult struct {
 	Outcome    string `json:"outcome"`
@@ -106,9 +117,13 @@ type runResult struct {
 // run runs `xo-backup run --force` once and adds up what it cost.
 func (l *benchLaptop) run(b *testing.B, name string) runResult {
 	cmd := exec.Command(filepath.Join(l.bin, "xo-backup"), "--state", l.st.Dir, "run", "--source", l.src, "--force", "--json")
+	cmd.Env = os.Environ()
+	if xoBuild() {
+		cmd.Env = append(cmd.Env, "GODEBUG=cpu.all=off")
+	}
 	if d := os.Getenv("XS_BENCH_PROFILE_DIR"); d != "" {
 		// One profile per run: merge them with go tool pprof.
-		cmd.Env = append(os.Environ(), "XS_BACKUP_CPUPROFILE="+filepath.Join(d, fmt.Sprintf("xo-backup-%s-%d.pprof", name, l.runs)))
+		cmd.Env = append(cmd.Env, "XS_BACKUP_CPUPROFILE="+filepath.Join(d, fmt.Sprintf("xo-backup-%s-%d.pprof", name, l.runs)))
 	}
 	l.runs++
 	s0, err := procstat.CPU(l.server, false)
