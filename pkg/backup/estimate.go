@@ -210,9 +210,13 @@ func (s *Scan) sameAsCache(root string, cache *Cache) bool {
 func lstatAll(abs string, names []string) (rec []scanEnt, gone bool) {
 	rec = make([]scanEnt, len(names))
 	infos := make([]scanInfo, len(names)) // one allocation for the directory
+	var buf [256]byte                     // the paths, NUL-terminated
+	path := append(append(buf[:0], abs...), '/')
+	dir := len(path)
 	for i, name := range names {
 		rec[i].name = name
-		if err := lstatInto(&infos[i], abs+"/"+name, name); err != nil {
+		path = append(append(path[:dir], name...), 0)
+		if err := lstatBuf(&infos[i], path, name); err != nil {
 			gone = gone || errors.Is(err, fs.ErrNotExist)
 			continue
 		}
