@@ -68,7 +68,7 @@ type benchLaptop struct {
 	faults      int64         // minor page faults
 	switches    int64         // context switches, voluntary and not
 	server      int           // xs-backupd's pid
-	serverCPU   time.Duration // its CPU over the runs
+	serverCPU   time.Duration // its CPU over the runs (/proc's 10 ms ticks: a mean over many runs)
 }
 
 func newBenchLaptop(b *testing.B, o journalgen.Options) *benchLaptop {
