@@ -42,18 +42,33 @@ func sameTree(t *testing.T) string {
 // tmpExclude leaves out temp files.
 func tmpExclude(rel string, isDir bool) bool { return strings.HasSuffix(rel, ".tmp") }
 
+// sameSetup is a sameTree backed up once with a fresh cache, as a
+// laptop's first night leaves it (with no racy window, for the test).
+type sameSetup struct {
+	s     *store.Store
+	u     *store.User
+	src   string
+	cache *backup.Cache
+	first *backup.Result
+}
+
+func backedUp(t *testing.T, serial string) sameSetup {
+	t.Helper()
+	t.Cleanup(backup.SetRacyWindow(0))
+	b := sameSetup{s: openStore(t), src: sameTree(t), cache: backup.NewCache()}
+	b.u = addUser(t, b.s, serial)
+	settle()
+	b.first, _ = cachedRun(t, b.s, b.u, b.src, b.cache, tmpExclude)
+	return b
+}
+
 // TestUnchangedTreeIsTheCachedSnapshot: when the scan finds nothing
 // changed, the backup is the last snapshot's root without a second walk,
 // with the counts a walk would give; the cache is neither rewritten nor
 // emptied by it, so the nights after take the same path.
 func TestUnchangedTreeIsTheCachedSnapshot(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
-	s := openStore(t)
-	u := addUser(t, s, "SAME1")
-	src := sameTree(t)
-	settle()
-	cache := backup.NewCache()
-	first, _ := cachedRun(t, s, u, src, cache, tmpExclude)
+	b := backedUp(t, "SAME1")
+	s, u, src, cache, first := b.s, b.u, b.src, b.cache, b.first
 	path := filepath.Join(t.TempDir(), "cache")
 	if err := cache.Save(path); err != nil {
 		t.Fatal(err)
@@ -141,12 +156,8 @@ func TestChangedTreeIsWalked(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openStore(t)
-			u := addUser(t, s, "SAME2")
-			src := sameTree(t)
-			settle()
-			cache := backup.NewCache()
-			first, _ := cachedRun(t, s, u, src, cache, tmpExclude)
+			b := backedUp(t, "SAME2")
+			s, u, src, cache, first := b.s, b.u, b.src, b.cache, b.first
 			exclude := tmpExclude
 			if tc.exclude != nil {
 				exclude = tc.exclude
@@ -186,14 +197,9 @@ func TestChangedTreeIsWalked(t *testing.T) {
 // whole from the cache, but the store's damage report makes the backup send
 // that chunk again, and the snapshot is whole.
 func TestDamageFoundAfterTheScanIsHealed(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
 	ctx := context.Background()
-	s := openStore(t)
-	u := addUser(t, s, "SAME3")
-	src := sameTree(t)
-	settle()
-	cache := backup.NewCache()
-	first, _ := cachedRun(t, s, u, src, cache, tmpExclude)
+	b := backedUp(t, "SAME3")
+	s, u, src, cache, first := b.s, b.u, b.src, b.cache, b.first
 	victim := chunkOf(t, s, first.Root, "01/uid1/data")
 	if n, err := damage.Record(s.Dir(), victim); err != nil || n == 0 {
 		t.Fatalf("damage: %d records, %v", n, err)
@@ -219,13 +225,8 @@ func TestDamageFoundAfterTheScanIsHealed(t *testing.T) {
 // directory is as recorded: the backup walks, so that the stale record is
 // dropped when the cache is saved.
 func TestCacheHoldingMoreIsNotTakenWhole(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
-	s := openStore(t)
-	u := addUser(t, s, "SAME4")
-	src := sameTree(t)
-	settle()
-	cache := backup.NewCache()
-	first, _ := cachedRun(t, s, u, src, cache, tmpExclude)
+	b := backedUp(t, "SAME4")
+	s, u, src, cache, first := b.s, b.u, b.src, b.cache, b.first
 	cache = saveAndEdit(t, cache, func(f *rawCacheFile) {
 		f.prefix = withExtraFile(t, f.prefix, "00/uid0/metadata/stale")
 	})
@@ -299,13 +300,8 @@ func (failingCommit) Commit(context.Context, chunk.ID) (string, error) {
 // committed snapshot: the next scan must not take them as the last
 // snapshot's, and the night after the next backup does.
 func TestUncommittedTreeIsNotTakenWhole(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
-	s := openStore(t)
-	u := addUser(t, s, "SAME5")
-	src := sameTree(t)
-	settle()
-	cache := backup.NewCache()
-	cachedRun(t, s, u, src, cache, tmpExclude)
+	b := backedUp(t, "SAME5")
+	s, u, src, cache := b.s, b.u, b.src, b.cache
 	writeFile(t, filepath.Join(src, "02", "uid2", "data"), []byte("rewritten"))
 	settle()
 	scan := mustScan(t, src, cache, tmpExclude)
@@ -329,13 +325,8 @@ func TestUncommittedTreeIsNotTakenWhole(t *testing.T) {
 // within the racy window of this walk: those are walked and listed again,
 // as a walk without the cache would.
 func TestClockSetBackIsNotTakenWhole(t *testing.T) {
-	defer backup.SetRacyWindow(0)()
-	s := openStore(t)
-	u := addUser(t, s, "SAME6")
-	src := sameTree(t)
-	settle()
-	cache := backup.NewCache()
-	cachedRun(t, s, u, src, cache, tmpExclude)
+	b := backedUp(t, "SAME6")
+	src, cache := b.src, b.cache
 	restore := backup.SetRacyWindow(time.Hour) // as if the clock went back an hour
 	scan := mustScan(t, src, cache, tmpExclude)
 	restore()
