@@ -275,8 +275,13 @@ func lstatInto(info *scanInfo, abs, name string) error {
 		}
 		break
 	}
-	*info = scanInfo{name: name, mode: modeOf(uint32(sys.Mode)), st: statOfSys(&sys)}
+	setInfo(info, name, &sys)
 	return nil
+}
+
+// setInfo fills info from an lstat of name.
+func setInfo(info *scanInfo, name string, sys *syscall.Stat_t) {
+	*info = scanInfo{name: name, mode: modeOf(uint32(sys.Mode)), st: statOfSys(sys)}
 }
 
 // modeOf is the fs.FileMode of a stat's st_mode, as os.Lstat gives it.

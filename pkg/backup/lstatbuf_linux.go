@@ -1,9 +1,10 @@
-//go:build linux && (amd64 || arm64 || riscv64 || loong64 || 386 || arm)
+//go:build linux && (amd64 || arm64 || riscv64 || 386 || arm)
 
 package backup
 
 import (
 	"io/fs"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,8 +16,8 @@ import (
 // file of a Journal every night (concatenation was 13% of the XO-1
 // build's user time in an unchanged run).
 func lstatBuf(info *scanInfo, buf []byte, name string) error {
-	var sys unix.Stat_t
-	cwd := unix.AT_FDCWD // the path is absolute or relative to the working directory, as lstat's
+	var sys syscall.Stat_t // the kernel's stat (stat64 on 386 and arm), as syscall.Lstat fills it
+	cwd := unix.AT_FDCWD   // the path is absolute or relative to the working directory, as lstat's
 	for {
 		_, _, e := unix.Syscall6(sysFstatat, uintptr(cwd), uintptr(unsafe.Pointer(&buf[0])),
 			uintptr(unsafe.Pointer(&sys)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
@@ -28,8 +29,6 @@ func lstatBuf(info *scanInfo, buf []byte, name string) error {
 		}
 		break
 	}
-	*info = scanInfo{name: name, mode: modeOf(sys.Mode), st: fileStat{size: sys.Size,
-		mtime: int64(sys.Mtim.Sec)*1e9 + int64(sys.Mtim.Nsec),
-		ctime: int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec), ino: sys.Ino}}
+	setInfo(info, name, &sys)
 	return nil
 }

@@ -1,4 +1,4 @@
-//go:build !(linux && (amd64 || arm64 || riscv64 || loong64 || 386 || arm))
+//go:build !(linux && (amd64 || arm64 || riscv64 || 386 || arm))
 
 package backup
 
