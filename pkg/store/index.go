@@ -727,7 +727,7 @@ func (s *Store) shadowWrite(blobs []blob.Blob, idx []int) error {
 		}
 		s.shadowSize += int64(pack.RecordHeaderLen + len(b.Data))
 	}
-	if cap(s.shadowBuf) > 1<<20 {
+	if cap(s.shadowBuf) > pack.MaxKeptRecord {
 		s.shadowBuf = nil // not an 8 MiB buffer kept for one big chunk
 	}
 	err := s.shadow.Sync()

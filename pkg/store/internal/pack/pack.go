@@ -146,9 +146,10 @@ type Writer struct {
 	rec   []byte // Append's record buffer, reused
 }
 
-// maxKeptRecord is the largest record buffer a Writer keeps between
-// appends: a default chunk's record, and then some.
-const maxKeptRecord = 1 << 20
+// MaxKeptRecord is the largest record buffer a Writer (or the store's
+// shadow file) keeps between appends: a default chunk's record, and then
+// some.
+const MaxKeptRecord = 1 << 20
 
 // Append writes one record and returns where it is. The caller must call
 // Sync before indexing it.
@@ -163,7 +164,7 @@ func (w *Writer) Append(h Header, data []byte) (seq uint64, off int64, err error
 	// One buffer for every record: a fresh one per chunk cost a page fault
 	// and the kernel's zeroing per 4 KiB of every upload.
 	rec := h.AppendRecord(w.rec[:0], data)
-	if cap(rec) <= maxKeptRecord {
+	if cap(rec) <= MaxKeptRecord {
 		w.rec = rec
 	}
 	n, err := w.f.Write(rec)
