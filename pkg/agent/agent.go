@@ -71,6 +71,18 @@ func (s State) path(name string) string { return filepath.Join(s.Dir, name) }
 
 // Key returns the laptop's key, creating it on first use.
 func (s State) Key() (ed25519.PrivateKey, error) {
+	seed, err := s.seed()
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// seed returns the seed of the laptop's key, creating the key on first use.
+// Deriving the key from it costs a scalar multiplication (and, the first
+// time in a process, a table of multiples): Dial leaves that to the
+// handshake, which needs it only when it cannot resume a session.
+func (s State) seed() ([]byte, error) {
 	b, err := os.ReadFile(s.path("key"))
 	if errors.Is(err, os.ErrNotExist) {
 		key, err := proto.GenerateKey()
@@ -80,7 +92,7 @@ func (s State) Key() (ed25519.PrivateKey, error) {
 		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 			return nil, err
 		}
-		return key, writeAtomic(s.path("key"), []byte(hex.EncodeToString(key.Seed())+"\n"))
+		return key.Seed(), writeAtomic(s.path("key"), []byte(hex.EncodeToString(key.Seed())+"\n"))
 	}
 	if err != nil {
 		return nil, err
@@ -89,7 +101,7 @@ func (s State) Key() (ed25519.PrivateKey, error) {
 	if err != nil || len(seed) != ed25519.SeedSize {
 		return nil, fmt.Errorf("%s is damaged; remove it and register again", s.path("key"))
 	}
-	return ed25519.NewKeyFromSeed(seed), nil
+	return seed, nil
 }
 
 // Registration returns the recorded registration, or an error saying to register.
@@ -222,13 +234,16 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 // the server's key against the pinned one; idle is
 // proto.ClientConfig.IdleTimeout (0: the default). It fails with
 // ErrNotRegistered if the laptop has not registered. The caller closes the
-// client.
+// client. The connection resumes the TLS session of the last one when the
+// server still accepts its ticket (kept in the state directory, bound to
+// both keys): no certificates and no signatures, and the laptop's key is
+// derived only for a full handshake.
 func Dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Registration, error) {
 	reg, err := st.Registration()
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := st.Key()
+	seed, err := st.seed()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,7 +251,9 @@ func Dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Re
 	if err != nil || len(sk) != ed25519.PublicKeySize {
 		return nil, nil, fmt.Errorf("%s is damaged; register again", st.path("server.json"))
 	}
-	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, Key: key, ServerKey: sk, IdleTimeout: idle})
+	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, ServerKey: sk, IdleTimeout: idle,
+		LoadKey:  func() (ed25519.PrivateKey, error) { return ed25519.NewKeyFromSeed(seed), nil },
+		Sessions: newSessionFile(st.path(sessionName), seed, sk)})
 	return c, reg, err
 }
 

@@ -24,6 +24,21 @@ type ClientConfig struct {
 	Addr string
 	// Key is the laptop's identity.
 	Key ed25519.PrivateKey
+	// LoadKey, used when Key is nil, returns the laptop's identity. It is
+	// called only when the handshake needs the key: a connection that
+	// resumes a session (see Sessions) proves who it is with the ticket,
+	// and a laptop with nothing to send then never derives its key (on an
+	// XO-1 that is a table of multiples Go computes before the first
+	// signature of a process).
+	LoadKey func() (ed25519.PrivateKey, error)
+	// Sessions, if set, keeps the TLS session tickets the server hands out,
+	// so that the next connection resumes the session: a TLS 1.3 resumption
+	// with a fresh key exchange, without certificates and without either
+	// side's signature. The ticket carries the laptop's certificate from
+	// the handshake that issued it, and the server checks that key against
+	// its registry on every connection, resumed or not. Tickets live at
+	// most 7 days and only within one run of the server.
+	Sessions tls.ClientSessionCache
 	// ServerKey is the server key pinned at registration. A server that
 	// presents another key is refused (ErrServerKeyChanged).
 	ServerKey ed25519.PublicKey
@@ -36,17 +51,30 @@ type ClientConfig struct {
 	IdleTimeout time.Duration
 }
 
-func clientTLS(key ed25519.PrivateKey, alpn string, pinned ed25519.PublicKey, seen *ed25519.PublicKey) (*tls.Config, error) {
-	cert, err := certificate(key)
-	if err != nil {
-		return nil, err
-	}
+// clientTLS is the TLS configuration of a laptop's connection: its
+// certificate made from key's key when the server asks for one, the
+// server's key checked against pinned (nil: trust on first use, the key
+// seen stored in seen), and sessions resumed from and stored in sessions
+// when it is set.
+func clientTLS(key func() (ed25519.PrivateKey, error), alpn string, pinned ed25519.PublicKey, seen *ed25519.PublicKey, sessions tls.ClientSessionCache) *tls.Config {
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS13,
+		// The certificate is made when the server asks for it: a resumed
+		// handshake does not, and skips the key's signature.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			k, err := key()
+			if err != nil {
+				return nil, err
+			}
+			cert, err := certificate(k)
+			return &cert, err
+		},
+		ClientSessionCache: sessions,
 		NextProtos:         []string{alpn},
 		ServerName:         "xs-backup",
 		InsecureSkipVerify: true, // no CA: the server's key is pinned instead, checked below
+		// VerifyConnection runs on every handshake, resumed ones too (with
+		// the certificate the session was made with).
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			pub, err := peerKey(cs.PeerCertificates)
 			if err != nil {
@@ -60,7 +88,12 @@ func clientTLS(key ed25519.PrivateKey, alpn string, pinned ed25519.PublicKey, se
 			}
 			return nil
 		},
-	}, nil
+	}
+}
+
+// fixedKey is a key source for clientTLS that has the key already.
+func fixedKey(k ed25519.PrivateKey) func() (ed25519.PrivateKey, error) {
+	return func() (ed25519.PrivateKey, error) { return k, nil }
 }
 
 func clientQUIC(idle time.Duration) *quic.Config {
@@ -110,10 +143,7 @@ func Register(ctx context.Context, addr string, key ed25519.PrivateKey, serial, 
 // RegisterWith is Register with every field of the request (a claim code).
 func RegisterWith(ctx context.Context, addr string, key ed25519.PrivateKey, req RegisterRequest) (RegisterResult, error) {
 	var server ed25519.PublicKey
-	tc, err := clientTLS(key, ALPNRegister, nil, &server)
-	if err != nil {
-		return RegisterResult{}, err
-	}
+	tc := clientTLS(fixedKey(key), ALPNRegister, nil, &server, nil)
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC(0))
@@ -182,10 +212,13 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if cfg.ServerKey == nil {
 		return nil, Errorf(KindNotRegistered, "no pinned server key: this laptop has not registered with a server")
 	}
-	tc, err := clientTLS(cfg.Key, ALPNBackup, cfg.ServerKey, nil)
-	if err != nil {
-		return nil, err
+	key := cfg.LoadKey
+	if cfg.Key != nil {
+		key = fixedKey(cfg.Key)
+	} else if key == nil {
+		return nil, errors.New("proto: ClientConfig has neither Key nor LoadKey")
 	}
+	tc := clientTLS(key, ALPNBackup, cfg.ServerKey, nil, cfg.Sessions)
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC(cfg.IdleTimeout))
@@ -221,6 +254,10 @@ func (c *Client) RoundTrips() int64 { return c.trips.Load() }
 
 // Close ends the connection (and any session).
 func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
+
+// Resumed reports whether this connection resumed an earlier TLS session
+// (see ClientConfig.Sessions) instead of a full handshake.
+func (c *Client) Resumed() bool { return c.conn.ConnectionState().TLS.DidResume }
 
 // BytesSent and BytesReceived are the QUIC bytes on this connection so far:
 // everything on the wire (handshake, retransmissions, acknowledgements)

@@ -88,10 +88,7 @@ func (s *startedWriter) Write(p []byte) (int, error) {
 // recovery key and copies its recovery bundle into w. pinned, if set, is the
 // mothership's key: another is refused (ErrServerKeyChanged).
 func FetchRecovery(ctx context.Context, addr string, key ed25519.PrivateKey, pinned ed25519.PublicKey, w io.Writer) (int64, error) {
-	tc, err := clientTLS(key, ALPNRecover, pinned, nil)
-	if err != nil {
-		return 0, err
-	}
+	tc := clientTLS(fixedKey(key), ALPNRecover, pinned, nil, nil)
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC(0))
