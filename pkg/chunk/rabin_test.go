@@ -103,6 +103,25 @@ func TestRabinCutsAsRestic(t *testing.T) {
 	}
 }
 
+// TestRabinTablesByDefinition: the tables built from their eight one-bit
+// entries equal the tables computed byte by byte from their definition,
+// for the default polynomial and restic's test polynomial.
+func TestRabinTablesByDefinition(t *testing.T) {
+	for _, pol := range []chunker.Pol{chunker.Pol(DefaultParams().Polynomial), 0x3DA3358B4DC173} {
+		got := tablesFor(pol)
+		for b := range 256 {
+			h := chunker.Pol(b).Mod(pol)
+			for range rabinWindow - 1 {
+				h = (h << 8).Mod(pol)
+			}
+			top := chunker.Pol(b) << polDegree
+			if got.out[b] != uint64(h) || got.mod[b] != uint64(top.Mod(pol)|top) {
+				t.Fatalf("pol %#x, byte %d: out %#x mod %#x, by definition %#x %#x", pol, b, got.out[b], got.mod[b], h, top.Mod(pol)|top)
+			}
+		}
+	}
+}
+
 // TestRabinReaderError: an error from the reader is returned as is.
 func TestRabinReaderError(t *testing.T) {
 	boom := errors.New("disk says no")
