@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -28,13 +29,23 @@ const (
 	probeBits  = 7.9
 )
 
-// nlogn[n] is n*log2(n), for the probe's entropy sum.
-var nlogn = func() (t [probeSpan*probeSpans + 1]float64) {
-	for n := 2; n < len(t); n++ {
-		t[n] = float64(n) * math.Log2(float64(n))
+// nlognBits caches n*log2(n) for the probe's entropy sum (the float64's
+// bits; 0 until computed, and n*log2(n) is 0 only for n < 2). Entries are
+// computed when a probe first needs them, at most 256 a probe: a table of
+// all 4097 computed when the package was loaded cost every start of the
+// XO-1's softfloat build 6-9 ms (a quarter of a run that ends at once),
+// and most runs probe nothing.
+var nlognBits [probeSpan*probeSpans + 1]atomic.Uint64
+
+// nlogn returns n*log2(n).
+func nlogn(n uint16) float64 {
+	if b := nlognBits[n].Load(); b != 0 || n < 2 {
+		return math.Float64frombits(b)
 	}
-	return t
-}()
+	v := float64(n) * math.Log2(float64(n))
+	nlognBits[n].Store(math.Float64bits(v))
+	return v
+}
 
 // incompressible reports whether src looks like already compressed data:
 // the entropy of a 4 KiB sample, which costs about 1% of compressing it.
@@ -53,7 +64,7 @@ func incompressible(src []byte) bool {
 	// H = log2(n) - (1/n) * sum(c*log2(c))
 	sum := 0.0
 	for _, c := range count {
-		sum += nlogn[c]
+		sum += nlogn(c)
 	}
 	return math.Log2(n)-sum/n >= probeBits
 }

@@ -3,6 +3,7 @@ package chunk
 import (
 	"bytes"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 	"testing"
@@ -241,6 +242,29 @@ func TestProbeSkipsOnlyIncompressible(t *testing.T) {
 	if incompressible(rnd[:probeMin-1]) {
 		t.Error("the probe ran on a chunk shorter than probeMin")
 	}
+}
+
+// TestNlognByDefinition: the probe's n*log2(n), computed on first use by
+// several probes at once, is the value the definition gives, for every
+// count a probe can see.
+func TestNlognByDefinition(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range len(nlognBits) {
+				n := (i + g*1000) % len(nlognBits)
+				want := 0.0
+				if n >= 2 {
+					want = float64(n) * math.Log2(float64(n))
+				}
+				if got := nlogn(uint16(n)); got != want {
+					t.Errorf("nlogn(%d) = %v, want %v", n, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // compress, which Split uses, leaves dst as it was when compressing does
