@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -145,6 +147,56 @@ func TestRunsResumeTheTLSSession(t *testing.T) {
 	}
 	if !errors.Is(err, proto.ErrRevoked) {
 		t.Errorf("a revoked laptop with a ticket: %v, want %v", err, proto.ErrRevoked)
+	}
+}
+
+// TestResumedHandshakeNeedsNoKey: through the library (proto.Dial with a
+// session cache and LoadKey), the key is derived for the full handshake
+// and not for the resumed one, and a client without a cache never resumes.
+func TestResumedHandshakeNeedsNoKey(t *testing.T) {
+	ctx := t.Context()
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "LAZYKEY1", 1)
+	key, err := l.st.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := 0
+	cfg := proto.ClientConfig{Addr: d.Addr.String(), ServerKey: d.Server.PublicKey(),
+		LoadKey:  func() (ed25519.PrivateKey, error) { loads++; return key, nil },
+		Sessions: tls.NewLRUClientSessionCache(1)}
+	for i, want := range []struct {
+		resumed bool
+		loads   int
+	}{{false, 1}, {true, 1}, {true, 1}} {
+		c, err := proto.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+			t.Fatalf("connection %d: hello %+v %v", i, g, err)
+		}
+		if c.Resumed() != want.resumed || loads != want.loads {
+			t.Errorf("connection %d: resumed %v with the key derived %d times, want %v and %d", i, c.Resumed(), loads, want.resumed, want.loads)
+		}
+		c.Close()
+	}
+	plain := proto.ClientConfig{Addr: d.Addr.String(), ServerKey: d.Server.PublicKey(), Key: key}
+	for i := range 2 {
+		c, err := proto.Dial(ctx, plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Hello(ctx, "backup"); err != nil {
+			t.Fatal(err)
+		}
+		if c.Resumed() {
+			t.Errorf("connection %d without a session cache resumed", i)
+		}
+		c.Close()
+	}
+	if _, err := proto.Dial(ctx, proto.ClientConfig{Addr: d.Addr.String(), ServerKey: d.Server.PublicKey()}); err == nil {
+		t.Error("a client without a key connected")
 	}
 }
 
