@@ -109,7 +109,7 @@ func newRootCmd() *cobra.Command {
 	pf := cmd.PersistentFlags()
 	// Defaults under the home directory are resolved when used, so that
 	// help and the man pages say ~ rather than the home of whoever built them.
-	pf.StringVar(&g.state, "state", "", "where the laptop's key, server pin and file cache live (default ~/.sugar/default/xs-backup)")
+	pf.StringVar(&g.state, "state", "", "where the laptop's key, server pin, file cache and TLS session ticket live (default ~/.sugar/default/xs-backup)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "say more (run: data scanned and read, chunks, quota, files left out)")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print errors only (run, register and restore say nothing when all is well)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
