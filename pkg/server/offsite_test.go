@@ -43,16 +43,6 @@ func startSchool(t *testing.T, ms *server.Daemon, name string) *server.Daemon {
 	})
 }
 
-// schoolOn returns the school's account on the mothership.
-func schoolOn(t *testing.T, ms *server.Daemon, name string) *store.User {
-	t.Helper()
-	u, err := ms.Store.UserBySerial(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
 // TestReplicateToMothership: two schools and a mothership over QUIC on
 // loopback. A school waits for the mothership's staff; then every snapshot
 // goes up with its time and ID, restores byte for byte from the mothership,
@@ -96,7 +86,7 @@ func TestReplicateToMothership(t *testing.T) {
 
 	// Every snapshot is there, same root (content-addressed: same bytes),
 	// same time and origin; and it restores byte for byte.
-	ua := schoolOn(t, ms, "school-a")
+	ua := userBySerial(t, ms, "school-a")
 	onMS := ms.Store.Snapshots(ua.ID)
 	if len(onMS) != 3 { // two laptops and the registry
 		t.Fatalf("mothership has %d snapshots of school-a, want 3", len(onMS))
@@ -145,7 +135,7 @@ func TestReplicateToMothership(t *testing.T) {
 	if err != nil || rep.Snapshots != 1 {
 		t.Fatalf("school-b sync: %+v %v", rep, err)
 	}
-	ub := schoolOn(t, ms, "school-b")
+	ub := userBySerial(t, ms, "school-b")
 	book := sharedChunk(t, ctx, a.Store, b.Store)
 	for _, u := range []store.UserID{ua.ID, ub.ID} {
 		if held, _ := ms.Store.Holds(ctx, u, book); !held {
@@ -233,7 +223,7 @@ func TestReplicationResumes(t *testing.T) {
 	if rep1.Bytes == 0 || rep1.Bytes+rep2.Bytes > full+8<<20 {
 		t.Fatalf("resume sent again: %d + %d bytes for %d", rep1.Bytes, rep2.Bytes, full)
 	}
-	ua := schoolOn(t, ms, "school-a")
+	ua := userBySerial(t, ms, "school-a")
 	if n := len(ms.Store.Snapshots(ua.ID)); n != 4 {
 		t.Fatalf("mothership has %d snapshots, want 3 and the registry", n)
 	}
@@ -386,7 +376,7 @@ func TestSneakernetAndRecovery(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(bad, filepath.Base(f)), b, 0o644)
 	}
-	ua := schoolOn(t, ms, "school-a")
+	ua := userBySerial(t, ms, "school-a")
 	if _, err := imp(bad); err == nil {
 		t.Fatal("a tampered bundle was imported")
 	}
@@ -633,7 +623,7 @@ func TestImportRefusesAnIncompleteBundle(t *testing.T) {
 	if !errors.Is(err, errkind.ErrNotHeld) {
 		t.Fatalf("an incomplete bundle: %v", err)
 	}
-	if n := len(ms.Store.Snapshots(schoolOn(t, ms, "school-a").ID)); n != 0 {
+	if n := len(ms.Store.Snapshots(userBySerial(t, ms, "school-a").ID)); n != 0 {
 		t.Fatalf("a refused bundle left %d snapshots", n)
 	}
 }

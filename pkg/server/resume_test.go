@@ -101,9 +101,9 @@ func TestRunsResumeTheTLSSession(t *testing.T) {
 	if dialResumed(t, l.st) {
 		t.Error("another laptop's session was resumed")
 	}
-	before := len(d.Store.Snapshots(mustUser(t, d, "RESUME2").ID))
+	before := len(d.Store.Snapshots(userBySerial(t, d, "RESUME2").ID))
 	l.run(t)
-	if n := len(d.Store.Snapshots(mustUser(t, d, "RESUME2").ID)); n != before {
+	if n := len(d.Store.Snapshots(userBySerial(t, d, "RESUME2").ID)); n != before {
 		t.Errorf("a run with RESUME2's ticket gave RESUME2 a snapshot (%d, had %d)", n, before)
 	}
 
@@ -135,7 +135,7 @@ func TestRunsResumeTheTLSSession(t *testing.T) {
 
 	// A revoked laptop holding a good ticket is refused all the same: the
 	// server checks the key the ticket carries on every connection.
-	u := mustUser(t, d2, "RESUME1")
+	u := userBySerial(t, d2, "RESUME1")
 	d2.Store.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Revoked = true; return nil })
 	c, _, err := agent.Dial(ctx, l.st, 0)
 	if err == nil {
@@ -237,13 +237,4 @@ func TestReflashedLaptopDoesNotResumeTheOldKey(t *testing.T) {
 	if !errors.Is(err, proto.ErrNotApproved) {
 		t.Errorf("the new key before staff approve it: %v, want %v", err, proto.ErrNotApproved)
 	}
-}
-
-func mustUser(t *testing.T, d *server.Daemon, serial string) *store.User {
-	t.Helper()
-	u, err := d.Store.UserBySerial(serial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
