@@ -28,8 +28,10 @@ const sessionMagic = "xs-tls-session 1\n"
 // state directory. It is bound to the laptop's key and the pinned server
 // key: a session made with another key on either side is never offered
 // (a new key after a reflash, another server after registering again). It
-// is a cache: a file that is missing, damaged or stale means a full
-// handshake, never a failed run, and it is written without fsync.
+// is a cache: a file that is missing, damaged (its checksum) or stale
+// means a full handshake, never a failed run, and it is written without
+// fsync. A state altered behind a valid checksum fails one handshake
+// (the server refuses its binder), after which crypto/tls forgets it.
 type sessionFile struct {
 	path string
 	bind [32]byte
@@ -166,15 +168,15 @@ func decodeSession(b []byte) (bind [32]byte, key string, ticket, state []byte, e
 	return bind, string(k), ticket, b, nil
 }
 
-// readCapped reads the file at path, refusing one longer than max.
-func readCapped(path string, max int64) ([]byte, error) {
+// readCapped reads the file at path, refusing one longer than limit.
+func readCapped(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
 		err = errBadSession
 	}
 	return b, err

@@ -33,8 +33,8 @@ const (
 // bits; 0 until computed, and n*log2(n) is 0 only for n < 2). Entries are
 // computed when a probe first needs them, at most 256 a probe: a table of
 // all 4097 computed when the package was loaded cost every start of the
-// XO-1's softfloat build 6-9 ms (a quarter of a run that ends at once),
-// and most runs probe nothing.
+// XO-1's softfloat build 6-9 ms (half of a run that ends at once), and
+// most runs probe nothing.
 var nlognBits [probeSpan*probeSpans + 1]atomic.Uint64
 
 // nlogn returns n*log2(n).
