@@ -24,8 +24,12 @@ NFPM     ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
 all: build
 
+# Pure Go (CGO_ENABLED=0), as the packages are built: a program linked
+# against libc pays for the dynamic loader at every start (1.5-2 ms of
+# xo-backup's ~5 ms start on amd64), and the laptop's timer starts it every
+# 5 minutes.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
 
 demo: build
 	$(GO) run ./internal/demo --bin $(BIN)
@@ -59,10 +63,10 @@ soak:
 
 # The laptop targets: XO-1 (386 without SSE2), XO-1.75/4 (ARMv7, arm64), PCs.
 cross:
-	GOOS=linux GOARCH=amd64 $(GO) build -o $(BIN)/linux-amd64/ $(CMDS)
-	GOOS=linux GOARCH=arm64 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
-	GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -o $(BIN)/linux-amd64/ $(CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=386 GO386=softfloat $(GO) build -o $(BIN)/linux-386-softfloat/ $(CMDS)
 
 # Packages into $(PKGS)/: the school server's .deb (xs-backupd, xs-admin,
 # the config as a conffile, the unit, the system user) for amd64 and arm64;

@@ -40,7 +40,9 @@ var listenRe = regexp.MustCompile(`listen=(\S+)`)
 
 // buildXS builds the three programs of the repository at repo into bin.
 func buildXS(ctx context.Context, repo, bin string) error {
-	p, err := run(ctx, repo, nil, "go", "build", "-o", bin+string(os.PathSeparator), "./cmd/xs-backupd", "./cmd/xo-backup", "./cmd/xs-admin")
+	// Pure Go, as the packages (and make build) build them: linked against
+	// libc, every start of xo-backup would also pay the dynamic loader.
+	p, err := run(ctx, repo, []string{"CGO_ENABLED=0"}, "go", "build", "-o", bin+string(os.PathSeparator), "./cmd/xs-backupd", "./cmd/xo-backup", "./cmd/xs-admin")
 	if err != nil {
 		return fmt.Errorf("build xs-backup: %w (is Go installed?)", err)
 	}
