@@ -243,18 +243,24 @@ func Dial(ctx context.Context, st State, idle time.Duration) (*proto.Client, *Re
 	if err != nil {
 		return nil, nil, err
 	}
+	c, err := dial(ctx, st, reg, idle)
+	return c, reg, err
+}
+
+// dial is Dial with the registration already read (a run reads it first,
+// to end at once if the laptop is not registered).
+func dial(ctx context.Context, st State, reg *Registration, idle time.Duration) (*proto.Client, error) {
 	seed, err := st.seed()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sk, err := hex.DecodeString(reg.ServerKey)
 	if err != nil || len(sk) != ed25519.PublicKeySize {
-		return nil, nil, fmt.Errorf("%s is damaged; register again", st.path("server.json"))
+		return nil, fmt.Errorf("%s is damaged; register again", st.path("server.json"))
 	}
-	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, ServerKey: sk, IdleTimeout: idle,
+	return proto.Dial(ctx, proto.ClientConfig{Addr: reg.Server, ServerKey: sk, IdleTimeout: idle,
 		LoadKey:  func() (ed25519.PrivateKey, error) { return ed25519.NewKeyFromSeed(seed), nil },
 		Sessions: newSessionFile(st.path(sessionName), seed, sk)})
-	return c, reg, err
 }
 
 // lock takes the run lock; ok is false if another run holds it.

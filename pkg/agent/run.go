@@ -113,7 +113,8 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return &RunResult{Outcome: Skipped, Skip: cause, Reason: reason}, nil
 	}
 	// Cheapest checks first.
-	if _, err := st.Registration(); err != nil {
+	reg, err := st.Registration()
+	if err != nil {
 		if errors.Is(err, ErrNotRegistered) {
 			return skip(SkipNotRegistered, err.Error())
 		}
@@ -158,7 +159,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 
-	c, _, err := Dial(ctx, st, o.IdleTimeout)
+	c, err := dial(ctx, st, reg, o.IdleTimeout)
 	if errors.Is(err, proto.ErrUnreachable) {
 		return skip(SkipUnreachable, err.Error())
 	}
