@@ -223,22 +223,39 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC(cfg.IdleTimeout))
 	if err != nil {
-		if errors.Is(err, ErrServerKeyChanged) {
-			return nil, ErrServerKeyChanged
-		}
-		// The server answered and refused (revoked, busy…): its kind, not
-		// "unreachable" (an ApplicationError is also a net.Error).
-		var ae *quic.ApplicationError
-		if errors.As(err, &ae) && ae.Remote {
-			return nil, wireErr(err)
-		}
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w (%s): %v", ErrUnreachable, cfg.Addr, err)
-		}
-		return nil, wireErr(err)
+		return nil, dialErr(cfg.Addr, err)
 	}
 	return &Client{cfg: cfg, conn: conn}, nil
+}
+
+// dialErr says why connecting to the server at addr failed.
+func dialErr(addr string, err error) error {
+	if errors.Is(err, ErrServerKeyChanged) {
+		return ErrServerKeyChanged
+	}
+	// The server answered and refused (revoked, busy…): its kind, not
+	// "unreachable" (an ApplicationError is also a net.Error).
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		return wireErr(err)
+	}
+	// The server answered, and the TLS handshake failed: it refused (another
+	// protocol version, no common ALPN; a session it does not accept) or
+	// what it sent did not pass this side's checks. Also a net.Error, but
+	// reachable: saying "unreachable" would make every run a quiet skip.
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
+		who := "this laptop refused the server's"
+		if te.Remote {
+			who = "the server refused this laptop's"
+		}
+		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): if the server or this laptop's xo-backup was upgraded, upgrade the other; otherwise run again", who, addr, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
+	}
+	return wireErr(err)
 }
 
 // OpenRawStream opens a bare request stream, for protocol conformance tests
