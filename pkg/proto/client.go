@@ -249,7 +249,7 @@ func dialErr(addr string, err error) error {
 		if te.Remote {
 			who = "the server refused this laptop's"
 		}
-		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): if the server or this laptop's xo-backup was upgraded, upgrade the other; otherwise run again", who, addr, err)
+		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): the server and this laptop may run different versions of xs-backup (upgrade the older one); otherwise run again", who, addr, err)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
