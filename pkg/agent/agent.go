@@ -92,7 +92,7 @@ func (s State) seed() ([]byte, error) {
 		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 			return nil, err
 		}
-		return key.Seed(), writeAtomic(s.path("key"), []byte(hex.EncodeToString(key.Seed())+"\n"))
+		return key.Seed(), writeAtomic(s.path("key"), proto.EncodeKey(key))
 	}
 	if err != nil {
 		return nil, err
