@@ -315,6 +315,7 @@ func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote, pause ti
 	s := openStore(t, t.TempDir(), store.Options{PackSize: 64 << 10, CompactBelow: 1, Remote: remote})
 	const users, rounds = 4, 8
 	var runs, deleted, rewritten int64
+	lifecycleFailed := false
 	keep := store.Policy{KeepLast: 2}
 	type made struct {
 		seed  uint64
@@ -325,6 +326,22 @@ func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote, pause ti
 	var wg sync.WaitGroup
 	errs := make(chan error, users+2)
 	done := make(chan struct{})
+	// waitRuns waits until n lifecycle runs have ended that began after
+	// the call (n+1 ends cover a run in progress), or the lifecycle
+	// stopped on an error, which the test reports.
+	waitRuns := func(n int64) {
+		mu.Lock()
+		from := runs
+		mu.Unlock()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			mu.Lock()
+			now, failed := runs, lifecycleFailed
+			mu.Unlock()
+			if now >= from+n+1 || failed {
+				return
+			}
+		}
+	}
 	for i := 0; i < users; i++ {
 		u := addUser(t, s, fmt.Sprintf("CONC%d", i))
 		s.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Retention = &keep; return nil })
@@ -357,6 +374,13 @@ func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote, pause ti
 				mu.Lock()
 				source[tg.Last().ID] = made{seed, r}
 				mu.Unlock()
+				if r == 3 {
+					// Out of its session with four snapshots: two whole
+					// lifecycle runs that begin after this point must see
+					// it, so retention deletes and GC rewrites while the
+					// other laptops go on, however slow the store is.
+					waitRuns(2)
+				}
 			}
 		}()
 	}
@@ -372,6 +396,9 @@ func concurrentBackupsLifecycleAndGC(t *testing.T, remote store.Remote, pause ti
 			}
 			rep, err := s.Lifecycle(ctx, store.LifecycleOptions{})
 			if err != nil {
+				mu.Lock()
+				lifecycleFailed = true
+				mu.Unlock()
 				errs <- fmt.Errorf("lifecycle: %w", err)
 				return
 			}
