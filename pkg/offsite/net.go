@@ -3,6 +3,7 @@ package offsite
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,6 +31,17 @@ type Mothership struct {
 	// mothership's own pacing).
 	Rate int64
 }
+
+// mothershipKeyErr reports a mothership that presented a key other than the
+// one pinned for it. It is proto.ErrServerKeyChanged (errors.Is), whose own
+// text speaks of a laptop and its school server.
+type mothershipKeyErr struct{ addr, want string }
+
+func (e *mothershipKeyErr) Error() string {
+	return "the mothership at " + e.addr + " presents a key other than " + e.want
+}
+
+func (e *mothershipKeyErr) Unwrap() error { return proto.ErrServerKeyChanged }
 
 // Register asks the mothership to take this school. Its staff approve the
 // school (as a school's staff approve a laptop); until then Sync fails with
@@ -79,6 +91,9 @@ func Sync(ctx context.Context, st *store.Store, m Mothership, state *State, opts
 		pinned = state.Mothership
 	}
 	c, err := proto.Dial(ctx, proto.ClientConfig{Addr: m.Addr, Key: m.Key, ServerKey: pinned, Streams: 2})
+	if errors.Is(err, proto.ErrServerKeyChanged) {
+		return nil, &mothershipKeyErr{m.Addr, "the one this school pinned when it registered: someone may be impersonating it; if it was really rebuilt with a new key, ask its staff"}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to the mothership: %w", err)
 	}

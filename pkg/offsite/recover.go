@@ -137,6 +137,9 @@ func fetchRecovery(ctx context.Context, opts RecoverOptions) (string, error) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		if errors.Is(err, proto.ErrServerKeyChanged) {
+			return "", &mothershipKeyErr{opts.Addr, "the key given for it: check the mothership's address and key in the recovery kit"}
+		}
 		if errors.Is(err, errkind.ErrNotRegistered) {
 			return "", fmt.Errorf("%w: the mothership knows no recovery key of %s for this passphrase (a wrong passphrase or school name, or the school's kit never reached it: then ask its staff for a recovery bundle on a stick)", errkind.ErrPermission, opts.School)
 		}

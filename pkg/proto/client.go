@@ -148,7 +148,7 @@ func RegisterWith(ctx context.Context, addr string, key ed25519.PrivateKey, req 
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC(0))
 	if err != nil {
-		return RegisterResult{}, fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
+		return RegisterResult{}, dialErr(addr, dialSide, err)
 	}
 	defer conn.CloseWithError(0, "")
 	st, err := conn.OpenStreamSync(dctx)
@@ -223,13 +223,23 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, cfg.Addr, tc, clientQUIC(cfg.IdleTimeout))
 	if err != nil {
-		return nil, dialErr(cfg.Addr, err)
+		return nil, dialErr(cfg.Addr, dialSide, err)
 	}
 	return &Client{cfg: cfg, conn: conn}, nil
 }
 
-// dialErr says why connecting to the server at addr failed.
-func dialErr(addr string, err error) error {
+// dialSides names the two ends of a connection in dialErr's messages.
+type dialSides struct{ self, peer string }
+
+var (
+	// Dial and registration serve laptops and school servers (to their
+	// mothership).
+	dialSide     = dialSides{"this machine", "the server"}
+	recoverySide = dialSides{"this server", "the mothership"}
+)
+
+// dialErr says why connecting to the peer at addr failed.
+func dialErr(addr string, sides dialSides, err error) error {
 	if errors.Is(err, ErrServerKeyChanged) {
 		return ErrServerKeyChanged
 	}
@@ -245,11 +255,11 @@ func dialErr(addr string, err error) error {
 	// reachable: saying "unreachable" would make every run a quiet skip.
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
-		who := "this laptop refused the server's"
+		who := sides.self + " refused " + sides.peer + "'s"
 		if te.Remote {
-			who = "the server refused this laptop's"
+			who = sides.peer + " refused " + sides.self + "'s"
 		}
-		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): the server and this laptop may run different versions of xs-backup (upgrade the older one); otherwise run again", who, addr, err)
+		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): %s and %s may run different versions of xs-backup (upgrade the older one); otherwise try again", who, addr, err, sides.peer, sides.self)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {

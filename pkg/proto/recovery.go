@@ -3,7 +3,6 @@ package proto
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
 	"io"
 	"time"
 
@@ -93,7 +92,7 @@ func FetchRecovery(ctx context.Context, addr string, key ed25519.PrivateKey, pin
 	defer cancel()
 	conn, err := quic.DialAddr(dctx, addr, tc, clientQUIC(0))
 	if err != nil {
-		return 0, fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
+		return 0, dialErr(addr, recoverySide, err)
 	}
 	defer conn.CloseWithError(0, "")
 	st, err := conn.OpenStreamSync(dctx)

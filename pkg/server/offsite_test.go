@@ -642,9 +642,58 @@ func recoverRefusingAnotherPassphrase(t *testing.T, ropts offsite.RecoverOptions
 	if ents, _ := os.ReadDir(ropts.DataDir); len(ents) != 0 {
 		t.Fatalf("a refused recovery left %d entries in the data directory", len(ents))
 	}
+	if ropts.Addr != "" {
+		// A mistyped mothership key (or another machine at its address)
+		// is said to be that, not "unreachable", and nothing is written.
+		wrong = ropts
+		other, _ := proto.GenerateKey()
+		wrong.Mothership = other.Public().(ed25519.PublicKey)
+		_, err := offsite.Recover(ctx, wrong)
+		if !errors.Is(err, proto.ErrServerKeyChanged) || errors.Is(err, proto.ErrUnreachable) ||
+			!strings.Contains(err.Error(), "mothership") || strings.Contains(err.Error(), "laptop") {
+			t.Fatalf("recover with another mothership key: %v", err)
+		}
+		if ents, _ := os.ReadDir(ropts.DataDir); len(ents) != 0 {
+			t.Fatalf("a refused recovery left %d entries in the data directory", len(ents))
+		}
+	}
 	rec, err := offsite.Recover(ctx, ropts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// TestSyncToAnImpostorMothership: another machine answering at the
+// mothership's address with another key is refused as such (not
+// "unreachable", nor a laptop's wording), the school does not register with
+// it, and the error is what the school's sync status shows.
+func TestSyncToAnImpostorMothership(t *testing.T) {
+	ctx := context.Background()
+	cfg := server.DefaultConfig()
+	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve = "127.0.0.1:0", t.TempDir(), "", 0
+	cfg.Role, cfg.Registration = "mothership", "approve"
+	cfg.RestorePage.Listen, cfg.Lifecycle.At = "", ""
+	ms, stop := runDaemon(t, cfg)
+	a := startSchool(t, ms, "school-a")
+	if _, _, err := a.Sync(ctx, false); !errors.Is(err, errkind.ErrNotApproved) {
+		t.Fatalf("first sync, before the mothership's staff approve: %v", err)
+	}
+	addr := ms.Addr.String()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	impostor := startDaemon(t, func(c *server.Config) {
+		c.Listen, c.Role, c.Registration = addr, "mothership", "open"
+		c.RestorePage.Listen, c.Lifecycle.At = "", ""
+	})
+	_, _, err := a.Sync(ctx, false)
+	if !errors.Is(err, proto.ErrServerKeyChanged) || errors.Is(err, proto.ErrUnreachable) ||
+		!strings.Contains(err.Error(), "mothership") || strings.Contains(err.Error(), "laptop") {
+		t.Fatalf("sync to another machine at the mothership's address: %v", err)
+	}
+	t.Log(err)
+	if n := len(impostor.Store.Users()); n != 0 {
+		t.Fatalf("the school registered with the impostor: %d accounts there", n)
+	}
 }
