@@ -37,8 +37,14 @@ type app struct {
 	started bool
 	// place is where the command looked, for advice on its errors.
 	place cli.StaffPlace
-	// storage is the configuration's [storage] section: a store whose
-	// packs are in a bucket is opened with the same Remote as the daemon's.
+	// stored is what the configuration says about the configured store
+	// (retention, quota, lifecycle, [storage]: a store whose packs are in a
+	// bucket is opened with the same Remote as the daemon's); with the
+	// daemon stopped, xs-admin opens it with the daemon's options. Another
+	// store (--data) is opened with the defaults.
+	stored func(context.Context, *store.Options) error
+	// storage is the configuration's [storage] section (empty for another
+	// store).
 	storage server.Storage
 	// school is the configuration's [mothership] school.
 	school string
@@ -91,9 +97,9 @@ func (a *app) locate(cmd *cobra.Command) error {
 	}
 	a.place.Data = cfg.Data
 	a.school = cfg.Mothership.School
-	a.storage = server.Storage{}
+	a.stored, a.storage = func(context.Context, *store.Options) error { return nil }, server.Storage{}
 	if !cmd.Flags().Changed("data") || filepath.Clean(a.data) == filepath.Clean(cfg.Data) {
-		a.storage = cfg.Storage // another store (--data) is a local one
+		a.stored, a.storage = cfg.StoreOptions, cfg.Storage // another store (--data): the defaults, a local one
 	}
 	if cmd.Flags().Changed("data") {
 		a.place.Data = a.data
@@ -133,10 +139,11 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 	if how == repair {
 		open = store.OpenForRepair // works when the index itself will not open
 	}
-	opts := store.Options{ReadOnly: how == readOnly}
-	if err := a.storage.StoreOptions(cmd.Context(), &opts); err != nil {
+	var opts store.Options
+	if err := a.stored(cmd.Context(), &opts); err != nil {
 		return nil, nil, err
 	}
+	opts.ReadOnly = how == readOnly
 	s, err := open(cmd.Context(), a.place.Data, opts)
 	if errors.Is(err, fs.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
+	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
@@ -238,6 +239,58 @@ func TestConfigReuse(t *testing.T) {
 		if out, errOut, code := xsAdmin(t, nil, "--data", data, "users"); code != 0 || !strings.Contains(out, "SHC0042") {
 			t.Errorf("without %s: exit %d %s", defaultConfig, code, errOut)
 		}
+	}
+}
+
+// With the daemon stopped, xs-admin opens the configured store with the
+// daemon's settings: a retention run by hand keeps what the configured
+// policy keeps (it applied the built-in default policy, and deleted
+// snapshots the school had chosen to keep). Another store (--data) gets the
+// defaults.
+func TestStoppedDaemonKeepsTheConfiguredPolicy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	day := time.Date(2026, 1, 1, 10, 0, 0, 0, time.Local)
+	s, err := store.Open(ctx, data, store.Options{Reserve: -1, Now: func() time.Time { return day }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.AddUser(ctx, store.NewUser{Serial: "SHC1", Approved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	for i := 0; i < 4; i++ { // Jan 1, 3, 5, 7: one month, five months before --at
+		os.WriteFile(filepath.Join(src, "diary.txt"), fmt.Appendf(nil, "day %d", i), 0o644)
+		if _, err := backup.Run(ctx, src, s.Target(u.ID, store.CommitInfo{}), backup.Options{Params: s.Params()}); err != nil {
+			t.Fatal(err)
+		}
+		day = day.AddDate(0, 0, 2)
+	}
+	s.Close()
+	conf := filepath.Join(dir, "xs-backup.toml")
+	os.WriteFile(conf, fmt.Appendf(nil, "data = %q\nreserve = \"0\"\n[retention]\nkeep_within_days = 365\n", data), 0o644)
+	deleted := func(args ...string) int {
+		t.Helper()
+		out, errOut, code := xsAdmin(t, nil, append(args, "--json", "retention", "--at", "2026-06-01")...)
+		var rep store.RetentionReport
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+			t.Fatalf("retention %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+		return rep.Deleted
+	}
+	// The defaults (30 days, then the newest of each month) would delete
+	// three: the test tells the two policies apart.
+	if n := deleted("--data", data, "--dry-run"); n != 3 {
+		t.Fatalf("the default policy would delete %d of 4, want 3", n)
+	}
+	if n := deleted("--config", conf); n != 0 {
+		t.Fatalf("retention with the configured keep_within_days = 365 deleted %d snapshots", n)
+	}
+	out, errOut, code := xsAdmin(t, nil, "--config", conf, "--json", "snapshots", "SHC1")
+	if code != 0 || strings.Count(out, `"id"`) != 4 {
+		t.Fatalf("after the configured retention: exit %d, want 4 snapshots\n%s%s", code, out, errOut)
 	}
 }
 

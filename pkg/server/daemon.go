@@ -93,6 +93,29 @@ type Daemon struct {
 	key      ed25519.PrivateKey
 }
 
+// StoreOptions sets in opts what the configuration says about the store:
+// its reserve, default quota and retention policy, the lifecycle's expiry,
+// compaction and scrub settings, the chunker parameters and where the packs
+// live. The daemon opens its store with them, and so does anything that
+// opens the configured store while the daemon is stopped, so that (say) a
+// retention run by hand keeps what the configured policy keeps.
+func (cfg Config) StoreOptions(ctx context.Context, opts *store.Options) error {
+	policy := cfg.Retention
+	opts.Reserve = int64(cfg.Reserve)
+	if cfg.Reserve == 0 {
+		opts.Reserve = -1
+	}
+	opts.DefaultQuota = store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)}
+	opts.Retention = &policy
+	opts.PendingExpiry = time.Duration(cfg.Lifecycle.PendingExpiry)
+	opts.CompactBelow = cfg.Lifecycle.CompactBelow
+	opts.ScrubDays = cfg.Lifecycle.ScrubDays
+	if cfg.Chunker != nil {
+		opts.Params = *cfg.Chunker
+	}
+	return cfg.Storage.StoreOptions(ctx, opts)
+}
+
 // NewDaemon opens the store and prepares the server.
 func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
@@ -101,17 +124,8 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	policy := cfg.Retention
-	opts := store.Options{Reserve: int64(cfg.Reserve), DefaultQuota: store.Quota{Soft: int64(cfg.Quota.Soft), Hard: int64(cfg.Quota.Hard)},
-		Retention: &policy, PendingExpiry: time.Duration(cfg.Lifecycle.PendingExpiry), CompactBelow: cfg.Lifecycle.CompactBelow, ScrubDays: cfg.Lifecycle.ScrubDays,
-		Hook: cfg.Hook, Now: cfg.Now}
-	if cfg.Reserve == 0 {
-		opts.Reserve = -1
-	}
-	if cfg.Chunker != nil {
-		opts.Params = *cfg.Chunker
-	}
-	if err := cfg.Storage.StoreOptions(ctx, &opts); err != nil {
+	opts := store.Options{Hook: cfg.Hook, Now: cfg.Now}
+	if err := cfg.StoreOptions(ctx, &opts); err != nil {
 		return nil, err
 	}
 	st, err := store.Open(ctx, cfg.Data, opts)
