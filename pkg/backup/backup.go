@@ -250,7 +250,7 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		return chunk.ID{}, false, err
 	}
 	if depth >= manifest.MaxDepth {
-		return chunk.ID{}, false, fmt.Errorf("%s: directories nested deeper than %d", abs, manifest.MaxDepth)
+		return chunk.ID{}, false, fmt.Errorf("%s: %w", abs, errTooDeep)
 	}
 	cd, same := r.cache.dir(rel, st)
 	ents, ok := r.opts.Scan.entries(r.root, rel)
@@ -270,6 +270,30 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		names[i] = ents[i].name
 	}
 	clean := same && slices.Equal(names, cd.names)
+	// Before the first file of this directory is read: the directory is
+	// still the one listed (not replaced, nor one above it, by a symlink
+	// since: its files are opened by path).
+	verified := false
+	dirOK := func() error {
+		if verified {
+			return nil
+		}
+		var sys syscall.Stat_t
+		var err error
+		if depth == 0 {
+			err = syscall.Stat(abs, &sys) // the source itself may be a symlink
+		} else {
+			err = syscall.Lstat(abs, &sys)
+		}
+		if err != nil {
+			return &fs.PathError{Op: "lstat", Path: abs, Err: err}
+		}
+		if sys.Mode&syscall.S_IFMT != syscall.S_IFDIR || uint64(sys.Ino) != st.ino {
+			return fmt.Errorf("%s: %w", abs, errChanged)
+		}
+		verified = true
+		return nil
+	}
 	var excluded []string
 	t := &manifest.Tree{Entries: make([]manifest.Entry, 0, len(ents))}
 	for _, se := range ents {
@@ -309,9 +333,9 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		switch {
 		case fi.Mode().IsRegular():
 			e.Type = manifest.File
-			ids, size, hit, err := r.file(childAbs, childRel, fi)
+			ids, size, hit, err := r.file(childAbs, childRel, fi, dirOK)
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+				if leaveOut(err) {
 					r.res.Skipped = append(r.res.Skipped, childRel)
 					clean = false
 					continue
@@ -324,7 +348,7 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		case fi.IsDir():
 			e.Type = manifest.Dir
 			sub, subClean, err := r.dir(childAbs(), childRel, statOf(fi), depth+1)
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			if leaveOut(err) {
 				r.res.Skipped = append(r.res.Skipped, childRel)
 				clean = false
 				continue
@@ -373,6 +397,21 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	return id, clean, nil
 }
 
+// Why a walk leaves an entry out of the snapshot (Result.Skipped) rather
+// than fail: it changed into something else since it was listed, or it
+// lies deeper than a snapshot may go.
+var (
+	errChanged = errors.New("changed since it was listed (the next backup takes it)")
+	errTooDeep = fmt.Errorf("directories nested deeper than %d (left out)", manifest.MaxDepth)
+)
+
+// leaveOut reports whether err means leaving the entry out of this
+// snapshot: it vanished, cannot be read, changed into something else, or
+// lies too deep.
+func leaveOut(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, errChanged) || errors.Is(err, errTooDeep)
+}
+
 // racyWindow: a directory whose mtime or ctime is this close to the start
 // of the walk that saw it may change again with the same timestamps (a
 // filesystem's clock ticks every few milliseconds, some every second or
@@ -394,9 +433,30 @@ func racy(at time.Time, st fileStat) bool {
 	return st.mtime >= limit || st.ctime >= limit
 }
 
+// fineRacyWindow is racyWindow for a file whose mtime is not a whole
+// second: its filesystem keeps timestamps finer than a second, which
+// Linux advances at least every clock tick (10 ms at HZ=100).
+var fineRacyWindow = 25 * time.Millisecond // a variable for the tests
+
+// racyFile reports whether a file read at at may change again without a
+// change of its lstat: its mtime or ctime is within a tick of the
+// filesystem's clock of the read, where a write now could give it the
+// same one (a time far ahead, from a clock set back since, cannot). A
+// whole-second mtime means a filesystem that keeps seconds (jffs2 on an
+// XO-1, ext3, FAT: two seconds), or one chance in a billion: racyWindow
+// then.
+func racyFile(at time.Time, st fileStat) bool {
+	w := fineRacyWindow
+	if st.mtime%1e9 == 0 {
+		w = racyWindow
+	}
+	lo, hi := at.Add(-w).UnixNano(), at.Add(w).UnixNano()
+	return (st.mtime >= lo && st.mtime <= hi) || (st.ctime >= lo && st.ctime <= hi)
+}
+
 // file returns a file's chunks, from the cache if the file is unchanged
 // (hit).
-func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo) (ids []chunk.ID, size int64, hit bool, err error) {
+func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, dirOK func() error) (ids []chunk.ID, size int64, hit bool, err error) {
 	st := statOf(fi)
 	r.res.BytesScanned += st.size
 	if ids, ok := r.cache.lookup(rel, st); ok {
@@ -404,8 +464,11 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo) (ids []
 		r.progress(rel)
 		return ids, st.size, true, nil
 	}
+	if err := dirOK(); err != nil {
+		return nil, 0, false, err
+	}
 	abs := absPath()
-	f, err := openRead(abs, 0)
+	f, err := openRegular(abs)
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -426,8 +489,12 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo) (ids []
 	}
 	// Cache the file only if it did not change while we read it (what was
 	// read, whatever its name is now: a file renamed over this name has
-	// another inode, which the next run's lstat sees).
-	if after, err := f.Stat(); err == nil && statOf(after) == st && size == st.size {
+	// another inode, which the next run's lstat sees), and only if it was
+	// not written within a tick of the filesystem's clock of the read: a
+	// write in the same tick would leave its size, times and inode as
+	// cached, and every later backup would take the old content (git's
+	// "racily clean" files). Such a file is read again next time.
+	if after, err := f.stat(); err == nil && after == st && size == st.size && !racyFile(time.Now(), st) {
 		r.cache.store(rel, st, ids)
 	}
 	r.progress(rel)

@@ -75,6 +75,7 @@ func dataFiles(t *testing.T, dir string) []string {
 }
 
 func TestUnchangedRunReadsNothing(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "SHC0001")
 	src := t.TempDir()
@@ -127,6 +128,7 @@ func TestUnchangedRunReadsNothing(t *testing.T) {
 }
 
 func TestTouchedFileIsReadNotSent(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "SHC0002")
 	src := t.TempDir()
@@ -187,6 +189,7 @@ func TestTouchedFileIsReadNotSent(t *testing.T) {
 }
 
 func TestMidFileEditSendsLittle(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "SHC0003")
 	src := t.TempDir()
@@ -221,6 +224,7 @@ func TestMidFileEditSendsLittle(t *testing.T) {
 }
 
 func TestVanishedFiles(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "SHC0004")
 	src := t.TempDir()
@@ -296,6 +300,7 @@ func TestVanishedFiles(t *testing.T) {
 // runs (a daemon, a test, an embedding Sugar tool) must not carry files that
 // vanished into the saved cache: Save keeps "only the files the last run saw".
 func TestCacheReusedAcrossRuns(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "SHC0007")
 	src := t.TempDir()
@@ -363,6 +368,7 @@ func TestExcludeIsHonoured(t *testing.T) {
 }
 
 func TestServerLostCachedData(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s1 := openStore(t)
 	u1 := addUser(t, s1, "SHC0006")
 	src := t.TempDir()
@@ -417,6 +423,7 @@ func TestServerLostCachedData(t *testing.T) {
 // An unchanged run does not rewrite the cache file; a run that finds a new
 // file, loses one or commits other trees does.
 func TestCacheSaveSkipsUnchanged(t *testing.T) {
+	defer backup.TrustFreshFiles()() // files written a moment ago, cached as if old
 	s := openStore(t)
 	u := addUser(t, s, "CACHE2")
 	src := t.TempDir()

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -252,6 +253,89 @@ func openRead(abs string, flags int) (*os.File, error) {
 		return os.NewFile(uintptr(fd), abs), nil
 	}
 }
+
+// regularFile is an open regular file, read through its descriptor (no
+// os.File: its poller set-up costs system calls a regular file never
+// needs).
+type regularFile struct {
+	fd   int
+	name string
+}
+
+// openRegular opens the regular file at abs for reading. Whatever is at abs
+// now may not be what the walk listed: a symlink is not followed, and a
+// named pipe, device or directory is refused (errChanged) before anything
+// is read from it (O_NONBLOCK: opening a pipe does not wait for a writer;
+// it changes nothing for a regular file).
+func openRegular(abs string) (*regularFile, error) {
+	var fd int
+	for {
+		var err error
+		fd, err = syscall.Open(abs, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.ELOOP { // a symlink now
+			return nil, &fs.PathError{Op: "open", Path: abs, Err: errChanged}
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
+		}
+		break
+	}
+	f := &regularFile{fd: fd, name: abs}
+	var sys syscall.Stat_t
+	if err := fstat(fd, &sys); err != nil {
+		f.Close()
+		return nil, &fs.PathError{Op: "fstat", Path: abs, Err: err}
+	}
+	if sys.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: abs, Err: errChanged}
+	}
+	return f, nil
+}
+
+func fstat(fd int, sys *syscall.Stat_t) error {
+	for {
+		err := syscall.Fstat(fd, sys)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// Read reads from the file (io.Reader).
+func (f *regularFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Read(f.fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// stat is the open file's lstat fields.
+func (f *regularFile) stat() (fileStat, error) {
+	var sys syscall.Stat_t
+	if err := fstat(f.fd, &sys); err != nil {
+		return fileStat{}, err
+	}
+	return statOfSys(&sys), nil
+}
+
+// Close closes the file.
+func (f *regularFile) Close() error { return syscall.Close(f.fd) }
 
 // lstat is os.Lstat without its allocations beyond the result.
 func lstat(abs, name string) (*scanInfo, error) {
