@@ -16,6 +16,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/cmdline"
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/backup"
+	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 )
 
@@ -115,8 +116,11 @@ func summary(w io.Writer, res *agent.RunResult, verbose bool) {
 	switch res.Outcome {
 	case agent.Skipped:
 		why := res.Reason
-		if res.Skip == agent.SkipNotRegistered {
+		switch res.Skip {
+		case agent.SkipNotRegistered:
 			why += "; " + cli.ClientAdvice(agent.ErrNotRegistered)
+		case agent.SkipRestorePending:
+			why += " (xo-backup restore --all; or xo-backup run --force to back up the empty Journal anyway)"
 		}
 		fmt.Fprintln(w, "skipped:", why)
 		return
@@ -149,7 +153,7 @@ func summary(w io.Writer, res *agent.RunResult, verbose bool) {
 	fmt.Fprintln(w, line.String())
 	if verbose {
 		for _, p := range b.Skipped {
-			fmt.Fprintln(w, "  left out:", p)
+			fmt.Fprintln(w, "  left out:", journal.Printable(p)) // a name may hold line breaks and escapes
 		}
 	}
 }

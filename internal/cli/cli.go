@@ -62,8 +62,17 @@ func (p *Progress) Update(done, total int64, label string) {
 	if total > 0 {
 		fill = int(int64(width) * min(done, total) / total)
 	}
-	if len(label) > 40 {
-		label = "…" + label[len(label)-39:]
+	// A file name may hold line breaks, escapes and bytes that are not
+	// UTF-8: never sent to the terminal as they are.
+	label = strings.ToValidUTF8(label, "?")
+	label = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, label)
+	if r := []rune(label); len(r) > 40 {
+		label = "…" + string(r[len(r)-39:])
 	}
 	fmt.Fprintf(p.W, "\r[%s%s] %s / %s %-40s", strings.Repeat("#", fill), strings.Repeat(".", width-fill), Bytes(done), Bytes(total), label)
 }

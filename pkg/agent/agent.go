@@ -107,11 +107,15 @@ func (s State) seed() ([]byte, error) {
 // Registration returns the recorded registration, or an error saying to register.
 func (s State) Registration() (*Registration, error) {
 	var r Registration
-	if err := readJSON(s.path("server.json"), &r); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrNotRegistered
-		}
+	b, err := os.ReadFile(s.path("server.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotRegistered
+	}
+	if err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("this laptop's registration %s is damaged (%v): register with the school server again (its backups stay on the server; staff may have to approve the laptop)", s.path("server.json"), err)
 	}
 	return &r, nil
 }
@@ -227,7 +231,29 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 	if err := writeJSON(st.path("server.json"), reg); err != nil {
 		return nil, err
 	}
+	if reg.Continued || reg.KeyChange || reg.Snapshots > 0 {
+		// The serial's backups from before (a reflash): until they are
+		// restored, an empty Journal is not backed up over them.
+		if err := writeAtomic(st.path(restorePending), []byte("restore --all brings this laptop's Journal back\n")); err != nil {
+			return nil, err
+		}
+	}
 	return reg, nil
+}
+
+// restorePending is the state file that says the laptop registered as a
+// serial with backups (a reflash) and has not restored them yet: Run does
+// not back up an empty Journal meanwhile, which would become the latest
+// backup, the one restoring the whole Journal takes. A restore of the whole
+// Journal, or a backup of a Journal with files, removes it.
+const restorePending = "restore-pending"
+
+// RestorePending reports whether the laptop registered as a serial that
+// has backups and has neither restored them (RestoreOptions.All) nor backed
+// up a Journal with files since.
+func (s State) RestorePending() bool {
+	_, err := os.Lstat(s.path(restorePending))
+	return err == nil
 }
 
 // Dial connects to the registered server with the laptop's key, checking
@@ -264,6 +290,28 @@ func dial(ctx context.Context, st State, reg *Registration, idle time.Duration) 
 }
 
 // lock takes the run lock; ok is false if another run holds it.
+// removeLeftovers removes what a run killed while writing its state (a
+// power cut, an empty battery, SIGKILL at shutdown) left behind: the
+// temporary files of the cache, last.json, slot.json and the TLS session.
+// Called with the lock held, so no run is writing them.
+func (s State) removeLeftovers() {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() {
+			continue
+		}
+		for _, prefix := range []string{".cache.tmp-", ".last.json.tmp-", ".slot.json.tmp-", sessionName + ".tmp"} {
+			if strings.HasPrefix(n, prefix) {
+				os.Remove(s.path(n))
+			}
+		}
+	}
+}
+
 func (s State) lock() (release func(), ok bool, err error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, false, err

@@ -155,5 +155,9 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 	defer codec.Close()
 	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
 		restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older})
+	var damaged *restore.DamagedError
+	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
+		os.Remove(st.path(restorePending))
+	}
 	return res, sn, err
 }

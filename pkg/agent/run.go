@@ -32,6 +32,10 @@ const (
 	SkipNotRegistered SkipCause = "not-registered" // no registration (ErrNotRegistered)
 	SkipUnreachable   SkipCause = "unreachable"    // the server did not answer (proto.ErrUnreachable)
 	SkipLocked        SkipCause = "locked"         // another run holds the state directory's lock
+	// SkipRestorePending: the Journal is empty and the laptop registered
+	// as a serial with backups (a reflash) that were not restored yet
+	// (State.RestorePending); Force backs up anyway.
+	SkipRestorePending SkipCause = "restore-pending"
 )
 
 // RunOptions configure Run.
@@ -141,13 +145,20 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return skip(SkipLocked, "another backup run is in progress")
 	}
 	defer release()
+	st.removeLeftovers()
 	if _, err := os.Stat(o.Source); err != nil {
 		return nil, fmt.Errorf("backup source: %w", err)
 	}
 
 	cache, err := backup.LoadCache(st.cachePath())
 	if err != nil {
-		os.Remove(st.cachePath())
+		// Damaged, or not a file at all: a cache, started afresh (a
+		// directory in its place would stop every save).
+		if fi, lerr := os.Lstat(st.cachePath()); lerr == nil && fi.IsDir() {
+			os.RemoveAll(st.cachePath())
+		} else {
+			os.Remove(st.cachePath())
+		}
 		cache = backup.NewCache()
 	}
 	// What this backup expects to send, so that admission can weigh it
@@ -157,6 +168,10 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	scanned := time.Now()
 	if expect.Bytes, expect.Files, scan, err = backup.EstimateScan(ctx, o.Source, cache, o.Exclude); err != nil {
 		return nil, err
+	}
+	pending := st.RestorePending()
+	if pending && !o.Force && expect.Files == 0 && expect.Bytes == 0 {
+		return skip(SkipRestorePending, "this laptop's Journal is empty and the school server holds its backups from before it was reflashed: restore them first (the whole Journal); an empty Journal is not backed up over them")
 	}
 
 	c, err := dial(ctx, st, reg, o.IdleTimeout)
@@ -222,11 +237,33 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return res, err
 	}
 	res.Outcome, res.Backup = Done, br
-	if err := cache.Save(st.cachePath()); err != nil {
-		return res, fmt.Errorf("backup %s is safe on the server, but the file cache could not be saved (the next run reads every file): %w", br.Snapshot, err)
+	// Today's backup is recorded before the cache is saved: a run that
+	// could not save the cache (a full disk) must not make every timer run
+	// of the day back up again. On a disk too full even for last.json, the
+	// old cache goes to make room: the next run reads every file, but the
+	// day's backup is not repeated every 5 minutes. (A directory in
+	// last.json's place goes too.)
+	last := LastRun{Time: o.Now().UTC(), Snapshot: br.Snapshot}
+	if err := writeJSON(st.path("last.json"), last); err != nil {
+		full := true
+		if fi, lerr := os.Lstat(st.path("last.json")); lerr == nil && !fi.Mode().IsRegular() {
+			os.RemoveAll(st.path("last.json"))
+			full = false
+		} else {
+			os.Remove(st.cachePath())
+		}
+		if err2 := writeJSON(st.path("last.json"), last); err2 != nil {
+			return res, fmt.Errorf("backup %s is safe on the server, but this laptop could not record it (the next run backs up again): %w", br.Snapshot, err)
+		}
+		if full {
+			return res, fmt.Errorf("backup %s is safe on the server, but the laptop's disk is too full for its file cache (removed; the next backup reads every file again): %w", br.Snapshot, err)
+		}
 	}
-	if err := writeJSON(st.path("last.json"), LastRun{Time: o.Now().UTC(), Snapshot: br.Snapshot}); err != nil {
-		return res, err
+	if pending && br.Files > 0 {
+		os.Remove(st.path(restorePending)) // a Journal with files is the latest now
+	}
+	if err := cache.Save(st.cachePath()); err != nil {
+		return res, fmt.Errorf("backup %s is safe on the server, but the file cache could not be saved (the next backup may read files again): %w", br.Snapshot, err)
 	}
 	c.Bye(ctx)
 	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
