@@ -44,7 +44,7 @@ func WriteBundle(w io.Writer, fsys fs.FS, e Entry) error {
 	}
 	meta := make(map[string]string, len(e.Metadata)+1)
 	for k, v := range e.Metadata {
-		if k != "preview" {
+		if k != "preview" && validKey(k) {
 			meta[k] = v
 		}
 	}

@@ -49,9 +49,54 @@ type limits struct {
 	entryMeta int64 // bytes of all metadata of one entry; of an old .metadata file
 	keys      int   // metadata keys of one entry
 	preview   int64 // bytes of a preview
+	// listMeta is the bytes of metadata one listing keeps for all its
+	// entries together: past it, an entry keeps only the keys that name
+	// it, cut short (a snapshot's entries can all hold the same megabyte,
+	// stored once, and a listing of MaxEntries of them would hold ~100 GiB).
+	listMeta int64
 }
 
-var defaultLimits = limits{entries: MaxEntries, value: 64 << 10, entryMeta: 1 << 20, keys: 1024, preview: 1 << 20}
+var defaultLimits = limits{entries: MaxEntries, value: 64 << 10, entryMeta: 1 << 20, keys: 1024, preview: 1 << 20, listMeta: 64 << 20}
+
+// spentValue is how much of a naming key's value an entry keeps once the
+// listing's metadata budget is spent.
+const spentValue = 80
+
+// spend charges the entry's metadata to what is left of the listing's
+// budget; once it is spent, the entry keeps only the keys that name it,
+// each cut to spentValue bytes.
+func (e *Entry) spend(left *int64) {
+	var n int64
+	for k, v := range e.Metadata {
+		n += int64(len(k) + len(v))
+	}
+	if n <= *left {
+		*left -= n
+		return
+	}
+	dropped := 0
+	for k, v := range e.Metadata {
+		if keyRank(k) != 0 {
+			delete(e.Metadata, k)
+			dropped++
+			continue
+		}
+		if len(v) > spentValue {
+			cut := spentValue
+			for cut > 0 && !utf8.RuneStart(v[cut]) {
+				cut--
+			}
+			e.Metadata[k] = v[:cut]
+		}
+		*left -= int64(len(k) + len(e.Metadata[k]))
+	}
+	*left = max(*left, 0)
+	if e.Title != e.UID {
+		e.Title = e.Metadata["title"]
+	}
+	e.Activity, e.MimeType = e.Metadata["activity"], e.Metadata["mime_type"]
+	e.problem("metadata cut short (%d keys left out): this listing's %d MiB of metadata is used up", dropped, defaultLimits.listMeta>>20)
+}
 
 // errTooBig is returned by readCapped for a file over its cap.
 var errTooBig = errors.New("too large")
@@ -69,11 +114,13 @@ func read(fsys fs.FS, lim limits) ([]Entry, error) {
 	}
 	var ents []Entry
 	full := more
+	left := lim.listMeta
 	add := func(e Entry) bool {
 		if len(ents) >= lim.entries {
 			full = true
 			return false
 		}
+		e.spend(&left)
 		ents = append(ents, e)
 		return true
 	}
@@ -283,6 +330,23 @@ func readOld(fsys fs.FS, uid string, lim limits) Entry {
 	return e
 }
 
+// validKey reports whether a metadata key can be what the current layout
+// makes of it, a file name in the entry's metadata directory. An old-layout
+// entry's keys come from a JSON object and can be anything, and Sugar's
+// datastore writes each key of a bundle it installs as a file, joined to
+// that directory without a check: "../../.bashrc" must never reach it.
+func validKey(k string) bool {
+	if k == "" || k == "." || k == ".." || len(k) > 255 || !utf8.ValidString(k) {
+		return false
+	}
+	for _, r := range k {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // parseMetadataJSON decodes a JSON object of metadata: strings are kept,
 // numbers kept as their literal text, other values and "preview" left out.
 // The map is never nil; the error says what was left out or why nothing
@@ -300,7 +364,7 @@ func parseMetadataJSON(b []byte, maxValue int64) (map[string]string, error) {
 	for k, v := range raw {
 		var s string
 		switch {
-		case k == "preview" || len(v) == 0:
+		case k == "preview" || len(v) == 0 || !validKey(k):
 			continue
 		case v[0] == '"':
 			if json.Unmarshal(v, &s) != nil {
