@@ -318,11 +318,13 @@ func (t *entryTar) add(name string, mtime time.Time, gen func(io.Writer) error) 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	// Unique also where case does not count (the FAT or exFAT of a USB
+	// stick, NTFS, macOS): "Mi dibujo" and "mi dibujo" are one file there.
 	base, ext := strings.TrimSuffix(name, path.Ext(name)), path.Ext(name)
-	for i := 2; t.used[name]; i++ {
+	for i := 2; t.used[strings.ToLower(name)]; i++ {
 		name = fmt.Sprintf("%s-%d%s", base, i, ext)
 	}
-	t.used[name] = true
+	t.used[strings.ToLower(name)] = true
 	if mtime.IsZero() {
 		mtime = time.Now()
 	}

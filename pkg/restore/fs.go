@@ -57,9 +57,27 @@ func (f *snapFS) tree(id chunk.ID) (*manifest.Tree, error) {
 	return t, nil
 }
 
-// lookup resolves a valid fs.FS name to its entry.
+// validName is fs.ValidPath without its demand for UTF-8: a snapshot keeps
+// a name's bytes as the laptop's filesystem gave them (a Latin-1 name from
+// an old USB stick), and an export must not fail on one.
+func validName(name string) bool {
+	if name == "." {
+		return true
+	}
+	if name == "" || strings.IndexByte(name, 0) >= 0 {
+		return false
+	}
+	for part := range strings.SplitSeq(name, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup resolves a valid fs.FS name (validName) to its entry.
 func (f *snapFS) lookup(op, name string) (*manifest.Entry, error) {
-	if !fs.ValidPath(name) {
+	if !validName(name) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	cur := &manifest.Entry{Name: ".", Type: manifest.Dir, Subtree: f.root, Mode: 0o755}

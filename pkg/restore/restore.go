@@ -323,10 +323,7 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	defer r.Close()
 	res := &Result{}
 	var todo []item
-	paths := opts.Paths
-	if len(paths) == 0 {
-		paths = []string{""}
-	}
+	paths := requested(opts.Paths)
 	for _, p := range paths {
 		e, err := Lookup(ctx, src, root, p)
 		p = strings.Trim(path.Clean("/"+p), "/")
@@ -700,4 +697,37 @@ func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *ma
 		return n, fmt.Errorf("restore %s: %w", p, err)
 	}
 	return n, f.commit(e, n)
+}
+
+// requested cleans the paths asked for and drops repeats and paths inside
+// another one asked for ("d" and "d/f": d's restore writes d/f): each file
+// is restored once. No paths is the whole snapshot ("").
+func requested(paths []string) []string {
+	clean := make([]string, 0, max(len(paths), 1))
+	for _, p := range paths {
+		clean = append(clean, strings.Trim(path.Clean("/"+p), "/"))
+	}
+	if len(clean) == 0 || slices.Contains(clean, "") {
+		return []string{""}
+	}
+	// Shorter first, so that a directory comes before what is inside it.
+	slices.SortStableFunc(clean, func(a, b string) int { return len(a) - len(b) })
+	kept := map[string]bool{}
+	out := clean[:0]
+next:
+	for _, p := range clean {
+		for a := p; ; {
+			if kept[a] {
+				continue next
+			}
+			i := strings.LastIndexByte(a, '/')
+			if i < 0 {
+				break
+			}
+			a = a[:i]
+		}
+		kept[p] = true
+		out = append(out, p)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
@@ -197,8 +198,13 @@ func writeTarEntry(tw *tar.Writer, fsys fs.FS, p string, fi fs.FileInfo, st *Tar
 // ExtractTar unpacks a tar stream under target (created if needed) through
 // an os.Root, so that no name in the archive can write outside target.
 // Symbolic links and special files are skipped; an existing file is an
-// error unless overwrite is set. progress, if set, is called after each file
-// with the bytes written so far.
+// error unless overwrite is set. Each file is written under a temporary
+// name beside its own and renamed into place once whole: an existing file
+// is replaced only by a whole one (never cut short by a broken stream, and
+// a link in its place is replaced, not written through). Files and
+// directories get the archive's modes (the owner may always read a file
+// and enter a directory) and times. progress, if set, is called after each
+// file with the bytes written so far.
 func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes int64, name string)) (TarStats, error) {
 	var st TarStats
 	if err := os.MkdirAll(target, 0o755); err != nil {
@@ -209,6 +215,16 @@ func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes 
 		return st, err
 	}
 	defer root.Close()
+	type dirTime struct {
+		name string
+		t    time.Time
+	}
+	var dirs []dirTime // set last: extracting into a directory changes its time
+	defer func() {
+		for i := len(dirs) - 1; i >= 0; i-- {
+			root.Chtimes(dirs[i].name, dirs[i].t, dirs[i].t)
+		}
+	}()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -219,7 +235,7 @@ func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes 
 			return st, fmt.Errorf("read archive: %w", err)
 		}
 		name := strings.TrimSuffix(h.Name, "/")
-		if !fs.ValidPath(name) || name == "." || len(name) > 4096 {
+		if !validName(name) || name == "." || len(name) > 4096 {
 			return st, fmt.Errorf("archive entry %q: not a relative path inside the target", h.Name)
 		}
 		if dir := path.Dir(name); dir != "." {
@@ -229,28 +245,23 @@ func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes 
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := root.Mkdir(name, fs.FileMode(h.Mode).Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			mode := fs.FileMode(h.Mode).Perm() | 0o700
+			if err := root.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 				return st, fmt.Errorf("extract %s: %w", name, err)
 			}
+			root.Chmod(name, mode) // the umask trimmed it
+			dirs = append(dirs, dirTime{name, h.ModTime})
 			st.Dirs++
 		case tar.TypeReg:
-			flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-			if overwrite {
-				flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			if !overwrite {
+				if _, err := root.Lstat(name); err == nil {
+					return st, fmt.Errorf("extract %s: %w (use the overwrite option to replace it)", name, fs.ErrExist)
+				}
 			}
-			f, err := root.OpenFile(name, flag, fs.FileMode(h.Mode).Perm()|0o400)
+			n, err := extractFile(root, name, tr, fs.FileMode(h.Mode).Perm()|0o400, h.ModTime)
 			if err != nil {
 				return st, fmt.Errorf("extract %s: %w", name, err)
 			}
-			n, err := io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				root.Remove(name)
-				return st, fmt.Errorf("extract %s: %w", name, err)
-			}
-			root.Chtimes(name, h.ModTime, h.ModTime)
 			st.Files++
 			st.Bytes += n
 			if progress != nil {
@@ -260,4 +271,44 @@ func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes 
 			st.Symlinks++ // skipped
 		}
 	}
+}
+
+// extractFile writes r to a temporary name beside name, sets its mode and
+// time, and renames it to name.
+func extractFile(root *os.Root, name string, r io.Reader, mode fs.FileMode, mtime time.Time) (int64, error) {
+	dir, base := path.Split(name)
+	var tmp string
+	var f *os.File
+	for i := 0; ; i++ {
+		tmp = fmt.Sprintf("%s.%s.xs-restore-%d-%d", dir, base, os.Getpid(), i)
+		if len(path.Base(tmp)) > 255 {
+			tmp = fmt.Sprintf("%s.xs-restore-%d-%d", dir, os.Getpid(), i)
+		}
+		var err error
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || i > 100 {
+			return 0, err
+		}
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Chmod(tmp, mode)
+	}
+	if err == nil {
+		err = root.Chtimes(tmp, mtime, mtime)
+	}
+	if err == nil {
+		err = root.Rename(tmp, name)
+	}
+	if err != nil {
+		root.Remove(tmp)
+		return n, err
+	}
+	return n, nil
 }

@@ -1,0 +1,4 @@
+package restore
+
+// Requested is requested, for the tests.
+var Requested = requested
