@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -158,7 +159,10 @@ type dateRow struct {
 
 type entryRow struct {
 	UID, Title, Activity, When, Size, Color, Initial string
-	Preview, HasData                                 bool
+	// Path is UID escaped for a URL's path: a uid is a file name, and
+	// "#", "?" or "%2e" in one must not change where its link leads.
+	Path             string
+	Preview, HasData bool
 }
 
 func (p *RestorePage) render(w http.ResponseWriter, status int, name string, data page) {
@@ -372,9 +376,19 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := newPage(r)
 	rows := make([]entryRow, 0, len(ents))
+	listed := map[string]bool{}
 	for _, e := range ents {
+		// A uid in both layouts (a laptop upgraded from Sugar 0.82) is one
+		// document, listed once: the current layout's (entry prefers it).
+		if listed[e.UID] {
+			continue
+		}
+		listed[e.UID] = true
+		if c := entry(ents, e.UID); c != nil {
+			e = *c
+		}
 		activity := journal.ActivityName(e.Activity)
-		row := entryRow{UID: e.UID, Title: e.Title, Activity: pg.L.Activity(activity),
+		row := entryRow{UID: e.UID, Path: url.PathEscape(e.UID), Title: e.Title, Activity: pg.L.Activity(activity),
 			Preview: e.PreviewPath != "", HasData: e.DataPath != ""}
 		if !e.Time.IsZero() {
 			row.When = pg.L.DateTime(e.Time.Local())
@@ -430,13 +444,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 		p.unreadable(w, r, err)
 		return
 	}
-	uid := r.PathValue("uid")
-	var e *journal.Entry
-	for i := range ents {
-		if ents[i].UID == uid {
-			e = &ents[i]
-		}
-	}
+	e := entry(ents, r.PathValue("uid"))
 	if e == nil {
 		p.refuse(w, r, http.StatusNotFound, "err.notinbackup.h", "err.notinbackup.m", false)
 		return
@@ -489,7 +497,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 		// Headers are gone: the download is cut short, never completed
 		// with wrong bytes.
 		if p.Log != nil {
-			p.Log.Warn("restore page download", "serial", u.Serial, "uid", uid, "err", err)
+			p.Log.Warn("restore page download", "serial", u.Serial, "uid", e.UID, "err", err)
 		}
 		panic(http.ErrAbortHandler)
 	}
@@ -535,4 +543,15 @@ func encodeExtValue(s string) string {
 		b.WriteByte(hex[c&15])
 	}
 	return b.String()
+}
+
+// entry finds uid among ents; of a uid in both layouts, the current one.
+func entry(ents []journal.Entry, uid string) *journal.Entry {
+	var e *journal.Entry
+	for i := range ents {
+		if ents[i].UID == uid && (e == nil || ents[i].Layout == journal.LayoutCurrent) {
+			e = &ents[i]
+		}
+	}
+	return e
 }
