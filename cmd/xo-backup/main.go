@@ -268,7 +268,7 @@ Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;
 everything else is restored, and the exit code is then 1.`,
 		Example: `  xo-backup restore --to ~/restored
-  xo-backup restore --snapshot 2026-10-31T08:12:03Z-1a2b --to ~/restored 3f9c.../data
+  xo-backup restore --snapshot 20261031T081203Z-1a2b3c --to ~/restored 3f9c.../data
   xo-backup restore --all`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {

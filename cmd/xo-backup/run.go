@@ -41,7 +41,9 @@ the timer (for the journal):
     done: backup ID, N files, X sent, duration   (exit 0)
     skipped: why                                 (exit 3: done today, battery,
                                                   not registered, unreachable,
-                                                  another run in progress)
+                                                  another run in progress, an
+                                                  empty Journal after a reflash
+                                                  waiting for restore --all)
     busy: come back at T                         (exit 4)
 
 or one line on standard error when it could not back up:

@@ -441,10 +441,11 @@ func lifecycleCmd(a *app) *cobra.Command {
 	var r admin.LifecycleRequest
 	cmd := &cobra.Command{
 		Use:   "lifecycle",
-		Short: "Run the nightly run now: retention, quota, expiry of abandoned uploads, gc",
-		Long: `Run the nightly run now: retention, quota, expiry of abandoned uploads, then
-garbage collection. --at runs it as if now were another time; --dry-run only
-shows what it would do.`,
+		Short: "Run the nightly run now: retention, quota, expiry of abandoned uploads, scrub, gc",
+		Long: `Run the nightly run now: retention, quota, expiry of abandoned uploads, the
+scrub of 1/scrub_days of the packs (not with --dry-run), then garbage
+collection. --at runs it as if now were another time; --dry-run only shows
+what it would do.`,
 		Example: `  xs-admin lifecycle --dry-run
   xs-admin lifecycle`,
 		Args: args(nil),

@@ -98,8 +98,10 @@ Exit codes:
      (it restores everything else, then lists them with the older snapshot
      that holds each intact)
   2  usage error: unknown command or flag, wrong arguments, a bad value
-  6  the store is in use by another process: xs-backupd runs, but its admin
-     socket is not where xs-admin looked (see --socket and the config)`
+  6  the store is in use by another process: xs-backupd (or another
+     xs-admin) has it open, and either its admin socket is not where
+     xs-admin looked (see --socket and the config) or the command needs the
+     store to itself (check --repair, storage migrate: stop xs-backupd)`
 
 // newRootCmd builds the xs-admin command tree.
 func newRootCmd(a *app) *cobra.Command {

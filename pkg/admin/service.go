@@ -391,7 +391,8 @@ func (s *Service) GC(ctx context.Context, r GCRequest) (*GCResult, error) {
 }
 
 // RunLifecycle runs the nightly run now: retention, quota, expiry of
-// abandoned uploads, gc (with the daemon's Lifecycle, if set).
+// abandoned uploads, the scrub (not in a dry run), gc (with the daemon's
+// Lifecycle, if set).
 func (s *Service) RunLifecycle(ctx context.Context, r LifecycleRequest) (*store.LifecycleReport, error) {
 	opts := store.LifecycleOptions{Now: r.At, DryRun: r.DryRun}
 	if s.Lifecycle != nil {

@@ -28,8 +28,8 @@
 //     uploads those; the server re-hashes every blob.
 //  3. Commit: the root tree becomes a snapshot with a server-assigned time.
 //
-// [Client] implements backup.Target for steps 2–3 and restore.Source for
-// fetching blobs back. Errors cross the wire as a [Kind] and a message
+// [Client] implements backup.Target for steps 2–3, and fetches blobs back
+// (Fetch; agent.NewSource makes it a restore.Source). Errors cross the wire as a [Kind] and a message
 // ([Error]); a kind matches the sentinel errors callers branch on with
 // errors.Is. Per-device limits (limits.go) and admission (admission.go)
 // keep one device from taking more than its share of the server.

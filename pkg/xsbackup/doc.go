@@ -43,9 +43,12 @@
 //
 // ErrNotRegistered (Dial before registering), ErrClosed, ErrNotFound (no
 // such snapshot), ErrInvalidPath (a Restore path with "..", a leading "/",
-// or empty) and ErrBusy (the server gave the laptop a later slot) can be
-// tested with errors.Is. A restore that left damaged files out returns a
-// *backup.DamagedError that lists them, after writing every intact file.
+// or empty) and ErrBusy (the server gave the laptop a later slot, another
+// backup of this laptop is running, or the backup was skipped: the server
+// did not answer, or an empty folder waits for a reflashed laptop's restore)
+// can be tested with errors.Is. A restore that left damaged files out
+// returns a *restore.DamagedError that lists them, after writing every
+// intact file.
 //
 // # What is underneath
 //

@@ -31,7 +31,9 @@ var (
 	// slash-separated path inside the snapshot (see io/fs.ValidPath).
 	ErrInvalidPath = errors.New("xsbackup: invalid path")
 	// ErrBusy: the school server asked this laptop to come back later (it
-	// reserved a slot), or another backup of this laptop is running.
+	// reserved a slot), another backup of this laptop is running, or the
+	// backup was skipped (the reason says why: the server did not answer,
+	// an empty folder waits for a reflashed laptop's restore).
 	ErrBusy = errors.New("xsbackup: busy")
 )
 
@@ -175,7 +177,7 @@ func (r *Repo) Open(ctx context.Context, sn Snapshot) (fs.FS, error) {
 // ever written outside target, and every chunk is verified first. Existing
 // files are not overwritten: restoring onto one is an error. A file whose
 // stored data is damaged is left out (never written in part) and the
-// error, a *backup.DamagedError matching blob.ErrDamaged, lists it; every
+// error, a *restore.DamagedError matching blob.ErrDamaged, lists it; every
 // other file is restored.
 func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ...string) error {
 	done, err := r.enter()
