@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -162,6 +163,10 @@ func writeFileAtomic(name string, overwrite bool, r io.Reader) (int64, error) {
 			err = os.Rename(f.Name(), name)
 		} else if err = os.Link(f.Name(), name); err == nil {
 			os.Remove(f.Name())
+		} else if !errors.Is(err, fs.ErrExist) {
+			// A USB stick's FAT has no hard links: the name was checked
+			// free above; take it.
+			err = os.Rename(f.Name(), name)
 		}
 	}
 	if err != nil {

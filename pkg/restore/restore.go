@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -661,6 +662,14 @@ func (t *tempFile) commit(e *manifest.Entry, n int64) error {
 			t.root.Remove(t.tmp)
 		} else if errors.Is(err, fs.ErrExist) {
 			err = fmt.Errorf("%w (use the overwrite option to replace it)", err)
+		} else if noHardLinks(err) {
+			// FAT or exFAT (a USB stick): no hard links, so no "create if
+			// absent" in one step; the name is checked, then taken.
+			if _, lerr := t.root.Lstat(t.name); lerr == nil {
+				err = fmt.Errorf("%w (use the overwrite option to replace it)", fs.ErrExist)
+			} else {
+				err = t.root.Rename(t.tmp, t.name)
+			}
 		}
 	}
 	if err != nil {
@@ -730,4 +739,10 @@ next:
 		out = append(out, p)
 	}
 	return out
+}
+
+// noHardLinks reports whether a link failed because the filesystem has no
+// hard links (FAT and exFAT answer EPERM, others EOPNOTSUPP).
+func noHardLinks(err error) bool {
+	return errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EXDEV)
 }
