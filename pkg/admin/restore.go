@@ -129,6 +129,9 @@ func (s *Service) List(ctx context.Context, r ListRequest) (*Listing, error) {
 	if r.Files {
 		out.Files = []FileRow{}
 		err := s.S.Walk(ctx, sn.Root, func(p string, e *manifest.Entry) error {
+			if len(out.Files) >= restore.MaxItems {
+				return restore.ErrTooManyItems // a tree naming its subtrees over and over
+			}
 			out.Files = append(out.Files, FileRow{Path: p, Type: e.Type.String(), Size: e.Size, MTime: time.Unix(0, e.MTime)})
 			return nil
 		})

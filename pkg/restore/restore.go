@@ -205,6 +205,10 @@ func collect(ctx context.Context, src Source, id chunk.ID, dir string) (out []it
 	list = func(id chunk.ID, dir string) {
 		t := trees[id]
 		for i := range t.Entries {
+			if len(out)+len(bad) >= MaxItems {
+				err = ErrTooManyItems
+				return
+			}
 			e := &t.Entries[i]
 			p := path.Join(dir, e.Name)
 			if e.Type == manifest.Dir && trees[e.Subtree] == nil {
@@ -218,8 +222,20 @@ func collect(ctx context.Context, src Source, id chunk.ID, dir string) (out []it
 		}
 	}
 	list(id, dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	return out, bad, nil
 }
+
+// MaxItems caps the files and directories one restore takes: a tree may
+// name the same subtree many times, stored once, so a snapshot of a few
+// kilobytes can list billions of paths. A Journal holds tens of thousands.
+const MaxItems = 1 << 20
+
+// ErrTooManyItems: a restore would take more than MaxItems files and
+// directories.
+var ErrTooManyItems = fmt.Errorf("restore: the snapshot lists more than %d files and directories (a tree that repeats its subtrees?); restore fewer paths", MaxItems)
 
 // fetchTrees fetches, checks and decodes the trees ids into trees. A tree
 // that is damaged or missing goes into broken with its error; if one tree

@@ -483,3 +483,26 @@ func TestRequestedPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreOfARepeatingTreeIsRefused: a tree that names one subtree 32
+// times, six levels deep, is a few kilobytes stored and ~10^9 paths
+// expanded. Restore refuses it at MaxItems, before writing or holding more.
+func TestRestoreOfARepeatingTreeIsRefused(t *testing.T) {
+	src := newRA2Source()
+	id := src.tree(t, src.file("f", []byte("x"), 0o644, time.Now()))
+	for range 6 {
+		ents := make([]manifest.Entry, 32)
+		for i := range ents {
+			ents[i] = manifest.Entry{Name: fmt.Sprintf("d%02d", i), Type: manifest.Dir, Mode: 0o755, Subtree: id}
+		}
+		id = src.tree(t, ents...)
+	}
+	target := t.TempDir()
+	_, err := restore.Restore(t.Context(), src, id, target, restore.Options{})
+	if !errors.Is(err, restore.ErrTooManyItems) {
+		t.Fatalf("restore of a tree listing 32^6 paths: %v", err)
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("the refused restore wrote %d entries", len(ents))
+	}
+}
