@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -230,15 +231,15 @@ func statOf(fi fs.FileInfo) fileStat {
 	}
 	st := fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.ctime = int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec)
+		st.ctime = nanos(int64(sys.Ctim.Sec), int64(sys.Ctim.Nsec))
 		st.ino = uint64(sys.Ino)
 	}
 	return st
 }
 
 func statOfSys(sys *syscall.Stat_t) fileStat {
-	return fileStat{size: int64(sys.Size), mtime: int64(sys.Mtim.Sec)*1e9 + int64(sys.Mtim.Nsec),
-		ctime: int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec), ino: uint64(sys.Ino)}
+	return fileStat{size: int64(sys.Size), mtime: nanos(int64(sys.Mtim.Sec), int64(sys.Mtim.Nsec)),
+		ctime: nanos(int64(sys.Ctim.Sec), int64(sys.Ctim.Nsec)), ino: uint64(sys.Ino)}
 }
 
 // dir backs up one directory, whose lstat is st, and returns its tree's
@@ -329,7 +330,7 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			excluded = append(excluded, name)
 			continue
 		}
-		e := manifest.Entry{Name: name, Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), MTime: fi.ModTime().UnixNano()}
+		e := manifest.Entry{Name: name, Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), MTime: unixNano(fi.ModTime())}
 		switch {
 		case fi.Mode().IsRegular():
 			e.Type = manifest.File
@@ -572,4 +573,30 @@ func (r *runner) flush() error {
 	clear(r.batch)
 	r.batch, r.batchBytes, r.arena = r.batch[:0], 0, r.arena[:0]
 	return nil
+}
+
+// nanos is a stat's seconds and nanoseconds as Unix nanoseconds, held to
+// the range an int64 can say (see unixNano).
+func nanos(sec, nsec int64) int64 {
+	const limit = math.MaxInt64 / int64(time.Second)
+	switch {
+	case sec >= limit:
+		return math.MaxInt64
+	case sec <= -limit:
+		return math.MinInt64
+	}
+	return sec*1e9 + nsec
+}
+
+// unixNano is t.UnixNano, held to the range an int64 of nanoseconds can
+// say (years 1678 to 2262) instead of wrapping around: a file dated 2300 by
+// a wrong clock keeps the latest time a snapshot can hold, not one in 1715.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
@@ -275,4 +276,37 @@ func TestRacilyCleanFileIsNotCachedForEver(t *testing.T) {
 func sameStat(a, b os.FileInfo) bool {
 	sa, sb := a.Sys().(*syscall.Stat_t), b.Sys().(*syscall.Stat_t)
 	return a.Size() == b.Size() && sa.Mtim == sb.Mtim && sa.Ctim == sb.Ctim && sa.Ino == sb.Ino
+}
+
+// TestFarFutureTimesAreHeld: a file dated 2300 (a clock set wrong) is
+// recorded with the latest time a snapshot can hold, not a wrapped-around
+// one in 1715.
+func TestFarFutureTimesAreHeld(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "ATK2TIME")
+	src, err := os.MkdirTemp("/dev/shm", "xs-far-future-") // tmpfs keeps 64-bit times
+	if err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(src) })
+	doc := filepath.Join(src, "doc")
+	writeFile(t, doc, []byte("from the future"))
+	future := time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	ts, err := unix.TimeToTimespec(future) // os.Chtimes goes through int64 nanoseconds
+	if err != nil {
+		t.Skipf("no time in 2300 on this architecture: %v", err)
+	}
+	if err := unix.UtimesNano(doc, []unix.Timespec{ts, ts}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(doc); err != nil || fi.ModTime().Year() != 2300 {
+		t.Skipf("this filesystem cannot hold a time in 2300: %v", fi.ModTime())
+	}
+	res, err := run(s, u, src, backup.Options{Cache: backup.NewCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := entryAt(t, s, res, "doc"); e == nil || time.Unix(0, e.MTime).Year() < 2262 {
+		t.Fatalf("a file dated 2300 recorded as %v", e)
+	}
 }
