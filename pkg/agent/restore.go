@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/restore"
@@ -97,9 +98,13 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		o.Target = DefaultSource()
 	}
 	if o.All && !o.Overwrite {
-		if ents, err := os.ReadDir(o.Target); err == nil && len(ents) > 0 {
+		empty, err := emptyJournal(o.Target)
+		if err == nil && !empty {
 			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target)
 		}
+		// A new Journal's own files (Sugar's "version", its index) are
+		// no Journal to mix with: the snapshot's version replaces it.
+		o.Overwrite = err == nil
 	}
 	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
@@ -160,4 +165,21 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		os.Remove(st.path(restorePending))
 	}
 	return res, sn, err
+}
+
+// emptyJournal reports whether dir holds no Journal entry: nothing but what
+// a freshly started Sugar writes in an empty datastore (its "version" file,
+// and its index and flags, which backups leave out).
+func emptyJournal(dir string) (bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		if e.Name() == "version" && e.Type().IsRegular() || backup.JournalExclude(e.Name(), e.IsDir()) {
+			continue
+		}
+		return false, nil
+	}
+	return true, nil
 }

@@ -170,7 +170,9 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	pending := st.RestorePending()
-	if pending && !o.Force && expect.Files == 0 && expect.Bytes == 0 {
+	// An empty Journal: no entry (each one is a directory), at most
+	// Sugar's "version" file beside what is excluded.
+	if pending && !o.Force && scan.Dirs() == 0 && scan.Files() <= 1 {
 		return skip(SkipRestorePending, "this laptop's Journal is empty and the school server holds its backups from before it was reflashed: restore them first (the whole Journal); an empty Journal is not backed up over them")
 	}
 

@@ -299,14 +299,24 @@ func TestTimerRunBetweenReflashAndRestoreAll(t *testing.T) {
 	if err != nil || !reg.Continued {
 		t.Fatalf("register --claim: %+v %v", reg, err)
 	}
-	// The reflashed, empty Journal, and the timer's run.
+	// The reflashed, empty Journal (what Sugar writes at its first start:
+	// a version file, its index and flags), and the timer's run.
 	journal := t.TempDir()
+	for name, content := range map[string]string{"version": "6", "index_updated": "", "index/record.DB": "x", "ds_clean": ""} {
+		os.MkdirAll(filepath.Dir(filepath.Join(journal, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(journal, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res, err := Run(ctx, fresh, RunOptions{Source: journal, PowerSupplyDir: t.TempDir()})
 	if err != nil || res.Outcome != Skipped || res.Skip != SkipRestorePending {
 		t.Fatalf("the timer's run on the empty Journal before restore --all: %+v %v", res, err)
 	}
 	if _, _, err := Restore(ctx, fresh, RestoreOptions{All: true, Target: journal}); err != nil {
 		t.Fatalf("restore --all: %v", err)
+	}
+	for _, own := range []string{"index", "index_updated", "ds_clean"} { // Sugar's, never backed up
+		os.RemoveAll(filepath.Join(journal, own))
 	}
 	if err := dircmp.Compare(src, journal, backup.JournalExclude); err != nil {
 		t.Fatalf("restore --all after the timer's run did not bring the Journal back: %v", err)

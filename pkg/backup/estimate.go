@@ -69,6 +69,13 @@ func (i *scanInfo) Sys() any           { return nil }
 
 // entries returns the recorded entries of the directory rel under root, or
 // false if the scan did not record it (another root, or not walked).
+// Files and Dirs count the regular files and directories the scan found
+// below its root, those excluded left out.
+func (s *Scan) Files() int64 { return s.sameRes.Files }
+
+// Dirs: see Files.
+func (s *Scan) Dirs() int64 { return s.sameRes.Dirs }
+
 func (s *Scan) entries(root, rel string) ([]scanEnt, bool) {
 	if s == nil || s.root != root {
 		return nil, false
