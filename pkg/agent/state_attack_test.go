@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -323,6 +324,11 @@ func TestTimerRunBetweenReflashAndRestoreAll(t *testing.T) {
 	}
 	if fresh.RestorePending() {
 		t.Fatal("restore --all did not clear the pending restore")
+	}
+	// A Journal with entries is not empty: restoring the whole Journal
+	// over it would mix two Journals.
+	if _, _, err := Restore(ctx, fresh, RestoreOptions{All: true, Target: journal}); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("restore --all into a Journal with entries: %v", err)
 	}
 	// Backups go on as before: the restored Journal is the next one.
 	if res, err := Run(ctx, fresh, RunOptions{Source: journal, PowerSupplyDir: t.TempDir()}); err != nil || res.Outcome != Done {
