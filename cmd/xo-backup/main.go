@@ -261,8 +261,9 @@ func newRestoreCmd(g *globals) *cobra.Command {
 
     --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
     --all               the whole Journal back into place (e.g. after a
-                        reflash); it refuses a Journal that is not empty
-                        unless --force
+                        reflash); it refuses a Journal that holds entries
+                        unless --force (Sugar's files in a new, empty
+                        Journal are no entries)
 
 Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;
