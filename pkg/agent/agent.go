@@ -289,7 +289,6 @@ func dial(ctx context.Context, st State, reg *Registration, idle time.Duration) 
 		Sessions: newSessionFile(st.path(sessionName), seed, sk)})
 }
 
-// lock takes the run lock; ok is false if another run holds it.
 // removeLeftovers removes what a run killed while writing its state (a
 // power cut, an empty battery, SIGKILL at shutdown) left behind: the
 // temporary files of the cache, last.json, slot.json and the TLS session.
@@ -312,6 +311,7 @@ func (s State) removeLeftovers() {
 	}
 }
 
+// lock takes the run lock; ok is false if another run holds it.
 func (s State) lock() (release func(), ok bool, err error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, false, err

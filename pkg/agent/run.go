@@ -170,9 +170,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	pending := st.RestorePending()
-	// An empty Journal: no entry (each one is a directory), at most
-	// Sugar's "version" file beside what is excluded.
-	if pending && !o.Force && scan.Dirs() == 0 && scan.Files() <= 1 {
+	if pending && !o.Force && emptyCounts(scan.Dirs(), scan.Files()) {
 		return skip(SkipRestorePending, "this laptop's Journal is empty and the school server holds its backups from before it was reflashed: restore them first (the whole Journal); an empty Journal is not backed up over them")
 	}
 
@@ -261,7 +259,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			return res, fmt.Errorf("backup %s is safe on the server, but the laptop's disk is too full for its file cache (removed; the next backup reads every file again): %w", br.Snapshot, err)
 		}
 	}
-	if pending && br.Files > 0 {
+	if pending && !emptyCounts(int64(br.Dirs), int64(br.Files)) {
 		os.Remove(st.path(restorePending)) // a Journal with files is the latest now
 	}
 	if err := cache.Save(st.cachePath()); err != nil {
@@ -271,6 +269,11 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 	return res, nil
 }
+
+// emptyCounts reports whether a Journal of dirs directories and files
+// regular files (those excluded not counted) is empty: no entry (each one
+// is a directory), at most Sugar's "version" file.
+func emptyCounts(dirs, files int64) bool { return dirs == 0 && files <= 1 }
 
 // maxScanAge is how old the walk made for admission may be for the backup
 // to use it instead of walking again.

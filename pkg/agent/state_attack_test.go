@@ -338,8 +338,8 @@ func TestTimerRunBetweenReflashAndRestoreAll(t *testing.T) {
 
 // TestEmptyJournalOfANewLaptopIsBackedUp: the pending restore is only for
 // a serial with backups: a new laptop's empty Journal is backed up, and so
-// is a reflashed laptop's Journal once it holds files (the student started
-// over without restoring), which ends the wait.
+// is a reflashed laptop's Journal once it holds an entry (the student
+// started over without restoring), which ends the wait.
 func TestEmptyJournalOfANewLaptopIsBackedUp(t *testing.T) {
 	ctx := context.Background()
 	d := attackDaemonD(t)
@@ -355,7 +355,10 @@ func TestEmptyJournalOfANewLaptopIsBackedUp(t *testing.T) {
 	}
 	os.WriteFile(st.path(restorePending), nil, 0o600) // as after a reflash
 	journal := t.TempDir()
-	os.WriteFile(filepath.Join(journal, "new work"), []byte("started over"), 0o644)
+	entry := filepath.Join(journal, "ab", "ab12cd34-0000-4000-8000-000000000001")
+	os.MkdirAll(entry, 0o755)
+	os.WriteFile(filepath.Join(journal, "version"), []byte("6"), 0o644)
+	os.WriteFile(filepath.Join(entry, "data"), []byte("started over"), 0o644)
 	if res, err := Run(ctx, st, RunOptions{Source: journal, Force: true, PowerSupplyDir: t.TempDir()}); err != nil || res.Outcome != Done {
 		t.Fatalf("a reflashed laptop's Journal with files: %+v %v", res, err)
 	}
