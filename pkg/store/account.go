@@ -127,6 +127,21 @@ func (s *Store) startAccounting(ctx context.Context, seqs []uint64) error {
 				return err
 			}
 		}
+		// A count of a pack number not in use any more (GC removed the
+		// newest pack, a crash came before its count went): the number is
+		// given out again, and the new pack must not inherit the count.
+		prefix := acctKey(0)[:6]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		var stale [][]byte
+		for it.Seek(acctKey(next)); it.ValidForPrefix(prefix); it.Next() {
+			stale = append(stale, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range stale {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
 		for seq, n := range orphans {
 			if n > 0 {
 				if err := addGarbage(txn, seq, n); err != nil {
@@ -143,7 +158,13 @@ func (s *Store) stopAccounting() {
 	if s.opts.ReadOnly || s.db == nil {
 		return
 	}
-	s.dbUpdate(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+	// Called by Close once the store is marked closed: straight to the
+	// index (dbUpdate refuses a closed store), or the marker stays and the
+	// next Open takes a clean stop for a crash.
+	func() {
+		defer recoverIndex(new(error))
+		s.db.Update(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+	}()
 }
 
 func (s *Store) garbageCount(seq uint64) int {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
@@ -12,6 +13,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
 
@@ -343,6 +345,12 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	}
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
+	// Until the rebuild is whole, the store must not open for anything but
+	// Repair: an index cleared half way has lost the accounting that keeps
+	// GC from taking every pack for garbage.
+	if err := fsys.WriteFileAtomic(s.fsys, repairingFile, []byte("an index rebuild (Repair) began and has not finished\n")); err != nil {
+		return nil, fmt.Errorf("mark the index rebuild: %w", err)
+	}
 	if err := s.db.DropAll(); err != nil {
 		return nil, fmt.Errorf("clear index: %w", err)
 	}
@@ -454,8 +462,21 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 		return rep, err
 	}
 	rep.Lost = int64(len(lost))
+	if err := s.db.Sync(); err != nil {
+		return rep, fmt.Errorf("index rebuilt but not synced: %w", err)
+	}
+	if err := s.fsys.Remove(repairingFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return rep, fmt.Errorf("index rebuilt, but its marker stays: %w", err)
+	}
+	if err := s.fsys.SyncDir("."); err != nil {
+		return rep, err
+	}
 	return rep, nil
 }
+
+// repairingFile marks an index rebuild under way (see Repair): Open refuses
+// the store while it is there.
+const repairingFile = "REPAIRING"
 
 func (rep *RepairReport) addSpan(seq uint64, off, end int64, r blob.Ref, why string) {
 	if len(rep.Spans) >= 1000 {

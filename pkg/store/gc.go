@@ -450,6 +450,9 @@ func (s *Store) finishPack(ctx context.Context, p *packUse, moved []packLoc, rep
 	if err := s.pio.remove(ctx, p.seq); err != nil {
 		return err
 	}
+	// Its count goes with it: a number may be given out again (the newest
+	// pack's, after a restart), and Open clears what a crash left here.
+	s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(acctKey(p.seq)) })
 	rep.PacksRemoved++
 	if len(p.recs) > 0 {
 		rep.PacksRewritten++

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -282,6 +283,15 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	var err error
 	if s.codec, err = chunk.NewCodec(); err != nil {
 		return nil, err
+	}
+	if !forRepair {
+		f, err := s.fsys.OpenFile(repairingFile, os.O_RDONLY, 0)
+		if err == nil {
+			f.Close()
+		}
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: an index rebuild (repair) began and did not finish, so the index is not whole: run the repair again", ErrIndexDamaged)
+		}
 	}
 	if err := s.openIndex(); err != nil {
 		if !forRepair || errors.Is(err, ErrLocked) {
