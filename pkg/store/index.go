@@ -102,6 +102,13 @@ func usageKey(u UserID) []byte {
 	return k
 }
 
+// deletingKey records that a snapshot is being deleted, before its file
+// goes: a counted snapshot whose file is missing without it was lost, not
+// deleted (reconcile rebuilds it from the index).
+func deletingKey(u UserID, id SnapshotID) []byte {
+	return append([]byte{pMeta, 'd', 'e', 'l', '/'}, applyKey(u, id)[1:]...)
+}
+
 func applyKey(u UserID, id SnapshotID) []byte {
 	k := make([]byte, 9, 9+len(id))
 	k[0] = pApply

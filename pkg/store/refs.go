@@ -583,6 +583,11 @@ func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id Snapsh
 	if _, err := s.Snapshot(user, id); err != nil || id == "latest" {
 		return fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
 	}
+	// The intent first: a snapshot file found missing later without it
+	// was lost (a disk, a person), and its blobs are not garbage.
+	if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(deletingKey(user, id), nil) }); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
 	if err := s.fsys.Remove(snapFile(user, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
@@ -601,6 +606,9 @@ func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id Snapsh
 	s.mu.Unlock()
 	key := applyKey(user, id)
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := txn.Delete(deletingKey(user, id)); err != nil {
+			return err
+		}
 		v, ok, err := get(txn, key)
 		if err != nil || !ok || len(v) != 32 {
 			return err // never counted: nothing to undo
@@ -664,6 +672,24 @@ func (s *Store) reconcileLocked(ctx context.Context) error {
 		}
 		user := UserID(binary.BigEndian.Uint64(kb[1:9]))
 		snapID := SnapshotID(kb[9:])
+		var deleting bool
+		if err := s.view(func(txn *badger.Txn) (err error) {
+			_, deleting, err = get(txn, deletingKey(user, snapID))
+			return err
+		}); err != nil {
+			return err
+		}
+		if !deleting && !s.opts.ReadOnly {
+			// Counted, its file gone, and no deletion began: the file was
+			// lost. Rebuilt from the index (and reported), its blobs stay.
+			if sn := s.recoverSnapshot(user, string(snapID)+".json", errors.New("the file is missing")); sn != nil {
+				s.mu.Lock()
+				s.snaps[user] = append(s.snaps[user], sn)
+				sortSnaps(s.snaps[user])
+				s.mu.Unlock()
+				continue
+			}
+		}
 		// The snapshot file is gone; its root is needed to undo its references.
 		root, err := s.appliedRoot(kb)
 		if err != nil {
@@ -671,6 +697,9 @@ func (s *Store) reconcileLocked(ctx context.Context) error {
 		}
 		if err := s.update(ctx, func(txn *badger.Txn) error {
 			if err := txn.Delete(kb); err != nil {
+				return err
+			}
+			if err := txn.Delete(deletingKey(user, snapID)); err != nil {
 				return err
 			}
 			return addJob(txn, &job{User: user, Delta: -1, Root: root, Snap: snapID})
