@@ -786,6 +786,7 @@ func (s *Store) dbUpdate(fn func(txn *badger.Txn) error) (err error) {
 		return ErrClosed
 	}
 	defer recoverIndex(&err)
+	defer s.writes.Add(1) // counted after the commit: a reader that saw no change saw none
 	return s.db.Update(fn)
 }
 

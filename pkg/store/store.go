@@ -165,6 +165,10 @@ type Store struct {
 	// for the next scrub to verify first.
 	recheck map[blob.Ref]objRec
 
+	// writes counts index transactions (Check compares counts only over a
+	// stretch with none: backups go on while it runs).
+	writes atomic.Uint64
+
 	// refMu serialises changes to reference counts: commits, snapshot
 	// deletions, the jobs that apply them, and garbage collection.
 	refMu sync.Mutex
