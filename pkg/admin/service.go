@@ -127,6 +127,11 @@ func (s *Service) setRevoked(ctx context.Context, serial string, revoked bool) (
 	}
 	return s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
 		u.Revoked = revoked
+		if revoked {
+			// A claim code issued before is void: a revoke must not be
+			// undone by whoever holds it.
+			u.ClaimHash, u.ClaimExpires, u.ClaimTries = "", time.Time{}, 0
+		}
 		return nil
 	})
 }

@@ -192,7 +192,7 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	if err := s.writable(); err != nil {
 		return nil, err
 	}
-	if err := validSerial(nu.Serial); err != nil {
+	if err := validNewSerial(nu.Serial); err != nil {
 		return nil, err
 	}
 	if len(nu.Nickname) > 256 {
@@ -222,6 +222,20 @@ func (s *Store) AddUser(ctx context.Context, nu NewUser) (*User, error) {
 	s.nextUID = u.ID
 	s.serials[u.Serial] = u.ID
 	return cloneUser(u), nil
+}
+
+// validNewSerial is validSerial for a serial given to a laptop now: not
+// also 16 hex digits, the form of a user ID, which staff commands take in
+// place of a serial (a device registering another laptop's ID as its
+// serial would otherwise capture commands meant for that laptop).
+func validNewSerial(sn string) error {
+	if err := validSerial(sn); err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(sn, 16, 64); err == nil && len(sn) == 16 {
+		return fmt.Errorf("%w: serial %q has the form of a user ID (16 hex digits)", ErrInvalid, sn)
+	}
+	return nil
 }
 
 func validSerial(sn string) error {
@@ -307,7 +321,7 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 	if err := s.writable(); err != nil {
 		return nil, err
 	}
-	if err := validSerial(newSerial); err != nil {
+	if err := validNewSerial(newSerial); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

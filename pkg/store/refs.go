@@ -470,27 +470,33 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 		return treeStats{}, fmt.Errorf("%w: directories nested deeper than %d", ErrInvalid, manifest.MaxDepth)
 	}
 	tref := blob.Ref{Type: blob.Tree, ID: id}
-	if o, ok, err := getObj(txn, tref); err != nil {
-		return treeStats{}, err
-	} else if !ok {
-		return treeStats{}, fmt.Errorf("%w: tree %s is not on the server; upload it before committing", ErrNotOwned, id.Short())
-	} else if o.lost() {
-		return treeStats{}, errLostInCommit(tref, "")
+	// A tree validated earlier in this walk (a tree may name the same
+	// subtree many times: without this, a few kilobytes of trees cost a
+	// walk of exponential length, holding every other commit back).
+	if st, ok := cache[id]; ok {
+		return st, nil
 	}
+	// Whether this user holds it is asked first, and answered alike
+	// whether or not the blob exists or is damaged: a refused commit must
+	// not tell a laptop what other laptops hold.
 	if check {
 		h, err := getHold(txn, user, tref)
 		if err != nil {
 			return treeStats{}, err
 		}
 		if !h.held() {
-			return treeStats{}, fmt.Errorf("%w: tree %s", ErrNotOwned, id.Short())
+			return treeStats{}, notOwned(tref, "")
 		}
 		// A tree already referenced by this user's snapshots was fully
 		// validated when that snapshot was committed.
 		check = h.Refs == 0
 	}
-	if st, ok := cache[id]; ok && !check {
-		return st, nil
+	if o, ok, err := getObj(txn, tref); err != nil {
+		return treeStats{}, err
+	} else if !ok {
+		return treeStats{}, notOwned(tref, "")
+	} else if o.lost() {
+		return treeStats{}, errLostInCommit(tref, "")
 	}
 	if !check {
 		if b, ok, err := get(txn, tstatKey(id)); err == nil && ok && len(b) == 32 {
@@ -514,24 +520,24 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 			var sum int64
 			for _, cid := range e.Chunks {
 				r := blob.Ref{Type: blob.Chunk, ID: cid}
-				o, ok, err := getObj(txn, r)
-				if err != nil {
-					return st, err
-				}
-				if !ok {
-					return st, fmt.Errorf("%w: chunk %s of %q is not on the server; upload it before committing", ErrNotOwned, cid.Short(), e.Name)
-				}
-				if o.lost() {
-					return st, errLostInCommit(r, e.Name)
-				}
 				if check {
 					h, err := getHold(txn, user, r)
 					if err != nil {
 						return st, err
 					}
 					if !h.held() {
-						return st, fmt.Errorf("%w: chunk %s of %q", ErrNotOwned, cid.Short(), e.Name)
+						return st, notOwned(r, e.Name)
 					}
+				}
+				o, ok, err := getObj(txn, r)
+				if err != nil {
+					return st, err
+				}
+				if !ok {
+					return st, notOwned(r, e.Name)
+				}
+				if o.lost() {
+					return st, errLostInCommit(r, e.Name)
 				}
 				sum += int64(o.Raw)
 				st.Stored += int64(o.Stored)
@@ -554,6 +560,15 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 	}
 	cache[id] = st
 	return st, nil
+}
+
+// notOwned is a commit's answer for a blob this user has not uploaded: the
+// same whether another laptop holds it or nobody does.
+func notOwned(r blob.Ref, name string) error {
+	if name != "" {
+		return fmt.Errorf("%w: %s %s of %q is not among this laptop's uploads; upload it before committing", ErrNotOwned, r.Type, r.ID.Short(), name)
+	}
+	return fmt.Errorf("%w: %s %s is not among this laptop's uploads; upload it before committing", ErrNotOwned, r.Type, r.ID.Short())
 }
 
 // errLostInCommit is a commit's answer when the snapshot uses a blob whose
