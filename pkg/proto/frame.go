@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -81,6 +82,27 @@ func frameCap(typ byte) (int, bool) {
 		return 1 + 4096, true
 	}
 	return 0, false
+}
+
+// readFrameOf reads one frame that must be of type want, for a peer not yet
+// trusted with more: another type is refused from its header, before any
+// of its payload is read (a frame of another type may be far larger), and
+// memory grows as the bytes arrive, not by what the header claims. An
+// error frame is returned as its error.
+func readFrameOf(r io.Reader, want byte) ([]byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	if typ := hdr[4]; typ != want && typ != tError {
+		return nil, Errorf(KindBadRequest, "expected a frame of type %d, not %d", want, typ)
+	}
+	_, p, rel, err := readFrame(io.MultiReader(bytes.NewReader(hdr[:]), r), func(int) (func(), error) { return func() {}, nil })
+	if err != nil {
+		return nil, err
+	}
+	rel()
+	return p, nil
 }
 
 // readFrame reads one frame. alloc, if set, is called for each piece of the

@@ -36,16 +36,18 @@ func (s *Server) serveRecovery(ctx context.Context, conn *quic.Conn, key ed25519
 	}
 	sctx, cancel := context.WithTimeout(ctx, RecoveryTimeout)
 	defer cancel()
-	st, err := conn.AcceptStream(sctx)
+	// The request comes at once, like a registration's: a connection that
+	// opens no stream must not hold its registration place for the
+	// download's hours.
+	actx, acancel := context.WithTimeout(sctx, s.cfg.Limits.RegisterTimeout)
+	st, err := conn.AcceptStream(actx)
+	acancel()
 	if err != nil {
 		return
 	}
 	// The request is one empty frame, so the client's stream exists.
 	st.SetReadDeadline(time.Now().Add(s.cfg.Limits.RegisterTimeout))
-	if typ, _, rel, err := readFrame(st, func(int) (func(), error) { return func() {}, nil }); err != nil || typ != tRecover {
-		if err == nil {
-			rel()
-		}
+	if _, err := readFrameOf(st, tRecover); err != nil {
 		return
 	}
 	st.SetReadDeadline(time.Time{})

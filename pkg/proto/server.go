@@ -551,14 +551,9 @@ func (s *Server) serveRegister(ctx context.Context, conn *quic.Conn, key ed25519
 }
 
 func (s *Server) register(ctx context.Context, st *quic.Stream, key ed25519.PublicKey) (RegisterResult, error) {
-	// Memory grows as the bytes arrive, not by what the header claims.
-	typ, p, rel, err := readFrame(st, func(int) (func(), error) { return func() {}, nil })
+	p, err := readFrameOf(st, tRegister)
 	if err != nil {
 		return RegisterResult{}, err
-	}
-	defer rel()
-	if typ != tRegister {
-		return RegisterResult{}, Errorf(KindBadRequest, "expected a registration")
 	}
 	var req RegisterRequest
 	if err := decodeJSON(p, &req); err != nil {
@@ -592,6 +587,7 @@ type serverConn struct {
 	restore bool  // the session is a restore: it may fetch, not upload
 	small   int64 // bytes a small session may still send ahead of big ones (pacing)
 	gone    bool  // the connection has ended: no session may start
+	asking  bool  // a hello for a session is waiting for admission
 	timer   *time.Timer
 	end     func() // ends the backend's session
 }
@@ -602,12 +598,30 @@ func (c *serverConn) inSession() bool {
 	return c.session
 }
 
+// ask marks a hello for a session as waiting for admission: false if the
+// connection has a session or another hello waits (admission counts one
+// place per laptop, released once: a second concurrent hello would take a
+// place nobody gives back). done ends the wait.
+func (c *serverConn) ask() (ok bool, done func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session || c.asking {
+		return false, nil
+	}
+	c.asking = true
+	return true, func() {
+		c.mu.Lock()
+		c.asking = false
+		c.mu.Unlock()
+	}
+}
+
 // startSession starts the granted session; false if the connection has
 // already ended (the laptop gave up while its hello waited for admission).
 func (c *serverConn) startSession(restore bool, work Work) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gone {
+	if c.gone || c.session {
 		return false
 	}
 	c.session, c.restore, c.small = true, restore, 0
@@ -860,7 +874,16 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		return Errorf(KindBadRequest, "protocol version %d is not supported (this server speaks 1)", req.Version)
 	}
 	g := Grant{Granted: true}
-	if (req.Purpose == "backup" || req.Purpose == "restore") && !c.inSession() {
+	asking := false
+	if req.Purpose == "backup" || req.Purpose == "restore" {
+		var done func()
+		if asking, done = c.ask(); asking {
+			defer done()
+		} else if !c.inSession() {
+			return Errorf(KindBadRequest, "another hello on this connection is waiting for a place")
+		}
+	}
+	if asking {
 		r := admitReq{user: c.acct.ID, restore: req.Purpose == "restore", lastBackup: c.acct.LastBackup}
 		if req.Work != nil {
 			r.work = *req.Work
