@@ -90,7 +90,11 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*store.User, e
 		if fp := fingerprint(u.PendingKey); r.Key != "" && !keyMatches(fp, r.Key) {
 			return nil, errkind.Errorf(errkind.Exists, "the key waiting for %s is %s, not %s: a different device asked after the laptop that showed %s; do not approve it", u.Serial, fp, r.Key, r.Key)
 		}
-		return s.S.ApproveKey(ctx, u.ID, r.NewHistory)
+		var want ed25519.PublicKey
+		if r.Key != "" {
+			want = u.PendingKey // the key compared: approved only if it still waits
+		}
+		return s.S.ApprovePendingKey(ctx, u.ID, want, r.NewHistory)
 	}
 	if r.NewHistory || len(u.PublicKey) == 0 {
 		return s.S.ApproveKey(ctx, u.ID, r.NewHistory) // explains that no key waits

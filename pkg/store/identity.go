@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -121,6 +123,14 @@ func (s *Store) RequestKey(ctx context.Context, id UserID, pub []byte) (*User, e
 // its snapshots under the serial renamed SERIAL.old (SERIAL.old2, ...),
 // revoked but reachable like every user.
 func (s *Store) ApproveKey(ctx context.Context, id UserID, newHistory bool) (*User, error) {
+	return s.ApprovePendingKey(ctx, id, nil, newHistory)
+}
+
+// ApprovePendingKey is ApproveKey for the waiting key want only: if
+// another key waits by then (a device registered the serial after staff
+// compared the key), it fails with ErrExists and approves nothing. A nil
+// want approves whatever key waits.
+func (s *Store) ApprovePendingKey(ctx context.Context, id UserID, want ed25519.PublicKey, newHistory bool) (*User, error) {
 	if err := s.writable(); err != nil {
 		return nil, err
 	}
@@ -132,6 +142,9 @@ func (s *Store) ApproveKey(ctx context.Context, id UserID, newHistory bool) (*Us
 	}
 	if old.PendingKey == nil {
 		return nil, fmt.Errorf("%w: no key change of %s is waiting: the laptop has not registered a new key (a claim code lets it take its history without approval)", ErrNotFound, old.Serial)
+	}
+	if want != nil && !bytes.Equal(old.PendingKey, want) {
+		return nil, fmt.Errorf("%w: another key now waits for %s: a different device registered it after the key given was compared; nothing approved", ErrExists, old.Serial)
 	}
 	if o := s.keyInUseLocked(id, old.PendingKey); o != nil {
 		return nil, fmt.Errorf("%w: the waiting key is now registered to serial %s", ErrExists, o.Serial)
