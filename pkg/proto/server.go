@@ -488,6 +488,17 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		if err != nil {
 			return
 		}
+		// Staff may revoke the laptop, move its history to a new key or
+		// let a claim code take it while this connection is open: every
+		// request is judged on the account as it is now.
+		if err := s.stillValid(ctx, key, acct.ID); err != nil {
+			st.CancelRead(quic.StreamErrorCode(KindOf(err)))
+			writeError(st, err)
+			st.Close()
+			s.m.refused.Add(1)
+			s.closeWith(conn, err)
+			return
+		}
 		s.mu.Lock()
 		if s.stopping {
 			s.mu.Unlock()
@@ -503,6 +514,21 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 			c.serveStream(ctx, st)
 		}()
 	}
+}
+
+// stillValid reports whether key still belongs to the approved, unrevoked
+// account id.
+func (s *Server) stillValid(ctx context.Context, key ed25519.PublicKey, id uint64) error {
+	a, err := s.cfg.Backend.Account(ctx, key)
+	switch {
+	case err != nil:
+		return err
+	case a.Revoked || a.ID != id:
+		return Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
+	case !a.Approved:
+		return Errorf(KindNotApproved, "laptop %s is waiting for staff approval", a.Serial)
+	}
+	return nil
 }
 
 // track records an open connection (Shutdown closes it); false if the
