@@ -459,6 +459,9 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	hd := w.Header()
+	// A download that does not move is cut: it holds one of the page's few
+	// places (limited) while it lasts.
+	w = &movingWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
 	switch r.PathValue("kind") {
 	case "x":
 		hd.Set("Content-Type", "application/vnd.olpc-journal-entry")
@@ -554,4 +557,19 @@ func entry(ents []journal.Entry, uid string) *journal.Entry {
 		}
 	}
 	return e
+}
+
+// stallTimeout is the longest a download's write may wait for the browser
+// to take bytes (32 KiB in 10 s: 3 KB/s, slower than any school Wi-Fi).
+const stallTimeout = 10 * time.Second
+
+// movingWriter gives each write of a download stallTimeout to complete.
+type movingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (m *movingWriter) Write(p []byte) (int, error) {
+	m.rc.SetWriteDeadline(time.Now().Add(stallTimeout))
+	return m.ResponseWriter.Write(p)
 }
