@@ -369,7 +369,7 @@ func (d *Daemon) StaffLink(serial string, lifetime time.Duration) (string, error
 		}
 		base = fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(d.PageAddr.(*net.TCPAddr).Port)))
 	}
-	tok := d.Server.SignLink(proto.LinkClaims{Serial: u.Serial, Expires: time.Now().Add(lifetime).Truncate(time.Second)})
+	tok := d.Server.SignLink(StaffLinkClaims(u, time.Now().Add(lifetime).Truncate(time.Second)))
 	return strings.TrimSuffix(base, "/") + "/r/" + tok + "/", nil
 }
 

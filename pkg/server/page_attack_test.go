@@ -214,7 +214,8 @@ func TestLinkForgeries(t *testing.T) {
 		}
 	}
 	// The staff link the server makes works.
-	if code, _, _ := get(t, h, staffLink(serverKey, "LINKA")+"s/"+string(snA.ID)+"/f/f1000000-0000-4000-8000-00000000000A"); code != 200 {
+	staff := "/r/" + proto.SignLink(serverKey, server.StaffLinkClaims(a.u, exp)) + "/"
+	if code, _, _ := get(t, h, staff+"s/"+string(snA.ID)+"/f/f1000000-0000-4000-8000-00000000000A"); code != 200 {
 		t.Errorf("a staff link: %d", code)
 	}
 	// A laptop given a new key (reflashed, approve --key): links its old key

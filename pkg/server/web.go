@@ -220,12 +220,23 @@ func (p *RestorePage) user(w http.ResponseWriter, r *http.Request) (*store.User,
 		p.refuse(w, r, http.StatusForbidden, "err.badlink.h", "err.badlink.m", true)
 		return nil, false
 	}
-	u, err := p.Store.UserBySerial(claims.Serial)
-	if err != nil || u.Revoked {
+	serial, id, staff := strings.Cut(claims.Serial, "\x00")
+	u, err := p.Store.UserBySerial(serial)
+	if err != nil || u.Revoked || (claims.ByServer && (!staff || id != u.ID.String())) {
+		// A staff link names the history it was made for, not only the
+		// serial: a serial given a new history since (another child) is
+		// not what it opens.
 		p.refuse(w, r, http.StatusForbidden, "err.badlink.h", "err.revoked.m", true)
 		return nil, false
 	}
 	return u, true
+}
+
+// StaffLinkClaims are the claims of a staff restore link for u's backups,
+// valid until expires, for the server's key to sign: they name the serial
+// and the history (user ID) the link opens.
+func StaffLinkClaims(u *store.User, expires time.Time) proto.LinkClaims {
+	return proto.LinkClaims{Serial: u.Serial + "\x00" + u.ID.String(), Expires: expires, ByServer: true}
 }
 
 func who(u *store.User) string {
