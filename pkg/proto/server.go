@@ -759,6 +759,12 @@ type pacedReader struct {
 	start time.Time
 	got   int64
 	held0 int64 // the connection's held time at start
+	// last and heldLast: when the last bytes came, and the held time then.
+	// A payload may not stall longer than 2*payloadGrace plus a step at the
+	// minimum rate, however fast it came before: on the average alone, a
+	// frame's first 16 MiB bought an hour of silence, its memory held.
+	last     time.Time
+	heldLast int64
 	// control: the bytes go in the small line whatever the session.
 	control bool
 }
@@ -775,8 +781,15 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	for {
 		held := p.c.held.Load()
 		if payload {
+			step := time.Duration(readStep * int64(time.Second) / p.c.s.cfg.MinRate)
 			dl := p.start.Add(time.Duration(held-p.held0) + payloadGrace +
 				time.Duration((p.got+readStep)*int64(time.Second)/p.c.s.cfg.MinRate))
+			if p.last.IsZero() {
+				p.last, p.heldLast = p.start, p.held0
+			}
+			if stall := p.last.Add(time.Duration(held-p.heldLast) + 2*payloadGrace + step); stall.Before(dl) {
+				dl = stall
+			}
 			if soon := time.Now().Add(time.Second); p.c.holding.Load() > 0 && dl.Before(soon) {
 				dl = soon // a hold in progress: look again
 			}
@@ -792,6 +805,7 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	if n > 0 {
 		if payload {
 			p.got += int64(n)
+			p.last, p.heldLast = time.Now(), p.c.held.Load()
 		}
 		var werr error
 		p.c.hold(func() { werr = p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)) })
