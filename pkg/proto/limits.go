@@ -48,6 +48,11 @@ type Limits struct {
 	// and 10 minutes: a laptop backs up a few times a day).
 	CommitBurst int
 	CommitEvery time.Duration
+	// SessionIdle ends a session that has made no request for this long
+	// (default 30 s): keep-alives hold a connection open, and a session
+	// holds a place in admission that other laptops wait for. A laptop
+	// backing up or restoring asks again within seconds.
+	SessionIdle time.Duration
 	// LimitLoopback applies the per-address caps and the registration and
 	// commit rates to loopback peers too. By default they are exempt: a
 	// laptop never reaches the school server over loopback, while local
@@ -78,6 +83,7 @@ func (l *Limits) setDefaults(memoryBudget int64) {
 	defd(&l.RegisterEvery, 10*time.Second)
 	defd(&l.RegisterGlobalEvery, 250*time.Millisecond)
 	defd(&l.CommitEvery, 10*time.Minute)
+	defd(&l.SessionIdle, 30*time.Second)
 	if l.MemoryPerKey <= 0 {
 		l.MemoryPerKey = memoryBudget / 4
 	}

@@ -615,6 +615,11 @@ type serverConn struct {
 	gone    bool  // the connection has ended: no session may start
 	asking  bool  // a hello for a session is waiting for admission
 	timer   *time.Timer
+	idle    *time.Timer // ends a session that makes no request (Limits.SessionIdle)
+	// active counts requests in progress; lastReq is when one last began
+	// or ended (Unix nanoseconds).
+	active  atomic.Int32
+	lastReq atomic.Int64
 	end     func() // ends the backend's session
 }
 
@@ -665,6 +670,22 @@ func (c *serverConn) startSession(restore bool, work Work) bool {
 	c.timer = time.AfterFunc(c.s.cfg.SessionDeadline, func() {
 		c.s.closeWith(c.conn, Errorf(KindTimeout, "the backup session passed its %v deadline; the next run continues where this one stopped", c.s.cfg.SessionDeadline))
 	})
+	c.lastReq.Store(time.Now().UnixNano())
+	idle := c.s.cfg.Limits.SessionIdle
+	var check func()
+	check = func() {
+		quiet := time.Since(time.Unix(0, c.lastReq.Load()))
+		if c.active.Load() > 0 || quiet < idle {
+			c.mu.Lock()
+			if c.session {
+				c.idle.Reset(max(idle-quiet, time.Second))
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.s.closeWith(c.conn, Errorf(KindTimeout, "the session made no request for %v; its place went to another laptop (the next run continues where this one stopped)", idle))
+	}
+	c.idle = time.AfterFunc(idle, check)
 	return true
 }
 
@@ -683,6 +704,7 @@ func (c *serverConn) endSession() {
 	if c.session {
 		c.session = false
 		c.timer.Stop()
+		c.idle.Stop()
 		c.end()
 		c.s.adm.release(time.Now(), c.acct.ID)
 	}
@@ -842,6 +864,12 @@ func (c *serverConn) takeSmall(n int) bool {
 }
 
 func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
+	c.active.Add(1)
+	c.lastReq.Store(time.Now().UnixNano())
+	defer func() {
+		c.lastReq.Store(time.Now().UnixNano())
+		c.active.Add(-1)
+	}()
 	defer st.Close()
 	// A request ends at its last frame, not at the stream's FIN: read up to
 	// the FIN (the client sends it right after its last frame), or QUIC never
