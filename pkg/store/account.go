@@ -181,12 +181,15 @@ type packAudit struct {
 	stillHere    int // records the index points at in this pack
 	unknown      int // records (intact, or damaged with a readable header) the index does not know
 	unreadable   int // damaged stretches with no readable header
+	// intactOfLost: intact records of blobs the index has as damaged (or
+	// at another place): maybe their only intact copy.
+	intactOfLost int
 	firstProblem string
 }
 
 func (s *Store) auditPack(seq uint64) (packAudit, error) {
 	var a packAudit
-	lookup := func(r blob.Ref, off int64) error {
+	lookup := func(r blob.Ref, off int64, intact bool) error {
 		return s.view(func(txn *badger.Txn) error {
 			o, ok, err := getObj(txn, r)
 			if err != nil {
@@ -200,16 +203,24 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 				if a.firstProblem == "" {
 					a.firstProblem = fmt.Sprintf("the index still points at %s at offset %d", r, off)
 				}
+			case intact && o.lost():
+				// The index has the blob as damaged: this intact record may
+				// be its only good copy (compaction's leftover, a pack file
+				// renamed), never garbage.
+				a.intactOfLost++
+				if a.firstProblem == "" {
+					a.firstProblem = fmt.Sprintf("an intact copy of %s, which the index has as damaged, is at offset %d", r, off)
+				}
 			}
 			return nil
 		})
 	}
 	var lerr error
 	_, err := s.pio.scan(context.Background(), seq, func(h pack.Header, off int64, _ []byte) error {
-		return lookup(blob.Ref{Type: h.Type, ID: h.ID}, off)
+		return lookup(blob.Ref{Type: h.Type, ID: h.ID}, off, true)
 	}, func(sp pack.DamagedSpan) {
 		if sp.Header != nil {
-			if err := lookup(blob.Ref{Type: sp.Header.Type, ID: sp.Header.ID}, sp.Off); err != nil && lerr == nil {
+			if err := lookup(blob.Ref{Type: sp.Header.Type, ID: sp.Header.ID}, sp.Off, false); err != nil && lerr == nil {
 				lerr = err
 			}
 			return
@@ -241,6 +252,9 @@ func (s *Store) mayRemovePack(ctx context.Context, seq uint64) (string, error) {
 	}
 	if a.stillHere > 0 {
 		return fmt.Sprintf("%d record(s) the index still points at were not copied (%s)", a.stillHere, a.firstProblem), nil
+	}
+	if a.intactOfLost > 0 {
+		return fmt.Sprintf("it holds %d intact record(s) of blobs the index has as damaged (%s): a repair indexes them again", a.intactOfLost, a.firstProblem), nil
 	}
 	var from uint64
 	s.view(func(txn *badger.Txn) (err error) {

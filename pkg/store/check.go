@@ -184,7 +184,7 @@ func (c *checker) blobStatus(r blob.Ref) (string, error) {
 	if c.opts.ReadData || r.Type == blob.Tree {
 		raw, err := c.s.ReadBlob(c.ctx, r)
 		switch {
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrIndexDamaged):
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrIndexDamaged), errors.Is(err, errRecordElsewhere):
 			st = "missing"
 		case errors.Is(err, ErrCorrupt):
 			st = "damaged"
@@ -207,6 +207,9 @@ func (c *checker) blobStatus(r blob.Ref) (string, error) {
 		return "", err
 	} else if bi.Damaged {
 		st = "damaged"
+		if c.s.lostElsewhere(r) {
+			st = "missing" // found by a read before: the index, not the data
+		}
 	}
 	c.status[r] = st
 	return st, nil

@@ -45,6 +45,20 @@ import (
 // effort (a read-only store, or one being closed, cannot record it) and does
 // nothing if the index meanwhile points r elsewhere (compaction moved it, or
 // an upload healed it).
+// lostElsewhere reports whether r was marked damaged because an intact
+// record of another blob is where the index has it (errRecordElsewhere).
+func (s *Store) lostElsewhere(r blob.Ref) bool {
+	var lr lostRec
+	s.view(func(txn *badger.Txn) error {
+		b, ok, err := get(txn, lostKey(r))
+		if err == nil && ok {
+			json.Unmarshal(b, &lr)
+		}
+		return err
+	})
+	return strings.Contains(lr.Reason, errRecordElsewhere.Error())
+}
+
 func (s *Store) markLost(r blob.Ref, where objRec, reason string) {
 	if s.opts.ReadOnly {
 		return

@@ -670,10 +670,18 @@ func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]
 			return nil, o, err // the object store failed, not the data
 		}
 		if err == nil && (h.ID != r.ID || h.Type != r.Type) {
-			err = fmt.Errorf("the record there holds %s", h.ID.Short())
+			err = fmt.Errorf("%w: the record there holds %s", errRecordElsewhere, h.ID.Short())
+		}
+		if err != nil && !errors.Is(err, errRecordElsewhere) && s.pio.remote == nil {
+			if named, ok := pack.HeaderSeq(s.fsys, o.Pack); ok && named != o.Pack {
+				err = fmt.Errorf("%w: pack file %016x holds pack %016x (%v)", errRecordElsewhere, o.Pack, named, err)
+			}
 		}
 		if err != nil {
 			s.markLost(r, o, err.Error())
+			if errors.Is(err, errRecordElsewhere) {
+				return nil, o, fmt.Errorf("%w: %s: %w", ErrCorrupt, r, err)
+			}
 			return nil, o, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
 		}
 		raw := data
@@ -795,3 +803,9 @@ func recoverIndex(err *error) {
 		*err = fmt.Errorf("%w: reading it failed (%v)", ErrIndexDamaged, r)
 	}
 }
+
+// errRecordElsewhere: an intact record of another blob is where the index
+// says a blob is: the index and the pack files disagree (pack files moved
+// or renamed), which is not bit rot. Check counts it an index problem, so
+// that it advises the repair that finds each record where it is.
+var errRecordElsewhere = errors.New("the index does not match the pack file")

@@ -112,6 +112,22 @@ func CheckRecord(rec []byte) error {
 // MaxStored caps a record's stored size (a tree may be up to manifest.MaxTreeSize).
 const MaxStored = 16<<20 + 1024
 
+// HeaderSeq reads the pack number the header of the local pack file seq
+// names; ok is false if the header cannot be read. A number other than seq
+// means the file holds another pack (files renamed or swapped).
+func HeaderSeq(fs fsys.FS, seq uint64) (named uint64, ok bool) {
+	f, err := fs.OpenFile(Name(seq), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	hdr := make([]byte, HeaderLen)
+	if n, _ := f.ReadAt(hdr, 0); n < HeaderLen || !bytes.Equal(hdr[:8], packMagic) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(hdr[8:]), true
+}
+
 func Name(seq uint64) string { return fmt.Sprintf("packs/%02x/%016x.pack", seq&0xff, seq) }
 
 // NewWriter returns a writer that creates packs in fs, starting with
