@@ -178,9 +178,9 @@ func (s *Store) garbageCount(seq uint64) int {
 
 // packAudit is what a pack holds, as the index sees it.
 type packAudit struct {
-	stillHere    int // records the index points at in this pack
-	unknown      int // records (intact, or damaged with a readable header) the index does not know
-	unreadable   int // damaged stretches with no readable header
+	stillHere  int // records the index points at in this pack
+	unknown    int // records (intact, or damaged with a readable header) the index does not know
+	unreadable int // damaged stretches with no readable header
 	// intactOfLost: intact records of blobs the index has as damaged (or
 	// at another place): maybe their only intact copy.
 	intactOfLost int
