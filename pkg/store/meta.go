@@ -161,8 +161,20 @@ func (s *Store) loadMeta() error {
 			s.snaps[sn.User] = append(s.snaps[sn.User], sn)
 		}
 	}
-	for _, list := range s.snaps {
+	for id, list := range s.snaps {
 		sortSnaps(list)
+		if _, ok := s.users[id]; ok || len(list) == 0 {
+			continue
+		}
+		// Snapshots of a user whose file is missing: the user stands in as
+		// for a damaged file (its backups stay counted and listed under
+		// "damaged-ID" until staff give it its serial back).
+		u, err := s.recoverUser(id.String()+".json", errors.New("the file is missing"))
+		if err != nil {
+			return err
+		}
+		s.users[u.ID] = u
+		s.nextUID = max(s.nextUID, u.ID)
 	}
 	return nil
 }
