@@ -225,6 +225,14 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 			}
 			return
 		}
+		var dead bool
+		s.view(func(txn *badger.Txn) (err error) {
+			_, dead, err = get(txn, deadKey(seq, sp.Off))
+			return err
+		})
+		if dead {
+			return // a damaged record whose blob was healed elsewhere
+		}
 		a.unreadable++
 		if a.firstProblem == "" {
 			a.firstProblem = fmt.Sprintf("bytes %d-%d are damaged beyond reading", sp.Off, sp.End)

@@ -405,6 +405,10 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	rep := &RepairReport{Packs: len(seqs), IndexMovedAside: s.movedAside}
 	intact := map[blob.Ref]bool{} // indexed from an intact record (true) or a damaged one (false)
+	// unattributed counts, per pack, the damaged stretches no blob can be
+	// tied to (no readable header): garbage from now on, so that the audit
+	// of compaction finds them accounted for (they stopped GC for good).
+	unattributed := map[uint64]uint64{}
 	for _, seq := range seqs {
 		wb := s.db.NewWriteBatch()
 		var scratch []byte
@@ -459,6 +463,9 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 			}
 			return wb.Delete(lostKey(r))
 		}, func(sp pack.DamagedSpan) {
+			if sp.Header == nil {
+				unattributed[seq]++
+			}
 			if sp.Tail && sp.Header == nil {
 				rep.TornBytes += sp.End - sp.Off
 				rep.addSpan(seq, sp.Off, sp.End, blob.Ref{}, "torn tail")
@@ -493,6 +500,11 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := s.update(ctx, func(txn *badger.Txn) error {
 		if err := setU64(txn, acctFromKey, 0); err != nil {
 			return err
+		}
+		for seq, n := range unattributed {
+			if err := setU64(txn, acctKey(seq), n); err != nil {
+				return err
+			}
 		}
 		return setU64(txn, runningKey, s.packs.NextSeq())
 	}); err != nil {

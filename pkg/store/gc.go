@@ -452,7 +452,21 @@ func (s *Store) finishPack(ctx context.Context, p *packUse, moved []packLoc, rep
 	}
 	// Its count goes with it: a number may be given out again (the newest
 	// pack's, after a restart), and Open clears what a crash left here.
-	s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(acctKey(p.seq)) })
+	s.update(ctx, func(txn *badger.Txn) error {
+		prefix := deadKey(p.seq, 0)[:14]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		var dead [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			dead = append(dead, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range dead {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return txn.Delete(acctKey(p.seq))
+	})
 	rep.PacksRemoved++
 	if len(p.recs) > 0 {
 		rep.PacksRewritten++

@@ -30,6 +30,7 @@ import (
 //	'm' name           -> store-wide counters
 //	'd' type id        -> lostRec: the blob has no intact copy (damaged or missing)
 //	'x' treeID user    -> int32: a descent into a lost tree still owed to its children
+//	'm' "dead/" pack off -> (empty) a damaged record whose blob was healed elsewhere
 const (
 	pObj   = 'o'
 	pHold  = 'h'
@@ -51,6 +52,16 @@ const (
 const flagLost = 0x80
 
 func (o objRec) lost() bool { return o.Flags&flagLost != 0 }
+
+// deadKey marks the damaged record at off in pack seq, whose blob a later
+// upload healed elsewhere: its bytes are garbage, even where its header is
+// too damaged to say whose they were (compaction's audit asks).
+func deadKey(seq uint64, off int64) []byte {
+	k := append([]byte{pMeta, 'd', 'e', 'a', 'd', '/'}, make([]byte, 16)...)
+	binary.BigEndian.PutUint64(k[6:], seq)
+	binary.BigEndian.PutUint64(k[14:], uint64(off))
+	return k
+}
 
 func lostKey(r blob.Ref) []byte {
 	k := objKey(r)
@@ -490,6 +501,11 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 		if loc, written := locs[b.Ref]; written && (!ok || o.lost()) {
 			owners := o.Owners
 			healed = ok
+			if healed {
+				if err := txn.Set(deadKey(o.Pack, o.Off), nil); err != nil {
+					return false, err
+				}
+			}
 			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), Owners: owners}
 			if b.Compressed {
 				o.Flags = pack.FlagZstd
