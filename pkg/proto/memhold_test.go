@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestA3NBurstThenStallHoldsUploadMemory: TestHeaderOnlyMemoryHold shows a
+// TestBurstThenStallHoldsUploadMemory: TestHeaderOnlyMemoryHold shows a
 // frame header alone reserves nothing. Here two laptops (two keys, the most
 // each may hold is one largest frame) each send a blob frame's header and
 // all of its payload but the last byte, as fast as the server reads, then
@@ -19,7 +19,7 @@ import (
 // 4 KiB/s, 68 minutes). An honest laptop's small upload meanwhile waits for
 // memory and fails as busy. A stalled frame should be cut within the
 // payload allowance plus a short idle time, not after an hour.
-func TestA3NBurstThenStallHoldsUploadMemory(t *testing.T) {
+func TestBurstThenStallHoldsUploadMemory(t *testing.T) {
 	old := payloadGrace
 	payloadGrace = time.Second
 	t.Cleanup(func() { payloadGrace = old })
