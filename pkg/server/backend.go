@@ -140,6 +140,12 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 		}
 		return proto.RegisterResult{Serial: u.Serial, KeyChange: true}, nil
 	}
+	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired || (m != store.KeyUnknown && o.Revoked) {
+		// A key staff revoked, or one retired from another laptop, does
+		// not get a fresh account under a new serial either.
+		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
+			"this laptop's key was revoked or replaced (laptop %s); ask staff", o.Serial)
+	}
 	if err := b.pendingFull(); err != nil {
 		return proto.RegisterResult{}, err
 	}

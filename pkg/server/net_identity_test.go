@@ -298,3 +298,24 @@ func TestRevokeVoidsAnOutstandingClaimCode(t *testing.T) {
 		t.Errorf("a claim code issued before the revoke still works after it: the account is active again (revoked=%v) and the new device lists its %d backup(s)", u.Revoked, n)
 	}
 }
+
+// TestRevokedKeyGetsNoNewAccount: a device whose laptop staff revoked
+// registers the same key under a new serial (open registration): it is
+// refused, and no account is made.
+func TestRevokedKeyGetsNoNewAccount(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHCREV01", 5)
+	l.run(t)
+	if _, err := (&admin.Service{S: d.Store}).Revoke(ctx, admin.RevokeRequest{Serial: "SHCREV01"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.Store.Users())
+	_, err := agent.Register(ctx, l.st, agent.RegisterOptions{Server: d.Addr.String(), Serial: "SHCREV99"})
+	if proto.KindOf(err) != proto.KindRevoked {
+		t.Fatalf("a revoked key registering a new serial: %v", err)
+	}
+	if n := len(d.Store.Users()); n != before {
+		t.Fatalf("%d accounts after the refused registration, %d before", n, before)
+	}
+}
