@@ -672,8 +672,7 @@ func (c *serverConn) startSession(restore bool, work Work) bool {
 	})
 	c.lastReq.Store(time.Now().UnixNano())
 	idle := c.s.cfg.Limits.SessionIdle
-	var check func()
-	check = func() {
+	check := func() {
 		quiet := time.Since(time.Unix(0, c.lastReq.Load()))
 		if c.active.Load() > 0 || quiet < idle {
 			c.mu.Lock()
