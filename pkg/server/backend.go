@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,7 +123,9 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 		}
 		u, err := b.S.Claim(ctx, req.Serial, req.Claim, req.Key)
 		if errors.Is(err, store.ErrNotOwned) {
-			return proto.RegisterResult{}, &proto.Error{Kind: proto.KindNotApproved, Msg: err.Error()}
+			// The store's words for a chunk not uploaded do not fit a code.
+			msg := strings.TrimPrefix(err.Error(), store.ErrNotOwned.Error()+": ")
+			return proto.RegisterResult{}, &proto.Error{Kind: proto.KindNotApproved, Msg: msg}
 		}
 		if err != nil {
 			return proto.RegisterResult{}, wireErr(err)

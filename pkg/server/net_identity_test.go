@@ -319,3 +319,23 @@ func TestRevokedKeyGetsNoNewAccount(t *testing.T) {
 		t.Fatalf("%d accounts after the refused registration, %d before", n, before)
 	}
 }
+
+// TestWrongClaimCodeSaysSo: a wrong claim code is refused in words about
+// the code, not the store's words for a chunk not uploaded.
+func TestWrongClaimCodeSaysSo(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, nil)
+	l := newLaptop(t, d, "SHCCODE1", 6)
+	l.run(t)
+	u, err := d.Store.UserBySerial("SHCCODE1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Store.IssueClaim(ctx, u.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err = agent.Register(ctx, agent.State{Dir: t.TempDir()}, agent.RegisterOptions{Server: d.Addr.String(), Serial: "SHCCODE1", Claim: "wrong-code"})
+	if err == nil || !strings.Contains(err.Error(), "claim code") || strings.Contains(err.Error(), "uploaded") {
+		t.Fatalf("a wrong claim code: %v", err)
+	}
+}
