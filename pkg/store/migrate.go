@@ -149,28 +149,55 @@ func MigrateToLocal(ctx context.Context, dir string, remote Remote, progress Mig
 	}
 	defer s.lock.Close()
 	rep := &MigrateReport{}
+	// The bucket must hold this store (a wrong prefix would bring another
+	// store's packs over this one's and then delete them from the bucket).
+	if err := sameStore(ctx, s.fsys, dir, remote); err != nil {
+		return rep, err
+	}
 	objs, err := remote.List(ctx, "packs/")
 	if err != nil {
 		return rep, fmt.Errorf("list packs in %s: %w", describeRemote(remote), err)
 	}
 	var packs []ObjectInfo
+	listed := map[uint64]bool{}
 	for _, o := range objs {
 		var seq uint64
 		if _, err := fmt.Sscanf(o.Name, "packs/%02x/%016x.pack", new(uint64), &seq); err == nil && pack.Name(seq) == o.Name {
 			packs = append(packs, o)
+			listed[seq] = true
 		}
+	}
+	// A listing may leave out the latest uploads: every number up to the
+	// highest the store ever made that is neither listed nor here is asked
+	// for by name (a number GC gave back is simply not there).
+	for seq := uint64(1); seq <= s.highSeq(); seq++ {
+		if listed[seq] {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(pack.Name(seq)))); err == nil {
+			continue
+		}
+		st, err := remote.Stat(ctx, pack.Name(seq))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("pack %s in %s: %w", pack.Name(seq), describeRemote(remote), err)
+		}
+		packs = append(packs, ObjectInfo{Name: pack.Name(seq), Size: st.Size})
 	}
 	for i, o := range packs {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(o.Name))); err == nil && fi.Size() == o.Size {
-			rep.AlreadyThere++
-			continue
-		}
 		st, err := remote.Stat(ctx, o.Name)
 		if err != nil {
 			return rep, fmt.Errorf("pack %s in %s: %w", o.Name, describeRemote(remote), err)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(o.Name))); err == nil && fi.Size() == st.Size &&
+			(st.SHA256 == "" || localSHA256(filepath.Join(dir, filepath.FromSlash(o.Name))) == st.SHA256) {
+			rep.AlreadyThere++
+			continue
 		}
 		if err := s.fsys.MkdirAll(o.Name[:len("packs/00")], 0o750); err != nil {
 			return rep, err
@@ -299,4 +326,18 @@ func StatusOf(ctx context.Context, dir string, remote Remote) (*RemoteStatus, er
 	}
 	st.Staged = len(local)
 	return st, nil
+}
+
+// localSHA256 is the hex SHA-256 of the file at path ("" if unreadable).
+func localSHA256(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
