@@ -443,13 +443,25 @@ func Import(ctx context.Context, st *store.Store, opts ImportOptions) (*ImportRe
 			return nil, err
 		}
 	}
+	// All or nothing: a commit refused half way (an origin the store will
+	// not take, the quota, a full disk) takes back the ones this import
+	// made, so that none of the bundle is visible.
+	var made []store.SnapshotID
 	for _, c := range commits {
 		before := len(st.Snapshots(school.ID))
-		if _, err := st.Commit(ctx, school.ID, c.Root, c.Info); err != nil {
+		sn, err := st.Commit(ctx, school.ID, c.Root, c.Info)
+		if err != nil {
+			for _, id := range made {
+				if derr := st.DeleteSnapshot(context.WithoutCancel(ctx), school.ID, id); derr != nil {
+					err = fmt.Errorf("%w; taking back the snapshots this import made failed too (%v): delete them by hand", err, derr)
+					break
+				}
+			}
 			return nil, fmt.Errorf("snapshot %s of %s: %w", c.Info.Origin.Snapshot, c.Info.Origin.Serial, err)
 		}
 		if len(st.Snapshots(school.ID)) > before {
 			res.Snapshots++
+			made = append(made, sn.ID)
 		}
 	}
 	log.Bundles[h.IDString()] = opts.Now().UTC()

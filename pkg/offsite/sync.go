@@ -77,14 +77,24 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 			// night's sync. Then commit the group's snapshots, several at
 			// once: a commit is a round trip too.
 			group := items[i:min(len(items), i+groupSnapshots)]
-			if err := r.prefetch(ctx, group); err != nil && !isLocalDamage(err) {
+			perr := r.prefetch(ctx, group)
+			if perr != nil && !isLocalDamage(perr) {
 				rep.Took = time.Since(start)
-				return rep, err
+				return rep, perr
 			}
-			// A blob damaged here: its snapshots' commits are refused as
-			// incomplete and sent one by one below, and only those that
-			// need the blob fail.
-			committed = commitAll(ctx, sink, group)
+			if perr != nil {
+				// A blob damaged here: the group's snapshots are sent one
+				// by one below, and only those that need the blob fail. (A
+				// mothership refuses an incomplete commit, but a bundle
+				// cannot know: it would list a snapshot it lacks blobs of,
+				// and the whole stick would be refused at import.)
+				committed = make([]error, len(group))
+				for j := range committed {
+					committed[j] = blob.ErrNotHeld
+				}
+			} else {
+				committed = commitAll(ctx, sink, group)
+			}
 		}
 		err := committed[i%groupSnapshots]
 		if errors.Is(err, blob.ErrNotHeld) {
