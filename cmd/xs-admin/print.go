@@ -77,7 +77,7 @@ func printPending(tw io.Writer, v []admin.PendingRow) {
 		if !p.LastBackup.IsZero() {
 			last = p.LastBackup.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Since.Local().Format("2006-01-02 15:04"), p.Serial, p.Nickname, what, p.NewKey, old, p.Snapshots, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Since.Local().Format("2006-01-02 15:04"), pr(p.Serial), pr(p.Nickname), what, p.NewKey, old, p.Snapshots, last)
 	}
 	fmt.Fprintln(tw, "Approve one with: xs-admin approve SERIAL --key NEW_KEY (the laptop printed its key when it registered)")
 }

@@ -20,6 +20,9 @@ import (
 )
 
 func main() {
+	// SIGHUP (a reload, from habit or a logrotate script) must not kill the
+	// daemon mid-backup: it is ignored (the configuration is read at start).
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cmdline.Run(ctx, newRootCmd(), os.Args[1:])
 	stop()
@@ -45,7 +48,8 @@ Elsewhere they are slog's text form; --log-format json writes one JSON
 object per line.
 
 Exit codes: 0 stopped cleanly (SIGTERM or SIGINT), 1 failed (the log says
-why), 2 usage error.`
+why), 2 usage error. SIGHUP is ignored: the configuration is read at start
+(restart the service to change it).`
 
 const examples = `  # the defaults: data in /var/lib/xs-backup, UDP 7457, /metrics on 127.0.0.1:7458
   xs-backupd

@@ -5,6 +5,7 @@ package units
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -21,8 +22,11 @@ func ParseSize(text string) (int64, error) {
 	mult := map[string]float64{"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
 		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || f < 0 {
+	if err != nil || mult == 0 || f < 0 || math.IsNaN(f) {
 		return 0, fmt.Errorf("%q is not a size (examples: 512MiB, 2GB, 1048576)", text)
+	}
+	if f*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q is larger than any size this program can use", text)
 	}
 	return int64(f * mult), nil
 }

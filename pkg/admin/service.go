@@ -295,6 +295,9 @@ func (s *Service) Quota(ctx context.Context, r QuotaRequest) ([]QuotaRow, error)
 			if q.Soft < 0 || q.Hard < 0 {
 				return nil, fmt.Errorf("%w: quotas cannot be negative (0 means no limit)", ErrInvalid)
 			}
+			if q.Soft > 0 && q.Hard > 0 && q.Soft > q.Hard {
+				return nil, fmt.Errorf("%w: a soft quota above the hard one never acts: backups are refused at the hard quota before the nightly run deletes anything at the soft one", ErrInvalid)
+			}
 			if u, err = s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
 				u.Quota = &q
 				if r.Reset {

@@ -26,20 +26,52 @@ import (
 const DefaultSocket = "admin.sock"
 
 // Serve answers admin requests on a unix socket at path (mode 0600: only
-// the daemon's user, and root, may use it) until ctx is done.
+// the daemon's user, and root, may use it) until ctx is done. It is Listen,
+// then ServeListener.
 func Serve(ctx context.Context, svc *Service, path string) error {
-	os.Remove(path)
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	ln, err := Listen(path)
+	if err != nil {
 		return err
+	}
+	return ServeListener(ctx, svc, ln)
+}
+
+// Listen makes the admin socket at path (mode 0600). It replaces a socket a
+// crashed daemon left, but refuses a path that holds anything else (a file
+// it would delete) or a socket another daemon still answers on (staff would
+// reach the wrong store), and a path too long for a unix socket.
+func Listen(path string) (net.Listener, error) {
+	if len(path) >= len(syscall.RawSockaddrUnix{}.Path) {
+		return nil, errkind.Errorf(errkind.BadRequest, "admin socket %s: the path is %d bytes, longer than a unix socket's path may be (%d): set admin_socket to a shorter one", path, len(path), len(syscall.RawSockaddrUnix{}.Path)-1)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, errkind.Errorf(errkind.Exists, "admin socket %s: something that is not a socket is there; move it away or set admin_socket elsewhere", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, errkind.Errorf(errkind.Locked, "admin socket %s: another xs-backupd answers there", path)
+		}
+		os.Remove(path) // left by a daemon that crashed
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("admin socket %s: %w", path, err)
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return err
+		return nil, err
 	}
+	return ln, nil
+}
+
+// ServeListener answers admin requests on ln, a unix socket made by Listen,
+// until ctx is done; then it removes the socket.
+func ServeListener(ctx context.Context, svc *Service, ln net.Listener) error {
+	path := ln.Addr().String()
 	// Calls keep running past ctx (a staff restore in progress finishes):
 	// at ctx's end the socket stops accepting and Serve returns once the
 	// calls in progress are done, or after 20 s.
@@ -56,7 +88,7 @@ func Serve(ctx context.Context, svc *Service, path string) error {
 		}
 		os.Remove(path)
 	}()
-	err = srv.Serve(ln)
+	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		<-stopped
 		return nil
@@ -197,7 +229,10 @@ var ErrNoDaemon = errors.New("no daemon answers")
 func Dial(path string) (*Client, error) {
 	conn, err := net.DialTimeout("unix", path, 2*time.Second)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED):
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENAMETOOLONG):
+		// No socket, nobody listening, or a path no socket can have (too
+		// long, or through a file): no daemon there.
 		return nil, fmt.Errorf("admin socket %s: %w", path, ErrNoDaemon)
 	case errors.Is(err, fs.ErrPermission):
 		return nil, errkind.Errorf(errkind.Permission, "admin socket %s: this user may not use it", path)

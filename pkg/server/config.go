@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -283,7 +284,10 @@ func (c *Config) Validate() error {
 	if _, _, _, err := c.lifecycleAt(); err != nil {
 		return err
 	}
-	if c.Lifecycle.CompactBelow > 1 {
+	if q := c.Quota; q.Soft > 0 && q.Hard > 0 && q.Soft > q.Hard {
+		return fmt.Errorf("quota: soft (%d bytes) above hard (%d): backups would be refused at the hard quota before the nightly run deletes anything at the soft one", q.Soft, q.Hard)
+	}
+	if math.IsNaN(c.Lifecycle.CompactBelow) || c.Lifecycle.CompactBelow > 1 {
 		return fmt.Errorf("lifecycle.compact_below is a fraction: at most 1 (rewrite any pack with garbage), negative to never rewrite")
 	}
 	if _, err := c.Traffic.pacing(); err != nil {

@@ -206,6 +206,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	defer pc.Close()
 	d.Addr = pc.LocalAddr()
+	// The admin socket exists before the daemon says it is ready (xs-admin
+	// right after systemctl start finds it), and a path that cannot work
+	// fails the start instead of a daemon that said it was ready.
+	sock := d.Config.AdminSocket
+	if sock == "" {
+		sock = filepath.Join(d.Config.Data, admin.DefaultSocket)
+	}
+	adminLn, err := admin.Listen(sock)
+	if err != nil {
+		return err
+	}
+	adminServed := false
+	defer func() {
+		if !adminServed {
+			adminLn.Close()
+			os.Remove(sock)
+		}
+	}()
 
 	// serveCtx outlives the signal: it carries requests in progress and
 	// ends only when they are done (or the grace period is over).
@@ -282,15 +300,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.Server.SetRestorePage(announce)
 		d.Log.Info("restore page", "addr", pageLn.Addr().String(), "announced", announce)
 	}
-	sock := d.Config.AdminSocket
-	if sock == "" {
-		sock = filepath.Join(d.Config.Data, admin.DefaultSocket)
-	}
 	adminCtx, stopAdmin := context.WithCancel(serveCtx)
 	defer stopAdmin()
+	adminServed = true
 	spawn(func() error {
-		return admin.Serve(adminCtx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
-			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }, Sync: d.adminSync()}, sock)
+		return admin.ServeListener(adminCtx, &admin.Service{S: d.Store, Live: true, Lifecycle: d.RunLifecycle, Link: d.StaffLink,
+			LinkLifetime: time.Duration(d.Config.RestorePage.StaffLink), Admission: func() proto.AdmissionStatus { return d.Server.Admission(true) }, Sync: d.adminSync()}, adminLn)
 	})
 	spawn(func() error { return d.Server.Serve(serveCtx, pc) })
 	// The nightly run stops at the signal, at its next safe point (every
