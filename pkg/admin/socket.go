@@ -50,7 +50,7 @@ func Listen(path string) (net.Listener, error) {
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, errkind.Errorf(errkind.Locked, "admin socket %s: another xs-backupd answers there", path)
+			return nil, errkind.Errorf(errkind.Locked, "admin socket %s: another daemon answers there", path)
 		}
 		os.Remove(path) // left by a daemon that crashed
 	}
