@@ -160,6 +160,16 @@ func Export(ctx context.Context, st *store.Store, state *State, opts ExportOptio
 		if err != nil {
 			return nil, err
 		}
+		state.mu.Lock()
+		_, made := state.Exported[r.Bundle]
+		delete(state.Exported, r.Bundle)
+		state.mu.Unlock()
+		if pinned == nil && !made {
+			// The first receipt pins its signer: it must answer a bundle
+			// this school made, or whoever carried the stick could mark
+			// every snapshot off-site with a key of their own.
+			return nil, fmt.Errorf("%w: receipt %s answers bundle %s, which this school did not make (or made before this version kept a list): it cannot be the mothership's first receipt; remove it from the stick, export again and bring back that bundle's receipt", errkind.ErrPermission, filepath.Base(p), r.Bundle)
+		}
 		state.ApplyReceipt(r)
 		res.Receipts = append(res.Receipts, p)
 	}
@@ -199,6 +209,15 @@ func Export(ctx context.Context, st *store.Store, state *State, opts ExportOptio
 		return nil, err
 	}
 	res.Bundle, res.Base, res.Report = h.IDString(), base, rep
+	state.mu.Lock()
+	if state.Exported == nil {
+		state.Exported = map[string]time.Time{}
+	}
+	state.Exported[h.IDString()] = opts.Now().UTC()
+	state.mu.Unlock()
+	if err := state.Save(st); err != nil {
+		return res, fmt.Errorf("the bundle is written, but this school's off-site state could not be saved: %w", err)
+	}
 	return res, nil
 }
 

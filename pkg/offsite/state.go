@@ -34,6 +34,10 @@ type State struct {
 	// Receipt is the ID of the last bundle a receipt confirmed; the next
 	// export is computed against it.
 	Receipt string `json:"receipt,omitempty"`
+	// Exported lists the bundles this school made whose receipt has not
+	// come back, by ID: before a mothership's key is pinned, a receipt
+	// counts only for one of them (anyone can sign a receipt).
+	Exported map[string]time.Time `json:"exported,omitempty"`
 	// LastSync is when the last network sync ended without error,
 	// LastError what the last failed one said.
 	LastSync  time.Time `json:"last_sync,omitzero"`
@@ -104,6 +108,7 @@ func readState(p string) (*State, error) {
 
 // Save writes the state durably, forgetting confirmations of snapshots st no
 // longer has (retention deleted them here; the mothership keeps its copy).
+// A State not made by LoadState is kept in memory only.
 func (s *State) Save(st *store.Store) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,6 +124,9 @@ func (s *State) Save(st *store.Store) error {
 				delete(s.Confirmed, k)
 			}
 		}
+	}
+	if s.path == "" {
+		return nil // a State made in memory, not by LoadState: kept there
 	}
 	b, err := json.MarshalIndent(s, "", " ")
 	if err != nil {
