@@ -57,7 +57,12 @@ func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
+	// Made 0600 from the start (the chmod below alone left a moment where
+	// a permissive umask let anyone connect). The umask is the process's:
+	// a file another goroutine creates meanwhile is only made stricter.
+	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
