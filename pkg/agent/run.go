@@ -154,11 +154,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if err != nil {
 		// Damaged, or not a file at all: a cache, started afresh (a
 		// directory in its place would stop every save).
-		if fi, lerr := os.Lstat(st.cachePath()); lerr == nil && fi.IsDir() {
-			os.RemoveAll(st.cachePath())
-		} else {
-			os.Remove(st.cachePath())
-		}
+		os.RemoveAll(st.cachePath())
 		cache = backup.NewCache()
 	}
 	// What this backup expects to send, so that admission can weigh it

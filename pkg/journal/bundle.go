@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // WriteFile writes the entry's data file to w. An entry without one gives an
@@ -125,15 +124,7 @@ func compressedType(mimeType string) bool {
 // members: UTF-8 without '/', '\', "..", control characters, at most 255
 // bytes.
 func validUID(uid string) bool {
-	if uid == "" || uid == "." || len(uid) > 255 || !utf8.ValidString(uid) || strings.Contains(uid, "..") {
-		return false
-	}
-	for _, r := range uid {
-		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
-			return false
-		}
-	}
-	return true
+	return validKey(uid) && !strings.Contains(uid, "..")
 }
 
 // Bundle is the content of a Journal Entry Bundle.

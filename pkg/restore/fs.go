@@ -64,11 +64,11 @@ func validName(name string) bool {
 	if name == "." {
 		return true
 	}
-	if name == "" || strings.IndexByte(name, 0) >= 0 {
+	if name == "" {
 		return false
 	}
 	for part := range strings.SplitSeq(name, "/") {
-		if part == "" || part == "." || part == ".." {
+		if manifest.ValidName(part) != nil {
 			return false
 		}
 	}

@@ -387,16 +387,23 @@ func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := newPage(r)
 	rows := make([]entryRow, 0, len(ents))
+	// A uid in both layouts (a laptop upgraded from Sugar 0.82) is one
+	// document, listed once: the current layout's, as entry prefers it (one
+	// pass: a listing may hold 100,000 entries).
+	current := map[string]int{}
+	for i := range ents {
+		if ents[i].Layout == journal.LayoutCurrent {
+			current[ents[i].UID] = i
+		}
+	}
 	listed := map[string]bool{}
 	for _, e := range ents {
-		// A uid in both layouts (a laptop upgraded from Sugar 0.82) is one
-		// document, listed once: the current layout's (entry prefers it).
 		if listed[e.UID] {
 			continue
 		}
 		listed[e.UID] = true
-		if c := entry(ents, e.UID); c != nil {
-			e = *c
+		if i, ok := current[e.UID]; ok {
+			e = ents[i]
 		}
 		activity := journal.ActivityName(e.Activity)
 		row := entryRow{UID: e.UID, Path: url.PathEscape(e.UID), Title: e.Title, Activity: pg.L.Activity(activity),
