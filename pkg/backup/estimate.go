@@ -67,8 +67,6 @@ func (i *scanInfo) ModTime() time.Time { return time.Unix(0, i.st.mtime) }
 func (i *scanInfo) IsDir() bool        { return i.mode.IsDir() }
 func (i *scanInfo) Sys() any           { return nil }
 
-// entries returns the recorded entries of the directory rel under root, or
-// false if the scan did not record it (another root, or not walked).
 // Files and Dirs count the regular files and directories the scan found
 // below its root, those excluded left out.
 func (s *Scan) Files() int64 { return s.sameRes.Files }
@@ -76,6 +74,8 @@ func (s *Scan) Files() int64 { return s.sameRes.Files }
 // Dirs: see Files.
 func (s *Scan) Dirs() int64 { return s.sameRes.Dirs }
 
+// entries returns the recorded entries of the directory rel under root, or
+// false if the scan did not record it (another root, or not walked).
 func (s *Scan) entries(root, rel string) ([]scanEnt, bool) {
 	if s == nil || s.root != root {
 		return nil, false
@@ -249,15 +249,20 @@ func readDirNames(abs string) ([]string, error) {
 // twice to clear it again. One fcntl is left (os.NewFile's). On the XO-1's
 // 386 build those calls were 5% of a first backup's CPU.
 func openRead(abs string, flags int) (*os.File, error) {
+	fd, err := sysOpen(abs, flags)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
+	}
+	return os.NewFile(uintptr(fd), abs), nil
+}
+
+// sysOpen opens abs read-only with flags, again when interrupted.
+func sysOpen(abs string, flags int) (int, error) {
 	for {
 		fd, err := syscall.Open(abs, syscall.O_RDONLY|syscall.O_CLOEXEC|flags, 0)
-		if err == syscall.EINTR {
-			continue
+		if err != syscall.EINTR {
+			return fd, err
 		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
-		}
-		return os.NewFile(uintptr(fd), abs), nil
 	}
 }
 
@@ -275,20 +280,12 @@ type regularFile struct {
 // is read from it (O_NONBLOCK: opening a pipe does not wait for a writer;
 // it changes nothing for a regular file).
 func openRegular(abs string) (*regularFile, error) {
-	var fd int
-	for {
-		var err error
-		fd, err = syscall.Open(abs, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.ELOOP { // a symlink now
-			return nil, &fs.PathError{Op: "open", Path: abs, Err: errChanged}
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
-		}
-		break
+	fd, err := sysOpen(abs, syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY)
+	if err == syscall.ELOOP { // a symlink now
+		err = errChanged
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
 	}
 	f := &regularFile{fd: fd, name: abs}
 	var sys syscall.Stat_t
