@@ -143,10 +143,16 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 	if err := a.stored(cmd.Context(), &opts); err != nil {
 		return nil, nil, err
 	}
-	opts.ReadOnly = how == readOnly
+	// Staff never create a store here: a mistyped --data is an error, not
+	// a new empty store.
+	opts.ReadOnly, opts.Existing = how == readOnly, true
 	s, err := open(cmd.Context(), a.place.Data, opts)
 	if errors.Is(err, fs.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		// Not the not-found advice about serials and snapshots.
+		return nil, nil, fmt.Errorf("no store in %s: check --data (or data in the configuration file); xs-backupd creates its store when it first starts", a.place.Data)
 	}
 	if err != nil {
 		return nil, nil, err

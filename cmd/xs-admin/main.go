@@ -86,7 +86,9 @@ configuration file (--config, default /etc/xs-backup/xs-backup.toml, or
 $XS_BACKUP_CONFIG): its data and admin_socket settings. Without that file the
 store is /var/lib/xs-backup and the socket DATA/admin.sock; --data and
 --socket override either (with --data naming another store than the
-config's, the socket is that store's DATA/admin.sock).
+config's, the socket is that store's DATA/admin.sock). xs-admin never creates
+a store: xs-backupd does at its first start, and a directory without one is
+an error.
 
 Every command that takes SERIAL also takes a user's ID (xs-admin users --json)
 or a former serial. Every command takes --json for scripts.

@@ -190,6 +190,7 @@ func TestVersion(t *testing.T) {
 func TestConfigReuse(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "library", "xs-backup")
+	makeStore(t, data) // as xs-backupd's first start does
 	if _, e, code := xsAdmin(t, nil, "--data", data, "register", "SHC0042", "--nickname", "ana"); code != 0 {
 		t.Fatal(e)
 	}
@@ -218,6 +219,7 @@ func TestConfigReuse(t *testing.T) {
 	}
 	// --data wins over the file.
 	other := filepath.Join(dir, "other")
+	makeStore(t, other)
 	if out, e, code := xsAdmin(t, nil, "--config", conf, "--data", other, "register", "SHC0043"); code != 0 || !strings.Contains(out, "SHC0043") {
 		t.Fatal(out, e)
 	}

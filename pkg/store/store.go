@@ -39,6 +39,11 @@ type Options struct {
 	// ReadOnly opens the store for reading only (restore, list, check
 	// without repair). Several read-only opens may share a stopped store.
 	ReadOnly bool
+	// Existing refuses to create a store: where dir holds none, Open
+	// fails with ErrNotFound and writes nothing there. Staff tools set
+	// it, so that a mistyped directory is an error, not a new, empty
+	// store that every later command then reads and writes.
+	Existing bool
 	// Now is the clock (server-assigned snapshot times, pending upload ages).
 	// Default time.Now.
 	Now func() time.Time
@@ -216,6 +221,13 @@ func OpenForRepair(ctx context.Context, dir string, opts Options) (*Store, error
 	return open(ctx, dir, opts, true)
 }
 
+// exists reports whether path names something (an error other than "not
+// there" counts as there: Open then reports it).
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -253,7 +265,20 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 	if opts.IndexMemory <= 0 {
 		opts.IndexMemory = 96 << 20
 	}
-	if !opts.ReadOnly {
+	if opts.Existing && opts.FS == nil {
+		// A bucket's store may have its configuration only in the bucket
+		// (loadConfig checks it there), but its local directory exists.
+		// A store whose configuration file was lost still has its index
+		// or packs (a repair writes the file again).
+		probe := []string{dir}
+		if opts.Remote == nil {
+			probe = []string{filepath.Join(dir, configName), filepath.Join(dir, "index"), filepath.Join(dir, "packs")}
+		}
+		if !slices.ContainsFunc(probe, exists) {
+			return nil, fmt.Errorf("%w: no store in %s", ErrNotFound, dir)
+		}
+	}
+	if !opts.ReadOnly && !opts.Existing {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("create store directory: %w", err)
 		}
@@ -380,7 +405,7 @@ func (s *Store) lockDir() error {
 func (s *Store) loadConfig() error {
 	b, err := fsys.ReadFile(s.fsys, configName, 1<<16)
 	if errors.Is(err, os.ErrNotExist) {
-		if s.opts.ReadOnly {
+		if s.opts.ReadOnly || (s.opts.Existing && !exists(filepath.Join(s.dir, "index")) && !exists(filepath.Join(s.dir, "packs"))) {
 			return fmt.Errorf("%w: no store in %s", ErrNotFound, s.dir)
 		}
 		p := s.opts.Params
