@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,8 +64,50 @@ type Registration struct {
 
 // LastRun records the last good backup.
 type LastRun struct {
-	Time     time.Time `json:"time"`
+	Time     time.Time `json:"time"` // on this laptop's clock
 	Snapshot string    `json:"snapshot"`
+	// ServerTime is when it was made on the school server's clock (zero
+	// in a record older than this field): a laptop clock behind it was
+	// set back or reset since.
+	ServerTime time.Time `json:"server_time,omitzero"`
+}
+
+// clockNote is what a run learnt of this laptop's clock: the school
+// server's clock minus this laptop's, measured during the boot Boot (the
+// kernel's boot ID). A laptop whose clock battery died starts each boot at
+// the same wrong date; within one boot its clock runs on, so the offset
+// holds until the next boot.
+type clockNote struct {
+	Boot   string        `json:"boot"`
+	Offset time.Duration `json:"offset"`
+}
+
+func (s State) clockNote() clockNote {
+	var n clockNote
+	readJSON(s.path("clock.json"), &n)
+	return n
+}
+
+// noteClock records the server's time as seen now, when it tells more
+// than the note already kept (another boot, or an offset a minute off).
+func (s State) noteClock(boot string, server, now time.Time) {
+	if boot == "" || server.IsZero() {
+		return
+	}
+	n := clockNote{Boot: boot, Offset: server.Sub(now)}
+	if old := s.clockNote(); old.Boot == n.Boot && (old.Offset-n.Offset).Abs() < time.Minute {
+		return
+	}
+	writeJSON(s.path("clock.json"), n) // a hint: without it the next run asks the server again
+}
+
+// BootID returns the kernel's ID of this boot ("" where there is none).
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil || len(b) > 64 {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (s State) path(name string) string { return filepath.Join(s.Dir, name) }
@@ -138,14 +181,23 @@ func (s State) cachePath() string { return s.path("cache") }
 
 // Slot is the slot the server last reserved for this laptop, on the laptop's
 // own clock (zero if none is waiting).
-func (s State) Slot() time.Time {
-	var v struct{ Slot time.Time }
-	readJSON(s.path("slot.json"), &v)
-	return v.Slot
+func (s State) Slot() time.Time { return s.slot().Slot }
+
+// slotNote is a reserved slot and when, on this laptop's clock, it was
+// saved (zero in a file older than that field).
+type slotNote struct {
+	Slot  time.Time
+	Saved time.Time `json:",omitzero"`
 }
 
-func (s State) saveSlot(t time.Time) error {
-	return writeJSON(s.path("slot.json"), struct{ Slot time.Time }{t})
+func (s State) slot() slotNote {
+	var v slotNote
+	readJSON(s.path("slot.json"), &v)
+	return v
+}
+
+func (s State) saveSlot(t, now time.Time) error {
+	return writeJSON(s.path("slot.json"), slotNote{Slot: t, Saved: now})
 }
 
 func (s State) clearSlot() { os.Remove(s.path("slot.json")) }
@@ -316,7 +368,14 @@ func (s State) lock() (release func(), ok bool, err error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, false, err
 	}
-	f, err := os.OpenFile(s.path("lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.path("lock"), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if fi, lerr := os.Lstat(s.path("lock")); err != nil && lerr == nil && !fi.Mode().IsRegular() {
+		// Damage (a directory or a link in its place): the lock holds no
+		// data, only the open file locks, so it is made again rather than
+		// failing every run.
+		os.RemoveAll(s.path("lock"))
+		f, err = os.OpenFile(s.path("lock"), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -328,13 +387,20 @@ func (s State) lock() (release func(), ok bool, err error) {
 }
 
 // OnLowBattery reports whether the laptop runs on battery below threshold
-// percent, reading /sys/class/power_supply (or dir, for tests).
+// percent, reading /sys/class/power_supply (or dir, for tests). The
+// laptop's own batteries count together (two of 23 Wh at 10% and 100% are
+// 55%, weighed by their energy or charge when the kernel gives it, else by
+// capacity alone); a device's battery (a wireless mouse's, scope
+// "Device") is not the laptop's. It is on battery when one of them
+// discharges and no charger is online.
 func OnLowBattery(dir string, threshold int) bool {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return false
 	}
-	lowBattery, onAC := false, false
+	discharging, onAC := false, false
+	var pct, n float64    // capacities, for batteries without energy figures
+	var now, full float64 // energy (or charge) figures
 	for _, e := range ents {
 		read := func(name string) string {
 			b, _ := os.ReadFile(filepath.Join(dir, e.Name(), name))
@@ -346,11 +412,45 @@ func OnLowBattery(dir string, threshold int) bool {
 				onAC = true
 			}
 		case "Battery":
-			c, err := strconv.Atoi(read("capacity"))
-			if err == nil && c < threshold && read("status") == "Discharging" {
-				lowBattery = true
+			if read("scope") == "Device" {
+				continue
+			}
+			if read("status") == "Discharging" {
+				discharging = true
+			}
+			if bn, bf, ok := batteryFigures(read); ok {
+				now, full = now+bn, full+bf
+				continue
+			}
+			if c, err := strconv.Atoi(read("capacity")); err == nil && c >= 0 && c <= 100 {
+				pct, n = pct+float64(c), n+1
 			}
 		}
 	}
-	return lowBattery && !onAC
+	if !discharging || onAC {
+		return false
+	}
+	switch {
+	case full > 0 && n == 0:
+		return now/full*100 < float64(threshold)
+	case n > 0 && full == 0:
+		return pct/n < float64(threshold)
+	case n > 0:
+		// Some with figures, some without: each battery as one.
+		return (now/full*100+pct)/(n+1) < float64(threshold)
+	}
+	return false
+}
+
+// batteryFigures returns a battery's energy now and when full (or its
+// charge, for batteries that report that instead).
+func batteryFigures(read func(string) string) (now, full float64, ok bool) {
+	for _, unit := range []string{"energy", "charge"} {
+		n, err1 := strconv.ParseFloat(read(unit+"_now"), 64)
+		f, err2 := strconv.ParseFloat(read(unit+"_full"), 64)
+		if err1 == nil && err2 == nil && f > 0 && n >= 0 && n <= 2*f {
+			return min(n, f), f, true
+		}
+	}
+	return 0, 0, false
 }

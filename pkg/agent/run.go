@@ -61,6 +61,8 @@ type RunOptions struct {
 	Progress func(backup.Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// BootID identifies this boot of the laptop (default BootID).
+	BootID func() string
 	// Host is recorded with the snapshot.
 	Host string
 	// IdleTimeout gives up on a server that stopped answering (default
@@ -98,6 +100,9 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if o.Source == "" {
 		o.Source = DefaultSource()
 	}
+	if o.BootID == nil {
+		o.BootID = BootID
+	}
 	if o.PowerSupplyDir == "" {
 		o.PowerSupplyDir = "/sys/class/power_supply"
 	}
@@ -124,17 +129,31 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		}
 		return nil, err
 	}
-	now := o.Now()
-	if last := st.LastRun(); !o.Force && !last.Time.IsZero() && sameDay(last.Time, now) {
+	now, boot := o.Now(), o.BootID()
+	last := st.LastRun()
+	// Whether today's backup is done, by this laptop's clock; or, where
+	// that clock is behind the server's time of the last backup (set back,
+	// or reset at boot by a dead clock battery: every day would be that
+	// same wrong day), by the server's, from this boot's offset. Without
+	// one (a new boot) the server's hello tells (askDay).
+	doneToday, askDay := !last.Time.IsZero() && sameDay(last.Time, now), false
+	if !last.ServerTime.IsZero() && now.Before(last.ServerTime.Add(-clockSlack)) {
+		doneToday, askDay = false, true
+		if n := st.clockNote(); n.Boot != "" && n.Boot == boot {
+			doneToday, askDay = sameDay(last.ServerTime, now.Add(n.Offset)), false
+		}
+	}
+	if !o.Force && doneToday {
 		return skip(SkipDoneToday, "a backup already completed today (at "+last.Time.Local().Format("15:04")+")")
 	}
 	if !o.Force && OnLowBattery(o.PowerSupplyDir, o.BatteryThreshold) {
 		return skip(SkipBattery, fmt.Sprintf("on battery below %d%%", o.BatteryThreshold))
 	}
-	if slot := st.Slot(); !o.Force && !slot.IsZero() {
-		// A slot more than a day ahead means the clock jumped: ask again.
-		if ahead := slot.Sub(now); ahead > o.MaxSlotWait && ahead < 24*time.Hour {
-			return &RunResult{Outcome: Later, Slot: slot, Reason: waitingReason(slot)}, nil
+	if sl := st.slot(); !o.Force && !sl.Slot.IsZero() {
+		// A slot more than a day ahead, or saved at a time this clock has
+		// not reached again, means the clock jumped: ask again.
+		if ahead := sl.Slot.Sub(now); ahead > o.MaxSlotWait && ahead < 24*time.Hour && !now.Before(sl.Saved) {
+			return &RunResult{Outcome: Later, Slot: sl.Slot, Reason: waitingReason(sl.Slot)}, nil
 		}
 	}
 	release, ok, err := st.lock()
@@ -191,6 +210,12 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		st.noteClock(boot, g.ServerTime, o.Now())
+		if askDay && !o.Force && sameDay(last.ServerTime, g.ServerTime) {
+			c.Bye(ctx)
+			return skip(SkipDoneToday, "a backup already completed today, by the school server's clock (this laptop's clock is behind it: "+now.Local().Format("2006-01-02 15:04")+")")
+		}
+		askDay = false
 		res.Quota = g.Quota
 		if g.Granted {
 			break
@@ -201,7 +226,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			slot := o.Now().Add(wait)
 			res.Outcome, res.Slot, res.Reason = Later, slot, waitingReason(slot)
 			res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
-			if err := st.saveSlot(slot); err != nil {
+			if err := st.saveSlot(slot, o.Now()); err != nil {
 				return nil, fmt.Errorf("the server reserved a slot at %s but it could not be saved: %w", slot.Local().Format("15:04"), err)
 			}
 			return res, nil
@@ -212,6 +237,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 			return nil, ctx.Err()
 		}
 	}
+	granted := time.Now()
 	st.clearSlot()
 	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
 		return nil, fmt.Errorf("%w: this laptop's backups use %s of its %s quota on the school server", proto.ErrOverQuota, units.Bytes(g.Quota.Used), units.Bytes(g.Quota.Hard))
@@ -239,7 +265,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	// old cache goes to make room: the next run reads every file, but the
 	// day's backup is not repeated every 5 minutes. (A directory in
 	// last.json's place goes too.)
-	last := LastRun{Time: o.Now().UTC(), Snapshot: br.Snapshot}
+	last = LastRun{Time: o.Now().UTC(), Snapshot: br.Snapshot, ServerTime: g.ServerTime.Add(time.Since(granted)).UTC()}
 	if err := writeJSON(st.path("last.json"), last); err != nil {
 		full := true
 		if fi, lerr := os.Lstat(st.path("last.json")); lerr == nil && !fi.Mode().IsRegular() {
@@ -270,6 +296,10 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 // regular files (those excluded not counted) is empty: no entry (each one
 // is a directory), at most Sugar's "version" file.
 func emptyCounts(dirs, files int64) bool { return dirs == 0 && files <= 1 }
+
+// clockSlack is how far this laptop's clock may be behind the server's
+// time of its last backup before it counts as set back.
+const clockSlack = 10 * time.Minute
 
 // maxScanAge is how old the walk made for admission may be for the backup
 // to use it instead of walking again.

@@ -261,7 +261,7 @@ func TestClockJumps(t *testing.T) {
 		if err := writeJSON(st.path("last.json"), LastRun{Time: last.UTC(), Snapshot: "x"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.saveSlot(now.AddDate(1, 0, 0)); err != nil {
+		if err := st.saveSlot(now.AddDate(1, 0, 0), now); err != nil {
 			t.Fatal(err)
 		}
 		res, err := Run(context.Background(), st, RunOptions{Source: src, PowerSupplyDir: t.TempDir()})

@@ -428,10 +428,15 @@ func (r *runner) racy(st fileStat) bool {
 }
 
 // racy reports whether a directory seen by a walk started at at is in the
-// racy window.
+// racy window: changed so close to the walk that a change after it may
+// leave the same times. A time far ahead of the walk (a clock set back
+// since, as on a laptop whose clock battery died) is not racy: a change
+// now gives the directory the time now, which differs from it. "Close" is
+// from the walk's start to now (a walk may take a while: a directory
+// changed during it is racy too).
 func racy(at time.Time, st fileStat) bool {
-	limit := at.Add(-racyWindow).UnixNano()
-	return st.mtime >= limit || st.ctime >= limit
+	lo, hi := at.Add(-racyWindow).UnixNano(), time.Now().Add(racyWindow).UnixNano()
+	return (st.mtime >= lo && st.mtime <= hi) || (st.ctime >= lo && st.ctime <= hi)
 }
 
 // fineRacyWindow is racyWindow for a file whose mtime is not a whole

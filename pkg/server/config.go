@@ -153,9 +153,9 @@ type Config struct {
 	// Hook is passed to the store (store.Options.Hook): crash and fault
 	// tests kill the daemon at named points. Not a configuration setting.
 	Hook func(point string) `toml:"-"`
-	// Now is the store's clock (snapshot times, upload ages), default
-	// time.Now; the soak test runs weeks on an accelerated clock. Not a
-	// configuration setting.
+	// Now is the server's clock (snapshot times, upload ages, the time a
+	// hello tells laptops, admission), default time.Now; the soak test runs
+	// weeks on an accelerated clock. Not a configuration setting.
 	Now func() time.Time `toml:"-"`
 	// FixedWindow replaces measured admission with the old fixed windows
 	// (proto.ServerConfig.FixedWindow), for the benchmark's comparison of

@@ -170,6 +170,7 @@ func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, erro
 		Limits:          cfg.Limits,
 		Logger:          log,
 		Metrics:         m,
+		Now:             cfg.Now,
 	})
 	if err != nil {
 		st.Close()
