@@ -441,8 +441,8 @@ func lifecycleCmd(a *app) *cobra.Command {
 	var r admin.LifecycleRequest
 	cmd := &cobra.Command{
 		Use:   "lifecycle",
-		Short: "Run the nightly run now: retention, quota, expiry of abandoned uploads, scrub, gc",
-		Long: `Run the nightly run now: retention, quota, expiry of abandoned uploads, the
+		Short: "Run the nightly run now: retention, expiry of abandoned uploads, quota, scrub, gc",
+		Long: `Run the nightly run now: retention, expiry of abandoned uploads, quota, the
 scrub of 1/scrub_days of the packs (not with --dry-run), then garbage
 collection. --at runs it as if now were another time; --dry-run only shows
 what it would do.`,

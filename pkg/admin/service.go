@@ -402,8 +402,8 @@ func (s *Service) GC(ctx context.Context, r GCRequest) (*GCResult, error) {
 	return res, err
 }
 
-// RunLifecycle runs the nightly run now: retention, quota, expiry of
-// abandoned uploads, the scrub (not in a dry run), gc (with the daemon's
+// RunLifecycle runs the nightly run now: retention, expiry of abandoned
+// uploads, quota, the scrub (not in a dry run), gc (with the daemon's
 // Lifecycle, if set).
 func (s *Service) RunLifecycle(ctx context.Context, r LifecycleRequest) (*store.LifecycleReport, error) {
 	opts := store.LifecycleOptions{Now: r.At, DryRun: r.DryRun}

@@ -115,7 +115,7 @@ type Config struct {
 	// per laptop). Settings left out keep their defaults: every snapshot
 	// of the last 30 days, then the newest of each calendar month.
 	Retention store.Policy `toml:"retention"`
-	// Lifecycle schedules the nightly retention, quota, expiry and garbage
+	// Lifecycle schedules the nightly retention, expiry, quota and garbage
 	// collection run.
 	Lifecycle struct {
 		// At is the local time of day it runs ("02:30"); "" disables it

@@ -492,7 +492,7 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 		return nil
 	}
 	t, _ := time.Parse("20060102T150405Z", string(id)[:16])
-	sn := &Snapshot{ID: id, User: user, Time: t.UTC(), Root: root}
+	sn := &Snapshot{ID: id, User: user, Time: t.UTC(), Root: root, guessSeq: true}
 	s.view(func(txn *badger.Txn) error {
 		if b, ok, err := get(txn, tstatKey(root)); err == nil && ok && len(b) == 32 {
 			sn.Files = int64(binary.LittleEndian.Uint64(b))

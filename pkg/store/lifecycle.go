@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -14,8 +15,8 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 )
 
-// The nightly lifecycle: retention, then quota, then expiry of abandoned
-// uploads, then garbage collection and pack compaction.
+// The nightly lifecycle: retention, then expiry of abandoned uploads, then
+// quota, then garbage collection and pack compaction.
 //
 // Lifecycle work that takes holds away from a user (deleting snapshots,
 // expiring pending uploads) never runs for a user whose backup session is
@@ -149,10 +150,13 @@ func (s *Store) Retention(ctx context.Context, opts RetentionOptions) (*Retentio
 		if !opts.DryRun && len(drop) > 0 {
 			ran, err := s.whileIdle(u.ID, func() error {
 				for _, id := range drop {
-					if err := s.deleteLocked(ctx, u.ID, id); err != nil {
+					deleted, err := s.deleteLocked(ctx, u.ID, id)
+					if err != nil {
 						return err
 					}
-					ur.Deleted++
+					if deleted {
+						ur.Deleted++
+					}
 				}
 				return nil
 			})
@@ -169,12 +173,18 @@ func (s *Store) Retention(ctx context.Context, opts RetentionOptions) (*Retentio
 	return rep, nil
 }
 
-// deleteLocked deletes one snapshot, taking s.refMu for just that deletion
-// so that commits interleave with a long lifecycle run.
-func (s *Store) deleteLocked(ctx context.Context, user UserID, id SnapshotID) error {
+// deleteLocked deletes one snapshot that retention or quota chose, taking
+// s.refMu for just that deletion so that commits interleave with a long
+// lifecycle run. It reports false, and deletes nothing, for a snapshot
+// pinned or deleted (by staff) since it was chosen.
+func (s *Store) deleteLocked(ctx context.Context, user UserID, id SnapshotID) (bool, error) {
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
-	return s.deleteSnapshotLocked(ctx, user, id)
+	err := s.deleteSnapshotLocked(ctx, user, id, true)
+	if errors.Is(err, errPinnedSince) || errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // QuotaOptions choose what EnforceQuota does.
@@ -261,10 +271,13 @@ func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[Sn
 		if !opts.DryRun {
 			ran, err := s.whileIdle(u.ID, func() error {
 				for _, id := range drop {
-					if err := s.deleteLocked(ctx, u.ID, id); err != nil {
+					deleted, err := s.deleteLocked(ctx, u.ID, id)
+					if err != nil {
 						return err
 					}
-					ev.Deleted = append(ev.Deleted, id)
+					if deleted {
+						ev.Deleted = append(ev.Deleted, id)
+					}
 				}
 				return nil
 			})
@@ -527,8 +540,8 @@ type LifecycleReport struct {
 	Scrub      *ScrubReport     `json:"scrub,omitempty"`
 }
 
-// Lifecycle runs the nightly maintenance: retention, soft quota, expiry of
-// abandoned uploads, the scrub of a rolling share of the packs, then
+// Lifecycle runs the nightly maintenance: retention, expiry of abandoned
+// uploads, soft quota, the scrub of a rolling share of the packs, then
 // garbage collection with pack compaction. Backups
 // keep running meanwhile; users in the middle of a backup are skipped by the
 // steps that delete (and reported busy).
@@ -551,10 +564,12 @@ func (s *Store) Lifecycle(ctx context.Context, opts LifecycleOptions) (*Lifecycl
 			}
 		}
 	}
-	if rep.Quota, err = s.enforceQuota(ctx, QuotaOptions{DryRun: opts.DryRun}, gone); err != nil {
+	// Expired uploads go before the quota is weighed: they would count
+	// against it, and snapshots be deleted for room they free anyway.
+	if rep.Expired, err = s.ExpirePending(ctx, opts.Now, opts.DryRun); err != nil {
 		return rep, err
 	}
-	if rep.Expired, err = s.ExpirePending(ctx, opts.Now, opts.DryRun); err != nil {
+	if rep.Quota, err = s.enforceQuota(ctx, QuotaOptions{DryRun: opts.DryRun}, gone); err != nil {
 		return rep, err
 	}
 	// The scrub comes before compaction, so that a damaged record is known

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -71,6 +72,14 @@ type Snapshot struct {
 	User UserID     `json:"user"`
 	// Time is assigned by the server when the snapshot is committed.
 	Time time.Time `json:"time"`
+	// Seq numbers a user's snapshots in the order they were committed
+	// (1, 2, ...), whatever the server's clock said: "latest", the order
+	// of listings and which snapshot retention and quota take as the
+	// oldest follow it, so a clock set back (a school server without a
+	// network whose clock reset) never makes an old backup the latest.
+	// Zero in a snapshot committed before this field (those come first,
+	// in time order) and in one replicated from a school (by its time).
+	Seq int64 `json:"seq,omitempty"`
 	// Root is the ID of the top manifest.Tree.
 	Root chunk.ID `json:"root"`
 	// Files and Dirs count the entries of the whole tree.
@@ -90,6 +99,13 @@ type Snapshot struct {
 	// replicates (the field was added after the first release; a snapshot
 	// file without it was made here).
 	Origin *Origin `json:"origin,omitempty"`
+
+	// deleting is set (under Store.mu) while the snapshot is deleted: a
+	// pin no longer finds it.
+	deleting bool
+	// guessSeq marks a snapshot rebuilt from the index without its file:
+	// its Seq is placed by its time among the others once they are read.
+	guessSeq bool
 }
 
 // Origin says where a replicated snapshot was made (the same type as
@@ -162,6 +178,7 @@ func (s *Store) loadMeta() error {
 		}
 	}
 	for id, list := range s.snaps {
+		placeRebuilt(list)
 		sortSnaps(list)
 		if _, ok := s.users[id]; ok || len(list) == 0 {
 			continue
@@ -179,13 +196,43 @@ func (s *Store) loadMeta() error {
 	return nil
 }
 
-func sortSnaps(list []*Snapshot) {
-	slices.SortFunc(list, func(a, b *Snapshot) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
-			return c
+func sortSnaps(list []*Snapshot) { slices.SortFunc(list, compareSnaps) }
+
+// compareSnaps orders two snapshots of a user, oldest first: by Seq, then
+// by time and ID.
+func compareSnaps(a, b *Snapshot) int {
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+		return c
+	}
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.ID), string(b.ID))
+}
+
+// placeRebuilt gives each snapshot of list rebuilt without its file the
+// Seq of the latest numbered one not after it in time (so it sorts just
+// after that one, by time): its own number was in the lost file.
+func placeRebuilt(list []*Snapshot) {
+	for _, r := range list {
+		if !r.guessSeq {
+			continue
 		}
-		return strings.Compare(string(a.ID), string(b.ID))
-	})
+		for _, sn := range list {
+			if !sn.guessSeq && !sn.Time.After(r.Time) && sn.Seq > r.Seq {
+				r.Seq = sn.Seq
+			}
+		}
+	}
+}
+
+// nextSeq is the Seq of the user's next snapshot; s.mu must be held.
+func (s *Store) nextSeq(user UserID) int64 {
+	var n int64
+	for _, sn := range s.snaps[user] {
+		n = max(n, sn.Seq)
+	}
+	return n + 1
 }
 
 // NewUser describes a registration.
@@ -595,7 +642,7 @@ func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned b
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sn := range s.snaps[user] {
-		if sn.ID != id {
+		if sn.ID != id || sn.deleting {
 			continue
 		}
 		c := *sn

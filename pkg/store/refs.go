@@ -393,6 +393,11 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	now := s.opts.Now().UTC()
 	sn := &Snapshot{ID: newSnapshotID(now), User: user, Time: now, Root: root,
 		Files: st.Files, Dirs: st.Dirs, Size: st.Size, Stored: st.Stored, Host: info.Host, Source: info.Source}
+	if info.Origin == nil {
+		s.mu.RLock()
+		sn.Seq = s.nextSeq(user)
+		s.mu.RUnlock()
+	}
 	if o := info.Origin; o != nil {
 		oc := *o
 		oc.Time = o.Time.UTC()
@@ -590,14 +595,47 @@ func (s *Store) DeleteSnapshot(ctx context.Context, user UserID, id SnapshotID) 
 	}
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
-	return s.deleteSnapshotLocked(ctx, user, id)
+	return s.deleteSnapshotLocked(ctx, user, id, false)
 }
 
-// deleteSnapshotLocked is DeleteSnapshot; s.refMu must be held.
-func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id SnapshotID) error {
-	if _, err := s.Snapshot(user, id); err != nil || id == "latest" {
-		return fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+// errPinnedSince is deleteSnapshotLocked's answer, with unlessPinned, for a
+// snapshot pinned since the caller chose to delete it.
+var errPinnedSince = errors.New("pinned since")
+
+// deleteSnapshotLocked is DeleteSnapshot; s.refMu must be held. With
+// unlessPinned (retention and quota, which chose the snapshot a moment
+// ago), a snapshot pinned meanwhile is kept (errPinnedSince). From the
+// moment it is marked, a pin (SetPin) no longer finds the snapshot: a pin
+// written after the file's removal would bring it back without its data.
+func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id SnapshotID, unlessPinned bool) (err error) {
+	s.mu.Lock()
+	var sn *Snapshot
+	if id != "latest" {
+		for _, x := range s.snaps[user] {
+			if x.ID == id && !x.deleting {
+				sn = x
+			}
+		}
 	}
+	switch {
+	case sn == nil:
+		err = fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+	case unlessPinned && sn.Pinned:
+		err = errPinnedSince
+	default:
+		sn.deleting = true
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			s.mu.Lock()
+			sn.deleting = false
+			s.mu.Unlock()
+		}
+	}()
 	// The intent first: a snapshot file found missing later without it
 	// was lost (a disk, a person), and its blobs are not garbage.
 	if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(deletingKey(user, id), nil) }); err != nil {
@@ -620,7 +658,7 @@ func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id Snapsh
 	}
 	s.mu.Unlock()
 	key := applyKey(user, id)
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err = s.update(ctx, func(txn *badger.Txn) error {
 		if err := txn.Delete(deletingKey(user, id)); err != nil {
 			return err
 		}

@@ -129,7 +129,7 @@ func (s *Store) OlderSnapshots(sn *Snapshot) []restore.OlderSnapshot {
 	var out []restore.OlderSnapshot
 	snaps := s.Snapshots(sn.User)
 	for i := len(snaps) - 1; i >= 0; i-- {
-		if snaps[i].ID != sn.ID && snaps[i].Time.Before(sn.Time) {
+		if snaps[i].ID != sn.ID && compareSnaps(snaps[i], sn) < 0 {
 			out = append(out, restore.OlderSnapshot{ID: string(snaps[i].ID), Root: snaps[i].Root})
 		}
 	}

@@ -40,8 +40,16 @@ func (p Policy) Validate() error {
 	if p.KeepLast < 0 || p.KeepWithinDays < 0 {
 		return fmt.Errorf("%w: keep_last and keep_within_days cannot be negative", ErrInvalid)
 	}
+	if p.KeepWithinDays > maxKeepWithinDays {
+		return fmt.Errorf("%w: keep_within_days above %d (about 2,700 years) cannot be counted back from today", ErrInvalid, maxKeepWithinDays)
+	}
 	return nil
 }
+
+// maxKeepWithinDays caps keep_within_days: a count of days far larger
+// overflowed the date it is counted back from, into the future, and kept
+// nothing.
+const maxKeepWithinDays = 1_000_000
 
 // Verdict is what the policy decided for one snapshot, and why.
 type Verdict struct {
@@ -87,12 +95,7 @@ func (p Policy) apply(snaps []*Snapshot, now time.Time) []Verdict {
 		out[i] = Verdict{ID: sn.ID, Time: sn.Time}
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		if c := snaps[b].Time.Compare(snaps[a].Time); c != 0 {
-			return c
-		}
-		return compareIDs(snaps[b].ID, snaps[a].ID)
-	})
+	slices.SortStableFunc(order, func(a, b int) int { return compareSnaps(snaps[b], snaps[a]) })
 	keep := func(i int, why string) {
 		out[i].Keep = true
 		out[i].Reasons = append(out[i].Reasons, why)
@@ -110,7 +113,7 @@ func (p Policy) apply(snaps []*Snapshot, now time.Time) []Verdict {
 	}
 	used := make([]int, len(buckets))
 	last := make([]string, len(buckets))
-	cutoff := now.AddDate(0, 0, -p.KeepWithinDays)
+	cutoff := now.AddDate(0, 0, -min(p.KeepWithinDays, maxKeepWithinDays)) // a policy saved before the cap
 	for rank, i := range order {
 		sn := snaps[i]
 		t := sn.Time.In(loc)
@@ -141,14 +144,4 @@ func (p Policy) apply(snaps []*Snapshot, now time.Time) []Verdict {
 		}
 	}
 	return out
-}
-
-func compareIDs(a, b SnapshotID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
