@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func BenchmarkFirstBackupByArch(b *testing.B) {
 		}
 		b.Run(arch.name, func(b *testing.B) {
 			var cpu, sys, wall time.Duration
-			var rss int64
+			var rss, faults int64 // peak resident set; minor page faults
 			n := 0
 			for b.Loop() {
 				// A new laptop each time: its first backup sends every
@@ -76,7 +77,8 @@ func BenchmarkFirstBackupByArch(b *testing.B) {
 				cmd := exec.Command("taskset", "-c", "0", bin, "--state", st.Dir, "run", "--source", src, "--force", "--json")
 				cmd.Env = append(os.Environ(), "GODEBUG="+arch.godebug)
 				if p := os.Getenv("XS_BENCH_PROFILE_DIR"); p != "" {
-					cmd.Env = append(cmd.Env, "XS_BACKUP_CPUPROFILE="+filepath.Join(p, "xo-backup-"+arch.name+".pprof"))
+					cmd.Env = append(cmd.Env, "XS_BACKUP_CPUPROFILE="+filepath.Join(p, "xo-backup-"+arch.name+".pprof"),
+						"XS_BACKUP_MEMPROFILE="+filepath.Join(p, "xo-backup-"+arch.name+"-allocs.pprof"))
 				}
 				var stdout bytes.Buffer
 				cmd.Stdout = &stdout
@@ -101,6 +103,9 @@ func BenchmarkFirstBackupByArch(b *testing.B) {
 				// taskset execs the program: its usage is the laptop's.
 				cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 				sys += cmd.ProcessState.SystemTime()
+				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					faults += int64(ru.Minflt)
+				}
 			}
 			mb := float64(size) / 1e6
 			b.ReportMetric(cpu.Seconds()/float64(n), "cpu-s")
@@ -111,6 +116,7 @@ func BenchmarkFirstBackupByArch(b *testing.B) {
 			b.ReportMetric(mb*float64(n)/cpu.Seconds(), "MB/cpu-s")
 			b.ReportMetric(mb*float64(n)/wall.Seconds(), "MB/s")
 			b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+			b.ReportMetric(float64(faults)/float64(n), "page-faults")
 			b.ReportMetric(mb, "journal-MB")
 			b.ReportMetric(0, "ns/op")
 		})

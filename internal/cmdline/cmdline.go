@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 
@@ -113,7 +114,8 @@ func markFailures(c *cobra.Command) {
 //
 // With XS_BACKUP_CPUPROFILE=FILE in the environment, the run's CPU profile
 // is written to FILE (go tool pprof reads it): how the benchmarks profile
-// the real programs, on any architecture.
+// the real programs, on any architecture. XS_BACKUP_MEMPROFILE=FILE writes
+// its allocation profile when it ends.
 func Run(ctx context.Context, root *cobra.Command, args []string) int {
 	if path := os.Getenv("XS_BACKUP_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
@@ -127,6 +129,23 @@ func Run(ctx context.Context, root *cobra.Command, args []string) int {
 		} else {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
+	}
+	if path := os.Getenv("XS_BACKUP_MEMPROFILE"); path != "" {
+		// Every allocation of 4 KiB sampled: what a run takes from the
+		// heap (and so, collecting no garbage, from the kernel).
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(path)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				fmt.Fprintf(root.ErrOrStderr(), "%s: XS_BACKUP_MEMPROFILE: %v\n", root.Name(), err)
+			}
+		}()
 	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)

@@ -519,8 +519,10 @@ func (r *runner) progress(rel string) {
 // pages, each faulted in and zeroed by the kernel, for every chunk it reads.
 func (r *runner) keep(p []byte) []byte {
 	if cap(r.arena)-len(r.arena) < len(p) {
-		// The blobs already queued keep the old array.
-		r.arena = make([]byte, 0, max(r.opts.BatchBytes+len(p), 2*len(p)))
+		// The blobs already queued keep the old array. A batch is sent
+		// once it holds BatchBytes, so room for that and one more chunk
+		// of the largest size is never outgrown.
+		r.arena = make([]byte, 0, max(r.opts.BatchBytes+int(r.opts.Params.MaxSize), 2*len(p)))
 	}
 	n := len(r.arena)
 	r.arena = append(r.arena, p...)

@@ -131,9 +131,10 @@ func Split(ctx context.Context, r io.Reader, p Params, c *Codec, opts SplitOptio
 		putJob(j)
 		return rerr
 	}
-	// Longer: the pipeline cuts it, from the bytes already read on.
-	r = io.MultiReader(bytes.NewReader(bytes.Clone(j.buf[:n])), r)
-	putJob(j)
+	// Longer: the pipeline cuts it, from the bytes already read on (in
+	// j, kept until Split returns: a copy would be fresh memory per file).
+	defer putJob(j)
+	r = io.MultiReader(bytes.NewReader(j.buf[:n]), r)
 
 	workers := opts.Workers
 	if workers <= 0 {
