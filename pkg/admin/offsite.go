@@ -92,10 +92,10 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 				row = &SchoolRow{Name: sn.Origin.Serial, User: sn.Origin.User}
 				byLaptop[sn.Origin.User] = row
 			}
+			// Snapshots come oldest first, in each laptop's commit order
+			// (not by a school clock that may have gone back).
 			row.Snapshots++
-			if sn.Time.After(row.Latest) {
-				row.Latest, row.Name = sn.Time, sn.Origin.Serial
-			}
+			row.Latest, row.Name = sn.Time, sn.Origin.Serial
 		}
 		var out []SchoolRow
 		for _, row := range byLaptop {

@@ -361,4 +361,9 @@ type Origin struct {
 	// Pinned and PinReason carry the school's pin.
 	Pinned    bool   `json:"pinned,omitempty"`
 	PinReason string `json:"pin_reason,omitempty"`
+	// Seq is the snapshot's place in the laptop's commit order at the
+	// school (its Snapshot.Seq there; 0 from a school older than that):
+	// the order the mothership and a server rebuilt from it keep, whatever
+	// the school's clock said.
+	Seq int64 `json:"seq,omitempty"`
 }

@@ -386,10 +386,10 @@ func Import(ctx context.Context, st *store.Store, opts ImportOptions) (*ImportRe
 		if when, ok := l.Bundles[h.IDString()]; ok {
 			return fmt.Errorf("%w: bundle %s of %s was already imported on %s", errkind.ErrExists, h.IDString(), u.Serial, when.Local().Format(time.DateTime))
 		}
-		if !h.Created.IsZero() && h.Created.Before(l.Newest) {
-			return fmt.Errorf("%w: bundle %s of %s was made on %s, before the newest bundle imported from it (%s), which carries all it has",
-				errkind.ErrExists, h.IDString(), u.Serial, h.Created.Local().Format(time.DateTime), l.Newest.Local().Format(time.DateTime))
-		}
+		// A bundle dated before the newest imported is not refused: the
+		// school's clock may have gone back since (a server without a
+		// network, after a power cut). A replay of one already imported
+		// is refused above, and what an older bundle holds is here already.
 		school, log = u, l
 		return nil
 	}

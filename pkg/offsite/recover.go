@@ -189,7 +189,10 @@ func schoolSnapshots(st *store.Store, school *store.User) (reg *store.Snapshot, 
 			continue
 		}
 		if o.User == 0 {
-			if reg == nil || !o.Time.Before(reg.Origin.Time) {
+			// The registry received last (Seq), not the one the school's
+			// clock dated last: a clock that went back dates the newest
+			// registry years ago. (Those received before Seq: by time.)
+			if reg == nil || sn.Seq > reg.Seq || (sn.Seq == reg.Seq && !o.Time.Before(reg.Origin.Time)) {
 				reg = sn
 			}
 			continue
@@ -320,6 +323,22 @@ type RecoverResult struct {
 	ServerKey string `json:"server_key"`
 }
 
+// dirEntries lists dir's entries but an empty lost+found: the data
+// directory of a rebuilt server is often a new file system's root.
+func dirEntries(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		if e.Name() == "lost+found" && e.IsDir() {
+			if in, err := os.ReadDir(filepath.Join(dir, e.Name())); err == nil && len(in) == 0 {
+				continue
+			}
+		}
+		out = append(out, e.Name())
+	}
+	return out
+}
+
 // Recover rebuilds a school server in an empty data directory from a
 // mothership's recovery bundle: the same server key (opened with the
 // recovery passphrase), every laptop registration with its key, aliases,
@@ -327,17 +346,15 @@ type RecoverResult struct {
 // back up to it without registering again. The bundle is verified whole
 // before anything is written; the passphrase is checked first of all.
 func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err error) {
-	if ents, err := os.ReadDir(opts.DataDir); err == nil && len(ents) > 0 {
+	if ents := dirEntries(opts.DataDir); len(ents) > 0 {
 		return nil, fmt.Errorf("%w: %s is not empty: a server is rebuilt into an empty data directory", errkind.ErrExists, opts.DataDir)
 	}
 	// A failed rebuild leaves the directory empty again, ready for the
 	// next try (it was empty before).
 	defer func() {
 		if err != nil {
-			if ents, _ := os.ReadDir(opts.DataDir); len(ents) > 0 {
-				for _, e := range ents {
-					os.RemoveAll(filepath.Join(opts.DataDir, e.Name()))
-				}
+			for _, name := range dirEntries(opts.DataDir) {
+				os.RemoveAll(filepath.Join(opts.DataDir, name))
 			}
 		}
 	}()
@@ -421,6 +438,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	}
 	var commits []commitRec
 	var keyFile []byte
+	var restoreUsers []*store.User // imported otherwise until their snapshots are in
 	rc, err = open()
 	if err != nil {
 		return nil, err
@@ -462,7 +480,17 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
 			}
 			for _, u := range users {
-				if _, err := st.ImportUser(ctx, u); err != nil {
+				// A revoked laptop, one waiting for approval or one over
+				// its hard quota keeps its backups too: it is imported
+				// able to take them, and as it was once they are in.
+				imp := u
+				if u.Revoked || !u.Approved || u.Quota != nil {
+					c := *u
+					c.Revoked, c.Approved, c.Quota = false, true, nil
+					imp = &c
+					restoreUsers = append(restoreUsers, u)
+				}
+				if _, err := st.ImportUser(ctx, imp); err != nil {
 					return fmt.Errorf("laptop %s: %w", u.Serial, err)
 				}
 				res.Users++
@@ -526,6 +554,11 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 			return nil, fmt.Errorf("snapshot %s of %s: %w", c.Info.Origin.Snapshot, c.Info.Origin.Serial, err)
 		}
 		res.Snapshots++
+	}
+	for _, u := range restoreUsers {
+		if _, err := st.ImportUser(ctx, u); err != nil {
+			return nil, fmt.Errorf("laptop %s: %w", u.Serial, err)
+		}
 	}
 	if err := atomicfile.WriteFile(filepath.Join(opts.DataDir, KeyFile), keyFile, 0o600); err != nil {
 		return nil, err

@@ -41,7 +41,7 @@ func snapKey(u store.UserID, id store.SnapshotID) string { return u.String() + "
 // Origin is what the mothership records about where the item was made.
 func (it Item) Origin() *manifest.Origin {
 	return &manifest.Origin{User: uint64(it.User), Serial: it.Serial, Snapshot: string(it.Snap.ID),
-		Time: it.Snap.Time, Pinned: it.Snap.Pinned, PinReason: it.Snap.PinReason}
+		Time: it.Snap.Time, Pinned: it.Snap.Pinned, PinReason: it.Snap.PinReason, Seq: it.Snap.Order()}
 }
 
 // Pending lists the snapshots of st that confirmed does not hold, oldest

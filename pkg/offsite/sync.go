@@ -13,6 +13,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -100,7 +101,8 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 		if errors.Is(err, blob.ErrNotHeld) {
 			err = r.sendSnapshot(ctx, it.Snap.Root, info)
 		}
-		if err != nil && isLocalDamage(err) {
+		if err != nil && (isLocalDamage(err) || refused(err)) {
+			// This snapshot alone: the others, and the registry, still go.
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s %s: %v", it.Serial, it.Snap.ID, err))
 			r.drop()
 			continue
@@ -130,6 +132,13 @@ func Replicate(ctx context.Context, st *store.Store, sink Sink, state *State, op
 		return rep, nil
 	}
 	return rep, state.Save(st)
+}
+
+// refused tells a snapshot the mothership refuses as it is (a request it
+// calls invalid) from a failure of the link: sent again, it is refused
+// again, and it must not stop every later snapshot and the registry.
+func refused(err error) bool {
+	return errors.Is(err, errkind.ErrBadRequest)
 }
 
 // isLocalDamage tells a blob this server cannot read (damaged or lost here)

@@ -78,7 +78,9 @@ type Snapshot struct {
 	// oldest follow it, so a clock set back (a school server without a
 	// network whose clock reset) never makes an old backup the latest.
 	// Zero in a snapshot committed before this field (those come first,
-	// in time order) and in one replicated from a school (by its time).
+	// in time order). A snapshot replicated from a school is ordered by
+	// the school's number (Origin.Seq; see Order); its own Seq is its
+	// place in what this store received.
 	Seq int64 `json:"seq,omitempty"`
 	// Root is the ID of the top manifest.Tree.
 	Root chunk.ID `json:"root"`
@@ -198,10 +200,20 @@ func (s *Store) loadMeta() error {
 
 func sortSnaps(list []*Snapshot) { slices.SortFunc(list, compareSnaps) }
 
-// compareSnaps orders two snapshots of a user, oldest first: by Seq, then
-// by time and ID.
+// Order is the snapshot's place in its laptop's commit order: the school's
+// (Origin.Seq) for one replicated from a school or recovered from a
+// mothership, else Seq. Zero for snapshots older than these numbers.
+func (sn *Snapshot) Order() int64 {
+	if sn.Origin != nil && sn.Origin.Seq > 0 {
+		return sn.Origin.Seq
+	}
+	return sn.Seq
+}
+
+// compareSnaps orders two snapshots of a user, oldest first: by Order,
+// then by time and ID.
 func compareSnaps(a, b *Snapshot) int {
-	if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+	if c := cmp.Compare(a.Order(), b.Order()); c != 0 {
 		return c
 	}
 	if c := a.Time.Compare(b.Time); c != 0 {
@@ -219,18 +231,19 @@ func placeRebuilt(list []*Snapshot) {
 			continue
 		}
 		for _, sn := range list {
-			if !sn.guessSeq && !sn.Time.After(r.Time) && sn.Seq > r.Seq {
-				r.Seq = sn.Seq
+			if !sn.guessSeq && !sn.Time.After(r.Time) && sn.Order() > r.Seq {
+				r.Seq = sn.Order()
 			}
 		}
 	}
 }
 
-// nextSeq is the Seq of the user's next snapshot; s.mu must be held.
+// nextSeq is the Seq of the user's next snapshot, after every one it has
+// (replicated ones by their order too); s.mu must be held.
 func (s *Store) nextSeq(user UserID) int64 {
 	var n int64
 	for _, sn := range s.snaps[user] {
-		n = max(n, sn.Seq)
+		n = max(n, sn.Seq, sn.Order())
 	}
 	return n + 1
 }

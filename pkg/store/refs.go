@@ -393,11 +393,9 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 	now := s.opts.Now().UTC()
 	sn := &Snapshot{ID: newSnapshotID(now), User: user, Time: now, Root: root,
 		Files: st.Files, Dirs: st.Dirs, Size: st.Size, Stored: st.Stored, Host: info.Host, Source: info.Source}
-	if info.Origin == nil {
-		s.mu.RLock()
-		sn.Seq = s.nextSeq(user)
-		s.mu.RUnlock()
-	}
+	s.mu.RLock()
+	sn.Seq = s.nextSeq(user)
+	s.mu.RUnlock()
 	if o := info.Origin; o != nil {
 		oc := *o
 		oc.Time = o.Time.UTC()
@@ -798,7 +796,9 @@ func validOrigin(o *Origin) error {
 	switch {
 	case !ValidSnapshotID(SnapshotID(o.Snapshot)):
 		return fmt.Errorf("%w: replicated snapshot ID %q is not one this software makes", ErrInvalid, o.Snapshot)
-	case o.Time.IsZero() || o.Time.Year() < 2000 || o.Time.Year() > 9999:
+	case o.Time.IsZero() || o.Time.Year() < 1970 || o.Time.Year() > 9999:
+		// A school server whose clock reset (to 1970, or 2000 in local
+		// time) still made real backups then.
 		return fmt.Errorf("%w: replicated snapshot %s has no valid time", ErrInvalid, o.Snapshot)
 	case len(o.Serial) > 64 || len(o.PinReason) > 1024:
 		return fmt.Errorf("%w: replicated snapshot %s: serial or pin reason too long", ErrInvalid, o.Snapshot)

@@ -67,7 +67,9 @@ func (p Policy) Apply(snaps []*Snapshot, now time.Time) []Verdict {
 	groups := map[uint64][]int{}
 	for i, sn := range snaps {
 		var k uint64
-		if sn.Origin != nil {
+		if sn.Origin != nil && sn.Origin.User != uint64(sn.User) {
+			// Another laptop's, on a mothership (a school server rebuilt
+			// from one has its laptops' snapshots under their own IDs).
 			k = sn.Origin.User + 1
 		}
 		groups[k] = append(groups[k], i)
