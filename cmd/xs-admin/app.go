@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -98,7 +99,7 @@ func (a *app) locate(cmd *cobra.Command) error {
 	a.place.Data = cfg.Data
 	a.school = cfg.Mothership.School
 	a.stored, a.storage = func(context.Context, *store.Options) error { return nil }, server.Storage{}
-	if !cmd.Flags().Changed("data") || filepath.Clean(a.data) == filepath.Clean(cfg.Data) {
+	if !cmd.Flags().Changed("data") || sameDir(a.data, cfg.Data) {
 		a.stored, a.storage = cfg.StoreOptions, cfg.Storage // another store (--data): the defaults, a local one
 	}
 	if cmd.Flags().Changed("data") {
@@ -108,13 +109,24 @@ func (a *app) locate(cmd *cobra.Command) error {
 	// another store (--data), that store's own: never a daemon serving a
 	// store other than the one staff named.
 	a.place.Socket = cfg.AdminSocket
-	if a.place.Socket == "" || filepath.Clean(a.place.Data) != filepath.Clean(cfg.Data) {
+	if a.place.Socket == "" || !sameDir(a.place.Data, cfg.Data) {
 		a.place.Socket = filepath.Join(a.place.Data, admin.DefaultSocket)
 	}
 	if cmd.Flags().Changed("socket") {
 		a.place.Socket = a.socket
 	}
 	return nil
+}
+
+// sameDir reports whether two paths name one directory: the same spelling,
+// or (a relative path, a symbolic link) the same file.
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
 // connect returns a client of the staff API: the daemon's, through its
@@ -157,7 +169,40 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 	if err != nil {
 		return nil, nil, err
 	}
-	return admin.Local(&admin.Service{S: s}), func() { s.Close() }, nil
+	done = func() { s.Close() }
+	if how != readOnly {
+		done = func() {
+			s.Close()
+			giveBack(a.place.Data)
+		}
+	}
+	return admin.Local(&admin.Service{S: s}), done, nil
+}
+
+// giveBack, when xs-admin runs as root on a store another user owns (the
+// daemon's, as packaged: sudo xs-admin with xs-backupd stopped), gives
+// that user every file the command made there: root's files in the store
+// would stop the daemon from opening it.
+func giveBack(dir string) {
+	fi, err := os.Stat(dir)
+	if err != nil || os.Geteuid() != 0 {
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if s, ok := info.Sys().(*syscall.Stat_t); ok && (s.Uid != st.Uid || s.Gid != st.Gid) {
+				os.Lchown(p, int(st.Uid), int(st.Gid))
+			}
+		}
+		return nil
+	})
 }
 
 // call connects, runs one typed call and prints its result: JSON with

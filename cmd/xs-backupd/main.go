@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -151,7 +152,11 @@ func serve(cmd *cobra.Command, o options) int {
 	log.Info("xs-backupd starting", "version", version.String(), "config", o.config)
 	d, err := server.NewDaemon(cmd.Context(), cfg, log)
 	if err != nil {
-		log.Error("cannot start", "err", err)
+		if advice := dataAdvice(err, cfg.Data); advice != "" {
+			log.Error("cannot start", "err", err, "advice", advice)
+		} else {
+			log.Error("cannot start", "err", err)
+		}
 		return cli.ExitFailed
 	}
 	if err := d.Run(cmd.Context()); err != nil {
@@ -159,4 +164,16 @@ func serve(cmd *cobra.Command, o options) int {
 		return cli.ExitFailed
 	}
 	return cli.ExitOK
+}
+
+// dataAdvice says what to do when the store's directory cannot be made or
+// written ("" for other errors).
+func dataAdvice(err error, data string) string {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Sprintf("%s is on a read-only file system: the packaged service (ProtectSystem=strict) may write only /var/lib/xs-backup and an existing /library/xs-backup; for another place, add ReadWritePaths=%s with: systemctl edit xs-backupd", data, data)
+	case errors.Is(err, iofs.ErrPermission):
+		return fmt.Sprintf("the data directory must exist and be writable by the user xs-backupd runs as (xs-backup, as packaged): mkdir -p %s && chown -R xs-backup: %s", data, data)
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -43,11 +44,17 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return err
 }
 
+// maxDays is the most whole days a time.Duration holds.
+const maxDays = int(math.MaxInt64 / int64(24*time.Hour))
+
 // ParseDuration is time.ParseDuration that also takes whole days ("3d").
 func ParseDuration(text string) (time.Duration, error) {
 	t := strings.TrimSpace(text)
 	if n, ok := strings.CutSuffix(t, "d"); ok {
 		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
+			if days > maxDays {
+				return 0, fmt.Errorf("%q is more days than a duration holds (at most %dd, about 290 years)", text, maxDays)
+			}
 			return time.Duration(days) * 24 * time.Hour, nil
 		}
 	}
@@ -277,6 +284,25 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("restore_page.cache_bytes must be at least 1MiB")
 	case c.RestorePage.Concurrent < 1:
 		return fmt.Errorf("restore_page.concurrent must be at least 1")
+	}
+	// A negative value was silently replaced by the default (or, for
+	// target_delay, turned pacing off).
+	for key, d := range map[string]Duration{"session_deadline": c.SessionDeadline, "admission.hold": c.Admission.Hold,
+		"lifecycle.pending_expiry": c.Lifecycle.PendingExpiry, "traffic.target_delay": c.Traffic.TargetDelay} {
+		if d < 0 {
+			return fmt.Errorf("%s cannot be negative (%v); 0 takes the default", key, time.Duration(d))
+		}
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("max_connections cannot be negative (%d); 0 takes the default", c.MaxConnections)
+	}
+	for key, addr := range map[string]string{"listen": c.Listen, "metrics": c.Metrics, "restore_page.listen": c.RestorePage.Listen} {
+		if key != "listen" && addr == "" {
+			continue // off
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s = %q is not an address with a port (like \":7457\" or \"10.0.0.1:7457\"): %v", key, addr, err)
+		}
 	}
 	if err := c.Retention.Validate(); err != nil {
 		return fmt.Errorf("retention: %w", err)

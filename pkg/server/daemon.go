@@ -202,8 +202,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 	pc, err := net.ListenPacket("udp", d.Config.Listen)
-	if err != nil {
+	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("listen on %s: %w (another process, perhaps another xs-backupd, has that port)", d.Config.Listen, err)
+	}
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.Config.Listen, err)
 	}
 	defer pc.Close()
 	d.Addr = pc.LocalAddr()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
 )
@@ -460,6 +461,11 @@ func (s *Store) openIndex() (err error) {
 		// Badger's own flock: another process has the index open (Badger
 		// formats the cause away, so only its words tell). Not damage.
 		return fmt.Errorf("%w: %s is open in another process (%v)", ErrLocked, s.dir, err)
+	}
+	if err != nil && (errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "permission denied")) {
+		// Files another user owns (a staff tool run as root): not damage,
+		// and a repair would not help.
+		return fmt.Errorf("%w: open index: %v", errkind.ErrPermission, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: open index: %v", ErrIndexDamaged, err)
