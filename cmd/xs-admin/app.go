@@ -8,9 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/admin"
@@ -181,28 +181,48 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 
 // giveBack, when xs-admin runs as root on a store another user owns (the
 // daemon's, as packaged: sudo xs-admin with xs-backupd stopped), gives
-// that user every file the command made there: root's files in the store
-// would stop the daemon from opening it.
+// that user the files root made there: root's files in the store would
+// stop the daemon from opening it. The walk goes from directory to
+// directory by file descriptor and never follows a symbolic link, and
+// only entries root owns (and no file with other links) are changed: the
+// store's owner cannot steer it to a file outside the store.
 func giveBack(dir string) {
-	fi, err := os.Stat(dir)
-	if err != nil || os.Geteuid() != 0 {
+	if os.Geteuid() != 0 {
 		return
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || st.Uid == 0 {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return
 	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Uid == 0 {
+		unix.Close(fd)
+		return
+	}
+	chownRootEntries(fd, int(st.Uid), int(st.Gid), 0)
+}
+
+// chownRootEntries gives uid:gid what root owns below the directory fd,
+// and closes fd.
+func chownRootEntries(fd, uid, gid, depth int) {
+	d := os.NewFile(uintptr(fd), "") // reads fd's entries; closes it
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			continue
 		}
-		if info, err := d.Info(); err == nil {
-			if s, ok := info.Sys().(*syscall.Stat_t); ok && (s.Uid != st.Uid || s.Gid != st.Gid) {
-				os.Lchown(p, int(st.Uid), int(st.Gid))
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if st.Uid == 0 && (isDir || st.Nlink == 1) {
+			unix.Fchownat(fd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if isDir && depth < 16 {
+			if sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+				chownRootEntries(sub, uid, gid, depth+1)
 			}
 		}
-		return nil
-	})
+	}
 }
 
 // call connects, runs one typed call and prints its result: JSON with

@@ -289,6 +289,7 @@ and address: laptops carry on without registering again.`,
 			}
 			res, err := offsite.Recover(cmd.Context(), offsite.RecoverOptions{DataDir: a.place.Data, Paths: from, Addr: addr,
 				Mothership: ed25519.PublicKey(key), School: school, Passphrase: strings.TrimSpace(line)})
+			giveBack(a.place.Data) // run as root into the daemon's directory
 			if err != nil {
 				return err
 			}

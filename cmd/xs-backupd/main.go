@@ -17,6 +17,7 @@ import (
 	"github.com/xs-backup/xs-backup/internal/cmdline"
 	"github.com/xs-backup/xs-backup/internal/logging"
 	"github.com/xs-backup/xs-backup/internal/version"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/server"
 )
 
@@ -172,7 +173,7 @@ func dataAdvice(err error, data string) string {
 	switch {
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Sprintf("%s is on a read-only file system: the packaged service (ProtectSystem=strict) may write only /var/lib/xs-backup and an existing /library/xs-backup; for another place, add ReadWritePaths=%s with: systemctl edit xs-backupd", data, data)
-	case errors.Is(err, iofs.ErrPermission):
+	case errors.Is(err, iofs.ErrPermission) || errors.Is(err, errkind.ErrPermission):
 		return fmt.Sprintf("the data directory must exist and be writable by the user xs-backupd runs as (xs-backup, as packaged): mkdir -p %s && chown -R xs-backup: %s", data, data)
 	}
 	return ""

@@ -13,6 +13,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/offsite"
 	"github.com/xs-backup/xs-backup/pkg/proto"
+	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
 // SyncRequest runs replication to the mothership now or, with Status, only
@@ -83,6 +84,7 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 			return nil, err
 		}
 		byLaptop := map[uint64]*SchoolRow{}
+		latest := map[uint64]*store.Snapshot{}
 		for _, sn := range s.S.Snapshots(u.ID) {
 			if sn.Origin == nil || sn.Origin.User == 0 {
 				continue
@@ -92,10 +94,13 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 				row = &SchoolRow{Name: sn.Origin.Serial, User: sn.Origin.User}
 				byLaptop[sn.Origin.User] = row
 			}
-			// Snapshots come oldest first, in each laptop's commit order
-			// (not by a school clock that may have gone back).
+			// The laptop's latest by its commit order, not by a school
+			// clock that may have gone back.
 			row.Snapshots++
-			row.Latest, row.Name = sn.Time, sn.Origin.Serial
+			if latest[sn.Origin.User] == nil || store.CompareOrder(sn, latest[sn.Origin.User]) > 0 {
+				latest[sn.Origin.User] = sn
+				row.Latest, row.Name = sn.Time, sn.Origin.Serial
+			}
 		}
 		var out []SchoolRow
 		for _, row := range byLaptop {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -397,7 +398,10 @@ func TestSplitAroundMinSize(t *testing.T) {
 // pipeline from the bytes Split read first. Those stay in the job that
 // read them: a copy was 16 KiB of fresh memory per file, which a laptop's
 // run, collecting no garbage, takes from the kernel page by page.
-func TestSplitLongFileTakesNoFreshBuffer(t *testing.T) {
+func TestSplitBoundedMemoryLongFile(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers; make unit runs this without it")
+	}
 	c := newTestCodec(t)
 	p := DefaultParams()
 	data := randomData(5, int(p.MinSize)*3)
@@ -409,14 +413,20 @@ func TestSplitLongFileTakesNoFreshBuffer(t *testing.T) {
 	// As in xo-backup, no collection empties the pools meanwhile.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	split() // the pools fill
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const n = 20
-	for range n {
-		split()
+	// The least of five rounds: TotalAlloc counts every goroutine's
+	// allocations, the test binary's own too.
+	per := uint64(math.MaxUint64)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const n = 20
+		for range n {
+			split()
+		}
+		runtime.ReadMemStats(&after)
+		per = min(per, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
-	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / n; per >= uint64(p.MinSize) {
+	if per >= uint64(p.MinSize) {
 		t.Errorf("Split of a %d-byte stream allocates %d bytes a call with warm pools, want less than MinSize (%d)", len(data), per, p.MinSize)
 	}
 }

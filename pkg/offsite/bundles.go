@@ -508,15 +508,15 @@ func Import(ctx context.Context, st *store.Store, opts ImportOptions) (*ImportRe
 func MakeReceipt(st *store.Store, school *store.User, key ed25519.PrivateKey, bundleID string, now time.Time) *Receipt {
 	r := &Receipt{Version: 1, School: school.Serial, SchoolKey: school.PublicKey, Mothership: key.Public().(ed25519.PublicKey),
 		Bundle: bundleID, Imported: now.UTC()}
-	var regTime time.Time
+	var reg *store.Snapshot
 	for _, sn := range st.Snapshots(school.ID) {
 		o := sn.Origin
 		if o == nil {
 			continue
 		}
 		if o.User == 0 {
-			if !o.Time.Before(regTime) {
-				regTime, r.Registry = o.Time, sn.Root
+			if reg == nil || newerRegistry(sn, reg) {
+				reg, r.Registry = sn, sn.Root
 			}
 			continue
 		}

@@ -1,6 +1,7 @@
 package offsite
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -87,6 +88,11 @@ func MakeKit(dataDir, school string, key ed25519.PrivateKey) (*Kit, error) {
 
 // metaLaptop switches a recovery bundle's blobs to the next laptop.
 const metaLaptop = "laptop"
+
+// metaRegistrySeq carries the school's number of the registry copy a
+// recovery bundle holds: the rebuilt school numbers its next copies after
+// it.
+const metaRegistrySeq = "registry-seq"
 
 // ExportRecovery writes, on a mothership, a bundle that rebuilds school's
 // server: its registry (laptops, keys, settings, the sealed server key),
@@ -179,6 +185,20 @@ func RecoveryFor(ctx context.Context, st *store.Store, pub ed25519.PublicKey, ke
 	return errkind.Errorf(errkind.NotRegistered, "no school here has this recovery key")
 }
 
+// newerRegistry reports whether the registry copy a is newer than b: by
+// the school's number (Origin.Seq), then the order the mothership received
+// them (Seq), then the school's clock. Not by the clock first: a clock that
+// went back dates the newest registry years ago.
+func newerRegistry(a, b *store.Snapshot) bool {
+	if c := cmp.Compare(a.Origin.Seq, b.Origin.Seq); c != 0 {
+		return c > 0
+	}
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+		return c > 0
+	}
+	return !a.Origin.Time.Before(b.Origin.Time)
+}
+
 // schoolSnapshots sorts a school account's snapshots: its newest registry,
 // and each laptop's snapshots.
 func schoolSnapshots(st *store.Store, school *store.User) (reg *store.Snapshot, order []uint64, byLaptop map[uint64][]*store.Snapshot) {
@@ -189,10 +209,7 @@ func schoolSnapshots(st *store.Store, school *store.User) (reg *store.Snapshot, 
 			continue
 		}
 		if o.User == 0 {
-			// The registry received last (Seq), not the one the school's
-			// clock dated last: a clock that went back dates the newest
-			// registry years ago. (Those received before Seq: by time.)
-			if reg == nil || sn.Seq > reg.Seq || (sn.Seq == reg.Seq && !o.Time.Before(reg.Origin.Time)) {
+			if reg == nil || newerRegistry(sn, reg) {
 				reg = sn
 			}
 			continue
@@ -224,6 +241,9 @@ func writeRecovery(ctx context.Context, st *store.Store, w *bundle.Writer, reg *
 		if err := w.Meta(name, b); err != nil {
 			return nil, err
 		}
+	}
+	if err := w.Meta(metaRegistrySeq, []byte(strconv.FormatInt(reg.Origin.Seq, 10))); err != nil {
+		return nil, err
 	}
 	written := map[blob.Ref]bool{}
 	var commits []commitRec
@@ -438,7 +458,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	}
 	var commits []commitRec
 	var keyFile []byte
-	var restoreUsers []*store.User // imported otherwise until their snapshots are in
+	var registrySeq int64
 	rc, err = open()
 	if err != nil {
 		return nil, err
@@ -465,7 +485,9 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
 			}
 			o := opts.Store
-			o.Params = info.Params
+			// A revoked laptop, one waiting for approval or one over its
+			// hard quota gets its backups back too.
+			o.Params, o.Rebuild = info.Params, true
 			s, err := store.Open(ctx, opts.DataDir, o)
 			if err != nil {
 				return err
@@ -480,17 +502,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
 			}
 			for _, u := range users {
-				// A revoked laptop, one waiting for approval or one over
-				// its hard quota keeps its backups too: it is imported
-				// able to take them, and as it was once they are in.
-				imp := u
-				if u.Revoked || !u.Approved || u.Quota != nil {
-					c := *u
-					c.Revoked, c.Approved, c.Quota = false, true, nil
-					imp = &c
-					restoreUsers = append(restoreUsers, u)
-				}
-				if _, err := st.ImportUser(ctx, imp); err != nil {
+				if _, err := st.ImportUser(ctx, u); err != nil {
 					return fmt.Errorf("laptop %s: %w", u.Serial, err)
 				}
 				res.Users++
@@ -501,6 +513,12 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 				return err
 			}
 			keyFile = k
+		case metaRegistrySeq:
+			n, err := strconv.ParseInt(string(data), 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%w: the bundle's registry number is %q", errkind.ErrDamaged, data)
+			}
+			registrySeq = n
 		case metaLaptop:
 			id, err := strconv.ParseUint(string(data), 10, 64)
 			if err != nil || id == 0 {
@@ -555,11 +573,6 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 		}
 		res.Snapshots++
 	}
-	for _, u := range restoreUsers {
-		if _, err := st.ImportUser(ctx, u); err != nil {
-			return nil, fmt.Errorf("laptop %s: %w", u.Serial, err)
-		}
-	}
 	if err := atomicfile.WriteFile(filepath.Join(opts.DataDir, KeyFile), keyFile, 0o600); err != nil {
 		return nil, err
 	}
@@ -572,7 +585,7 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 	for _, c := range commits {
 		state.Confirmed[snapKey(store.UserID(c.User), store.SnapshotID(c.Info.Origin.Snapshot))] = time.Now().UTC()
 	}
-	state.Mothership = opts.Mothership
+	state.Mothership, state.RegistrySeq = opts.Mothership, registrySeq
 	if err := state.Save(nil); err != nil {
 		return nil, err
 	}

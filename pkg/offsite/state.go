@@ -31,6 +31,10 @@ type State struct {
 	Confirmed map[string]time.Time `json:"confirmed"`
 	// Registry is the root of the registry copy the mothership has.
 	Registry chunk.ID `json:"registry"`
+	// RegistrySeq numbers the registry copies this school made (in
+	// Origin.Seq): the mothership and a rebuild take the highest, not the
+	// one the school's clock dated last, nor one a late USB stick brought.
+	RegistrySeq int64 `json:"registry_seq,omitempty"`
 	// Receipt is the ID of the last bundle a receipt confirmed; the next
 	// export is computed against it.
 	Receipt string `json:"receipt,omitempty"`

@@ -166,14 +166,20 @@ func sendRegistry(ctx context.Context, st *store.Store, r *replicator, state *St
 		return false, err
 	}
 	now := opts.Now().UTC()
+	state.mu.Lock()
+	seq := state.RegistrySeq + 1
+	state.mu.Unlock()
 	t := &registryTarget{sink: r.sink, have: state.Registry, info: manifest.CommitInfo{Source: "registry",
-		Origin: &manifest.Origin{User: 0, Serial: "", Snapshot: string(store.NewSnapshotID(now)), Time: now}}}
+		Origin: &manifest.Origin{User: 0, Serial: "", Snapshot: string(store.NewSnapshotID(now)), Time: now, Seq: seq}}}
 	if _, err := backup.Run(ctx, dir, t, backup.Options{Params: st.Params()}); err != nil {
 		return false, err
 	}
-	if t.sent && !opts.NoConfirm {
+	if t.sent {
 		state.mu.Lock()
-		state.Registry = t.root
+		state.RegistrySeq = max(state.RegistrySeq, seq)
+		if !opts.NoConfirm {
+			state.Registry = t.root
+		}
 		state.mu.Unlock()
 	}
 	return t.sent, nil

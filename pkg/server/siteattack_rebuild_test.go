@@ -196,3 +196,48 @@ func TestSiteAttackRecoverAgainWrongSchoolInterrupted(t *testing.T) {
 		t.Fatalf("rebuilt server holds %d snapshots, want 6", n)
 	}
 }
+
+// A student moved to a new laptop that had registered on its own, with
+// `xs-admin alias OLD NEW`: the merged record stays, revoked, under the
+// same serial as the active one. The rebuild imported users and then made
+// the revoked ones able to take their backups, which gave two active
+// users one serial: the whole rebuild failed. Users are imported as they
+// were; the rebuilding store takes every backup whatever the registration
+// says.
+func TestRebuildAfterAliasOntoSelfRegisteredLaptop(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	clk := newSAClock(saJan2026)
+	s := saStartSchool(t, ms, "school-a", clk, nil)
+	old := newLaptop(t, s.d, "SHCALIAS1", 81)
+	saBackups(t, s, old, 2, 100)
+	fresh := newLaptop(t, s.d, "SHCALIAS2", 82)
+	if _, err := (&admin.Service{S: s.d.Store}).Alias(ctx, admin.AliasRequest{Serial: "SHCALIAS1", NewSerial: "SHCALIAS2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&admin.Service{S: s.d.Store}).Approve(ctx, admin.ApproveRequest{Serial: "SHCALIAS2"}); err != nil {
+		t.Fatal(err)
+	}
+	saBackups(t, s, fresh, 1, 200)
+	s.approve(t)
+	s.sync(t)
+	d, rec, err := s.rebuild(t, newSAClock(time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)))
+	if err != nil {
+		t.Fatalf("a school that used alias cannot be rebuilt from its mothership: %v", err)
+	}
+	if rec.Snapshots != 3 {
+		t.Errorf("rebuilt %d snapshots, want 3", rec.Snapshots)
+	}
+	before, after := s.d.Store.Users(), map[store.UserID]*store.User{}
+	for _, u := range d.Store.Users() {
+		after[u.ID] = u
+	}
+	if len(before) != len(after) {
+		t.Fatalf("%d users before the rebuild, %d after", len(before), len(after))
+	}
+	for _, b := range before {
+		if a := after[b.ID]; a == nil || b.Serial != a.Serial || b.Revoked != a.Revoked || b.Approved != a.Approved {
+			t.Errorf("user before the rebuild %+v, after %+v", b, a)
+		}
+	}
+}

@@ -226,3 +226,53 @@ func TestSiteAttackRecoverOntoFreshFilesystem(t *testing.T) {
 		t.Errorf("lost+found: %v", err)
 	}
 }
+
+// A stick exported before a network sync is imported after it: its older
+// registry copy (without the laptop registered since) arrived last. A
+// rebuild takes the school's newest copy by the school's own numbering,
+// not the one the mothership received last (nor the one the school's
+// clock dated last): the laptop registered since comes back.
+func TestRebuildTakesNewestRegistryAfterAStaleStick(t *testing.T) {
+	ctx := context.Background()
+	ms := startMothership(t)
+	clk := newSAClock(saJan2026)
+	s := saStartSchool(t, ms, "school-a", clk, nil)
+	l := newLaptop(t, s.d, "SHCUSB05", 86)
+	saBackups(t, s, l, 1, 100)
+	s.approve(t)
+	key := loadKey(t, s.cfg.Data)
+	stick := t.TempDir()
+	state, _ := offsite.LoadState(s.cfg.Data)
+	e1, err := offsite.Export(ctx, s.d.Store, state, offsite.ExportOptions{Dir: stick, School: "school-a", Key: key, KeyDir: s.cfg.Data, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := newLaptop(t, s.d, "SHCUSB06", 87)
+	saBackups(t, s, later, 1, 200)
+	s.syncAt(t)
+	if _, err := saImport(ms, e1.Files); err != nil {
+		t.Fatalf("the stale stick: %v", err)
+	}
+	msKey := loadKey(t, ms.Config.Data)
+	rdir := t.TempDir()
+	if _, err := offsite.ExportRecovery(ctx, ms.Store, userBySerial(t, ms, "school-a"), msKey, rdir, 0); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	if _, err := offsite.Recover(ctx, offsite.RecoverOptions{DataDir: data, Paths: []string{rdir},
+		Mothership: msKey.Public().(ed25519.PublicKey), School: "school-a", Passphrase: s.kit.Passphrase, Store: store.Options{Reserve: -1}}); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	st, err := store.Open(ctx, data, store.Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.UserBySerial("SHCUSB06"); err != nil {
+		t.Errorf("the laptop registered after the stale stick was made is missing from the rebuilt server: %v", err)
+	}
+	rs, err := offsite.LoadState(data)
+	if err != nil || rs.RegistrySeq < 2 {
+		t.Errorf("the rebuilt school numbers its next registry copies from %d (want after the recovered one's, at least 2): %v", rs.RegistrySeq, err)
+	}
+}

@@ -502,7 +502,7 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 		}
 		return nil
 	})
-	md := MetaDamage{File: file, Recovered: true, Detail: fmt.Sprintf("could not be read (%v); rebuilt from the index (pin and host are lost)", cause)}
+	md := MetaDamage{File: file, Recovered: true, Detail: fmt.Sprintf("could not be read (%v); rebuilt from the index (pin and host are lost; its place among the others comes from its time)", cause)}
 	if !s.opts.ReadOnly {
 		b, _ := json.MarshalIndent(sn, "", "  ")
 		s.fsys.Rename(file, file+".damaged")

@@ -180,7 +180,7 @@ func (s *Store) loadMeta() error {
 		}
 	}
 	for id, list := range s.snaps {
-		placeRebuilt(list)
+		s.placeRebuilt(list)
 		sortSnaps(list)
 		if _, ok := s.users[id]; ok || len(list) == 0 {
 			continue
@@ -202,17 +202,42 @@ func sortSnaps(list []*Snapshot) { slices.SortFunc(list, compareSnaps) }
 
 // Order is the snapshot's place in its laptop's commit order: the school's
 // (Origin.Seq) for one replicated from a school or recovered from a
-// mothership, else Seq. Zero for snapshots older than these numbers.
+// mothership (0 if the school numbered none), else Seq. Zero for snapshots
+// older than these numbers, which order by time. It compares snapshots of
+// one laptop only.
 func (sn *Snapshot) Order() int64 {
-	if sn.Origin != nil && sn.Origin.Seq > 0 {
+	if sn.Origin != nil {
 		return sn.Origin.Seq
 	}
 	return sn.Seq
 }
 
-// compareSnaps orders two snapshots of a user, oldest first: by Order,
+// sortKey is what orders a user's list: Order for the user's own
+// snapshots (made here, or recovered from a mothership under the same ID),
+// and 0, so by time, for snapshots of other laptops (a school's account on
+// a mothership holds all of its laptops', whose numbers do not compare).
+func (sn *Snapshot) sortKey() int64 {
+	if sn.Origin != nil && sn.Origin.User != uint64(sn.User) {
+		return 0
+	}
+	return sn.Order()
+}
+
+// compareSnaps orders two snapshots of a user, oldest first: by sortKey,
 // then by time and ID.
 func compareSnaps(a, b *Snapshot) int {
+	if c := cmp.Compare(a.sortKey(), b.sortKey()); c != 0 {
+		return c
+	}
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.ID), string(b.ID))
+}
+
+// CompareOrder orders two snapshots of one laptop, oldest first: by Order,
+// then by time and ID.
+func CompareOrder(a, b *Snapshot) int {
 	if c := cmp.Compare(a.Order(), b.Order()); c != 0 {
 		return c
 	}
@@ -224,16 +249,23 @@ func compareSnaps(a, b *Snapshot) int {
 
 // placeRebuilt gives each snapshot of list rebuilt without its file the
 // Seq of the latest numbered one not after it in time (so it sorts just
-// after that one, by time): its own number was in the lost file.
-func placeRebuilt(list []*Snapshot) {
+// after that one, by time): its own number was in the lost file. The
+// number is written into the rebuilt file, so that it keeps its place at
+// the next start.
+func (s *Store) placeRebuilt(list []*Snapshot) {
 	for _, r := range list {
 		if !r.guessSeq {
 			continue
 		}
+		r.guessSeq = false
 		for _, sn := range list {
-			if !sn.guessSeq && !sn.Time.After(r.Time) && sn.Order() > r.Seq {
-				r.Seq = sn.Order()
+			if !sn.guessSeq && sn != r && !sn.Time.After(r.Time) && sn.sortKey() > r.Seq {
+				r.Seq = sn.sortKey()
 			}
+		}
+		if r.Seq > 0 && !s.opts.ReadOnly {
+			b, _ := json.MarshalIndent(r, "", "  ")
+			fsys.WriteFileAtomic(s.fsys, snapFile(r.User, r.ID), b) // else it is placed the same way again
 		}
 	}
 }
@@ -699,7 +731,7 @@ func (s *Store) ImportUser(ctx context.Context, u *User) (*User, error) {
 	}
 	if len(u.PublicKey) > 0 {
 		for _, o := range s.users {
-			if o.ID != u.ID && !o.Revoked && string(o.PublicKey) == string(u.PublicKey) {
+			if o.ID != u.ID && !o.Revoked && !u.Revoked && string(o.PublicKey) == string(u.PublicKey) {
 				return nil, fmt.Errorf("%w: the key of %s is already registered to serial %s", ErrExists, u.Serial, o.Serial)
 			}
 		}

@@ -736,6 +736,7 @@ func (s *Store) reconcileLocked(ctx context.Context) error {
 			if sn := s.recoverSnapshot(user, string(snapID)+".json", errors.New("the file is missing")); sn != nil {
 				s.mu.Lock()
 				s.snaps[user] = append(s.snaps[user], sn)
+				s.placeRebuilt(s.snaps[user])
 				sortSnaps(s.snaps[user])
 				s.mu.Unlock()
 				continue
@@ -800,6 +801,8 @@ func validOrigin(o *Origin) error {
 		// A school server whose clock reset (to 1970, or 2000 in local
 		// time) still made real backups then.
 		return fmt.Errorf("%w: replicated snapshot %s has no valid time", ErrInvalid, o.Snapshot)
+	case o.Seq < 0 || o.Seq > 1<<53:
+		return fmt.Errorf("%w: replicated snapshot %s has an impossible number %d", ErrInvalid, o.Snapshot, o.Seq)
 	case len(o.Serial) > 64 || len(o.PinReason) > 1024:
 		return fmt.Errorf("%w: replicated snapshot %s: serial or pin reason too long", ErrInvalid, o.Snapshot)
 	}

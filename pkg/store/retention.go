@@ -97,7 +97,7 @@ func (p Policy) apply(snaps []*Snapshot, now time.Time) []Verdict {
 		out[i] = Verdict{ID: sn.ID, Time: sn.Time}
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return compareSnaps(snaps[b], snaps[a]) })
+	slices.SortStableFunc(order, func(a, b int) int { return CompareOrder(snaps[b], snaps[a]) })
 	keep := func(i int, why string) {
 		out[i].Keep = true
 		out[i].Reasons = append(out[i].Reasons, why)

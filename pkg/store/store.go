@@ -40,6 +40,11 @@ type Options struct {
 	// ReadOnly opens the store for reading only (restore, list, check
 	// without repair). Several read-only opens may share a stopped store.
 	ReadOnly bool
+	// Rebuild opens a store being rebuilt from its mothership: uploads
+	// and commits skip the laptops' account checks (revoked, waiting for
+	// approval, hard quota), so that every laptop's backups come back
+	// under the registration it had, whatever that says.
+	Rebuild bool
 	// Existing refuses to create a store: where dir holds none, Open
 	// fails with ErrNotFound and writes nothing there. Staff tools set
 	// it, so that a mistyped directory is an error, not a new, empty
@@ -324,8 +329,8 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 		}
 	}
 	if err := s.openIndex(); err != nil {
-		if !forRepair || errors.Is(err, ErrLocked) {
-			return nil, err
+		if !forRepair || errors.Is(err, ErrLocked) || errors.Is(err, errkind.ErrPermission) {
+			return nil, err // not damage: a rebuild would not help
 		}
 		aside := fmt.Sprintf("index.damaged-%s", opts.Now().UTC().Format("20060102T150405"))
 		if rerr := os.Rename(filepath.Join(dir, "index"), filepath.Join(dir, aside)); rerr != nil {
