@@ -225,20 +225,14 @@ func (sn *Snapshot) sortKey() int64 {
 
 // compareSnaps orders two snapshots of a user, oldest first: by sortKey,
 // then by time and ID.
-func compareSnaps(a, b *Snapshot) int {
-	if c := cmp.Compare(a.sortKey(), b.sortKey()); c != 0 {
-		return c
-	}
-	if c := a.Time.Compare(b.Time); c != 0 {
-		return c
-	}
-	return strings.Compare(string(a.ID), string(b.ID))
-}
+func compareSnaps(a, b *Snapshot) int { return compareBy(a, b, (*Snapshot).sortKey) }
 
 // CompareOrder orders two snapshots of one laptop, oldest first: by Order,
 // then by time and ID.
-func CompareOrder(a, b *Snapshot) int {
-	if c := cmp.Compare(a.Order(), b.Order()); c != 0 {
+func CompareOrder(a, b *Snapshot) int { return compareBy(a, b, (*Snapshot).Order) }
+
+func compareBy(a, b *Snapshot, key func(*Snapshot) int64) int {
+	if c := cmp.Compare(key(a), key(b)); c != 0 {
 		return c
 	}
 	if c := a.Time.Compare(b.Time); c != 0 {
