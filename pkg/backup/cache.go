@@ -151,14 +151,13 @@ func readCapped(f *os.File, max int64) ([]byte, error) {
 	}
 }
 
-// decoder reads a cache file held in memory. Names are substrings of one
-// copy of the file and chunk IDs share one array: a cache of ten thousand
-// files loads with a handful of allocations besides the maps.
+// decoder reads a cache file held in memory. Names and chunk IDs are read
+// in place from one copy of the file: a cache of ten thousand files loads
+// with a handful of allocations besides the maps.
 type decoder struct {
 	data []byte
 	str  string // data, as a string
 	off  int
-	ids  []chunk.ID // capacity for every ID the file can hold
 	err  error
 }
 
@@ -213,12 +212,14 @@ func (d *decoder) chunkIDs(n uint64) []chunk.ID {
 		d.fail("chunk IDs past the end")
 		return nil
 	}
-	start := len(d.ids)
-	for range n {
-		d.ids = append(d.ids, chunk.ID(d.data[d.off:d.off+32]))
-		d.off += 32
+	if n == 0 {
+		return nil
 	}
-	return d.ids[start:len(d.ids):len(d.ids)]
+	// The IDs are read in place, like the names: a chunk.ID is 32 bytes
+	// with no alignment of its own, and nothing writes into the file's copy.
+	ids := unsafe.Slice((*chunk.ID)(unsafe.Pointer(&d.data[d.off])), n)
+	d.off += 32 * int(n)
+	return ids[:n:n]
 }
 
 // decode reads a cache file. Every count is checked against what the file
@@ -229,7 +230,7 @@ func (c *Cache) decode(data []byte) error {
 	if len(data) > 0 {
 		str = unsafe.String(&data[0], len(data))
 	}
-	d := &decoder{data: data, str: str, ids: make([]chunk.ID, 0, len(data)/32)}
+	d := &decoder{data: data, str: str}
 	magic := d.string(uint64(len(cacheMagic)), "header")
 	if d.err != nil || (magic != cacheMagic && magic != cacheMagicV1) {
 		return errors.New("bad header")
@@ -473,8 +474,10 @@ func (c *Cache) Len() int { return len(c.files) }
 
 // startRun forgets what a previous run in this process saw.
 func (c *Cache) startRun() {
-	c.seen = make(map[string]struct{}, len(c.files))
-	c.seenDirs = make(map[string]struct{}, len(c.dirs))
+	// Made at the first mark: a run that takes the last snapshot whole
+	// (seenAll) never needs them, and a map sized for every file is pages
+	// the kernel must fault in.
+	c.seen, c.seenDirs = nil, nil
 	c.newTrees = map[chunk.ID]struct{}{}
 	c.allSeen = false
 }
@@ -501,6 +504,9 @@ func (c *Cache) storeDir(rel string, d cachedDir) {
 		c.changed = true
 		c.dropParent(rel)
 	}
+	if c.seenDirs == nil {
+		c.seenDirs = make(map[string]struct{}, len(c.dirs))
+	}
 	c.seenDirs[rel] = struct{}{}
 }
 
@@ -518,13 +524,21 @@ func (c *Cache) lookup(name string, st fileStat) ([]chunk.ID, bool) {
 	if !ok || cf.size != st.size || cf.mtime != st.mtime || cf.ctime != st.ctime || cf.ino != st.ino {
 		return nil, false
 	}
-	c.seen[name] = struct{}{}
+	c.markSeen(name)
 	return cf.chunks, true
+}
+
+// markSeen records that the current run found the file name.
+func (c *Cache) markSeen(name string) {
+	if c.seen == nil {
+		c.seen = make(map[string]struct{}, len(c.files))
+	}
+	c.seen[name] = struct{}{}
 }
 
 func (c *Cache) store(name string, st fileStat, chunks []chunk.ID) {
 	c.files[name] = cachedFile{size: st.size, mtime: st.mtime, ctime: st.ctime, ino: st.ino, chunks: chunks}
-	c.seen[name] = struct{}{}
+	c.markSeen(name)
 	c.changed = true
 	c.dropParent(name)
 }
