@@ -198,9 +198,12 @@ func (b *Backend) Put(ctx context.Context, user uint64, blobs []blob.Blob) error
 	return wireErr(b.S.Put(ctx, store.UserID(user), blobs))
 }
 
+// snapInfo is what a laptop is told of its snapshot. Not its stored size:
+// that counts the copies on disk, which may be other laptops' (compressed
+// otherwise), and would tell a child that another holds a chunk.
 func snapInfo(sn *store.Snapshot) proto.SnapshotInfo {
 	return proto.SnapshotInfo{ID: string(sn.ID), Time: sn.Time, Root: sn.Root, Files: sn.Files, Size: sn.Size,
-		Stored: sn.Stored, Pinned: sn.Pinned, PinReason: sn.PinReason, Origin: sn.Origin, Host: sn.Host, Source: sn.Source}
+		Pinned: sn.Pinned, PinReason: sn.PinReason, Origin: sn.Origin, Host: sn.Host, Source: sn.Source}
 }
 
 // Commit implements proto.Backend.
@@ -226,14 +229,10 @@ func (b *Backend) Snapshots(ctx context.Context, user uint64) ([]proto.SnapshotI
 
 // Fetch implements proto.Backend: only blobs the user holds are served.
 func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob, error) {
-	ok, err := b.S.Holds(ctx, store.UserID(user), r)
-	if err != nil {
-		return blob.Blob{}, wireErr(err)
-	}
-	if !ok {
+	bl, err := b.S.ReadFor(ctx, store.UserID(user), r)
+	if errors.Is(err, store.ErrNotFound) {
 		return blob.Blob{}, proto.Errorf(proto.KindNotFound, "%s is not in this laptop's backups", r)
 	}
-	bl, err := b.S.ReadStored(ctx, r)
 	return bl, wireErr(err)
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -405,7 +406,9 @@ func (s *Store) writeNew(ctx context.Context, user UserID, blobs []blob.Blob) (m
 			if err != nil {
 				return err
 			}
-			if !h.held() {
+			if !h.held() && !slices.ContainsFunc(shadow, func(j int) bool { return blobs[j].Ref == blobs[i].Ref }) {
+				// Once per blob, as a new one is written once: a batch
+				// repeating a chunk others hold must not cost more.
 				shadow = append(shadow, i)
 				shadowAt = append(shadowAt, o)
 			}
@@ -651,6 +654,41 @@ func (s *Store) ReadStored(ctx context.Context, r blob.Ref) (blob.Blob, error) {
 		return blob.Blob{}, err
 	}
 	return blob.Blob{Ref: r, Data: stored, Compressed: o.Flags&pack.FlagZstd != 0, RawLen: int(o.Raw)}, nil
+}
+
+// ReadFor returns a blob user holds for that user to download, in the
+// form the user uploaded it (raw or compressed, as its hold's size tells)
+// whatever form the copy on disk has: the copy may be another user's, and
+// its form would tell the user that someone else held the chunk. A blob
+// the user does not hold is ErrNotFound.
+func (s *Store) ReadFor(ctx context.Context, user UserID, r blob.Ref) (blob.Blob, error) {
+	var h holdRec
+	if err := s.view(func(txn *badger.Txn) (err error) {
+		h, err = getHold(txn, user, r)
+		return err
+	}); err != nil {
+		return blob.Blob{}, err
+	}
+	if !h.held() {
+		return blob.Blob{}, fmt.Errorf("%w: %s", ErrNotFound, r)
+	}
+	b, err := s.ReadStored(ctx, r)
+	if err != nil || h.Size == 0 || int(h.Size) == len(b.Data) {
+		return b, err
+	}
+	switch {
+	case b.Compressed && int(h.Size) == b.RawLen:
+		raw, err := s.codec.Decompress(nil, b.Data, b.RawLen)
+		if err != nil {
+			return blob.Blob{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, r, err)
+		}
+		b.Data, b.Compressed = raw, false
+	case !b.Compressed && int(h.Size) < b.RawLen:
+		if out, ok := s.codec.Compress(nil, b.Data); ok {
+			b.Data, b.Compressed = out, true
+		}
+	}
+	return b, nil
 }
 
 func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]byte, objRec, error) {
