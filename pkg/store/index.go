@@ -1,13 +1,13 @@
 package store
 
 import (
-	"slices"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
