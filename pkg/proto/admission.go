@@ -213,7 +213,20 @@ func (a *admission) arrive(now time.Time, r admitReq) (granted bool, e *entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s := a.running[r.user]; s != nil {
-		s.refs++ // a second connection of a laptop shares its place
+		// A second connection of a laptop shares its place; but a small
+		// place (a restore, a small backup) does not carry a big backup:
+		// the laptop's session moves to the bulk lane if it has room now,
+		// else the laptop comes back (e nil).
+		if s.lane == laneSmall && a.laneOf(r) == laneBulk {
+			a.n[laneSmall]-- // moved, not added
+			if !a.fits(laneBulk) {
+				a.n[laneSmall]++
+				return false, nil
+			}
+			a.n[laneBulk]++
+			s.lane = laneBulk
+		}
+		s.refs++
 		return true, nil
 	}
 	e = &entry{admitReq: r, lane: a.laneOf(r), arrived: now, present: true, ready: make(chan struct{})}
@@ -492,6 +505,10 @@ func (a *admission) request(ctx context.Context, r admitReq, clock func() time.T
 	ok, e := a.arrive(now, r)
 	if ok {
 		return Grant{Granted: true}
+	}
+	if e == nil {
+		// Its running small session cannot take a big backup now.
+		return Grant{Slot: clock().Add(min(a.cfg.Hold, a.cfg.MaxComeBack)).UTC()}
 	}
 	// Hold for Hold, and again while the laptop is next in line (its
 	// estimate within Hold), as long as the laptop lets us.

@@ -218,6 +218,10 @@ type Server struct {
 	conns  atomic.Int64
 	page   atomic.Value // string: the restore page announced in grants
 
+	smallMu sync.Mutex               // guards smallAt and turns
+	smallAt map[uint64]time.Time     // when each laptop's last small session was read ahead
+	turns   map[uint64]chan struct{} // each laptop's turn in the pacer's line (paceTurn)
+
 	mu       sync.Mutex // guards the fields below
 	ln       *quic.Listener
 	open     map[*quic.Conn]struct{}
@@ -481,7 +485,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		s.closeWith(conn, err)
 		return
 	}
-	c := &serverConn{s: s, conn: conn, acct: acct, mem: share.mem, addr: addr}
+	c := &serverConn{s: s, conn: conn, acct: acct, key: key, mem: share.mem, addr: addr}
 	defer c.closed()
 	for {
 		st, err := conn.AcceptStream(ctx)
@@ -519,16 +523,67 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 // stillValid reports whether key still belongs to the approved, unrevoked
 // account id.
 func (s *Server) stillValid(ctx context.Context, key ed25519.PublicKey, id uint64) error {
+	_, err := s.accountNow(ctx, key, id)
+	return err
+}
+
+// paceTurn runs wait (a read's place in the pacer's line) as user's only
+// one in the line: a laptop reading on many streams and connections at once
+// queues one read at a time, like a laptop reading on one, so the line
+// shares the rate among laptops, not among streams.
+func (s *Server) paceTurn(ctx context.Context, user uint64, wait func() error) error {
+	s.smallMu.Lock()
+	turn := s.turns[user]
+	if turn == nil {
+		if s.turns == nil || len(s.turns) > 1<<16 {
+			s.turns = map[uint64]chan struct{}{} // bounded (a dropped turn only loses its fairness for a moment)
+		}
+		turn = make(chan struct{}, 1)
+		s.turns[user] = turn
+	}
+	s.smallMu.Unlock()
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-turn }()
+	return wait()
+}
+
+// smallAllowance reports whether user's new small session is read ahead
+// of the big ones (see startSession): once per smallEvery.
+func (s *Server) smallAllowance(user uint64) bool {
+	now := time.Now()
+	s.smallMu.Lock()
+	defer s.smallMu.Unlock()
+	if last, ok := s.smallAt[user]; ok && now.Sub(last) < smallEvery {
+		return false
+	}
+	if s.smallAt == nil || len(s.smallAt) > 1<<16 {
+		s.smallAt = map[uint64]time.Time{} // bounded; forgetting costs a laptop nothing
+	}
+	s.smallAt[user] = now
+	return true
+}
+
+// smallEvery is how often a laptop's small session is read ahead of the
+// big ones.
+const smallEvery = time.Hour
+
+// accountNow is the account of key as it is now, or why it may no longer
+// back up or restore.
+func (s *Server) accountNow(ctx context.Context, key ed25519.PublicKey, id uint64) (Account, error) {
 	a, err := s.cfg.Backend.Account(ctx, key)
 	switch {
 	case err != nil:
-		return err
+		return a, err
 	case a.Revoked || a.ID != id:
-		return Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
+		return a, Errorf(KindRevoked, "this laptop's registration was revoked or moved to a new laptop; ask your teacher")
 	case !a.Approved:
-		return Errorf(KindNotApproved, "laptop %s is waiting for staff approval", a.Serial)
+		return a, Errorf(KindNotApproved, "laptop %s is waiting for staff approval", a.Serial)
 	}
-	return nil
+	return a, nil
 }
 
 // track records an open connection (Shutdown closes it); false if the
@@ -599,6 +654,7 @@ type serverConn struct {
 	s    *Server
 	conn *quic.Conn
 	acct Account
+	key  ed25519.PublicKey   // the laptop's key, as its TLS handshake proved it
 	mem  *semaphore.Weighted // the key's share of frame memory
 	addr netip.Addr
 	// held is how long, in all, the server has held this connection's
@@ -656,10 +712,11 @@ func (c *serverConn) startSession(restore bool, work Work) bool {
 		return false
 	}
 	c.session, c.restore, c.small = true, restore, 0
-	if restore || work.Bytes < c.s.admCfg.SmallBytes {
+	if (restore || work.Bytes < c.s.admCfg.SmallBytes) && c.s.smallAllowance(c.acct.ID) {
 		// A small session's bytes are read first, up to what makes it
 		// small (a laptop that claims little and sends much is paced
-		// like the others once past it).
+		// like the others once past it). Once an hour per laptop: a
+		// new session (bye, hello) does not renew it.
 		c.small = c.s.admCfg.SmallBytes
 	}
 	c.end = func() {}
@@ -829,7 +886,10 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 			p.last, p.heldLast = time.Now(), p.c.held.Load()
 		}
 		var werr error
-		p.c.hold(func() { werr = p.c.s.pace.wait(p.ctx, n, p.control || p.c.takeSmall(n)) })
+		small := p.control || p.c.takeSmall(n)
+		p.c.hold(func() {
+			werr = p.c.s.paceTurn(p.ctx, p.c.acct.ID, func() error { return p.c.s.pace.wait(p.ctx, n, small) })
+		})
 		if werr != nil && err == nil {
 			err = werr
 		}
@@ -951,7 +1011,14 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		}
 	}
 	if asking {
-		r := admitReq{user: c.acct.ID, restore: req.Purpose == "restore", lastBackup: c.acct.LastBackup}
+		// The last good backup as it is now: a laptop that keeps its
+		// connection open across backups is not "never backed up" for
+		// ever (the fairness order puts those first).
+		now, err := c.s.accountNow(ctx, c.key, c.acct.ID)
+		if err != nil {
+			return err
+		}
+		r := admitReq{user: c.acct.ID, restore: req.Purpose == "restore", lastBackup: now.LastBackup}
 		if req.Work != nil {
 			r.work = *req.Work
 		}
@@ -967,9 +1034,17 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 			}
 		}()
 		g = c.s.adm.request(hctx, r, c.s.cfg.Now)
-		if g.Granted && !c.startSession(r.restore, r.work) {
-			c.s.adm.release(time.Now(), c.acct.ID)
-			return Errorf(KindShutdown, "the connection ended before the session started")
+		if g.Granted {
+			// Judged again once the place is given: staff may have
+			// revoked the laptop while its hello waited.
+			if err := c.s.stillValid(ctx, c.key, c.acct.ID); err != nil {
+				c.s.adm.release(time.Now(), c.acct.ID)
+				return err
+			}
+			if !c.startSession(r.restore, r.work) {
+				c.s.adm.release(time.Now(), c.acct.ID)
+				return Errorf(KindShutdown, "the connection ended before the session started")
+			}
 		}
 		if !g.Granted && g.Slot.IsZero() {
 			return Errorf(KindShutdown, "the connection ended while waiting for a place")
