@@ -300,6 +300,23 @@ func Register(ctx context.Context, st State, o RegisterOptions) (*Registration, 
 // Journal, or a backup of a Journal with files, removes it.
 const restorePending = "restore-pending"
 
+// restoreFrom is the state file holding the ID of the newest backup made
+// before a reflash, pinned by the first backup run after it (before that
+// run commits anything): the backup `restore --all` brings back, though the
+// child's new work (or a half restored Journal the timer backed up) is the
+// latest by then. A restore of the whole Journal from it that finishes
+// removes it.
+const restoreFrom = "restore-from"
+
+// restoreFromID returns the pinned backup ("" if none).
+func (s State) restoreFromID() string {
+	b, err := os.ReadFile(s.path(restoreFrom))
+	if err != nil || len(b) > 64 {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // RestorePending reports whether the laptop registered as a serial that
 // has backups and has neither restored them (RestoreOptions.All) nor backed
 // up a Journal with files since.
@@ -362,6 +379,30 @@ func (s State) removeLeftovers() {
 		}
 	}
 }
+
+// waitLock takes the run lock, waiting (up to lockWait) while a backup
+// run holds it.
+func (s State) waitLock(ctx context.Context) (release func(), err error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		release, ok, err := s.lock()
+		if err != nil || ok {
+			return release, err
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("a backup run has held this laptop's lock for a long while; try again when it has finished")
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// lockWait is how long a restore of the whole Journal waits for a backup
+// run to finish.
+const lockWait = 30 * time.Minute
 
 // lock takes the run lock; ok is false if another run holds it.
 func (s State) lock() (release func(), ok bool, err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/backup"
@@ -106,6 +107,15 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		// no Journal to mix with: the snapshot's version replaces it.
 		o.Overwrite = err == nil
 	}
+	if o.All {
+		// The timer's run waits meanwhile: it would back up a half
+		// restored Journal (and take the day's backup with it).
+		release, err := st.waitLock(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer release()
+	}
 	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
 		return nil, nil, err
@@ -134,19 +144,34 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		return nil, nil, errors.New("the server has no backups of this laptop yet")
 	}
 	at := -1
-	if o.Snapshot == "" || o.Snapshot == "latest" {
+	want := o.Snapshot
+	if o.All && (want == "" || want == "latest") {
+		// After a reflash, the backup from before it, even if the child's
+		// new work (or a half restored Journal) was backed up since.
+		if id := st.restoreFromID(); id != "" && slices.ContainsFunc(sns, func(s proto.SnapshotInfo) bool { return s.ID == id }) {
+			want = id
+		}
+	}
+	if want == "" || want == "latest" {
 		at = len(sns) - 1
 	} else {
 		for i := range sns {
-			if sns[i].ID == o.Snapshot {
+			if sns[i].ID == want {
 				at = i
 			}
 		}
 		if at < 0 {
-			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, o.Snapshot)
+			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, want)
 		}
 	}
 	sn := &sns[at]
+	if o.All && st.RestorePending() && st.restoreFromID() == "" {
+		// The first restore after a reflash, before any backup: its
+		// backup stays the one to restore until one restores it whole.
+		if err := writeAtomic(st.path(restoreFrom), []byte(sn.ID+"\n")); err != nil {
+			return nil, nil, err
+		}
+	}
 	var older []restore.OlderSnapshot // newest first; the list is oldest first
 	for i := at - 1; i >= 0; i-- {
 		if sns[i].Time.Before(sn.Time) {
@@ -163,6 +188,11 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 	var damaged *restore.DamagedError
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))
+		if err == nil && st.restoreFromID() == sn.ID {
+			// Whole. (With files left out for damage, the pin stays: a
+			// later restore --all takes them once they heal.)
+			os.Remove(st.path(restoreFrom))
+		}
 	}
 	return res, sn, err
 }

@@ -242,6 +242,13 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if g.Quota.Hard > 0 && g.Quota.Used >= g.Quota.Hard {
 		return nil, fmt.Errorf("%w: this laptop's backups use %s of its %s quota on the school server", proto.ErrOverQuota, units.Bytes(g.Quota.Used), units.Bytes(g.Quota.Hard))
 	}
+	if pending && st.restoreFromID() == "" {
+		// The first backup after a reflash: the newest backup from before
+		// it is pinned for restore --all, before this one becomes the latest.
+		if err := pinRestoreFrom(ctx, st, c); err != nil {
+			return res, err
+		}
+	}
 	c.Info = proto.CommitInfo{Host: o.Host, Source: o.Source}
 	c.EndWithCommit = true // hello, uploads if any, commit: no bye
 	opts := backup.Options{Params: g.Params, Cache: cache, Exclude: o.Exclude, Progress: o.Progress}
@@ -290,6 +297,19 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	c.Bye(ctx)
 	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 	return res, nil
+}
+
+// pinRestoreFrom records the server's newest backup of this laptop as the
+// one restore --all brings back (restoreFrom).
+func pinRestoreFrom(ctx context.Context, st State, c *proto.Client) error {
+	sns, err := c.Snapshots(ctx)
+	if err != nil || len(sns) == 0 {
+		return err
+	}
+	if err := writeAtomic(st.path(restoreFrom), []byte(sns[len(sns)-1].ID+"\n")); err != nil {
+		return fmt.Errorf("this laptop's backups from before it was reflashed could not be noted (restore them with xo-backup restore --all first): %w", err)
+	}
+	return nil
 }
 
 // emptyCounts reports whether a Journal of dirs directories and files
