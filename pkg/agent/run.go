@@ -307,7 +307,7 @@ func pinRestoreFrom(ctx context.Context, st State, c *proto.Client) error {
 		return err
 	}
 	if err := writeAtomic(st.path(restoreFrom), []byte(sns[len(sns)-1].ID+"\n")); err != nil {
-		return fmt.Errorf("this laptop's backups from before it was reflashed could not be noted (restore them with xo-backup restore --all first): %w", err)
+		return fmt.Errorf("the backup to restore after the reflash could not be noted in the state directory: %w", err)
 	}
 	return nil
 }
