@@ -261,9 +261,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 
     --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
     --all               the whole Journal back into place (e.g. after a
-                        reflash); it refuses a Journal that holds entries
-                        unless --force (Sugar's files in a new, empty
-                        Journal are no entries)
+                        reflash: then the newest backup from before it,
+                        even if new work was backed up since); it refuses
+                        a Journal that holds entries unless --force
+                        (Sugar's files in a new, empty Journal are no
+                        entries); the timer's backups wait meanwhile
 
 Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;
