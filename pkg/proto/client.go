@@ -254,6 +254,11 @@ func dialErr(addr string, sides dialSides, err error) error {
 	// what it sent did not pass this side's checks. Also a net.Error, but
 	// reachable: saying "unreachable" would make every run a quiet skip.
 	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
+		// A server that is stopping (or has just started) refuses new
+		// connections: it is there, and will be again.
+		return Errorf(KindShutdown, "%s (%s) is not taking connections: it is stopping or starting; try again in a minute", sides.peer, addr)
+	}
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		who := sides.self + " refused " + sides.peer + "'s"
 		if te.Remote {
