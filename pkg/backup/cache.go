@@ -30,11 +30,13 @@ type Cache struct {
 	// dirs holds, by slash-separated path ("" is the root), the
 	// directories the last run saw.
 	dirs map[string]cachedDir
-	// seenDirs marks the directories found by the current run.
+	// seenDirs marks the directories found by the current run (nil until
+	// the first, like seen).
 	seenDirs map[string]struct{}
 	// trees holds the tree IDs of the last committed snapshot.
 	trees map[chunk.ID]struct{}
-	// seen marks the files found by the current run (the rest are dropped on Save).
+	// seen marks the files found by the current run (the rest are dropped
+	// on Save); nil until the run's first mark (markSeen).
 	seen map[string]struct{}
 	// newTrees collects the trees of the current run.
 	newTrees map[chunk.ID]struct{}
