@@ -216,6 +216,10 @@ func printRepair(tw io.Writer, v *store.RepairReport) {
 		fmt.Fprintf(tw, "%d blob(s) that snapshots use have no intact copy: they are marked damaged and heal when a laptop\n"+
 			"that has them backs up (xs-admin damaged lists them). Uploads of unfinished backups were forgotten; laptops send them again.\n", v.Lost)
 	}
+	if v.KeptBelowDamagedTrees > 0 {
+		fmt.Fprintf(tw, "%d blob(s) no snapshot was seen to use may be below a damaged directory: gc keeps them until the laptops' backups heal it\n"+
+			"(or retention deletes the snapshots that use it).\n", v.KeptBelowDamagedTrees)
+	}
 }
 
 func printStatus(tw io.Writer, v *admin.StatusResult) {
@@ -304,6 +308,9 @@ func printGC(tw io.Writer, v *store.GCReport) {
 	}
 	fmt.Fprintf(tw, "GC: %s %d unused chunks (%s); rewrote %d pack file(s), removed %d, copying %s; %s of disk given back, in %d ms.\n",
 		verb, v.BlobsDeleted, cli.Bytes(v.BytesDeleted), v.PacksRewritten, v.PacksRemoved, cli.Bytes(v.BytesCopied), cli.Bytes(v.BytesReclaimed), v.DurationMS)
+	if v.KeptBelowDamagedTrees > 0 {
+		fmt.Fprintf(tw, "Kept %d unused blob(s) that may be below a damaged directory (see xs-admin damaged); they go once it heals.\n", v.KeptBelowDamagedTrees)
+	}
 	for _, k := range v.PacksKept {
 		fmt.Fprintf(tw, "Kept pack %s\n", k)
 	}

@@ -77,10 +77,19 @@ type checker struct {
 
 // Check verifies that every snapshot's blobs exist (and, with ReadData, are
 // intact), and that reference counts, owner counts and usage equal a recount
-// from scratch. It changes nothing; see Repair.
+// from scratch. It changes nothing but the marks of the blobs it finds
+// damaged (every blob of a pack file that is gone among them), which the
+// laptops' next backups heal; see Repair for the index.
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	c := &checker{s: s, ctx: ctx, opts: opts, rep: &CheckReport{},
 		status: map[blob.Ref]string{}, bad: map[chunk.ID][]blob.Ref{}, kids: map[chunk.ID][]blob.Ref{}}
+	gone, err := s.markMissingPacks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("look for lost pack files: %w", err)
+	}
+	for _, r := range gone {
+		c.status[r] = "damaged" // also those below a lost tree, which no walk reaches
+	}
 	users := s.Users()
 	c.rep.Users = len(users)
 	for _, u := range users {
@@ -368,6 +377,11 @@ type RepairReport struct {
 	// TornBytes are bytes at the end of packs after the last intact record
 	// (a write cut short by a crash, or damage at the very end).
 	TornBytes int64 `json:"torn_bytes"`
+	// KeptBelowDamagedTrees counts blobs that no snapshot was found to
+	// reference while some snapshot's tree could not be read: what is
+	// below such a tree cannot be counted, so these are kept from garbage
+	// collection until every such tree is healed or deleted.
+	KeptBelowDamagedTrees int64 `json:"kept_below_damaged_trees,omitempty"`
 	// Spans lists each damaged stretch of a pack, at most 1000.
 	Spans []string `json:"damaged_spans,omitempty"`
 	// IndexMovedAside names where a damaged index that would not open was
@@ -512,6 +526,9 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	}
 	if err := s.reconcileLocked(ctx); err != nil {
 		return rep, fmt.Errorf("recount references: %w", err)
+	}
+	if rep.KeptBelowDamagedTrees, err = s.keepUnclaimed(ctx); err != nil {
+		return rep, fmt.Errorf("keep what damaged trees may reference: %w", err)
 	}
 	lost, err := s.Damaged(ctx)
 	if err != nil {

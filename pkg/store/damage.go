@@ -82,6 +82,58 @@ func (s *Store) markLost(r blob.Ref, where objRec, reason string) {
 	}
 }
 
+// markMissingPacks marks lost every indexed blob whose pack file is gone
+// (deleted, lost to a file system check, never copied back from a backup of
+// the disk). A read of each would find it (and mark it) too, but nothing
+// reads what is below a lost tree: marking the whole pack at once tells the
+// laptops every blob to send again, so one backup heals every level. A pack
+// counts as gone only when a read of one of its records finds no file (or
+// no object): a listing that lags, or a pack written after the listing, is
+// never taken for lost. It returns the blobs it marked that someone holds.
+func (s *Store) markMissingPacks(ctx context.Context) ([]blob.Ref, error) {
+	if s.opts.ReadOnly {
+		return nil, nil
+	}
+	seqs, err := s.pio.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[uint64]bool, len(seqs))
+	for _, seq := range seqs {
+		present[seq] = true
+	}
+	type rec struct {
+		r blob.Ref
+		o objRec
+	}
+	absent := map[uint64][]rec{}
+	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+		if derr == nil && !o.lost() && !present[o.Pack] {
+			absent[o.Pack] = append(absent[o.Pack], rec{r, o})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var held []blob.Ref
+	for seq, recs := range absent {
+		if err := ctx.Err(); err != nil {
+			return held, err
+		}
+		if _, _, err := s.pio.readRecord(ctx, seq, recs[0].o.Off, recs[0].o.Stored); !errors.Is(err, os.ErrNotExist) {
+			continue // there after all (written since the listing), or the object store failed
+		}
+		for _, rc := range recs {
+			s.markLost(rc.r, rc.o, fmt.Sprintf("pack file %016x missing", seq))
+			if rc.o.Owners > 0 {
+				held = append(held, rc.r)
+			}
+		}
+	}
+	return held, nil
+}
+
 // DamagedBlob is a blob with no intact copy on the server.
 type DamagedBlob struct {
 	Ref    blob.Ref  `json:"ref"`
@@ -287,6 +339,13 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 	start := time.Now()
 	rep := &ScrubReport{}
 	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
+	gone, err := s.markMissingPacks(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, r := range gone {
+		rep.Damaged = append(rep.Damaged, r.String())
+	}
 	seqs, err := s.pio.list(ctx)
 	if err != nil {
 		return rep, err

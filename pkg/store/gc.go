@@ -54,6 +54,10 @@ type GCReport struct {
 	// BytesReclaimed is the disk space given back: the size of the removed
 	// packs less what was copied out of them.
 	BytesReclaimed int64 `json:"bytes_reclaimed"`
+	// KeptBelowDamagedTrees counts blobs nobody holds that were not swept:
+	// an index rebuild (Repair) could not read some snapshot's tree, so
+	// they may be what is below it (see RepairReport).
+	KeptBelowDamagedTrees int64 `json:"kept_below_damaged_trees,omitempty"`
 	// PacksKept lists packs that should have been rewritten but were not
 	// (damaged live record, storage full); the reason is in the text.
 	PacksKept  []string `json:"packs_kept,omitempty"`
@@ -100,6 +104,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
 
 // sweep removes (or counts) unowned blobs, a batch per transaction.
 func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
+	owed, err := s.owesDescents(ctx, dryRun)
+	if err != nil {
+		return err
+	}
 	var from []byte
 	for {
 		var cands []blob.Ref
@@ -128,6 +136,14 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 				}
 				r := blob.Ref{Type: blob.Type(k[1])}
 				copy(r.ID[:], k[2:])
+				if owed {
+					if _, kept, err := get(txn, keepKey(r)); err != nil {
+						return err
+					} else if kept {
+						rep.KeptBelowDamagedTrees++
+						continue
+					}
+				}
 				cands = append(cands, r)
 				sizes = append(sizes, int64(o.Stored))
 			}
@@ -188,6 +204,74 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 			return nil
 		}
 	}
+}
+
+// keepUnclaimed is Repair's last step: when the recount could not descend
+// into some lost tree (a descent is owed), every blob nobody was found to
+// hold may be below it, and is kept from the sweep (a 'k' entry) until no
+// descent is owed any more. Without it, GC after the advised repair would
+// sweep what the damaged tree references, and only the laptop's next upload
+// of each file could bring it back (never for a file it no longer has).
+func (s *Store) keepUnclaimed(ctx context.Context) (int64, error) {
+	owed, err := s.owesDescents(ctx, true)
+	if err != nil || !owed {
+		return 0, err
+	}
+	wb := s.db.NewWriteBatch()
+	var n int64
+	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+		if derr != nil || o.Owners > 0 {
+			return nil
+		}
+		n++
+		return wb.Set(keepKey(r), nil)
+	})
+	if err != nil {
+		wb.Cancel()
+		return 0, err
+	}
+	return n, wb.Flush()
+}
+
+// owesDescents reports whether any reference walk still owes a descent into
+// a lost tree. When none is owed, the keep marks of the last Repair are no
+// longer needed and are removed (unless dryRun).
+func (s *Store) owesDescents(ctx context.Context, dryRun bool) (bool, error) {
+	owed := false
+	var keeps [][]byte
+	err := s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pDebt}})
+		it.Rewind()
+		owed = it.Valid()
+		it.Close()
+		if owed || dryRun {
+			return nil
+		}
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pKeep}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keeps = append(keeps, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil || owed {
+		return owed, err
+	}
+	for len(keeps) > 0 {
+		n := min(len(keeps), gcBatch)
+		if err := s.update(ctx, func(txn *badger.Txn) error {
+			for _, k := range keeps[:n] {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return false, err
+		}
+		keeps = keeps[n:]
+	}
+	return false, nil
 }
 
 // liveRec is one indexed record of a pack.

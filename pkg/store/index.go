@@ -31,6 +31,7 @@ import (
 //	'm' name           -> store-wide counters
 //	'd' type id        -> lostRec: the blob has no intact copy (damaged or missing)
 //	'x' treeID user    -> int32: a descent into a lost tree still owed to its children
+//	'k' type id        -> (empty) held by nobody after Repair while descents were owed: kept from GC until none is
 //	'm' "dead/" pack off -> (empty) a damaged record whose blob was healed elsewhere
 const (
 	pObj   = 'o'
@@ -42,6 +43,7 @@ const (
 	pMeta  = 'm'
 	pLost  = 'd'
 	pDebt  = 'x'
+	pKeep  = 'k'
 )
 
 // flagLost marks an objRec whose blob has no intact copy: its record failed
@@ -67,6 +69,12 @@ func deadKey(seq uint64, off int64) []byte {
 func lostKey(r blob.Ref) []byte {
 	k := objKey(r)
 	k[0] = pLost
+	return k
+}
+
+func keepKey(r blob.Ref) []byte {
+	k := objKey(r)
+	k[0] = pKeep
 	return k
 }
 
