@@ -313,9 +313,12 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 		if damaged == nil {
 			damaged = []restore.DamagedFile{}
 		}
-		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "damaged": damaged})
+		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "kept": res.Kept, "damaged": damaged})
 	} else if !g.quiet {
 		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, o.Target)
+		if res.Kept > 0 {
+			fmt.Printf("%d of them were already restored whole by the interrupted run, and were not fetched again.\n", res.Kept)
+		}
 	}
 	var de *restore.DamagedError
 	if errors.As(err, &de) {

@@ -308,6 +308,10 @@ const restorePending = "restore-pending"
 // removes it.
 const restoreFrom = "restore-from"
 
+// restoreProgress lists what an interrupted `restore --all` wrote whole
+// (restore.Options.ResumeFile): the next run does not fetch it again.
+const restoreProgress = "restore-progress"
+
 // restoreFromID returns the pinned backup ("" if none).
 func (s State) restoreFromID() string {
 	b, err := os.ReadFile(s.path(restoreFrom))

@@ -183,8 +183,13 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 		return nil, nil, err
 	}
 	defer codec.Close()
-	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target,
-		restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older})
+	ropts := restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older}
+	if o.All && len(o.Paths) == 0 {
+		// Run again after an interruption (the lid closed, the wifi
+		// lost), it fetches only what the last run did not write whole.
+		ropts.ResumeFile = st.path(restoreProgress)
+	}
+	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target, ropts)
 	var damaged *restore.DamagedError
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))

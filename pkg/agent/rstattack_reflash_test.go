@@ -205,7 +205,7 @@ func TestRstAttackTimerDuringRestoreAll(t *testing.T) {
 // size, time and content as in the backup) need not be fetched and written
 // again on the school's shared wifi.
 func TestRstAttackRestoreAllAgainRedownloadsEverything(t *testing.T) {
-	t.Skip("known gap (RELIABILITY.md): restore --all run again fetches and rewrites the files a cancelled run already wrote whole; nothing is lost, only time and the school's bandwidth")
+
 	ctx := context.Background()
 	_, src, st, jr := rstReflash(t, "RST-AGAIN", journalgen.Small(6))
 	written := rstCancelledRestoreAll(t, st, jr, 30)

@@ -44,6 +44,14 @@ type Options struct {
 	Overwrite bool
 	// Progress, if set, is called after each file with running totals.
 	Progress func(Progress)
+	// ResumeFile, if set, is a file (outside the target) where the restore
+	// lists each file it writes whole. Run again with the same snapshot
+	// and target after an interruption, the restore does not fetch and
+	// write again a file still exactly as it was left (same inode, size,
+	// times and mode, and the change time the kernel set then: a file
+	// changed since in any way is restored again). A restore that writes
+	// everything removes the file.
+	ResumeFile string
 }
 
 // Progress reports how far a restore is.
@@ -57,6 +65,10 @@ type Progress struct {
 type Result struct {
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
+	// Kept counts the files (among Files) that an interrupted run of the
+	// same restore had written whole and were not fetched again (see
+	// Options.ResumeFile).
+	Kept int64
 	// Damaged lists, in path order, the files (and directories) left out
 	// because stored data is damaged or missing; every other file was
 	// restored.
@@ -409,6 +421,12 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 			files = append(files, it)
 		}
 	}
+	var resume *resumeLog
+	if opts.ResumeFile != "" {
+		if resume, err = openResume(opts.ResumeFile, root, target); err != nil {
+			return res, err
+		}
+	}
 	// Files in parallel: a Journal is many small files, and over the
 	// network each request costs a round trip, so runs of small files are
 	// fetched together.
@@ -433,18 +451,38 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		}
 		return nil
 	}
+	if resume != nil {
+		left := files[:0]
+		for _, it := range files {
+			if !resume.same(r, it.p, it.e) {
+				left = append(left, it)
+				continue
+			}
+			res.Kept++
+			finish(it, it.e.Size, nil)
+		}
+		files = left
+	}
+	fetched := func(it item, n int64, err error) error {
+		if err == nil {
+			resume.record(r, it.p)
+		}
+		return finish(it, n, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(restoreWorkers)
 	for _, group := range groupFiles(files) {
 		g.Go(func() error {
 			if len(group) == 1 {
 				n, err := restoreFile(gctx, src, r, group[0].p, group[0].e, opts.Overwrite)
-				return finish(group[0], n, err)
+				return fetched(group[0], n, err)
 			}
-			return restoreGroup(gctx, src, r, group, opts.Overwrite, finish)
+			return restoreGroup(gctx, src, r, group, opts.Overwrite, fetched)
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	resume.close(err == nil && len(res.Damaged) == 0)
+	if err != nil {
 		return res, err
 	}
 	// Directory modes and times last, deepest first, once their contents exist.
