@@ -305,6 +305,14 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 	o.Progress = func(p restore.Progress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }
 	res, sn, err := agent.Restore(ctx, g.st(), o)
 	bar.Done()
+	if errors.Is(err, context.Canceled) {
+		again := "run the same command again to fetch the rest"
+		if o.All {
+			again += " (with --force: the files restored whole are kept and not fetched again)"
+		}
+		fmt.Fprintf(os.Stderr, "xo-backup: %v; %s\n", err, again)
+		return cli.ExitFailed
+	}
 	if err != nil && res == nil {
 		return fail(err)
 	}

@@ -191,6 +191,10 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 	}
 	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target, ropts)
 	var damaged *restore.DamagedError
+	if err != nil && ctx.Err() != nil && !errors.As(err, &damaged) {
+		// Cancelled: not QUIC's word for the streams it cut.
+		return res, sn, fmt.Errorf("restore interrupted after %d files: %w", res.Files, ctx.Err())
+	}
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))
 		if err == nil && st.restoreFromID() == sn.ID {

@@ -93,6 +93,9 @@ func rstCancelledRestoreAll(t *testing.T, st State, jr string, after int64) (wri
 	if err == nil {
 		t.Fatal("the cancelled restore --all succeeded: cancel it earlier")
 	}
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "stream") {
+		t.Errorf("a cancelled restore says %q, not that it was interrupted", err)
+	}
 	t.Logf("restore --all cancelled after %d files: %v", len(written), err)
 	return written
 }
