@@ -42,6 +42,15 @@ func TestLifeAttackQuotaCountsUploadsExpiredInTheSameRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(5 * 24 * time.Hour) // the upload is 5 days old: past the 72 h expiry
+	// Staff preview the night first (xs-admin lifecycle --dry-run): it must
+	// say what the night will do, not delete history in its preview.
+	dry, err := s.Lifecycle(ctx, store.LifecycleOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Expired.Holds == 0 || dry.Quota.Deleted > 0 {
+		t.Errorf("the dry run says %d upload(s) expire and the quota deletes %d snapshot(s) (%+v): the night itself deletes none", dry.Expired.Holds, dry.Quota.Deleted, dry.Quota.Users)
+	}
 	rep, err := s.Lifecycle(ctx, store.LifecycleOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -219,12 +219,13 @@ type QuotaReport struct {
 // snapshots that are neither pinned nor the latest, until the user is under
 // the quota again (or only the latest and pinned snapshots are left).
 func (s *Store) EnforceQuota(ctx context.Context, opts QuotaOptions) (*QuotaReport, error) {
-	return s.enforceQuota(ctx, opts, nil)
+	return s.enforceQuota(ctx, opts, nil, 0)
 }
 
 // enforceQuota is EnforceQuota; gone lists snapshots a dry run of retention
-// would already have deleted.
-func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[SnapshotID]bool) (*QuotaReport, error) {
+// would already have deleted, and uploads pending since before expired
+// (Unix seconds, 0: none) those a dry run of ExpirePending would release.
+func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[SnapshotID]bool, expired int64) (*QuotaReport, error) {
 	if !opts.DryRun {
 		if err := s.writable(); err != nil {
 			return nil, err
@@ -245,7 +246,7 @@ func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[Sn
 		for id := range gone {
 			dropped[id] = true
 		}
-		before, err := s.usageWithout(ctx, u.ID, dropped)
+		before, err := s.usageWithout(ctx, u.ID, dropped, expired)
 		if err != nil {
 			return rep, err
 		}
@@ -263,7 +264,7 @@ func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[Sn
 			}
 			dropped[sn.ID] = true
 			drop = append(drop, sn.ID)
-			if ev.After, err = s.usageWithout(ctx, u.ID, dropped); err != nil {
+			if ev.After, err = s.usageWithout(ctx, u.ID, dropped, expired); err != nil {
 				return rep, err
 			}
 		}
@@ -305,8 +306,8 @@ func (s *Store) enforceQuota(ctx context.Context, opts QuotaOptions, gone map[Sn
 
 // usageWithout computes what the user's usage would be if the snapshots in
 // drop were deleted: the charged size of every blob the remaining snapshots
-// reach, plus pending uploads.
-func (s *Store) usageWithout(ctx context.Context, user UserID, drop map[SnapshotID]bool) (int64, error) {
+// reach, plus pending uploads (but those pending since before expired).
+func (s *Store) usageWithout(ctx context.Context, user UserID, drop map[SnapshotID]bool, expired int64) (int64, error) {
 	reach := map[blob.Ref]bool{}
 	var stack []chunk.ID
 	for _, sn := range s.Snapshots(user) {
@@ -338,7 +339,7 @@ func (s *Store) usageWithout(ctx context.Context, user UserID, drop map[Snapshot
 	}
 	var total int64
 	err := s.eachHold(user, func(r blob.Ref, h holdRec) error {
-		if reach[r] || h.Pending != 0 {
+		if reach[r] || h.Pending != 0 && h.Pending >= expired {
 			total += int64(h.Size)
 		}
 		return nil
@@ -569,7 +570,11 @@ func (s *Store) Lifecycle(ctx context.Context, opts LifecycleOptions) (*Lifecycl
 	if rep.Expired, err = s.ExpirePending(ctx, opts.Now, opts.DryRun); err != nil {
 		return rep, err
 	}
-	if rep.Quota, err = s.enforceQuota(ctx, QuotaOptions{DryRun: opts.DryRun}, gone); err != nil {
+	var expired int64
+	if opts.DryRun {
+		expired = s.now(opts.Now).Add(-s.opts.PendingExpiry).Unix() // as ExpirePending's cutoff
+	}
+	if rep.Quota, err = s.enforceQuota(ctx, QuotaOptions{DryRun: opts.DryRun}, gone, expired); err != nil {
 		return rep, err
 	}
 	// The scrub comes before compaction, so that a damaged record is known
