@@ -47,8 +47,9 @@ type app struct {
 	// storage is the configuration's [storage] section (empty for another
 	// store).
 	storage server.Storage
-	// school is the configuration's [mothership] school.
-	school string
+	// school and mothershipKey are the configuration's [mothership]
+	// school and key.
+	school, mothershipKey string
 }
 
 // access is how a command uses the store when the daemon is stopped.
@@ -97,7 +98,7 @@ func (a *app) locate(cmd *cobra.Command) error {
 		}
 	}
 	a.place.Data = cfg.Data
-	a.school = cfg.Mothership.School
+	a.school, a.mothershipKey = cfg.Mothership.School, cfg.Mothership.Key
 	a.stored, a.storage = func(context.Context, *store.Options) error { return nil }, server.Storage{}
 	if !cmd.Flags().Changed("data") || sameDir(a.data, cfg.Data) {
 		a.stored, a.storage = cfg.StoreOptions, cfg.Storage // another store (--data): the defaults, a local one

@@ -148,6 +148,7 @@ that school's server (xs-admin recover on the new machine).`,
 			if r.School == "" {
 				r.School = a.school
 			}
+			r.Mothership = a.mothershipKey
 			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*offsite.ExportResult, error) {
 				return c.BundleExport(ctx, r)
 			}, func(w io.Writer, v *offsite.ExportResult) {

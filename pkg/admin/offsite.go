@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,6 +166,10 @@ type BundleExportRequest struct {
 	School string `json:"school"`
 	// Recovery asks a mothership for School's recovery bundle.
 	Recovery bool `json:"recovery,omitempty"`
+	// Mothership is the mothership's public key in hex (the
+	// configuration's [mothership] key), if staff set it: only receipts it
+	// signed are read.
+	Mothership string `json:"mothership,omitempty"`
 }
 
 // BundleImportRequest imports a school's bundle on a mothership and writes
@@ -217,8 +222,16 @@ func (s *Service) BundleExport(ctx context.Context, r BundleExportRequest) (*off
 	if err != nil {
 		return nil, err
 	}
+	var ms ed25519.PublicKey
+	if r.Mothership != "" {
+		b, err := hex.DecodeString(strings.TrimSpace(r.Mothership))
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: the mothership's key must be %d hex digits", ErrInvalid, 2*ed25519.PublicKeySize)
+		}
+		ms = b
+	}
 	return offsite.Export(ctx, s.S, st, offsite.ExportOptions{Dir: r.To, PieceSize: r.PieceSize, Receipts: r.Receipts,
-		School: r.School, Key: key, KeyDir: s.S.Dir()})
+		School: r.School, Key: key, KeyDir: s.S.Dir(), Mothership: ms})
 }
 
 // BundleImport imports a school's bundle (see BundleImportRequest).

@@ -125,6 +125,11 @@ type ExportOptions struct {
 	Key    ed25519.PrivateKey
 	KeyDir string
 	Now    func() time.Time
+	// Mothership is the mothership's public key as its staff gave it (the
+	// configuration's [mothership] key), if known: only receipts it
+	// signed are read. Without it, the first receipt (which must answer a
+	// bundle this school made) pins its signer.
+	Mothership ed25519.PublicKey
 }
 
 // ExportResult says what Export did.
@@ -156,6 +161,9 @@ func Export(ctx context.Context, st *store.Store, state *State, opts ExportOptio
 		state.mu.Lock()
 		pinned := state.Mothership
 		state.mu.Unlock()
+		if opts.Mothership != nil {
+			pinned = opts.Mothership
+		}
 		r, err := ReadReceipt(p, pinned, pub)
 		if err != nil {
 			return nil, err

@@ -188,3 +188,47 @@ func TestForgedFirstReceiptOnTheStick(t *testing.T) {
 		t.Errorf("a receipt signed by an unknown key confirmed %d snapshots never sent: the export carried %d, the lag says %d pending", len(r.Snapshots), res.Snapshots, lag.Snapshots)
 	}
 }
+
+// The school's staff configured the mothership's key ([mothership] key):
+// a receipt forged for a real bundle of the stick (its ID is on it),
+// signed by another key, is refused, and nothing is marked off-site. The
+// genuine mothership's receipt is read.
+func TestConfiguredMothershipKeyRefusesAForgedReceipt(t *testing.T) {
+	ctx := context.Background()
+	src, _ := schoolStore(t, 3)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	msPub, msKey, _ := ed25519.GenerateKey(rand.Reader)
+	state := newState(t)
+	stick := t.TempDir()
+	res, err := Export(ctx, src, state, ExportOptions{Dir: stick, School: "school-a", Key: key, Mothership: msPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := len(Pending(src, nil))
+	forge := func(signer ed25519.PrivateKey) []byte {
+		r := &Receipt{Version: 1, School: "school-a", SchoolKey: key.Public().(ed25519.PublicKey), Mothership: signer.Public().(ed25519.PublicKey),
+			Bundle: res.Bundle, Imported: time.Now().UTC()}
+		for _, it := range Pending(src, nil) {
+			r.Snapshots = append(r.Snapshots, it.Key())
+		}
+		r.Sig = ed25519.Sign(signer, r.signed())
+		b, _ := json.Marshal(r)
+		return b
+	}
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	name := filepath.Join(stick, "receipt-school-a-"+res.Bundle+".json")
+	os.WriteFile(name, forge(stranger), 0o644)
+	if _, err := Export(ctx, src, state, ExportOptions{Dir: t.TempDir(), Receipts: []string{name}, School: "school-a", Key: key, Mothership: msPub}); err == nil {
+		t.Error("a receipt signed by a key other than the configured mothership's was read")
+	}
+	if lag := state.Lag(src); lag.Snapshots != pending {
+		t.Fatalf("after the forged receipt %d of %d snapshots are still pending", lag.Snapshots, pending)
+	}
+	os.WriteFile(name, forge(msKey), 0o644)
+	if _, err := Export(ctx, src, state, ExportOptions{Dir: t.TempDir(), Receipts: []string{name}, School: "school-a", Key: key, Mothership: msPub}); err != nil {
+		t.Fatalf("the mothership's own receipt: %v", err)
+	}
+	if lag := state.Lag(src); lag.Snapshots != 0 {
+		t.Errorf("after the mothership's receipt %d snapshots are pending", lag.Snapshots)
+	}
+}
