@@ -461,7 +461,14 @@ func (s *Store) openIndex() (err error) {
 		// whole. (Not OnTableRead: Badger v4.9 dereferences nil when a table
 		// fails that check while opening, which crashes the process.)
 		WithChecksumVerificationMode(options.OnBlockRead)
-	db, err := badger.Open(bo)
+	err = probeIndex(bo.Dir)
+	var db *badger.DB
+	if err == nil {
+		db, err = badger.Open(bo)
+	}
+	if errors.Is(err, ErrIndexDamaged) {
+		return err
+	}
 	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		// Badger's own flock: another process has the index open (Badger
 		// formats the cause away, so only its words tell). Not damage.
