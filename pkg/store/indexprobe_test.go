@@ -58,3 +58,33 @@ func TestTruncatedIndexTableIsIndexDamage(t *testing.T) {
 		})
 	}
 }
+
+// The index directory deleted (or a data directory copied without it):
+// the store must not start with a new empty index, which takes every blob
+// the snapshots use for lost (check then called it bit rot and advised
+// against the repair). Open says the index is damaged; the repair rebuilds
+// it and nothing is lost.
+func TestMissingIndexIsIndexDamage(t *testing.T) {
+	a := newA3(t)
+	before := a.refs()
+	a.close()
+	if err := os.RemoveAll(filepath.Join(a.dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), a.dir, a.opts)
+	if err == nil {
+		s.Close()
+		t.Fatal("a store whose index was deleted opened with a new empty one")
+	}
+	if !errors.Is(err, ErrIndexDamaged) {
+		t.Fatalf("open: %v, want the index damaged", err)
+	}
+	t.Logf("open: %v", err)
+	a.repair(t)
+	if bad := a.unreadableOf(before); len(bad) > 0 {
+		t.Fatalf("%d blobs lost after the repair", len(bad))
+	}
+	if rep, err := a.s.Check(context.Background(), CheckOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("check after the repair: %v %+v", err, rep)
+	}
+}

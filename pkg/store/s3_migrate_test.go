@@ -91,7 +91,11 @@ func TestMigrateToLocalFromAnotherStoresBucket(t *testing.T) {
 		t.Errorf("store B's snapshot: %v", err)
 	}
 	b.Close()
-	a = openStore(t, t.TempDir(), store.Options{Remote: srv.Remote(t, "shared")})
+	a, err = store.OpenForRepair(ctx, t.TempDir(), store.Options{Remote: srv.Remote(t, "shared")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
 	if _, err := a.Repair(ctx); err != nil {
 		t.Errorf("store A rebuilt from its bucket: %v", err)
 		return

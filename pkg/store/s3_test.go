@@ -109,7 +109,11 @@ func TestS3RepairAfterLosingTheIndex(t *testing.T) {
 	before, _ := s.Usage(ctx, u.ID)
 	s.Close()
 	os.RemoveAll(filepath.Join(dir, "index"))
-	s = openStore(t, dir, store.Options{Remote: srv.Remote(t, "")})
+	s, err := store.OpenForRepair(ctx, dir, store.Options{Remote: srv.Remote(t, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	if _, err := s.Repair(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -328,6 +328,16 @@ func open(ctx context.Context, dir string, opts Options, forRepair bool) (*Store
 			return nil, fmt.Errorf("%w: an index rebuild (repair) began and did not finish, so the index is not whole: run the repair again", ErrIndexDamaged)
 		}
 	}
+	if !forRepair && !opts.ReadOnly && !exists(filepath.Join(dir, "index")) {
+		// A new index would take every blob the snapshots use for lost
+		// (and the laptops would send everything again): the index was
+		// deleted, or the data directory copied without it.
+		if seqs, err := s.pio.list(ctx); err != nil {
+			return nil, fmt.Errorf("list packs: %w", err)
+		} else if len(seqs) > 0 {
+			return nil, fmt.Errorf("%w: the index (%s) is missing, but the store holds %d pack file(s): it must be rebuilt from them", ErrIndexDamaged, filepath.Join(dir, "index"), len(seqs))
+		}
+	}
 	if err := s.openIndex(); err != nil {
 		if !forRepair || errors.Is(err, ErrLocked) || errors.Is(err, errkind.ErrPermission) {
 			return nil, err // not damage: a rebuild would not help

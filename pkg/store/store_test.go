@@ -373,7 +373,14 @@ func TestRepairRebuildsIndex(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, dir, store.Options{})
+	if _, err := store.Open(ctx, dir, store.Options{}); !errors.Is(err, store.ErrIndexDamaged) {
+		t.Fatalf("a store whose index was deleted opened with %v, not as damaged", err)
+	}
+	s, err = store.OpenForRepair(ctx, dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	rep, err := s.Repair(ctx)
 	if err != nil {
 		t.Fatal(err)
