@@ -94,6 +94,9 @@ func printCheck(tw io.Writer, v *store.CheckReport) {
 	if v.CountsNotCompared {
 		fmt.Fprintln(tw, "Backups changed the index all through the check: reference counts and usage were not compared (run check again when the school is quieter).")
 	}
+	for _, md := range v.Restored {
+		fmt.Fprintf(tw, "Rebuilt when the store opened: %s %s. The damaged file is kept as %s.damaged: delete it once looked at.\n", md.File, md.Detail, md.File)
+	}
 	if v.OK() {
 		fmt.Fprintln(tw, "No problems found.")
 		return
@@ -108,6 +111,14 @@ func printCheck(tw io.Writer, v *store.CheckReport) {
 	if v.IndexProblems > 0 {
 		fmt.Fprintf(tw, "%d index problem(s): the index disagrees with the pack files. Garbage collection is paused until it is\n"+
 			"rebuilt: systemctl stop xs-backupd; xs-admin check --repair; systemctl start xs-backupd\n", v.IndexProblems)
+	}
+	for _, p := range v.Problems {
+		if p.Kind == "metadata" && strings.HasPrefix(p.Ref, "users/") {
+			fmt.Fprintf(tw, "A user file could not be read nor restored: its backups are kept under the serial damaged-ID (xs-admin users).\n"+
+				"Give them back to the laptop: xs-admin alias damaged-ID SERIAL (the laptop's serial); then on the laptop\n"+
+				"xo-backup register --server HOST, and approve the key it shows: xs-admin pending; xs-admin approve SERIAL --key KEY.\n")
+			break
+		}
 	}
 }
 

@@ -60,6 +60,12 @@ type CheckReport struct {
 	// so reference counts, owners and usage were not compared (run it
 	// again when the school is quieter).
 	CountsNotCompared bool `json:"counts_not_compared,omitempty"`
+	// Restored lists user and snapshot files that were damaged or missing
+	// when the store opened and were rebuilt whole and written back (a
+	// user from its copy, a snapshot from the index): not problems any
+	// more; each damaged file is kept beside it (*.damaged) to look at or
+	// delete.
+	Restored []MetaDamage `json:"restored,omitempty"`
 }
 
 // OK reports whether Check found nothing wrong.
@@ -116,6 +122,10 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		}
 	}
 	for _, md := range s.metaDamage {
+		if md.Restored {
+			c.rep.Restored = append(c.rep.Restored, md)
+			continue
+		}
 		c.rep.Problems = append(c.rep.Problems, Problem{Kind: "metadata", Ref: md.File, Detail: md.Detail})
 	}
 	// Backups go on while a check runs: a commit between reading the

@@ -522,8 +522,12 @@ type MetaDamage struct {
 	File string `json:"file"`
 	// Recovered: rebuilt from what the index and the file's name say (a
 	// snapshot's root and time; a user's ID, under a placeholder serial).
-	Recovered bool   `json:"recovered"`
-	Detail    string `json:"detail"`
+	Recovered bool `json:"recovered"`
+	// Restored: rebuilt whole (from a copy, or a snapshot from the index)
+	// and written back: nothing is left to do but delete the damaged file
+	// kept beside it (*.damaged).
+	Restored bool   `json:"restored,omitempty"`
+	Detail   string `json:"detail"`
 }
 
 // recoverSnapshot rebuilds a snapshot whose file is damaged from its name
@@ -567,6 +571,8 @@ func (s *Store) recoverSnapshot(user UserID, name string, cause error) *Snapshot
 		s.fsys.Rename(file, file+".damaged")
 		if err := fsys.WriteFileAtomic(s.fsys, file, b); err != nil {
 			md.Detail += "; writing it back failed: " + err.Error()
+		} else {
+			md.Restored = true
 		}
 	}
 	s.metaDamage = append(s.metaDamage, md)
@@ -584,9 +590,26 @@ func (s *Store) recoverUser(name string, cause error) (*User, error) {
 		s.metaDamage = append(s.metaDamage, MetaDamage{File: "users/" + name, Detail: fmt.Sprintf("cannot be read (%v) and is not named like a user file", cause)})
 		return nil, fmt.Errorf("%w: users/%s cannot be read (%v): move it out of users/", ErrCorrupt, name, cause)
 	}
-	u := &User{ID: UserID(n), Serial: "damaged-" + hexID, Created: s.opts.Now().UTC()}
+	id := UserID(n)
+	if b, err := fsys.ReadFile(s.fsys, userCopy(id), 1<<20); err == nil {
+		u := new(User)
+		if json.Unmarshal(b, u) == nil && u.ID == id {
+			md := MetaDamage{File: userFile(id), Recovered: true, Restored: true,
+				Detail: fmt.Sprintf("could not be read (%v); restored from its copy (%s)", cause, userCopy(id))}
+			if !s.opts.ReadOnly {
+				s.fsys.Rename(userFile(id), userFile(id)+".damaged")
+				if err := fsys.WriteFileAtomic(s.fsys, userFile(id), b); err != nil {
+					md.Detail += "; writing it back failed: " + err.Error()
+					md.Restored = false
+				}
+			}
+			s.metaDamage = append(s.metaDamage, md)
+			return u, nil
+		}
+	}
+	u := &User{ID: id, Serial: "damaged-" + hexID, Created: s.opts.Now().UTC()}
 	md := MetaDamage{File: userFile(u.ID), Recovered: true,
-		Detail: fmt.Sprintf("could not be read (%v); the user keeps its backups as %s until given its serial back", cause, u.Serial)}
+		Detail: fmt.Sprintf("could not be read (%v), nor its copy; the user keeps its backups as %s until they are aliased to its laptop's serial, and the laptop must register again", cause, u.Serial)}
 	if !s.opts.ReadOnly {
 		s.fsys.Rename(userFile(u.ID), userFile(u.ID)+".damaged")
 		b, _ := json.MarshalIndent(u, "", "  ")

@@ -42,6 +42,7 @@
 //	                                     with a Remote, only those not uploaded yet
 //	packs/high                           with a Remote: the highest pack number ever created
 //	users/UUUUUUUUUUUUUUUU.json          one file per user (user ID in hex)
+//	users/UUUUUUUUUUUUUUUU.json.copy     its second copy (the laptop's key is only here)
 //	snapshots/UUUUUUUUUUUUUUUU/ID.json   one file per snapshot of that user
 //	index/                               the Badger index
 //	index.damaged-TIME/                  an index OpenForRepair moved aside

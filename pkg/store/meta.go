@@ -115,6 +115,10 @@ type Snapshot struct {
 type Origin = manifest.Origin
 
 func userFile(id UserID) string { return "users/" + id.String() + ".json" }
+
+// userCopy is the second copy of a user file (not named *.json: only the
+// user files themselves are loaded, here and by earlier releases).
+func userCopy(id UserID) string { return userFile(id) + ".copy" }
 func snapFile(u UserID, id SnapshotID) string {
 	return "snapshots/" + u.String() + "/" + string(id) + ".json"
 }
@@ -358,6 +362,10 @@ func (s *Store) saveUserLocked(u *User) error {
 		return fmt.Errorf("save user %s: %w", u.Serial, err)
 	}
 	s.users[u.ID] = u
+	// A second copy: the user's key is only here, and a laptop whose key
+	// is lost must register again and wait for staff (recoverUser reads
+	// it). Best effort: the user file itself is saved.
+	fsys.WriteFileAtomic(s.fsys, userCopy(u.ID), b)
 	return nil
 }
 
