@@ -111,6 +111,27 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 			}
 		}
 	}
+	if opts.ReadData {
+		// What someone holds and no walk reached (below a damaged tree,
+		// or uploads not committed yet) is read too: damage below a lost
+		// tree is found and marked now, so that the laptops' next backups
+		// send it again with the tree, not one directory level a night.
+		var more []blob.Ref
+		err := s.eachObj(func(r blob.Ref, o objRec, derr error) error {
+			if _, seen := c.status[r]; derr == nil && !seen && o.Owners > 0 && !o.lost() {
+				more = append(more, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range more {
+			if _, err := c.blobStatus(r); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for r, st := range c.status {
 		if r.Type == blob.Tree {
 			c.rep.Trees++

@@ -84,32 +84,37 @@ func (s *Store) markLost(r blob.Ref, where objRec, reason string) {
 
 // markMissingPacks marks lost every indexed blob whose pack file is gone
 // (deleted, lost to a file system check, never copied back from a backup of
-// the disk). A read of each would find it (and mark it) too, but nothing
-// reads what is below a lost tree: marking the whole pack at once tells the
-// laptops every blob to send again, so one backup heals every level. A pack
-// counts as gone only when a read of one of its records finds no file (or
-// no object): a listing that lags, or a pack written after the listing, is
-// never taken for lost. It returns the blobs it marked that someone holds.
+// the disk) or ends before the blob's record does (a pack cut short). A
+// read of each would find it (and mark it) too, but nothing reads what is
+// below a lost tree: marking them all at once tells the laptops every blob
+// to send again, so one backup heals every level. A record counts as gone
+// only when a read of it fails (for a missing pack: finds no file or no
+// object): a listing that lags, or a pack written since the listing, is
+// never taken for lost, nor is an object store that fails. It returns the
+// blobs it marked that someone holds.
 func (s *Store) markMissingPacks(ctx context.Context) ([]blob.Ref, error) {
 	if s.opts.ReadOnly {
 		return nil, nil
 	}
-	seqs, err := s.pio.list(ctx)
+	sizes, err := s.pio.sizes(ctx)
 	if err != nil {
 		return nil, err
-	}
-	present := make(map[uint64]bool, len(seqs))
-	for _, seq := range seqs {
-		present[seq] = true
 	}
 	type rec struct {
 		r blob.Ref
 		o objRec
 	}
 	absent := map[uint64][]rec{}
+	var short []rec
 	err = s.eachObj(func(r blob.Ref, o objRec, derr error) error {
-		if derr == nil && !o.lost() && !present[o.Pack] {
+		if derr != nil || o.lost() {
+			return nil
+		}
+		size, ok := sizes[o.Pack]
+		if !ok {
 			absent[o.Pack] = append(absent[o.Pack], rec{r, o})
+		} else if size >= 0 && o.Off+pack.RecordHeaderLen+int64(o.Stored) > size {
+			short = append(short, rec{r, o})
 		}
 		return nil
 	})
@@ -117,6 +122,12 @@ func (s *Store) markMissingPacks(ctx context.Context) ([]blob.Ref, error) {
 		return nil, err
 	}
 	var held []blob.Ref
+	mark := func(rc rec, why string) {
+		s.markLost(rc.r, rc.o, why)
+		if rc.o.Owners > 0 {
+			held = append(held, rc.r)
+		}
+	}
 	for seq, recs := range absent {
 		if err := ctx.Err(); err != nil {
 			return held, err
@@ -125,11 +136,15 @@ func (s *Store) markMissingPacks(ctx context.Context) ([]blob.Ref, error) {
 			continue // there after all (written since the listing), or the object store failed
 		}
 		for _, rc := range recs {
-			s.markLost(rc.r, rc.o, fmt.Sprintf("pack file %016x missing", seq))
-			if rc.o.Owners > 0 {
-				held = append(held, rc.r)
-			}
+			mark(rc, fmt.Sprintf("pack file %016x missing", rc.o.Pack))
 		}
+	}
+	for _, rc := range short {
+		_, _, err := s.pio.readRecord(ctx, rc.o.Pack, rc.o.Off, rc.o.Stored)
+		if err == nil || isRemoteErr(err) || errors.Is(err, context.Canceled) {
+			continue // it grew since (being written), or the object store failed
+		}
+		mark(rc, fmt.Sprintf("pack file %016x ends before its record at %d", rc.o.Pack, rc.o.Off))
 	}
 	return held, nil
 }

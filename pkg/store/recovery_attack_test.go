@@ -737,7 +737,6 @@ func TestMissingSnapshotFileIsNotADeletion(t *testing.T) {
 // take those blobs for garbage. After the lifecycle and the laptop's next
 // backup (which heals the tree), every snapshot must be whole.
 func TestRepairWithADamagedTreeThenGC(t *testing.T) {
-
 	ctx := context.Background()
 	a := newA3(t)
 	before := a.refs()
@@ -1073,7 +1072,14 @@ func TestMissingUserFile(t *testing.T) {
 // each laptop's backup just committed, and was acknowledged, must be whole:
 // a restore of it after the laptop is lost writes every file.
 func TestLostPackHealsInOneBackup(t *testing.T) {
+	for _, how := range []string{"deleted", "cut-short"} {
+		t.Run(how, func(t *testing.T) { lostPackHealsInOneBackup(t, how) })
+	}
+}
 
+// lostPackHealsInOneBackup: the pack is deleted, or cut short in the
+// middle of its first record (everything after it gone).
+func lostPackHealsInOneBackup(t *testing.T, how string) {
 	a := newA3(t)
 	before := a.refs()
 	// The pack holding the most trees of the laptops' latest snapshots.
@@ -1097,7 +1103,11 @@ func TestLostPackHealsInOneBackup(t *testing.T) {
 		}
 	}
 	a.close()
-	if err := os.Remove(filepath.Join(a.dir, pack.Name(lostPack))); err != nil {
+	if how == "deleted" {
+		if err := os.Remove(filepath.Join(a.dir, pack.Name(lostPack))); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.Truncate(filepath.Join(a.dir, pack.Name(lostPack)), int64(pack.HeaderLen)+pack.RecordHeaderLen+3); err != nil {
 		t.Fatal(err)
 	}
 	a.open()
