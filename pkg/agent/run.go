@@ -42,8 +42,16 @@ const (
 type RunOptions struct {
 	// Source is the directory to back up (default the Sugar Journal).
 	Source string
-	// Force runs even if a backup already completed today or on low battery.
+	// Force runs even if a backup already completed today or on low battery,
+	// and before a slot the server reserved; it also backs up an empty
+	// Journal of a reflashed laptop over its history unless
+	// KeepReflashGuard is set.
 	Force bool
+	// KeepReflashGuard: with Force, still skip (SkipRestorePending) an
+	// empty Journal while a reflashed laptop's backups wait to be
+	// restored. What a program embedding the library wants: Force for
+	// "now", not for "over the history".
+	KeepReflashGuard bool
 	// PowerSupplyDir and BatteryThreshold (percent) decide "on low battery"
 	// (defaults /sys/class/power_supply and 20).
 	PowerSupplyDir   string
@@ -185,7 +193,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	pending := st.RestorePending()
-	if pending && !o.Force && emptyCounts(scan.Dirs(), scan.Files()) {
+	if pending && (!o.Force || o.KeepReflashGuard) && emptyCounts(scan.Dirs(), scan.Files()) {
 		return skip(SkipRestorePending, "this laptop's Journal is empty and the school server holds its backups from before it was reflashed: restore them first (the whole Journal); an empty Journal is not backed up over them")
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
@@ -66,7 +67,7 @@ func Dial(ctx context.Context, stateDir string, opts Options) (*Repo, error) {
 		c.Close()
 		return nil, err
 	}
-	return &Repo{opts: opts, be: &remote{st: st, c: c, codec: codec}}, nil
+	return &Repo{opts: opts, be: &remote{st: st, c: c, codec: codec, restores: make(chan struct{}, maxRestores)}}, nil
 }
 
 // remote is a school server: backups and restores go through pkg/agent
@@ -79,7 +80,15 @@ type remote struct {
 
 	mu      sync.Mutex // guards reading
 	reading bool       // the server granted this connection a restore session
+
+	// restores holds a place for each Restore running: each takes a
+	// connection of its own, and the server allows a laptop a few
+	// (Backup's, the kept one, and these).
+	restores chan struct{}
 }
+
+// maxRestores is how many Restores of one Repo run at once; more wait.
+const maxRestores = 2
 
 // readSession asks the server, once per connection, for the restore
 // session reads need (restores take part in admission, and go first).
@@ -113,9 +122,9 @@ func (r *remote) backup(ctx context.Context, dir string, o Options) (Snapshot, e
 	if ex == nil {
 		ex = noExclude
 	}
-	res, err := agent.Run(ctx, r.st, agent.RunOptions{Source: dir, Force: true, Exclude: ex, Progress: o.Progress, Host: o.Host})
+	res, err := agent.Run(ctx, r.st, agent.RunOptions{Source: dir, Force: true, KeepReflashGuard: true, Exclude: ex, Progress: o.Progress, Host: o.Host})
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("xsbackup: backup %s: %w", dir, err)
+		return Snapshot{}, fmt.Errorf("xsbackup: backup %s: %w", dir, busy(err))
 	}
 	switch res.Outcome {
 	case agent.Later:
@@ -166,7 +175,22 @@ func (r *remote) find(ctx context.Context, id string) (chunk.ID, error) {
 func (r *remote) source() restore.Source { return agent.NewSource(r.c, r.codec) }
 
 func (r *remote) restore(ctx context.Context, id, target string, paths []string) error {
+	select {
+	case r.restores <- struct{}{}:
+		defer func() { <-r.restores }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	_, _, err := agent.Restore(ctx, r.st, agent.RestoreOptions{Snapshot: id, Target: target, Paths: paths})
+	return busy(err)
+}
+
+// busy makes the server's "come back later" answers (too many connections
+// of this laptop, the server at capacity) match ErrBusy.
+func busy(err error) error {
+	if err != nil && !errors.Is(err, ErrBusy) && errkind.Of(err) == errkind.Busy {
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	}
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
 
@@ -27,8 +29,10 @@ var (
 	ErrClosed = errors.New("xsbackup: repository is closed")
 	// ErrNotFound: no snapshot with that ID.
 	ErrNotFound = errors.New("xsbackup: no such snapshot")
-	// ErrInvalidPath: a path given to Restore is not a clean relative
-	// slash-separated path inside the snapshot (see io/fs.ValidPath).
+	// ErrInvalidPath: a path given to Restore is not a relative path inside
+	// the snapshot: names joined by single slashes, none of them "." or
+	// ".." or holding a NUL ("." alone is the whole snapshot); or Backup
+	// was given no directory.
 	ErrInvalidPath = errors.New("xsbackup: invalid path")
 	// ErrBusy: the school server asked this laptop to come back later (it
 	// reserved a slot), another backup of this laptop is running, or the
@@ -95,21 +99,34 @@ type Repo struct {
 
 	backupMu sync.Mutex // one Backup at a time: they share the file cache
 
-	// mu is held shared by every call for its whole duration (and by reads
-	// of file systems from Open), and exclusively by Close, so that Close
-	// waits for calls in flight and no call starts after it.
-	mu     sync.RWMutex
-	closed bool // guarded by mu
+	// Every call (and every read of a file system from Open) counts itself
+	// in flight; Close marks the Repo closed, so that no call starts after
+	// it, and waits for those in flight. A call made from inside another
+	// (a Progress callback) is one more in flight, not a second hold of a
+	// lock Close waits for.
+	mu       sync.Mutex
+	idle     sync.Cond // signalled when inFlight drops to 0
+	inFlight int       // guarded by mu
+	closed   bool      // guarded by mu
 }
 
 // enter starts a call; the caller must call the returned function.
 func (r *Repo) enter() (func(), error) {
-	r.mu.RLock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed {
-		r.mu.RUnlock()
 		return nil, ErrClosed
 	}
-	return r.mu.RUnlock, nil
+	r.inFlight++
+	return r.leave, nil
+}
+
+func (r *Repo) leave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inFlight--; r.inFlight == 0 && r.idle.L != nil {
+		r.idle.Broadcast()
+	}
 }
 
 // Backup backs dir up and returns the new snapshot. Files unchanged since
@@ -123,6 +140,9 @@ func (r *Repo) Backup(ctx context.Context, dir string) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	defer done()
+	if dir == "" {
+		return Snapshot{}, fmt.Errorf("%w: no directory to back up", ErrInvalidPath)
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return Snapshot{}, err
@@ -168,7 +188,7 @@ func (r *Repo) Open(ctx context.Context, sn Snapshot) (fs.FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return restore.SnapshotFS(ctx, &guardedSource{r: r, src: r.be.source()}, root), nil
+	return &guardedFS{r: r, fsys: restore.SnapshotFS(ctx, &guardedSource{r: r, src: r.be.source()}, root)}, nil
 }
 
 // Restore writes the snapshot, or only the given paths (files or whole
@@ -189,27 +209,144 @@ func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ..
 		return fmt.Errorf("%w: no restore target", ErrInvalidPath)
 	}
 	for _, p := range paths {
-		if !fs.ValidPath(p) {
+		if !validPath(p) {
 			return fmt.Errorf("%w: %q (want a relative path inside the snapshot, like \"notes/poem.txt\", without \"..\")", ErrInvalidPath, p)
 		}
 	}
 	if _, err := r.be.find(ctx, sn.ID); err != nil {
 		return err
 	}
-	return r.be.restore(ctx, sn.ID, target, paths)
+	err = r.be.restore(ctx, sn.ID, target, paths)
+	if errors.Is(err, fs.ErrExist) {
+		// Not restore's advice of an option this package does not offer.
+		return existsError{strings.Replace(err.Error(), " (use the overwrite option to replace it)", "", 1) +
+			" (Restore never replaces a file: restore into an empty folder, or move the file away)"}
+	}
+	return err
 }
+
+// validPath reports whether p names an entry of a snapshot: "." (all of
+// it), or names a snapshot may hold (not "." or "..", no NUL, any bytes
+// otherwise, as Open lists them) joined by single slashes.
+func validPath(p string) bool {
+	if p == "." {
+		return true
+	}
+	for _, el := range strings.Split(p, "/") {
+		if manifest.ValidName(el) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// existsError is a restore that would have replaced an existing file; it
+// matches fs.ErrExist.
+type existsError struct{ msg string }
+
+func (e existsError) Error() string { return e.msg }
+func (e existsError) Unwrap() error { return fs.ErrExist }
 
 // Close waits for calls in flight and releases the store or the connection.
 // Every later call, and every read of a file system from Open, fails with
 // ErrClosed. Closing twice is harmless.
 func (r *Repo) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
+	if r.idle.L == nil {
+		r.idle.L = &r.mu
+	}
+	for r.inFlight > 0 {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
 	return r.be.close()
+}
+
+// guardedFS is a snapshot's file system that works while the Repo is open:
+// every call, and every call on a file or directory it opened, fails with
+// ErrClosed after Close (also for what it could answer from memory).
+type guardedFS struct {
+	r    *Repo
+	fsys fs.FS
+}
+
+func (g *guardedFS) Open(name string) (fs.File, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer done()
+	f, err := g.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := f.(fs.ReadDirFile); ok {
+		return &guardedDir{guardedFile{g.r, f, name}, d}, nil
+	}
+	return &guardedFile{g.r, f, name}, nil
+}
+
+func (g *guardedFS) Stat(name string) (fs.FileInfo, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+	}
+	defer done()
+	return fs.Stat(g.fsys, name)
+}
+
+func (g *guardedFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
+	}
+	defer done()
+	return fs.ReadDir(g.fsys, name)
+}
+
+type guardedFile struct {
+	r    *Repo
+	f    fs.File
+	name string
+}
+
+func (g *guardedFile) Stat() (fs.FileInfo, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: g.name, Err: err}
+	}
+	defer done()
+	return g.f.Stat()
+}
+
+func (g *guardedFile) Read(p []byte) (int, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return 0, &fs.PathError{Op: "read", Path: g.name, Err: err}
+	}
+	defer done()
+	return g.f.Read(p)
+}
+
+func (g *guardedFile) Close() error { return g.f.Close() }
+
+type guardedDir struct {
+	guardedFile
+	d fs.ReadDirFile
+}
+
+func (g *guardedDir) ReadDir(n int) ([]fs.DirEntry, error) {
+	done, err := g.r.enter()
+	if err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: g.name, Err: err}
+	}
+	defer done()
+	return g.d.ReadDir(n)
 }
 
 // guardedSource reads through the Repo's backend while the Repo is open.
