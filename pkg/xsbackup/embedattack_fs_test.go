@@ -130,14 +130,14 @@ func TestEmbedAttackFSOddNames(t *testing.T) {
 	src := t.TempDir()
 	long := strings.Repeat("L", 255)
 	files := map[string]string{
-		"new\nline":          "1",
-		"caf\u00e9":          "3 NFC",
-		"cafe\u0301":         "4 NFD",
-		long:                 "5",
-		"dir/" + long:        "6",
-		" space ":            "8",
-		"-dash":              "9",
-		"*?[":                "10",
+		"new\nline":   "1",
+		"caf\u00e9":   "3 NFC",
+		"cafe\u0301":  "4 NFD",
+		long:          "5",
+		"dir/" + long: "6",
+		" space ":     "8",
+		"-dash":       "9",
+		"*?[":         "10",
 	}
 	eaWrite(t, src, files)
 	repo := eaOpen(t, "")
