@@ -94,6 +94,9 @@ func printCheck(tw io.Writer, v *store.CheckReport) {
 	if v.CountsNotCompared {
 		fmt.Fprintln(tw, "Backups changed the index all through the check: reference counts and usage were not compared (run check again when the school is quieter).")
 	}
+	if v.TreesRestored > 0 {
+		fmt.Fprintf(tw, "%d directory tree(s) were damaged or lost and have been written back from their copies in the index: every file below them is reachable again.\n", v.TreesRestored)
+	}
 	for _, md := range v.Restored {
 		fmt.Fprintf(tw, "Rebuilt when the store opened: %s %s. The damaged file is kept as %s.damaged: delete it once looked at.\n", md.File, md.Detail, md.File)
 	}

@@ -142,6 +142,15 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 		"retention_deleted", rep.Retention.Deleted, "quota_deleted", rep.Quota.Deleted,
 		"uploads_expired", rep.Expired.Holds, "blobs_deleted", rep.GC.BlobsDeleted,
 		"packs_rewritten", rep.GC.PacksRewritten, "bytes_reclaimed", rep.GC.BytesReclaimed,
-		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees)
+		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrubTrees(rep.Scrub))
 	return rep, nil
+}
+
+// scrubTrees is how many damaged trees the night's scrub wrote back from
+// their copies (0 when it did not run).
+func scrubTrees(r *store.ScrubReport) int {
+	if r == nil {
+		return 0
+	}
+	return r.TreesRestored
 }

@@ -60,6 +60,10 @@ type CheckReport struct {
 	// so reference counts, owners and usage were not compared (run it
 	// again when the school is quieter).
 	CountsNotCompared bool `json:"counts_not_compared,omitempty"`
+	// TreesRestored counts directory trees whose stored record was damaged
+	// or lost and that were written back from their copy in the index:
+	// every file below them is reachable again, with no laptop's help.
+	TreesRestored int `json:"trees_restored,omitempty"`
 	// Restored lists user and snapshot files that were damaged or missing
 	// when the store opened and were rebuilt whole and written back (a
 	// user from its copy, a snapshot from the index): not problems any
@@ -93,8 +97,13 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 	if err != nil {
 		return nil, fmt.Errorf("look for lost pack files: %w", err)
 	}
+	if c.rep.TreesRestored, err = s.healTreesFromCopies(ctx); err != nil {
+		return nil, fmt.Errorf("write damaged trees back from their copies: %w", err)
+	}
 	for _, r := range gone {
-		c.status[r] = "damaged" // also those below a lost tree, which no walk reaches
+		if o, err := s.Stat(ctx, r); err != nil || o.Damaged {
+			c.status[r] = "damaged" // also those below a lost tree, which no walk reaches
+		}
 	}
 	users := s.Users()
 	c.rep.Users = len(users)
@@ -195,6 +204,12 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		case "missing", "count":
 			c.rep.IndexProblems++
 		}
+	}
+	// Trees the walk found damaged read from their copies: written back now.
+	n, err := s.healTreesFromCopies(ctx)
+	c.rep.TreesRestored += n
+	if err != nil {
+		return nil, fmt.Errorf("write damaged trees back from their copies: %w", err)
 	}
 	// Garbage collection trusts the index: it refuses to run while the last
 	// check found the index inconsistent (Repair, or a clean check, clears it).

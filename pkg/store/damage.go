@@ -317,8 +317,10 @@ type ScrubReport struct {
 	Blobs     int64 `json:"blobs"`
 	BytesRead int64 `json:"bytes_read"`
 	// Damaged lists the blobs found damaged by this run (newly marked).
-	Damaged    []string `json:"damaged,omitempty"`
-	DurationMS int64    `json:"duration_ms"`
+	Damaged []string `json:"damaged,omitempty"`
+	// TreesRestored counts damaged trees written back from their copies.
+	TreesRestored int   `json:"trees_restored,omitempty"`
+	DurationMS    int64 `json:"duration_ms"`
 }
 
 var scrubCursorKey = []byte{pMeta, 's', 'c', 'r', 'u', 'b'}
@@ -449,7 +451,16 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 				s.markLost(rc.r, rc.o, "scrub: "+reason)
 				rep.Damaged = append(rep.Damaged, rc.r.String())
 			}
+		} else if rc.r.Type == blob.Tree {
+			if !s.hasCopy(rc.r) {
+				if _, data, err := s.pio.readRecord(ctx, rc.o.Pack, rc.o.Off, rc.o.Stored); err == nil {
+					s.ensureCopy(ctx, rc.r, rc.o, data)
+				}
+			}
 		}
+	}
+	if rep.TreesRestored, err = s.healTreesFromCopies(ctx); err != nil {
+		return rep, err
 	}
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, last)

@@ -178,6 +178,15 @@
 // that was lost when a reference walk needed to descend into it records the
 // walk it owes; healing it runs that walk. [Store.Damaged] lists what waits.
 //
+// Directory trees need no laptop to heal: each also has a copy in the index
+// (treecopy.go), as file systems keep two copies of their metadata. A
+// damaged tree reads from its copy, and check and the scrub write it back
+// into a pack: the files below an old snapshot's directory, which no laptop
+// has any more, stay reachable when the tree's pack is lost. A pack file
+// gone or cut short is found by check and the scrub from the index (every
+// record it should hold is marked lost at once, so one backup of each
+// laptop heals every level below a lost tree).
+//
 // [Store.Check] walks every snapshot, confirms that its blobs exist (with
 // [CheckOptions.ReadData], reads each back and re-hashes it) and recounts
 // every hold, owner count and usage figure from scratch, reporting each
@@ -187,10 +196,16 @@
 // re-indexes every intact pack record, indexes damaged records and blobs
 // snapshots use that no pack holds as lost, and recounts every snapshot's
 // references; pending uploads are forgotten (laptops upload them again).
-// [OpenForRepair] opens a store whose index will not open at all, moving it
-// aside. A damaged user or snapshot file does not stop Open: a snapshot is
-// rebuilt from the root the index recorded for it, a user keeps its ID (and
-// backups) under a placeholder serial ([Store.MetaDamage]).
+// When a snapshot's tree cannot be read, what is below it cannot be
+// counted: garbage collection keeps every blob nobody was found to hold
+// until every such tree is healed or deleted. [OpenForRepair] opens a store
+// whose index will not open at all (a table cut short, its directory
+// deleted), moving it aside; [Open] refuses such an index with
+// [ErrIndexDamaged] rather than starting a new one. A damaged user or
+// snapshot file does not stop Open: a user comes back whole from its second
+// copy (users/ID.json.copy), a snapshot is rebuilt from the root the index
+// recorded for it, and without a copy a user keeps its ID (and backups)
+// under a placeholder serial ([Store.MetaDamage]).
 //
 // Compaction removes a pack only when every record in it is accounted for
 // (account.go): copied, indexed elsewhere, or garbage the store counted

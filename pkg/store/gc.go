@@ -187,6 +187,9 @@ func (s *Store) sweep(ctx context.Context, dryRun bool, rep *GCReport) error {
 						if err := txn.Delete(tstatKey(r.ID)); err != nil {
 							return err
 						}
+						if err := txn.Delete(copyKey(r.ID)); err != nil {
+							return err
+						}
 					}
 					blobs++
 					bytes += int64(o.Stored)

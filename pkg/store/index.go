@@ -32,6 +32,7 @@ import (
 //	'd' type id        -> lostRec: the blob has no intact copy (damaged or missing)
 //	'x' treeID user    -> int32: a descent into a lost tree still owed to its children
 //	'k' type id        -> (empty) held by nobody after Repair while descents were owed: kept from GC until none is
+//	'c' treeID         -> flags, raw length, stored bytes: the copy of a tree's record (treecopy.go)
 //	'm' "dead/" pack off -> (empty) a damaged record whose blob was healed elsewhere
 const (
 	pObj   = 'o'
@@ -44,6 +45,7 @@ const (
 	pLost  = 'd'
 	pDebt  = 'x'
 	pKeep  = 'k'
+	pCopy  = 'c'
 )
 
 // flagLost marks an objRec whose blob has no intact copy: its record failed
@@ -521,6 +523,9 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 			if b.Compressed {
 				o.Flags = pack.FlagZstd
 			}
+			if err := setCopy(txn, b.Ref, o.Flags, o.Raw, b.Data); err != nil {
+				return false, err
+			}
 			if healed {
 				j, err := healLocked(txn, b.Ref)
 				if err != nil {
@@ -700,6 +705,22 @@ func (s *Store) ReadFor(ctx context.Context, user UserID, r blob.Ref) (blob.Blob
 }
 
 func (s *Store) readBlob(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]byte, objRec, error) {
+	raw, o, err := s.readPacked(ctx, r, storedOut)
+	if err != nil && r.Type == blob.Tree && errors.Is(err, ErrCorrupt) {
+		// A damaged tree reads from its copy (it stays marked lost until
+		// check or the scrub writes it back from the copy).
+		if craw, stored, flags, ok := s.treeCopy(r); ok {
+			if storedOut != nil {
+				*storedOut = stored
+			}
+			return craw, objRec{Type: blob.Tree, Flags: flags, Pack: o.Pack, Off: o.Off, Stored: uint32(len(stored)), Raw: uint32(len(craw)), Owners: o.Owners}, nil
+		}
+	}
+	return raw, o, err
+}
+
+// readPacked is readBlob from the pack record alone.
+func (s *Store) readPacked(ctx context.Context, r blob.Ref, storedOut *[]byte) ([]byte, objRec, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, objRec{}, err
 	}

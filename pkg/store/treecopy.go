@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/xs-backup/xs-backup/pkg/blob"
+	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
+)
+
+// Copies of directory trees.
+//
+// A tree is what names the files below it. When its record is lost (a pack
+// file deleted or cut short, a bad block), every file below it is out of
+// reach though their chunks are intact, and only a laptop that still has
+// that very directory can send it again: an old snapshot's directories no
+// laptop has any more. So each tree also has a copy in the index (a 'c'
+// entry holding the record's stored bytes), as file systems keep two copies
+// of their metadata. A read of a damaged tree falls back to its copy; check
+// and the nightly scrub write a tree found damaged back into a pack from
+// its copy. Trees are about 1% of what a Journal stores. A tree stored by
+// an earlier release gets its copy when the scrub reads it. An index
+// rebuild (Repair) starts without copies, and the scrub makes them again.
+
+// copyKey is the index key of tree id's copy.
+func copyKey(id chunk.ID) []byte {
+	k := make([]byte, 1+32)
+	k[0] = pCopy
+	copy(k[1:], id[:])
+	return k
+}
+
+// encodeCopy is a copy's value: the record's flags, its raw length and
+// its stored bytes.
+func encodeCopy(flags uint8, raw uint32, stored []byte) []byte {
+	v := make([]byte, 5+len(stored))
+	v[0] = flags
+	binary.LittleEndian.PutUint32(v[1:], raw)
+	copy(v[5:], stored)
+	return v
+}
+
+// setCopy records the copy of tree r inside txn.
+func setCopy(txn *badger.Txn, r blob.Ref, flags uint8, raw uint32, stored []byte) error {
+	if r.Type != blob.Tree {
+		return nil
+	}
+	return txn.Set(copyKey(r.ID), encodeCopy(flags&pack.FlagZstd, raw, stored))
+}
+
+// treeCopy returns the copy of tree r, verified against its ID: raw bytes,
+// stored bytes and the flags of the stored form.
+func (s *Store) treeCopy(r blob.Ref) (raw, stored []byte, flags uint8, ok bool) {
+	if r.Type != blob.Tree {
+		return nil, nil, 0, false
+	}
+	var v []byte
+	if err := s.view(func(txn *badger.Txn) (err error) {
+		v, ok, err = get(txn, copyKey(r.ID))
+		return err
+	}); err != nil || !ok || len(v) < 5 {
+		return nil, nil, 0, false
+	}
+	flags, n, stored := v[0], binary.LittleEndian.Uint32(v[1:]), v[5:]
+	raw = stored
+	if flags&pack.FlagZstd != 0 {
+		var err error
+		if raw, err = s.codec.Decompress(nil, stored, int(n)); err != nil {
+			return nil, nil, 0, false
+		}
+	}
+	if len(raw) != int(n) || chunk.Sum(raw) != r.ID {
+		return nil, nil, 0, false
+	}
+	return raw, stored, flags, true
+}
+
+// hasCopy reports whether tree r has a copy (not checking it).
+func (s *Store) hasCopy(r blob.Ref) bool {
+	ok := false
+	s.view(func(txn *badger.Txn) (err error) {
+		_, ok, err = get(txn, copyKey(r.ID))
+		return err
+	})
+	return ok
+}
+
+// healTreesFromCopies writes every tree marked lost that has an intact
+// copy back into a pack, as an upload of it would: its snapshots are whole
+// again without any laptop. It reports how many it healed. It takes putMu
+// and then refMu (for the reference walks a healed tree owes): the caller
+// must hold neither.
+func (s *Store) healTreesFromCopies(ctx context.Context) (int, error) {
+	if s.opts.ReadOnly {
+		return 0, nil
+	}
+	var lost []blob.Ref
+	if err := s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pLost, byte(blob.Tree)}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 34 {
+				continue
+			}
+			r := blob.Ref{Type: blob.Tree}
+			copy(r.ID[:], k[2:])
+			lost = append(lost, r)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	healed, jobs := 0, false
+	for _, r := range lost {
+		if err := ctx.Err(); err != nil {
+			return healed, err
+		}
+		ok, j, err := s.healFromCopy(ctx, r)
+		if err != nil {
+			return healed, err
+		}
+		if ok {
+			healed++
+		}
+		jobs = jobs || j
+	}
+	if jobs {
+		s.refMu.Lock()
+		err := s.runJobs(ctx)
+		s.refMu.Unlock()
+		if err != nil {
+			return healed, err
+		}
+	}
+	return healed, nil
+}
+
+// healFromCopy writes tree r back from its copy if r is marked lost. It
+// reports whether it did, and whether reference-counting jobs were added.
+func (s *Store) healFromCopy(ctx context.Context, r blob.Ref) (healed, jobs bool, err error) {
+	raw, stored, flags, ok := s.treeCopy(r)
+	if !ok {
+		return false, false, nil
+	}
+	if err := s.reserveSpace(int64(len(stored) + pack.RecordHeaderLen)); err != nil {
+		return false, false, nil // the next check or scrub tries again
+	}
+	s.putMu.RLock()
+	defer s.putMu.RUnlock()
+	h := pack.Header{Type: blob.Tree, Flags: flags, Stored: uint32(len(stored)), Raw: uint32(len(raw)), ID: r.ID}
+	seq, off, err := s.packs.Append(h, stored)
+	if err == nil {
+		err = s.packs.Sync()
+	}
+	if err != nil {
+		return false, false, s.diskErr(err)
+	}
+	if s.pio.remote != nil {
+		s.pio.cache.put(seq, off, h.Encode(stored))
+	}
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		healed, jobs = false, false
+		o, ok, err := getObj(txn, r)
+		if err != nil || !ok || !o.lost() {
+			return err // healed or swept meanwhile
+		}
+		if err := txn.Set(deadKey(o.Pack, o.Off), nil); err != nil {
+			return err
+		}
+		n := objRec{Type: blob.Tree, Flags: flags, Pack: seq, Off: off, Stored: h.Stored, Raw: h.Raw, Owners: o.Owners}
+		if err := txn.Set(objKey(r), n.encode()); err != nil {
+			return err
+		}
+		if jobs, err = healLocked(txn, r); err != nil {
+			return err
+		}
+		healed = true
+		return nil
+	})
+	if err != nil || !healed {
+		// What was written is not indexed: the pack's garbage.
+		s.countOrphans(ctx, map[blob.Ref]packLoc{r: {seq, off}})
+	}
+	if errors.Is(err, badger.ErrConflict) {
+		return false, false, nil
+	}
+	return healed, jobs, err
+}
+
+// ensureCopy gives tree r, just read intact at o with its stored bytes,
+// a copy if it has none (a tree stored by an earlier release).
+func (s *Store) ensureCopy(ctx context.Context, r blob.Ref, o objRec, stored []byte) {
+	if r.Type != blob.Tree || s.opts.ReadOnly {
+		return
+	}
+	s.update(ctx, func(txn *badger.Txn) error {
+		if _, ok, err := get(txn, copyKey(r.ID)); err != nil || ok {
+			return err
+		}
+		return setCopy(txn, r, o.Flags, o.Raw, stored)
+	})
+}
