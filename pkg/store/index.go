@@ -380,6 +380,7 @@ func (s *Store) put(ctx context.Context, user UserID, blobs []blob.Blob) (healed
 			return false, fmt.Errorf("index upload: %w", err)
 		}
 		s.hook("put:after-index-commit")
+		s.copyTrees(ctx, blobs, locs)
 		return healed, nil
 	}
 	return false, fmt.Errorf("upload raced garbage collection three times; try again")
@@ -522,9 +523,6 @@ func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs m
 			o = objRec{Type: b.Type, Pack: loc.pack, Off: loc.off, Stored: uint32(len(b.Data)), Raw: uint32(b.RawLen), Owners: owners}
 			if b.Compressed {
 				o.Flags = pack.FlagZstd
-			}
-			if err := setCopy(txn, b.Ref, o.Flags, o.Raw, b.Data); err != nil {
-				return false, err
 			}
 			if healed {
 				j, err := healLocked(txn, b.Ref)

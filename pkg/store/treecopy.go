@@ -52,6 +52,48 @@ func setCopy(txn *badger.Txn, r blob.Ref, flags uint8, raw uint32, stored []byte
 	return txn.Set(copyKey(r.ID), encodeCopy(flags&pack.FlagZstd, raw, stored))
 }
 
+// copyTrees records the copies of the trees an upload just wrote (those
+// in locs), after the upload's own transaction: a batch of trees can be
+// larger than a transaction may be. Best effort: a tree left without a copy
+// (a crash, a full disk) gets one when the scrub reads it.
+func (s *Store) copyTrees(ctx context.Context, blobs []blob.Blob, locs map[blob.Ref]packLoc) {
+	const most = 256 << 10 // bytes of copies a transaction
+	var part []*blob.Blob
+	n := 0
+	flush := func() {
+		if len(part) == 0 {
+			return
+		}
+		s.update(ctx, func(txn *badger.Txn) error {
+			for _, b := range part {
+				var flags uint8
+				if b.Compressed {
+					flags = pack.FlagZstd
+				}
+				if err := setCopy(txn, b.Ref, flags, uint32(b.RawLen), b.Data); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		part, n = part[:0], 0
+	}
+	seen := map[blob.Ref]bool{}
+	for i := range blobs {
+		b := &blobs[i]
+		if _, written := locs[b.Ref]; b.Type != blob.Tree || !written || seen[b.Ref] {
+			continue
+		}
+		seen[b.Ref] = true
+		if n+len(b.Data) > most {
+			flush()
+		}
+		part = append(part, b)
+		n += len(b.Data)
+	}
+	flush()
+}
+
 // treeCopy returns the copy of tree r, verified against its ID: raw bytes,
 // stored bytes and the flags of the stored form.
 func (s *Store) treeCopy(r blob.Ref) (raw, stored []byte, flags uint8, ok bool) {
