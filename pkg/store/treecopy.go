@@ -158,18 +158,15 @@ func (s *Store) healTreesFromCopies(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	healed, jobs := 0, false
-	for _, r := range lost {
-		if err := ctx.Err(); err != nil {
-			return healed, err
-		}
-		ok, j, err := s.healFromCopy(ctx, r)
+	for len(lost) > 0 {
+		part := lost[:min(len(lost), 256)]
+		lost = lost[len(part):]
+		n, j, err := s.healFromCopies(ctx, part)
+		healed += n
+		jobs = jobs || j
 		if err != nil {
 			return healed, err
 		}
-		if ok {
-			healed++
-		}
-		jobs = jobs || j
 	}
 	if jobs {
 		s.refMu.Lock()
@@ -182,56 +179,95 @@ func (s *Store) healTreesFromCopies(ctx context.Context) (int, error) {
 	return healed, nil
 }
 
-// healFromCopy writes tree r back from its copy if r is marked lost. It
-// reports whether it did, and whether reference-counting jobs were added.
-func (s *Store) healFromCopy(ctx context.Context, r blob.Ref) (healed, jobs bool, err error) {
-	raw, stored, flags, ok := s.treeCopy(r)
-	if !ok {
-		return false, false, nil
+// healFromCopies writes the trees of part that have an intact copy back
+// into a pack (one fsync for all), then points each one still marked lost
+// at its new record. It reports how many it healed, and whether
+// reference-counting jobs were added.
+func (s *Store) healFromCopies(ctx context.Context, part []blob.Ref) (healed int, jobs bool, err error) {
+	type cp struct {
+		raw, stored []byte
+		flags       uint8
 	}
-	if err := s.reserveSpace(int64(len(stored) + pack.RecordHeaderLen)); err != nil {
-		return false, false, nil // the next check or scrub tries again
+	copies := map[blob.Ref]cp{}
+	var need int64
+	for _, r := range part {
+		if raw, stored, flags, ok := s.treeCopy(r); ok {
+			copies[r] = cp{raw, stored, flags}
+			need += int64(len(stored) + pack.RecordHeaderLen)
+		}
+	}
+	if len(copies) == 0 {
+		return 0, false, nil
+	}
+	if err := s.reserveSpace(need); err != nil {
+		return 0, false, nil // the next check or scrub tries again
 	}
 	s.putMu.RLock()
 	defer s.putMu.RUnlock()
-	h := pack.Header{Type: blob.Tree, Flags: flags, Stored: uint32(len(stored)), Raw: uint32(len(raw)), ID: r.ID}
-	seq, off, err := s.packs.Append(h, stored)
-	if err == nil {
-		err = s.packs.Sync()
+	type heal struct {
+		r     blob.Ref
+		h     pack.Header
+		at    packLoc
+		flags uint8
 	}
-	if err != nil {
-		return false, false, s.diskErr(err)
-	}
-	if s.pio.remote != nil {
-		s.pio.cache.put(seq, off, h.Encode(stored))
-	}
-	err = s.update(ctx, func(txn *badger.Txn) error {
-		healed, jobs = false, false
-		o, ok, err := getObj(txn, r)
-		if err != nil || !ok || !o.lost() {
-			return err // healed or swept meanwhile
+	var todo []heal
+	for _, r := range part {
+		c, ok := copies[r]
+		if !ok {
+			continue
 		}
-		if err := txn.Set(deadKey(o.Pack, o.Off), nil); err != nil {
-			return err
+		h := pack.Header{Type: blob.Tree, Flags: c.flags, Stored: uint32(len(c.stored)), Raw: uint32(len(c.raw)), ID: r.ID}
+		seq, off, err := s.packs.Append(h, c.stored)
+		if err != nil {
+			return 0, false, s.diskErr(err)
 		}
-		n := objRec{Type: blob.Tree, Flags: flags, Pack: seq, Off: off, Stored: h.Stored, Raw: h.Raw, Owners: o.Owners}
-		if err := txn.Set(objKey(r), n.encode()); err != nil {
-			return err
+		if s.pio.remote != nil {
+			s.pio.cache.put(seq, off, h.Encode(c.stored))
 		}
-		if jobs, err = healLocked(txn, r); err != nil {
-			return err
-		}
-		healed = true
-		return nil
-	})
-	if err != nil || !healed {
-		// What was written is not indexed: the pack's garbage.
-		s.countOrphans(ctx, map[blob.Ref]packLoc{r: {seq, off}})
+		todo = append(todo, heal{r, h, packLoc{seq, off}, c.flags})
 	}
-	if errors.Is(err, badger.ErrConflict) {
-		return false, false, nil
+	if err := s.packs.Sync(); err != nil {
+		return 0, false, s.diskErr(err)
 	}
-	return healed, jobs, err
+	orphans := map[blob.Ref]packLoc{}
+	defer func() {
+		if len(orphans) > 0 {
+			s.countOrphans(ctx, orphans) // written, not indexed: the pack's garbage
+		}
+	}()
+	for _, t := range todo {
+		done := false
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			done = false
+			o, ok, err := getObj(txn, t.r)
+			if err != nil || !ok || !o.lost() {
+				return err // healed or swept meanwhile
+			}
+			if err := txn.Set(deadKey(o.Pack, o.Off), nil); err != nil {
+				return err
+			}
+			n := objRec{Type: blob.Tree, Flags: t.flags, Pack: t.at.pack, Off: t.at.off, Stored: t.h.Stored, Raw: t.h.Raw, Owners: o.Owners}
+			if err := txn.Set(objKey(t.r), n.encode()); err != nil {
+				return err
+			}
+			j, err := healLocked(txn, t.r)
+			if err != nil {
+				return err
+			}
+			jobs = jobs || j
+			done = true
+			return nil
+		})
+		if !done {
+			orphans[t.r] = t.at
+		} else {
+			healed++
+		}
+		if err != nil && !errors.Is(err, badger.ErrConflict) {
+			return healed, jobs, err
+		}
+	}
+	return healed, jobs, nil
 }
 
 // ensureCopy gives tree r, just read intact at o with its stored bytes,
