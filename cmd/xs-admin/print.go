@@ -226,6 +226,9 @@ func printRepair(tw io.Writer, v *store.RepairReport) {
 	for _, sp := range v.Spans {
 		fmt.Fprintf(tw, "  %s\n", sp)
 	}
+	if v.TreesRestored > 0 {
+		fmt.Fprintf(tw, "%d directory tree(s) no pack held intact were written back from their copies in the index.\n", v.TreesRestored)
+	}
 	if v.Lost > 0 {
 		fmt.Fprintf(tw, "%d blob(s) that snapshots use have no intact copy: they are marked damaged and heal when a laptop\n"+
 			"that has them backs up (xs-admin damaged lists them). Uploads of unfinished backups were forgotten; laptops send them again.\n", v.Lost)

@@ -193,7 +193,11 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 	var damaged *restore.DamagedError
 	if err != nil && ctx.Err() != nil && !errors.As(err, &damaged) {
 		// Cancelled: not QUIC's word for the streams it cut.
-		return res, sn, fmt.Errorf("restore interrupted after %d files: %w", res.Files, ctx.Err())
+		var n int64
+		if res != nil {
+			n = res.Files
+		}
+		return res, sn, fmt.Errorf("restore interrupted after %d files: %w", n, ctx.Err())
 	}
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))

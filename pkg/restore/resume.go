@@ -63,16 +63,19 @@ func openResume(name string, root chunk.ID, target string) (*resumeLog, error) {
 	}
 	head := resumeHeader(root, target)
 	l := &resumeLog{name: name, done: map[string]doneStat{}}
+	good := 0 // bytes of whole lines (the file is cut there: lines added after a torn one would be lost)
 	if f, err := os.Open(name); err == nil {
 		b, err := io.ReadAll(io.LimitReader(f, maxResumeFile))
 		f.Close()
 		if err == nil {
-			l.done = parseResume(b, head)
+			l.done, good = parseResume(b, head)
 		}
 	}
 	flag := os.O_WRONLY | os.O_CREATE | os.O_APPEND
 	if len(l.done) == 0 {
 		flag |= os.O_TRUNC
+	} else if err := os.Truncate(name, int64(good)); err != nil {
+		return nil, fmt.Errorf("restore progress file: %w", err)
 	}
 	f, err := os.OpenFile(name, flag, 0o600)
 	if err != nil {
@@ -88,26 +91,27 @@ func openResume(name string, root chunk.ID, target string) (*resumeLog, error) {
 	return l, nil
 }
 
-// parseResume reads the files a progress file lists, if its header is head.
-func parseResume(b []byte, head string) map[string]doneStat {
+// parseResume reads the files a progress file lists, if its header is head,
+// and how many bytes of it are whole lines.
+func parseResume(b []byte, head string) (map[string]doneStat, int) {
 	done := map[string]doneStat{}
 	if !bytes.HasPrefix(b, []byte(head)) {
-		return done
+		return done, 0
 	}
-	b = b[len(head):]
-	for len(b) > 0 {
-		nl := bytes.IndexByte(b, '\n')
+	good := len(head)
+	for good < len(b) {
+		nl := bytes.IndexByte(b[good:], '\n')
 		if nl < 0 {
 			break // cut short
 		}
-		p, st, ok := parseResumeLine(string(b[:nl]))
+		p, st, ok := parseResumeLine(string(b[good : good+nl]))
 		if !ok {
 			break
 		}
 		done[p] = st
-		b = b[nl+1:]
+		good += nl + 1
 	}
-	return done
+	return done, good
 }
 
 func parseResumeLine(line string) (string, doneStat, bool) {

@@ -87,9 +87,10 @@ type checker struct {
 
 // Check verifies that every snapshot's blobs exist (and, with ReadData, are
 // intact), and that reference counts, owner counts and usage equal a recount
-// from scratch. It changes nothing but the marks of the blobs it finds
-// damaged (every blob of a pack file that is gone among them), which the
-// laptops' next backups heal; see Repair for the index.
+// from scratch. What it changes is damage: it marks the blobs it finds
+// damaged (every blob of a pack file that is gone or cut short among them),
+// which the laptops' next backups heal, and writes damaged trees back from
+// their copies (see treecopy.go); see Repair for the index.
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	c := &checker{s: s, ctx: ctx, opts: opts, rep: &CheckReport{},
 		status: map[blob.Ref]string{}, bad: map[chunk.ID][]blob.Ref{}, kids: map[chunk.ID][]blob.Ref{}}
@@ -428,6 +429,9 @@ type RepairReport struct {
 	// below such a tree cannot be counted, so these are kept from garbage
 	// collection until every such tree is healed or deleted.
 	KeptBelowDamagedTrees int64 `json:"kept_below_damaged_trees,omitempty"`
+	// TreesRestored counts trees no pack held intact that were written
+	// back from their copies.
+	TreesRestored int `json:"trees_restored,omitempty"`
 	// Spans lists each damaged stretch of a pack, at most 1000.
 	Spans []string `json:"damaged_spans,omitempty"`
 	// IndexMovedAside names where a damaged index that would not open was
@@ -447,6 +451,21 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := s.writable(); err != nil {
 		return nil, err
 	}
+	rep, err := s.repair(ctx)
+	if err != nil {
+		return rep, err
+	}
+	// Trees no pack holds intact come back from their copies, which the
+	// rebuild kept.
+	n, err := s.healTreesFromCopies(ctx)
+	rep.TreesRestored = n
+	if err != nil {
+		return rep, fmt.Errorf("index rebuilt; writing damaged trees back from their copies: %w", err)
+	}
+	return rep, nil
+}
+
+func (s *Store) repair(ctx context.Context) (*RepairReport, error) {
 	s.refMu.Lock()
 	defer s.refMu.Unlock()
 	// Until the rebuild is whole, the store must not open for anything but
@@ -455,7 +474,15 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	if err := fsys.WriteFileAtomic(s.fsys, repairingFile, []byte("an index rebuild (Repair) began and has not finished\n")); err != nil {
 		return nil, fmt.Errorf("mark the index rebuild: %w", err)
 	}
-	if err := s.db.DropAll(); err != nil {
+	// Everything but the trees' copies, which are checked against their
+	// IDs when used and may be all that is left of a tree.
+	var drop [][]byte
+	for p := range 256 {
+		if byte(p) != pCopy {
+			drop = append(drop, []byte{byte(p)})
+		}
+	}
+	if err := s.db.DropPrefix(drop...); err != nil {
 		return nil, fmt.Errorf("clear index: %w", err)
 	}
 	seqs, err := s.pio.list(ctx)
@@ -572,6 +599,9 @@ func (s *Store) Repair(ctx context.Context) (*RepairReport, error) {
 	}
 	if err := s.reconcileLocked(ctx); err != nil {
 		return rep, fmt.Errorf("recount references: %w", err)
+	}
+	if err := s.dropStrayCopies(ctx); err != nil {
+		return rep, fmt.Errorf("drop copies of trees no longer stored: %w", err)
 	}
 	if rep.KeptBelowDamagedTrees, err = s.keepUnclaimed(ctx); err != nil {
 		return rep, fmt.Errorf("keep what damaged trees may reference: %w", err)

@@ -237,20 +237,24 @@ func (s *Store) keepUnclaimed(ctx context.Context) (int64, error) {
 }
 
 // owesDescents reports whether any reference walk still owes a descent into
-// a lost tree. When none is owed, the keep marks of the last Repair are no
-// longer needed and are removed (unless dryRun).
+// a lost tree, or a walk is still to run (a healed tree turns what it owed
+// into jobs: until they have run, its children are not counted). When
+// neither, the keep marks of the last Repair are no longer needed and are
+// removed (unless dryRun).
 func (s *Store) owesDescents(ctx context.Context, dryRun bool) (bool, error) {
 	owed := false
 	var keeps [][]byte
 	err := s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pDebt}})
-		it.Rewind()
-		owed = it.Valid()
-		it.Close()
+		for _, p := range []byte{pDebt, pJob} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
+			it.Rewind()
+			owed = owed || it.Valid()
+			it.Close()
+		}
 		if owed || dryRun {
 			return nil
 		}
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pKeep}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pKeep}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			keeps = append(keeps, it.Item().KeyCopy(nil))

@@ -20,7 +20,8 @@ import (
 )
 
 // Index keys. The Badger index is derived state: Repair rebuilds all of it
-// from the pack files and the user and snapshot files.
+// from the pack files and the user and snapshot files, but the trees'
+// copies ('c'), which it keeps (each is checked against its tree's ID).
 //
 //	'o' type id        -> objRec: where a blob is, its sizes, how many users hold it
 //	'h' user type id   -> holdRec: this user's references to the blob, and its pending-upload time

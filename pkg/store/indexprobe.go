@@ -80,6 +80,9 @@ func probeTable(name string, c options.CompressionType) (err error) {
 		}
 		return err
 	}
+	// OpenTable closes the file itself only when it cannot stat it or
+	// parse its name (ours come from table.NewFilename), or with
+	// OnTableRead checks: here it never does, so it is closed once, here.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s", firstLine(r))

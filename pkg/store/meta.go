@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -141,6 +142,14 @@ func (s *Store) loadMeta() error {
 		if err != nil || userFile(u.ID) != "users/"+e.Name() {
 			if u, err = s.recoverUser(e.Name(), err); err != nil {
 				return err
+			}
+		} else if !s.opts.ReadOnly {
+			// The copy follows the file: one missing (a store of an
+			// earlier release) or behind it (its write failed after the
+			// file's) is written again, so that it never brings back
+			// an older user (a revoked laptop let in again).
+			if c, err := fsys.ReadFile(s.fsys, userCopy(u.ID), 1<<20); err != nil || !bytes.Equal(c, b) {
+				fsys.WriteFileAtomic(s.fsys, userCopy(u.ID), b)
 			}
 		}
 		s.users[u.ID] = u

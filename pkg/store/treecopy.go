@@ -258,7 +258,7 @@ func (s *Store) healFromCopies(ctx context.Context, part []blob.Ref) (healed int
 			done = true
 			return nil
 		})
-		if !done {
+		if !done || err != nil {
 			orphans[t.r] = t.at
 		} else {
 			healed++
@@ -268,6 +268,45 @@ func (s *Store) healFromCopies(ctx context.Context, part []blob.Ref) (healed int
 		}
 	}
 	return healed, jobs, nil
+}
+
+// dropStrayCopies removes the copies of trees the index no longer has
+// (garbage collection removed the tree while an earlier release ran, or
+// the rebuild found nothing that uses it).
+func (s *Store) dropStrayCopies(ctx context.Context) error {
+	var stray [][]byte
+	err := s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pCopy}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			r := blob.Ref{Type: blob.Tree}
+			if len(k) != 33 {
+				stray = append(stray, k)
+				continue
+			}
+			copy(r.ID[:], k[1:])
+			if _, ok, err := getObj(txn, r); err != nil {
+				return err
+			} else if !ok {
+				stray = append(stray, k)
+			}
+		}
+		return nil
+	})
+	for len(stray) > 0 && err == nil {
+		part := stray[:min(len(stray), gcBatch)]
+		stray = stray[len(part):]
+		err = s.update(ctx, func(txn *badger.Txn) error {
+			for _, k := range part {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return err
 }
 
 // ensureCopy gives tree r, just read intact at o with its stored bytes,
