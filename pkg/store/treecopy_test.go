@@ -136,3 +136,44 @@ func TestScrubGivesOldTreesACopy(t *testing.T) {
 		t.Fatalf("%d tree copies left after every tree was swept", n)
 	}
 }
+
+// The same rot, and the index damaged too, so that check advises the
+// repair: the rebuild keeps the trees' copies (checked against their IDs)
+// and writes back from them what no pack holds intact.
+func TestRepairWritesTreesBackFromTheirCopies(t *testing.T) {
+	ctx := context.Background()
+	a := newA3(t)
+	old := a.oldOnlyTrees()
+	for _, r := range old {
+		a.flip(r)
+	}
+	// The index loses an entry: the next check advises --repair.
+	var victim blob.Ref
+	for r := range a.current() {
+		if r.Type == blob.Chunk {
+			victim = r
+			break
+		}
+	}
+	a.s.dbUpdate(func(txn *badger.Txn) error { return txn.Delete(objKey(victim)) })
+	a.close()
+	rs, err := OpenForRepair(ctx, a.dir, a.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := rs.Repair(ctx)
+	rs.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TreesRestored < len(old) {
+		t.Errorf("the repair wrote back %d of the %d rotted trees from their copies", rep.TreesRestored, len(old))
+	}
+	a.open()
+	if left := a.restoreAll(t); left > 0 {
+		t.Fatalf("%d file(s) do not restore after the repair", left)
+	}
+	if rep, err := a.s.Check(ctx, CheckOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("check after the repair: %v %+v", err, rep)
+	}
+}
