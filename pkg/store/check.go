@@ -489,6 +489,9 @@ func (s *Store) repair(ctx context.Context) (*RepairReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if seqs, err = s.pio.listedOrThere(ctx, seqs); err != nil {
+		return nil, err
+	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	rep := &RepairReport{Packs: len(seqs), IndexMovedAside: s.movedAside}
 	intact := map[blob.Ref]bool{} // indexed from an intact record (true) or a damaged one (false)

@@ -319,7 +319,10 @@ type ScrubReport struct {
 	// Damaged lists the blobs found damaged by this run (newly marked).
 	Damaged []string `json:"damaged,omitempty"`
 	// TreesRestored counts damaged trees written back from their copies.
-	TreesRestored int   `json:"trees_restored,omitempty"`
+	TreesRestored int `json:"trees_restored,omitempty"`
+	// MetaCopiesPut counts copies of user and snapshot files in the bucket
+	// that differed from the files (damaged there) and were put again.
+	MetaCopiesPut int   `json:"meta_copies_put,omitempty"`
 	DurationMS    int64 `json:"duration_ms"`
 }
 
@@ -462,6 +465,11 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 	if rep.TreesRestored, err = s.healTreesFromCopies(ctx); err != nil {
 		return rep, err
 	}
+	if s.opts.Remote != nil {
+		if rep.MetaCopiesPut, err = s.scrubMetaCopies(ctx, opts); err != nil {
+			return rep, err
+		}
+	}
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, last)
 	if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(scrubCursorKey, b) }); err != nil {
@@ -475,8 +483,11 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 func (s *Store) verifyAt(r blob.Ref, o objRec, scratch *[]byte, remoteFail *error) string {
 	h, data, err := s.pio.readRecord(context.Background(), o.Pack, o.Off, o.Stored)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) && s.pio.gone(context.Background(), o.Pack) {
 			return "pack file missing"
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			err = &remoteError{fmt.Errorf("pack %016x: a read found no object, though the object store has it (%v)", o.Pack, err)}
 		}
 		if isRemoteErr(err) {
 			// The object store failed, not the data: nothing is marked,

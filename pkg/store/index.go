@@ -782,6 +782,12 @@ func (s *Store) readPacked(ctx context.Context, r blob.Ref, storedOut *[]byte) (
 		}
 		return raw, o, nil
 	}
+	if !s.pio.gone(ctx, lastO.Pack) {
+		// A read said "no such object" of an object the store lists or
+		// stats (a gateway answering 404 for an object behind it): the
+		// object store failed, not the data.
+		return nil, lastO, &remoteError{fmt.Errorf("pack %016x: a read found no object, though the object store has it (%v)", lastO.Pack, lastErr)}
+	}
 	s.markLost(r, lastO, "pack file missing")
 	return nil, objRec{}, fmt.Errorf("%w: %s: pack file missing (%v)", ErrCorrupt, r, lastErr)
 }

@@ -131,6 +131,50 @@ func (p *packIO) sizes(ctx context.Context) (map[uint64]int64, error) {
 	return m, nil
 }
 
+// listedOrThere adds to a listing of packs those an object store's listing
+// left out (it may lag behind the last uploads): every number up to a few
+// past the highest listed that is not listed is looked up. A rebuild of
+// the index from the packs must not take a pack the listing hid for lost.
+func (p *packIO) listedOrThere(ctx context.Context, seqs []uint64) ([]uint64, error) {
+	if p.remote == nil {
+		return seqs, nil
+	}
+	listed := map[uint64]bool{}
+	var high uint64
+	for _, seq := range seqs {
+		listed[seq] = true
+		high = max(high, seq)
+	}
+	for seq := uint64(1); seq <= high+8; seq++ {
+		if listed[seq] {
+			continue
+		}
+		_, err := p.remote.Stat(ctx, pack.Name(seq))
+		if err == nil {
+			seqs = append(seqs, seq)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("look up pack %016x in %s: %w", seq, describeRemote(p.remote), remoteErr(err))
+		}
+	}
+	return seqs, nil
+}
+
+// gone reports whether pack seq is truly not there: neither a local copy
+// nor (with an object store) an object that a stat finds. A stat that
+// fails otherwise counts as there: the object store's failure is never
+// taken for a lost pack.
+func (p *packIO) gone(ctx context.Context, seq uint64) bool {
+	if f, err := p.fs.OpenFile(pack.Name(seq), os.O_RDONLY, 0); err == nil {
+		f.Close()
+		return false
+	}
+	if p.remote == nil {
+		return true
+	}
+	_, err := p.remote.Stat(ctx, pack.Name(seq))
+	return errors.Is(err, os.ErrNotExist)
+}
+
 // readRecord reads and CRC-checks one record, from the local copy of its
 // pack if there is one, else from the object store (through the cache).
 func (p *packIO) readRecord(ctx context.Context, seq uint64, off int64, stored uint32) (pack.Header, []byte, error) {

@@ -82,7 +82,7 @@ func metaName(name string) bool {
 	switch {
 	case name == configName:
 		return true
-	case strings.HasPrefix(name, "users/") && strings.HasSuffix(name, ".json"):
+	case strings.HasPrefix(name, "users/") && (strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".json.copy")):
 		return strings.Count(name, "/") == 1
 	case strings.HasPrefix(name, "snapshots/") && strings.HasSuffix(name, ".json"):
 		return strings.Count(name, "/") == 2

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/xs-backup/xs-backup/pkg/store/internal/fsys"
 	"github.com/xs-backup/xs-backup/pkg/store/internal/pack"
@@ -163,7 +168,10 @@ func (s *Store) syncMeta(ctx context.Context) error {
 		there[strings.TrimPrefix(o.Name, remoteMetaPrefix)] = o
 	}
 	if _, ok := there[configName]; ok {
-		if err := sameStore(ctx, m.FS, s.dir, s.opts.Remote); err != nil {
+		err := sameStore(ctx, m.FS, s.dir, s.opts.Remote)
+		if errors.Is(err, errDamagedCopy) {
+			delete(there, configName) // put again below
+		} else if err != nil {
 			return err
 		}
 	}
@@ -191,6 +199,62 @@ func (s *Store) syncMeta(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+var scrubMetaKey = []byte{pMeta, 's', 'c', 'r', 'u', 'b', 'm', 'e', 't', 'a'}
+
+// scrubMetaCopies reads back the bucket's copies of 1/Days of the user and
+// snapshot files (all with All), a different part each night, and puts
+// again each that differs from its file: a copy that rotted in the bucket
+// would otherwise be what a rebuild from the bucket alone finds (the open
+// compares the copies' sizes only). It returns how many it put again.
+func (s *Store) scrubMetaCopies(ctx context.Context, opts ScrubOptions) (int, error) {
+	m, ok := s.fsys.(*mirrorFS)
+	if !ok {
+		return 0, nil
+	}
+	names, err := localMeta(m.FS)
+	if err != nil {
+		return 0, fmt.Errorf("list metadata: %w", err)
+	}
+	var turn uint64
+	s.view(func(txn *badger.Txn) error {
+		if v, ok, _ := get(txn, scrubMetaKey); ok && len(v) == 8 {
+			turn = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	put := 0
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return put, err
+		}
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		if !opts.All && h.Sum64()%uint64(opts.Days) != turn%uint64(opts.Days) {
+			continue
+		}
+		mine, err := fsys.ReadFile(m.FS, name, 1<<20)
+		if err != nil {
+			continue // a damaged file: Open reported it
+		}
+		theirs := make([]byte, len(mine)+1)
+		n, err := s.opts.Remote.ReadAt(ctx, remoteMetaPrefix+name, theirs, 0)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return put, fmt.Errorf("read the copy of %s in %s: %w", name, describeRemote(s.opts.Remote), remoteErr(err))
+		}
+		if err == nil && bytes.Equal(mine, theirs[:n]) {
+			continue
+		}
+		if err := m.put(name); err != nil {
+			return put, err
+		}
+		put++
+	}
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, turn+1)
+	s.update(ctx, func(txn *badger.Txn) error { return txn.Set(scrubMetaKey, b) })
+	return put, nil
 }
 
 // highName records the highest pack number ever created, so that a
@@ -263,7 +327,18 @@ func sameStore(ctx context.Context, local FS, dir string, remote Remote) error {
 		return fmt.Errorf("read %s%s from %s: %w", remoteMetaPrefix, configName, describeRemote(remote), remoteErr(err))
 	}
 	if !bytes.Equal(mine, theirs[:n]) {
+		// Another store's configuration, or this one's copy damaged: a
+		// store is told by what its file says, not by its bytes.
+		var a, b storeConfig
+		if json.Unmarshal(mine, &a) == nil && (json.Unmarshal(theirs[:n], &b) != nil || a.Format == b.Format && a.Created.Equal(b.Created) && a.Params == b.Params) {
+			return errDamagedCopy
+		}
 		return fmt.Errorf("%w: %s holds another store than the one in %s (its %s differs); give each store its own bucket or prefix", ErrInvalid, describeRemote(remote), dir, configName)
 	}
 	return nil
 }
+
+// errDamagedCopy: the bucket's copy of the store's configuration does not
+// read as any store's (or is this store's, written otherwise): it is put
+// again from the local file.
+var errDamagedCopy = errors.New("the bucket's copy of the store configuration is damaged")

@@ -168,6 +168,13 @@ func (r *Remote) ReadAt(ctx context.Context, name string, p []byte, off int64) (
 		}
 		defer obj.Close()
 		n, err = io.ReadFull(obj, p)
+		if resp := minio.ToErrorResponse(err); resp.Code == "InvalidRange" || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+			// The range starts at or past the object's end: the object
+			// is shorter than that (cut short), which the contract says
+			// with fewer bytes, not as a failure of the object store.
+			n = 0
+			return nil
+		}
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			// Fewer bytes than asked: the object's end, or a body cut short.
 			st, serr := r.c.StatObject(ctx, r.cfg.Bucket, r.cfg.Prefix+name, minio.StatObjectOptions{})
