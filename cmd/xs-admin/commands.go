@@ -470,10 +470,12 @@ func checkCmd(a *app) *cobra.Command {
 		Use:   "check",
 		Short: "Verify the store",
 		Long: `Verify the store. --read-data also re-hashes every chunk and records what is
-damaged, so that laptops send it again. --repair rebuilds the index from the
-pack files, moving a damaged index aside first; it needs xs-backupd stopped.
-Bit rot is not repaired by --repair: it heals when a laptop that has the file
-backs up. Exit code 1 when problems are found.`,
+damaged, so that laptops send it again. Records of a pack file that is gone
+or cut short are recorded as damaged too, and a damaged directory listing
+(tree) is written back from its copy in the index. --repair rebuilds the
+index from the pack files, moving a damaged index aside first; it needs
+xs-backupd stopped. Bit rot is not repaired by --repair: it heals when a
+laptop that has the file backs up. Exit code 1 when problems are found.`,
 		Example: `  xs-admin check
   xs-admin check --read-data
   systemctl stop xs-backupd; xs-admin check --repair; systemctl start xs-backupd`,
