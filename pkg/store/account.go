@@ -197,7 +197,13 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 			}
 			switch {
 			case !ok:
-				a.unknown++
+				// Unknown, unless it is a damaged record whose blob was
+				// healed elsewhere (and since swept): garbage already.
+				if _, dead, err := get(txn, deadKey(seq, off)); err != nil {
+					return err
+				} else if !dead {
+					a.unknown++
+				}
 			case o.Pack == seq:
 				a.stillHere++
 				if a.firstProblem == "" {
@@ -248,7 +254,12 @@ func (s *Store) auditPack(seq uint64) (packAudit, error) {
 // counting a torn tail as one.
 func (s *Store) unknownRecords(seq uint64) (int, error) {
 	a, err := s.auditPack(seq)
-	return a.unknown + a.unreadable, err
+	// An intact record of a blob the index has as damaged, in a pack the
+	// interrupted run wrote, is a heal (an upload, a tree written back from
+	// its copy) cut off before its index commit: the next heal writes the
+	// blob again, so this record is garbage (a repair, which could index
+	// it, starts the accounting over).
+	return a.unknown + a.unreadable + a.intactOfLost, err
 }
 
 // mayRemovePack says why pack seq must be kept, or "" if every record in it

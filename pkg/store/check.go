@@ -92,6 +92,12 @@ type checker struct {
 // which the laptops' next backups heal, and writes damaged trees back from
 // their copies (see treecopy.go); see Repair for the index.
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
+	// No sweep or compaction while the walk reads: a blob of a snapshot
+	// deleted meanwhile, swept, or a record moved, would read as missing
+	// from the index, and that false index problem would stop garbage
+	// collection until a repair. (Backups and deletions go on.)
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	c := &checker{s: s, ctx: ctx, opts: opts, rep: &CheckReport{},
 		status: map[blob.Ref]string{}, bad: map[chunk.ID][]blob.Ref{}, kids: map[chunk.ID][]blob.Ref{}}
 	gone, err := s.markMissingPacks(ctx)

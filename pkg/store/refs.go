@@ -498,7 +498,9 @@ func (s *Store) walkValidate(ctx context.Context, txn *badger.Txn, user UserID, 
 		return treeStats{}, err
 	} else if !ok {
 		return treeStats{}, notOwned(tref, "")
-	} else if o.lost() {
+	} else if o.lost() && !s.hasCopy(tref) {
+		// (A lost tree with a copy reads from it: the commit goes on, and
+		// check or the scrub writes the tree back.)
 		return treeStats{}, errLostInCommit(tref, "")
 	}
 	if !check {

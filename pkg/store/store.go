@@ -147,7 +147,7 @@ const configName = "xs-store.json"
 //
 //  1. a user's session lock (held by a backup session, tried by the
 //     lifecycle's whileIdle)
-//  2. gcMu (one garbage collection at a time)
+//  2. gcMu (one garbage collection at a time, and none while Check runs)
 //  3. refMu (reference counts: commits, deletions, jobs, GC sweeps) or
 //     putMu (uploads, shared; compaction's barrier, exclusive): never both
 //     (Put lets go of putMu before it takes refMu to run a healed tree's jobs)

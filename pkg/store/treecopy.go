@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"errors"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -229,19 +229,19 @@ func (s *Store) healFromCopies(ctx context.Context, part []blob.Ref) (healed int
 	if err := s.packs.Sync(); err != nil {
 		return 0, false, s.diskErr(err)
 	}
-	orphans := map[blob.Ref]packLoc{}
-	defer func() {
-		if len(orphans) > 0 {
-			s.countOrphans(ctx, orphans) // written, not indexed: the pack's garbage
-		}
-	}()
-	for _, t := range todo {
-		done := false
-		err := s.update(ctx, func(txn *badger.Txn) error {
-			done = false
+	// One transaction for all, as an upload indexes its batch: a crash
+	// leaves them all indexed or all the pack's garbage (counted at the
+	// next start, as an upload's).
+	var done []packLoc
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		healed, jobs, done = 0, false, done[:0]
+		for _, t := range todo {
 			o, ok, err := getObj(txn, t.r)
-			if err != nil || !ok || !o.lost() {
-				return err // healed or swept meanwhile
+			if err != nil {
+				return err
+			}
+			if !ok || !o.lost() {
+				continue // healed or swept meanwhile
 			}
 			if err := txn.Set(deadKey(o.Pack, o.Off), nil); err != nil {
 				return err
@@ -255,17 +255,22 @@ func (s *Store) healFromCopies(ctx context.Context, part []blob.Ref) (healed int
 				return err
 			}
 			jobs = jobs || j
-			done = true
-			return nil
-		})
-		if !done || err != nil {
-			orphans[t.r] = t.at
-		} else {
 			healed++
+			done = append(done, t.at)
 		}
-		if err != nil && !errors.Is(err, badger.ErrConflict) {
-			return healed, jobs, err
+		return nil
+	})
+	orphans := map[blob.Ref]packLoc{}
+	for _, t := range todo {
+		if err != nil || !slices.Contains(done, t.at) {
+			orphans[t.r] = t.at // written, not indexed: the pack's garbage
 		}
+	}
+	if len(orphans) > 0 {
+		s.countOrphans(ctx, orphans)
+	}
+	if err != nil {
+		return 0, false, err
 	}
 	return healed, jobs, nil
 }
