@@ -264,21 +264,26 @@ func (s *Store) owesDescents(ctx context.Context, dryRun bool) (bool, error) {
 	if err != nil || owed {
 		return owed, err
 	}
-	for len(keeps) > 0 {
-		n := min(len(keeps), gcBatch)
+	return false, s.deleteKeys(ctx, keeps)
+}
+
+// deleteKeys deletes index keys, gcBatch to a transaction.
+func (s *Store) deleteKeys(ctx context.Context, keys [][]byte) error {
+	for len(keys) > 0 {
+		part := keys[:min(len(keys), gcBatch)]
+		keys = keys[len(part):]
 		if err := s.update(ctx, func(txn *badger.Txn) error {
-			for _, k := range keeps[:n] {
+			for _, k := range part {
 				if err := txn.Delete(k); err != nil {
 					return err
 				}
 			}
 			return nil
 		}); err != nil {
-			return false, err
+			return err
 		}
-		keeps = keeps[n:]
 	}
-	return false, nil
+	return nil
 }
 
 // liveRec is one indexed record of a pack.

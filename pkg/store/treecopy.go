@@ -299,19 +299,10 @@ func (s *Store) dropStrayCopies(ctx context.Context) error {
 		}
 		return nil
 	})
-	for len(stray) > 0 && err == nil {
-		part := stray[:min(len(stray), gcBatch)]
-		stray = stray[len(part):]
-		err = s.update(ctx, func(txn *badger.Txn) error {
-			for _, k := range part {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+	if err != nil {
+		return err
 	}
-	return err
+	return s.deleteKeys(ctx, stray)
 }
 
 // ensureCopy gives tree r, just read intact at o with its stored bytes,
