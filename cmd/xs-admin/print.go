@@ -211,6 +211,9 @@ func printLifecycle(tw io.Writer, v *store.LifecycleReport) {
 	}
 	if v.Expired != nil {
 		fmt.Fprintf(tw, "Abandoned uploads released: %d chunks, %s, of %d laptop(s).\n", v.Expired.Holds, cli.Bytes(v.Expired.Bytes), v.Expired.Users)
+		if v.Expired.Restamped > 0 {
+			fmt.Fprintf(tw, "Uploads stamped while the server's clock was wrong: %d chunks, kept for their laptops to resume counting from now.\n", v.Expired.Restamped)
+		}
 	}
 	if v.GC != nil {
 		printGC(tw, v.GC)

@@ -140,7 +140,7 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 	}
 	d.Log.Info("lifecycle done", "duration_ms", rep.DurationMS,
 		"retention_deleted", rep.Retention.Deleted, "quota_deleted", rep.Quota.Deleted,
-		"uploads_expired", rep.Expired.Holds, "blobs_deleted", rep.GC.BlobsDeleted,
+		"uploads_expired", rep.Expired.Holds, "uploads_restamped", rep.Expired.Restamped, "blobs_deleted", rep.GC.BlobsDeleted,
 		"packs_rewritten", rep.GC.PacksRewritten, "bytes_reclaimed", rep.GC.BytesReclaimed,
 		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrubTrees(rep.Scrub))
 	return rep, nil

@@ -36,6 +36,9 @@ func (s *Store) Adopt(ctx context.Context, user UserID, refs []blob.Ref) (missin
 		err := s.update(ctx, func(txn *badger.Txn) error {
 			miss = miss[:0]
 			now := s.opts.Now().Unix()
+			if err := s.noteStamp(txn, now); err != nil {
+				return err
+			}
 			usage, err := getUsage(txn, user)
 			if err != nil {
 				return err

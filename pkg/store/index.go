@@ -47,6 +47,7 @@ const (
 	pDebt  = 'x'
 	pKeep  = 'k'
 	pCopy  = 'c'
+	pEra   = 'e' // stamps given by a clock that was behind (clockera.go)
 )
 
 // flagLost marks an objRec whose blob has no intact copy: its record failed
@@ -496,6 +497,9 @@ func (s *Store) diskErr(err error) error {
 // healing added reference-counting jobs.
 func (s *Store) indexPut(txn *badger.Txn, user UserID, blobs []blob.Blob, locs map[blob.Ref]packLoc) (jobs bool, err error) {
 	now := s.opts.Now().Unix()
+	if err := s.noteStamp(txn, now); err != nil {
+		return false, err
+	}
 	usage, err := getUsage(txn, user)
 	if err != nil {
 		return false, err

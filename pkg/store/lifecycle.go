@@ -402,6 +402,11 @@ type ExpireReport struct {
 	Bytes  int64 `json:"bytes"`
 	Users  int   `json:"users"`
 	Busy   int   `json:"busy_users,omitempty"`
+	// Restamped counts uploads stamped again with this run's time: they
+	// were stamped by a clock that read behind (or ahead of) the time and
+	// has been set right since, so their age was unknown. Each is kept
+	// Options.PendingExpiry from now.
+	Restamped int64 `json:"restamped,omitempty"`
 }
 
 // ExpirePending releases uploads that no snapshot references and that are
@@ -414,13 +419,31 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time, dryRun bool) (
 			return nil, err
 		}
 	}
-	cutoff := s.now(now).Add(-s.opts.PendingExpiry).Unix()
+	nowU := s.now(now).Unix()
+	cutoff := nowU - int64(s.opts.PendingExpiry/time.Second)
+	eras, err := s.clockEras()
+	if err != nil {
+		return nil, err
+	}
+	// Stamps of a clock that was behind and has caught up are stamped
+	// again with this run's time (clockera.go); notes of a clock still
+	// behind are kept until their uploads are past expiry on that clock.
+	var drop []int64
+	for st, high := range eras {
+		if nowU >= high-clockSlack || st < cutoff {
+			drop = append(drop, st)
+		}
+		if nowU < high-clockSlack {
+			delete(eras, st)
+		}
+	}
 	type item struct {
 		r    blob.Ref
 		size int64
 	}
 	old := map[UserID][]item{}
-	err := s.view(func(txn *badger.Txn) error {
+	var again []restamp
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pHold}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -430,12 +453,20 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time, dryRun bool) (
 				return err
 			}
 			h := decodeHold(v)
-			if h.Pending == 0 || h.Pending >= cutoff || h.Refs > 0 {
+			if h.Pending == 0 || h.Refs > 0 {
+				continue
+			}
+			_, behind := eras[h.Pending]
+			if !behind && h.Pending >= cutoff && h.Pending <= nowU+clockSlack {
 				continue
 			}
 			u := UserID(binary.BigEndian.Uint64(k[1:9]))
 			r := blob.Ref{Type: blob.Type(k[9])}
 			copy(r.ID[:], k[10:])
+			if behind || h.Pending > nowU+clockSlack {
+				again = append(again, restamp{u, r, h.Pending})
+				continue
+			}
 			old[u] = append(old[u], item{r, int64(h.Size)})
 		}
 		return nil
@@ -444,6 +475,13 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time, dryRun bool) (
 		return nil, err
 	}
 	rep := &ExpireReport{DryRun: dryRun}
+	if dryRun {
+		rep.Restamped = int64(len(again))
+	} else if len(again) > 0 || len(drop) > 0 {
+		if rep.Restamped, err = s.restampHolds(ctx, again, nowU, drop); err != nil {
+			return rep, fmt.Errorf("stamp again the uploads of a clock set right: %w", err)
+		}
+	}
 	ids := make([]UserID, 0, len(old))
 	for u := range old {
 		ids = append(ids, u)

@@ -190,6 +190,9 @@ func (s *Store) loadMeta() error {
 				}
 			}
 			s.snaps[sn.User] = append(s.snaps[sn.User], sn)
+			if sn.Origin == nil {
+				s.noteTime(sn.Time)
+			}
 		}
 	}
 	for id, list := range s.snaps {

@@ -405,6 +405,9 @@ func (s *Store) Commit(ctx context.Context, user UserID, root chunk.ID, info Com
 			sn.ID = newSnapshotID(oc.Time) // another laptop's snapshot of the same second
 		}
 	}
+	if sn.Origin == nil {
+		s.noteTime(now)
+	}
 	// The snapshot file is the commit point: once it is on disk, Open will
 	// count its references even if we crash before the job below.
 	b, _ := json.MarshalIndent(sn, "", "  ")

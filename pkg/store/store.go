@@ -75,7 +75,10 @@ type Options struct {
 	// Nil means DefaultPolicy().
 	Retention *Policy
 	// PendingExpiry is how long an upload no snapshot references is kept
-	// for the session that sent it to resume (default 72 hours).
+	// for the session that sent it to resume (default 72 hours). An upload
+	// stamped while the clock read behind the newest time the store knows
+	// (a clock reset to 2000), or ahead of the lifecycle's time, is kept
+	// that long from the night the clock is right.
 	PendingExpiry time.Duration
 	// CompactBelow: garbage collection rewrites pack files whose live
 	// fraction is below it (default 0.5; 1 rewrites every pack with any
@@ -190,6 +193,9 @@ type Store struct {
 	// retryMu is held by transactions retrying after repeated conflicts.
 	retryMu   sync.Mutex
 	conflicts atomic.Int64 // transactions retried after a conflict
+	// clockHigh is the newest time (Unix seconds) the store knows: its
+	// creation and the snapshots it committed (see clockera.go).
+	clockHigh atomic.Int64
 
 	mu      sync.RWMutex // guards the fields below
 	users   map[UserID]*User
@@ -432,6 +438,7 @@ func (s *Store) loadConfig() error {
 			return fmt.Errorf("%w: chunker parameters: %v", ErrInvalid, err)
 		}
 		s.cfg = storeConfig{Format: FormatVersion, Created: s.opts.Now().UTC(), Params: p}
+		s.noteTime(s.cfg.Created)
 		b, _ := json.MarshalIndent(s.cfg, "", "  ")
 		return fsys.WriteFileAtomic(s.fsys, configName, b)
 	}
@@ -447,6 +454,7 @@ func (s *Store) loadConfig() error {
 	if s.opts.Params != (chunk.Params{}) && s.opts.Params != s.cfg.Params {
 		return fmt.Errorf("%w: the store was created with chunker parameters %+v and never changes them; remove the chunker settings from the configuration", ErrInvalid, s.cfg.Params)
 	}
+	s.noteTime(s.cfg.Created)
 	return nil
 }
 
