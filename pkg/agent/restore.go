@@ -90,8 +90,25 @@ type RestoreOptions struct {
 // Restore brings files back from the server. Files whose data on the
 // server is damaged or missing are left out (never written in part) and
 // listed in the result, with the newest older snapshot that holds each
-// intact; the error is then a *restore.DamagedError.
+// intact; the error is then a *restore.DamagedError. A restore cut off by
+// ctx says it was interrupted and wraps ctx's error, at whatever step.
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
+	res, sn, err := restoreRun(ctx, st, o)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Cut off while connecting, waiting or listing: not QUIC's word
+		// for the stream it cancelled.
+		var damaged *restore.DamagedError
+		if !errors.As(err, &damaged) {
+			err = fmt.Errorf("restore interrupted before any file was written: %w", ctx.Err())
+			if res != nil && res.Files > 0 {
+				err = fmt.Errorf("restore interrupted after %d files: %w", res.Files, ctx.Err())
+			}
+		}
+	}
+	return res, sn, err
+}
+
+func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
 	if o.Target == "" {
 		if !o.All {
 			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
