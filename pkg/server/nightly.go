@@ -142,15 +142,16 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 		"retention_deleted", rep.Retention.Deleted, "quota_deleted", rep.Quota.Deleted,
 		"uploads_expired", rep.Expired.Holds, "uploads_restamped", rep.Expired.Restamped, "blobs_deleted", rep.GC.BlobsDeleted,
 		"packs_rewritten", rep.GC.PacksRewritten, "bytes_reclaimed", rep.GC.BytesReclaimed,
-		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrubTrees(rep.Scrub))
+		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrubOf(rep.Scrub).TreesRestored, "meta_copies_put", scrubOf(rep.Scrub).MetaCopiesPut)
 	return rep, nil
 }
 
 // scrubTrees is how many damaged trees the night's scrub wrote back from
 // their copies (0 when it did not run).
-func scrubTrees(r *store.ScrubReport) int {
+// scrubTrees is what the night's scrub reported (zero if it did not run).
+func scrubOf(r *store.ScrubReport) store.ScrubReport {
 	if r == nil {
-		return 0
+		return store.ScrubReport{}
 	}
-	return r.TreesRestored
+	return *r
 }
