@@ -106,10 +106,11 @@ func NewCodec() (*Codec, error) {
 }
 
 // Compress appends the stored form of src to dst and reports whether it is
-// compressed. If src is shorter than 64 bytes, looks already compressed (a
-// cheap entropy probe of a sample), or the zstd frame would not be at least
-// 1/16 smaller than src, src is appended unchanged and compressed is false.
-// dst and src must not overlap.
+// compressed. If src is shorter than 64 bytes, longer than MaxChunkSize
+// (a large directory's tree: Decompress reads at most MaxChunkSize), looks
+// already compressed (a cheap entropy probe of a sample), or the zstd frame
+// would not be at least 1/16 smaller than src, src is appended unchanged
+// and compressed is false. dst and src must not overlap.
 func (c *Codec) Compress(dst, src []byte) (out []byte, compressed bool) {
 	if out, ok := c.compress(dst, src); ok {
 		return out, true
@@ -121,7 +122,7 @@ func (c *Codec) Compress(dst, src []byte) (out []byte, compressed bool) {
 // Compress); otherwise it returns dst unchanged and false, without copying
 // src: Split hands the raw bytes on as they are.
 func (c *Codec) compress(dst, src []byte) (out []byte, compressed bool) {
-	if len(src) < minCompressLen || incompressible(src) {
+	if len(src) < minCompressLen || len(src) > MaxChunkSize || incompressible(src) {
 		return dst, false
 	}
 	n := len(dst)

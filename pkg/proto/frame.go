@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -85,16 +86,17 @@ func frameCap(typ byte) (int, bool) {
 }
 
 // readFrameOf reads one frame that must be of type want, for a peer not yet
-// trusted with more: another type is refused from its header, before any
-// of its payload is read (a frame of another type may be far larger), and
-// memory grows as the bytes arrive, not by what the header claims. An
-// error frame is returned as its error.
+// trusted with more (the server reading a registration): another type is
+// refused from its header, before any of its payload is read (a frame of
+// another type may be far larger), and memory grows as the bytes arrive,
+// not by what the header claims. An error frame is another type: a
+// request never is one.
 func readFrameOf(r io.Reader, want byte) ([]byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	if typ := hdr[4]; typ != want && typ != tError {
+	if typ := hdr[4]; typ != want {
 		return nil, Errorf(KindBadRequest, "expected a frame of type %d, not %d", want, typ)
 	}
 	_, p, rel, err := readFrame(io.MultiReader(bytes.NewReader(hdr[:]), r), func(int) (func(), error) { return func() {}, nil })
@@ -103,6 +105,20 @@ func readFrameOf(r io.Reader, want byte) ([]byte, error) {
 	}
 	rel()
 	return p, nil
+}
+
+// readRequestFrame is readFrame for the server: a laptop's request is never
+// an error frame, and one sent as a request is a bad request, not the
+// error it names (its kind would be counted and logged as the server's).
+func readRequestFrame(r io.Reader, alloc func(n int) (func(), error)) (byte, []byte, func(), error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, nil, err
+	}
+	if hdr[4] == tError {
+		return 0, nil, nil, Errorf(KindBadRequest, "an error frame is not a request")
+	}
+	return readFrame(io.MultiReader(bytes.NewReader(hdr[:]), r), alloc)
 }
 
 // readFrame reads one frame. alloc, if set, is called for each piece of the
@@ -134,7 +150,7 @@ func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payloa
 	if alloc == nil {
 		payload = make([]byte, n)
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return 0, nil, nil, fmt.Errorf("truncated frame: %w", err)
+			return 0, nil, nil, truncated(err, n)
 		}
 	} else {
 		payload = make([]byte, 0, min(n, framePiece))
@@ -150,7 +166,7 @@ func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payloa
 			payload = slices.Grow(payload, k)[:m+k]
 			if _, err := io.ReadFull(r, payload[m:]); err != nil {
 				release()
-				return 0, nil, nil, fmt.Errorf("truncated frame: %w", err)
+				return 0, nil, nil, truncated(err, n)
 			}
 		}
 	}
@@ -159,6 +175,16 @@ func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payloa
 		return 0, nil, func() {}, decodeError(payload)
 	}
 	return typ, payload, release, nil
+}
+
+// truncated is the error of a frame whose payload did not come whole: a
+// stream that ended before the length its header gave is the peer's bad
+// request; a reset or a timeout stays what it is.
+func truncated(err error, n int) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return Errorf(KindBadRequest, "truncated frame: the stream ended before the %d bytes its header gave", n)
+	}
+	return fmt.Errorf("truncated frame: %w", err)
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {

@@ -221,7 +221,7 @@ func reserve(ctx context.Context, share, global *semaphore.Weighted, n int64) (f
 	}
 	if err := global.Acquire(ctx, n); err != nil {
 		share.Release(n)
-		return nil, Errorf(KindBusy, "the server's memory for uploads is in use; try again in a few minutes")
+		return nil, Errorf(KindBusy, "the server's memory for transfers is in use; try again in a few minutes")
 	}
 	return func() { global.Release(n); share.Release(n) }, nil
 }

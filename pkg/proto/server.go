@@ -703,6 +703,13 @@ func (c *serverConn) ask() (ok bool, done func()) {
 	}
 }
 
+// sessionKind reports whether a session runs, and whether it is a restore.
+func (c *serverConn) sessionKind() (in, restore bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session, c.restore
+}
+
 // startSession starts the granted session; false if the connection has
 // already ended (the laptop gave up while its hello waited for admission).
 func (c *serverConn) startSession(restore bool, work Work) bool {
@@ -779,10 +786,10 @@ func (c *serverConn) endSession() {
 // blobs so far go to the store): it is called before a piece waits for
 // memory, so that uploads that each hold part of the server's memory never
 // wait for each other until they fail as busy.
-func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool, spill func() error) (byte, []byte, func(), error) {
+func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool, spill func() error, begun func()) (byte, []byte, func(), error) {
 	st.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-	pr := &pacedReader{c: c, ctx: ctx, st: st, control: control}
-	return readFrame(pr, func(n int) (func(), error) {
+	pr := &pacedReader{c: c, ctx: ctx, st: st, control: control, begun: begun}
+	return readRequestFrame(pr, func(n int) (func(), error) {
 		if pr.start.IsZero() {
 			pr.start = time.Now() // the payload's minimum rate counts from here
 			pr.held0 = c.held.Load()
@@ -794,7 +801,7 @@ func (c *serverConn) read(ctx context.Context, st *quic.Stream, control bool, sp
 					return nil, err
 				}
 			}
-			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			rctx, cancel := c.memWait(ctx)
 			defer cancel()
 			// Waiting for memory other uploads hold is the server's time too.
 			var err error
@@ -845,6 +852,9 @@ type pacedReader struct {
 	heldLast int64
 	// control: the bytes go in the small line whatever the session.
 	control bool
+	// begun, if set, is called once the frame's header has come whole.
+	begun func()
+	hdr   int
 }
 
 func (p *pacedReader) Read(b []byte) (int, error) {
@@ -885,6 +895,12 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 			p.got += int64(n)
 			p.last, p.heldLast = time.Now(), p.c.held.Load()
 		}
+		if p.begun != nil {
+			if p.hdr += n; p.hdr >= 5 {
+				p.begun()
+				p.begun = nil
+			}
+		}
 		var werr error
 		small := p.control || p.c.takeSmall(n)
 		p.c.hold(func() {
@@ -923,11 +939,20 @@ func (c *serverConn) takeSmall(n int) bool {
 }
 
 func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
-	c.active.Add(1)
-	c.lastReq.Store(time.Now().UnixNano())
-	defer func() {
+	// A request counts as one in progress (the session is not idle) from
+	// its whole header on: a stream holding a few bytes of a header, then
+	// silence, must not keep a session's place in admission.
+	counted := false
+	begun := func() {
+		counted = true
+		c.active.Add(1)
 		c.lastReq.Store(time.Now().UnixNano())
-		c.active.Add(-1)
+	}
+	defer func() {
+		if counted {
+			c.lastReq.Store(time.Now().UnixNano())
+			c.active.Add(-1)
+		}
 	}()
 	defer st.Close()
 	// A request ends at its last frame, not at the stream's FIN: read up to
@@ -937,7 +962,7 @@ func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	defer finishRead(st)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	typ, p, rel, err := c.read(ctx, st, true, nil)
+	typ, p, rel, err := c.read(ctx, st, true, nil, begun)
 	if err != nil {
 		c.fail(st, err)
 		return
@@ -1006,8 +1031,10 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		var done func()
 		if asking, done = c.ask(); asking {
 			defer done()
-		} else if !c.inSession() {
+		} else if in, restore := c.sessionKind(); !in {
 			return Errorf(KindBadRequest, "another hello on this connection is waiting for a place")
+		} else if restore != (req.Purpose == "restore") {
+			return Errorf(KindBadRequest, "this connection's session is not a %s; end it (bye) before asking for another", req.Purpose)
 		}
 	}
 	if asking {
@@ -1128,7 +1155,7 @@ func (c *serverConn) put(ctx context.Context, st *quic.Stream) error {
 		if n > MaxPutBlobs {
 			return Errorf(KindTooLarge, "more than %d blobs in one upload", MaxPutBlobs)
 		}
-		typ, p, rel, err := c.read(ctx, st, false, flush)
+		typ, p, rel, err := c.read(ctx, st, false, flush, nil)
 		if err != nil {
 			return err
 		}
@@ -1204,16 +1231,56 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 		pf.Prefetch(ctx, c.acct.ID, refs)
 	}
 	for _, r := range refs {
-		b, err := c.s.cfg.Backend.Fetch(ctx, c.acct.ID, r)
+		b, rel, err := c.fetchBlob(ctx, r)
 		if err != nil {
 			return err
 		}
 		st.SetWriteDeadline(time.Now().Add(10*time.Second + time.Duration(int64(len(b.Data))*int64(time.Second)/c.s.cfg.MinRate)))
-		if err := writeBlob(st, &b); err != nil {
+		err = writeBlob(st, &b)
+		rel()
+		if err != nil {
 			return err
 		}
 	}
 	return writeFrame(st, tEnd, nil)
+}
+
+// memWait is how long a request waits for frame memory: at most 30
+// seconds, and not past its connection's end.
+func (c *serverConn) memWait(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	stop := context.AfterFunc(c.conn.Context(), cancel)
+	return rctx, func() { stop(); cancel() }
+}
+
+// fetchBlob reads one blob of a download with its memory reserved from the
+// laptop's share and the server's budget, as an upload's frames are: the
+// largest a blob may be while it is read, then its own size until it is
+// written (released by the returned func). A laptop that asks for blobs on
+// many streams and never reads the answers holds its share, not the
+// server's memory.
+func (c *serverConn) fetchBlob(ctx context.Context, r blob.Ref) (blob.Blob, func(), error) {
+	const most = MaxBlobFrame
+	rel, ok := tryReserve(c.mem, c.s.mem, most)
+	if !ok {
+		rctx, cancel := c.memWait(ctx)
+		var err error
+		c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, most) })
+		cancel()
+		if err != nil {
+			c.s.m.limited.Add(1)
+			return blob.Blob{}, nil, err
+		}
+	}
+	b, err := c.s.cfg.Backend.Fetch(ctx, c.acct.ID, r)
+	if err != nil {
+		rel()
+		return blob.Blob{}, nil, err
+	}
+	n := min(int64(blobHeaderLen+len(b.Data)), most)
+	c.s.mem.Release(most - n)
+	c.mem.Release(most - n)
+	return b, func() { c.s.mem.Release(n); c.mem.Release(n) }, nil
 }
 
 // Admission returns admission's state: the adaptive limit, the drain
