@@ -99,7 +99,7 @@ func TestReflashKeepsHistory(t *testing.T) {
 	if len(pending) != 1 || !pending[0].KeyChange || pending[0].NewKey != r.Key || pending[0].OldKey == "" || pending[0].Snapshots != 2 || pending[0].LastBackup == "" {
 		t.Fatalf("xs-admin pending: %+v (laptop key %s)", pending, r.Key)
 	}
-	if _, e, code := admin(t, d.Data, "approve", "SHC100", "--key", "SHA256:nottheone"); code == 0 || !strings.Contains(e, "do not approve") {
+	if _, e, code := admin(t, d.Data, "approve", "SHC100", "--key", "SHA256:nottheoneatall"); code == 0 || !strings.Contains(e, "do not approve") {
 		t.Fatalf("approve with the wrong key: exit %d %s", code, e)
 	}
 	if o, e, code := admin(t, d.Data, "approve", "SHC100", "--key", r.Key); code != 0 {

@@ -41,7 +41,7 @@ changes (a reflashed laptop asking again with a new key), with both key
 fingerprints and the old key's last backup. Compare the key with the one the
 laptop shows, then approve it.`,
 		Example: `  xs-admin pending
-  xs-admin approve SHC1234567 --key SHA256:Xy12`,
+  xs-admin approve SHC1234567 --key SHA256:Xy12ab34CD56`,
 		Args: args(nil),
 		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
 			return call(a, cmd, readOnly, func(ctx context.Context, c *admin.Client) ([]admin.PendingRow, error) {
@@ -78,7 +78,7 @@ and the old key is refused from now on; --key makes sure it is the key the
 laptop showed; --new-history starts an empty history instead and keeps the old
 one as SERIAL.old. Approving a revoked laptop undoes the revoke.`,
 		Example: `  xs-admin approve SHC1234567
-  xs-admin approve SHC1234567 --key SHA256:Xy12
+  xs-admin approve SHC1234567 --key SHA256:Xy12ab34CD56
   xs-admin approve SHC1234567 --new-history`,
 		Args: args([]string{"SERIAL"}),
 		RunE: a.command(func(cmd *cobra.Command, args []string) error {
@@ -88,7 +88,7 @@ one as SERIAL.old. Approving a revoked laptop undoes the revoke.`,
 			}, printUser("approve"))
 		}),
 	}
-	cmd.Flags().StringVar(&r.Key, "key", "", "the key `FINGERPRINT` (or its start) the laptop showed")
+	cmd.Flags().StringVar(&r.Key, "key", "", "the key `FINGERPRINT` the laptop showed (all of it, or at least its first 12 characters)")
 	cmd.Flags().BoolVar(&r.NewHistory, "new-history", false, "start an empty history; keep the old one as SERIAL.old")
 	return cmd
 }

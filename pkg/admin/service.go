@@ -86,6 +86,9 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*store.User, e
 	if err != nil {
 		return nil, err
 	}
+	if err := keyLongEnough(r.Key); err != nil {
+		return nil, err
+	}
 	if u.PendingKey != nil {
 		if fp := fingerprint(u.PendingKey); r.Key != "" && !keyMatches(fp, r.Key) {
 			return nil, errkind.Errorf(errkind.Exists, "the key waiting for %s is %s, not %s: a different device asked after the laptop that showed %s; do not approve it", u.Serial, fp, r.Key, r.Key)
@@ -106,6 +109,24 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*store.User, e
 		u.Approved, u.Revoked = true, false
 		return nil
 	})
+}
+
+// MinKeyChars is the fewest characters of a key's fingerprint (after
+// "SHA256:") staff may give to approve it: a shorter start could match a
+// key made to look like it (each character is 6 bits; 12 are 72 bits,
+// beyond anyone's means to grind).
+const MinKeyChars = 12
+
+// keyLongEnough refuses a key too short to tell one laptop's from a key
+// ground to start the same way.
+func keyLongEnough(key string) error {
+	if key == "" {
+		return nil
+	}
+	if n := len(strings.TrimPrefix(key, "SHA256:")); n < MinKeyChars {
+		return errkind.Errorf(errkind.BadRequest, "the key %q gives %d characters of the fingerprint; give at least %d (after SHA256:) as the laptop shows them, or all of it: a shorter start could match a key made to look like it", key, n, MinKeyChars)
+	}
+	return nil
 }
 
 // keyMatches reports whether staff's key (a fingerprint or its start, with

@@ -117,6 +117,14 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
 			"this key of laptop %s was replaced by a newer registration; staff decide which laptop is %s", req.Serial, req.Serial)
 	}
+	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired || (m != store.KeyUnknown && o.Revoked) {
+		// A key staff revoked, or one retired from another laptop, asks
+		// for no other laptop's history (a stolen laptop registering a
+		// serial with backups would wait in the pending list as a
+		// reflashed laptop does) and gets no fresh account either.
+		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
+			"this laptop's key was revoked or replaced (laptop %s); ask staff", o.Serial)
+	}
 	if req.Claim != "" {
 		if !known {
 			return proto.RegisterResult{}, proto.Errorf(proto.KindNotApproved, "no laptop %s is registered, so there is nothing to claim; register without a claim code", req.Serial)
@@ -142,12 +150,6 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 			return proto.RegisterResult{}, wireErr(err)
 		}
 		return proto.RegisterResult{Serial: u.Serial, KeyChange: true}, nil
-	}
-	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired || (m != store.KeyUnknown && o.Revoked) {
-		// A key staff revoked, or one retired from another laptop, does
-		// not get a fresh account under a new serial either.
-		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
-			"this laptop's key was revoked or replaced (laptop %s); ask staff", o.Serial)
 	}
 	if err := b.pendingFull(); err != nil {
 		return proto.RegisterResult{}, err

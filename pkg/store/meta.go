@@ -349,6 +349,12 @@ func validNewSerial(sn string) error {
 	if _, err := strconv.ParseUint(sn, 16, 64); err == nil && len(sn) == 16 {
 		return fmt.Errorf("%w: serial %q has the form of a user ID (16 hex digits)", ErrInvalid, sn)
 	}
+	if strings.HasPrefix(sn, "damaged-") {
+		// The name the store gives a user whose file is lost (staff alias
+		// it back to its serial): a laptop registered under it first
+		// would be given that child's serial instead.
+		return fmt.Errorf("%w: serial %q starts with \"damaged-\", the name the store gives a user whose file is lost", ErrInvalid, sn)
+	}
 	return nil
 }
 
@@ -476,7 +482,9 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 		u.PendingKey, u.PendingSince = merged.PublicKey, s.opts.Now().UTC()
 	}
 	u.Revoked = false
-	u.Aliases = append(u.Aliases, oldSerial)
+	// The laptop's serial, however staff named it (its user ID, a
+	// former serial).
+	u.Aliases = append(u.Aliases, ou.Serial)
 	u.Serial = newSerial
 	if merged != nil {
 		merged.Revoked = true
@@ -488,8 +496,8 @@ func (s *Store) Alias(ctx context.Context, oldSerial, newSerial string) (*User, 
 	if err := s.saveUserLocked(u); err != nil {
 		return nil, err
 	}
-	if s.serials[oldSerial] == u.ID {
-		delete(s.serials, oldSerial)
+	if s.serials[ou.Serial] == u.ID {
+		delete(s.serials, ou.Serial)
 	}
 	s.serials[newSerial] = u.ID
 	return cloneUser(u), nil
