@@ -254,7 +254,7 @@ func TestRestorePageInChromium(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", url, resp.StatusCode, status)
 		}
 	}
-	refused(link.URL+"s/"+other.Snapshot+"/", http.StatusNotFound, "not one of yours")
+	refused(link.URL+"s/"+other.Snapshot+"/", http.StatusNotFound, "not in your list")
 	forged := strings.Replace(link.URL, "/r/", "/r/x", 1)
 	refused(forged, http.StatusForbidden, "does not work")
 	staffOut, _, code := admin(t, d.Data, "restore-link", laps[1].serial, "--json")
@@ -272,7 +272,7 @@ func TestRestorePageInChromium(t *testing.T) {
 		t.Fatalf("staff link: %q", staffBody)
 	}
 	// The staff link for laptop 1 cannot open laptop 0's snapshot either.
-	refused(base+staff.URL[i:]+"s/"+listing.Snapshot+"/", http.StatusNotFound, "not one of yours")
+	refused(base+staff.URL[i:]+"s/"+listing.Snapshot+"/", http.StatusNotFound, "not in your list")
 }
 
 // updateScreenshots (XS_UPDATE_SCREENSHOTS=1) writes the restore page's

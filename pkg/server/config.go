@@ -153,7 +153,8 @@ type Config struct {
 		StaffLink Duration `toml:"staff_link"`
 		// CacheBytes bounds the memory of the Journal listings kept for
 		// backups recently viewed; Concurrent bounds the pages and
-		// downloads worked on at once: more get 503 with Retry-After.
+		// downloads worked on at once, at most half of them (at least
+		// one) for one laptop: more get 503 with Retry-After.
 		CacheBytes Size `toml:"cache_bytes"`
 		Concurrent int  `toml:"concurrent"`
 	} `toml:"restore_page"`

@@ -176,7 +176,7 @@ func negotiate(header string) *locale {
 				continue
 			}
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || f < 0 || f > 1 {
+			if err != nil || !(f >= 0 && f <= 1) { // NaN too
 				continue
 			}
 			q = f

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,7 +20,6 @@ import (
 	"sync"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/blob"
@@ -46,13 +46,17 @@ type RestorePage struct {
 	Log       *slog.Logger
 	// CacheBytes bounds the memory of the Journal listings kept (default
 	// 64 MiB); Concurrent bounds the listings and downloads worked on at
-	// once (default 4): more are answered 503 with Retry-After.
+	// once (default 4), half of them (at least one) for one user: more are
+	// answered 503 with Retry-After.
 	CacheBytes int64
 	Concurrent int
 
 	once  sync.Once
 	cache *listingCache
 	busy  chan struct{} // a token per page or download in progress
+	// mu guards perUser: the places each user's requests hold.
+	mu      sync.Mutex
+	perUser map[store.UserID]int
 }
 
 // Handler returns the page's HTTP handler.
@@ -66,6 +70,7 @@ func (p *RestorePage) Handler() http.Handler {
 		}
 		p.cache = newListingCache(p.CacheBytes)
 		p.busy = make(chan struct{}, p.Concurrent)
+		p.perUser = map[store.UserID]int{}
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -307,19 +312,55 @@ func (p *RestorePage) snapshot(w http.ResponseWriter, r *http.Request, u *store.
 	return sn, true
 }
 
-// limited runs h if fewer than Concurrent pages and downloads are in
-// progress, else answers 503 with Retry-After: memory and CPU stay bounded
-// however many children (or scripts) ask at once.
-func (p *RestorePage) limited(h http.HandlerFunc) http.HandlerFunc {
+// limited runs h for the link's user if fewer than Concurrent pages and
+// downloads are in progress, and fewer than half of those (at least one)
+// for this user, else answers 503 with Retry-After: memory and CPU stay
+// bounded however many children (or scripts) ask at once, and one child's
+// downloads (or one link in a script) never hold every place.
+func (p *RestorePage) limited(h func(http.ResponseWriter, *http.Request, *store.User)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case p.busy <- struct{}{}:
-			defer func() { <-p.busy }()
-			h(w, r)
-		default:
+		busy := func() {
 			w.Header().Set("Retry-After", "5")
 			p.refuse(w, r, http.StatusServiceUnavailable, "err.busy.h", "err.busy.m", false)
 		}
+		select {
+		case p.busy <- struct{}{}:
+			defer func() { <-p.busy }()
+		default:
+			busy()
+			return
+		}
+		u, ok := p.user(w, r)
+		if !ok {
+			return
+		}
+		if !p.take(u.ID) {
+			busy()
+			return
+		}
+		defer p.give(u.ID)
+		h(w, r, u)
+	}
+}
+
+// take holds one of user's places (half of Concurrent, at least one), if
+// one is free.
+func (p *RestorePage) take(user store.UserID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.perUser[user] >= max(1, p.Concurrent/2) {
+		return false
+	}
+	p.perUser[user]++
+	return true
+}
+
+// give gives back a place take held.
+func (p *RestorePage) give(user store.UserID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.perUser[user]--; p.perUser[user] <= 0 {
+		delete(p.perUser, user)
 	}
 }
 
@@ -371,11 +412,7 @@ func (p *RestorePage) damaged(w http.ResponseWriter, r *http.Request, sn *store.
 	p.render(w, http.StatusInternalServerError, "refused.html", pg)
 }
 
-func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request) {
-	u, ok := p.user(w, r)
-	if !ok {
-		return
-	}
+func (p *RestorePage) entries(w http.ResponseWriter, r *http.Request, u *store.User) {
 	sn, ok := p.snapshot(w, r, u)
 	if !ok {
 		return
@@ -431,6 +468,22 @@ func (p *RestorePage) unreadable(w http.ResponseWriter, r *http.Request, err err
 	p.render(w, http.StatusInternalServerError, "refused.html", pg)
 }
 
+// contentType is the Content-Type of a download: the entry's MIME type if
+// it is one (a type/subtype with parameters, in printable ASCII), else
+// application/octet-stream. A Journal's metadata is the laptop's, and a
+// control byte in a header makes the whole answer unreadable.
+func contentType(mt string) string {
+	for i := 0; i < len(mt); i++ {
+		if mt[i] < 0x20 || mt[i] >= 0x7f {
+			return "application/octet-stream"
+		}
+	}
+	if t, params, err := mime.ParseMediaType(mt); err == nil && strings.Contains(t, "/") {
+		return mime.FormatMediaType(t, params)
+	}
+	return "application/octet-stream"
+}
+
 // badge is the letter and colour class shown for an entry without a
 // preview: the first letter of the activity's name (or else of the title)
 // and a colour of the activity, the same in every language.
@@ -439,20 +492,21 @@ func badge(activity, title, colorKey string) (string, string) {
 	if name == "" {
 		name = title
 	}
-	r, _ := utf8.DecodeRuneInString(name)
-	if r == utf8.RuneError {
-		r = '?'
+	// The first letter or digit: a direction mark or other control
+	// shown outside the title's isolation would reorder its row.
+	r := '?'
+	for _, c := range name {
+		if unicode.IsLetter(c) || unicode.IsDigit(c) {
+			r = c
+			break
+		}
 	}
 	h := fnv.New32a()
 	h.Write([]byte(colorKey))
 	return string(unicode.ToUpper(r)), fmt.Sprint(h.Sum32() % 8) // style.css has .c0 to .c7
 }
 
-func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
-	u, ok := p.user(w, r)
-	if !ok {
-		return
-	}
+func (p *RestorePage) download(w http.ResponseWriter, r *http.Request, u *store.User) {
 	sn, ok := p.snapshot(w, r, u)
 	if !ok {
 		return
@@ -490,10 +544,7 @@ func (p *RestorePage) download(w http.ResponseWriter, r *http.Request) {
 			p.refuse(w, r, http.StatusNotFound, "err.nofile.h", "err.nofile.m", false)
 			return
 		}
-		ct := e.MimeType
-		if ct == "" || strings.ContainsAny(ct, "\r\n") {
-			ct = "application/octet-stream"
-		}
+		ct := contentType(e.MimeType)
 		hd.Set("Content-Type", ct)
 		hd.Set("Content-Disposition", attachment(journal.FileName(*e), journal.UnicodeFileName(*e)))
 		if e.Size >= 0 {

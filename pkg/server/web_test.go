@@ -59,9 +59,9 @@ func TestRestorePageLinks(t *testing.T) {
 		"a year long":        {link("WEBA", now.AddDate(1, 0, 0)), 403, "does not work"},
 		"signed for another": {link("WEBB", now.Add(time.Hour)), 403, "does not work"},
 		"garbage token":      {"/r/abc/", 403, "does not work"},
-		"other's snapshot":   {good + "s/" + string(other.ID) + "/", 404, "not one of yours"},
-		"other's download":   {good + "s/" + string(other.ID) + "/x/0000", 404, "not one of yours"},
-		"not a snapshot id":  {good + "s/..%2f..%2fetc/", 404, "not one of yours"},
+		"other's snapshot":   {good + "s/" + string(other.ID) + "/", 404, "not in your list"},
+		"other's download":   {good + "s/" + string(other.ID) + "/x/0000", 404, "not in your list"},
+		"not a snapshot id":  {good + "s/..%2f..%2fetc/", 404, "not in your list"},
 		"unknown entry":      {good + "s/" + string(mustLatest(t, d, "WEBA")) + "/f/nope", 404, "not in that backup"},
 	} {
 		code, body, _ := get(t, h, tc.url)
@@ -199,7 +199,7 @@ func TestRestorePageLanguages(t *testing.T) {
 		{expired, "fr", "Demande un nouveau lien à ton enseignant."},
 		{"/r/garbage/", "es", "Este enlace no funciona"},
 		{"/r/garbage/?lang=ar", "", "اطلب رابطًا جديدًا"},
-		{link + "s/20250101T000000Z-abcdef/", "pt-BR", "Esta cópia não é sua"},
+		{link + "s/20250101T000000Z-abcdef/", "pt-BR", "Esta cópia não está na sua lista"},
 		{link + "s/" + snap + "/f/nope", "sw", "Hati hii haimo kwenye nakala hiyo"},
 		{link + "s/" + snap + "/f/nope?lang=fr", "es", "Ce document n’est pas dans cette sauvegarde"},
 		{link + "nowhere/?lang=sw", "", "Ukurasa huu haupo"},
