@@ -55,7 +55,8 @@ const (
 // 5 s spread of first firings. Sessions shrink by about as much: a
 // first backup of a 1–2 MB Journal on loopback takes a tenth of a second,
 // where a day's changes over a school's shared Wi-Fi take tens of seconds.
-// Capacity stays the shipped default, 4.
+// Capacity is 4 by default (the shipped [admission] max_sessions is 64):
+// a small ceiling makes admission spread the crowd on this scale.
 type Options struct {
 	// Laptops is how many laptops back up (default 1000).
 	Laptops int

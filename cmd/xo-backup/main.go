@@ -69,7 +69,8 @@ Exit codes:
        everything else was restored, and the list names them)
     2  usage error
     3  skipped by design: done today, low battery, not registered, server
-       unreachable, another run in progress
+       unreachable, another run in progress, a reflashed laptop's empty
+       Journal waiting for restore --all
     4  server busy: a slot is reserved; runs before the slot end at once with
        4, the one 10 minutes before it waits
     5  over quota: this laptop's backups fill its quota on the server; ask

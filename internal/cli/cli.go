@@ -18,7 +18,7 @@ const (
 	ExitOK      = 0 // done
 	ExitFailed  = 1 // failed: the message says why and what to do
 	ExitUsage   = 2 // bad command line
-	ExitSkipped = 3 // nothing done now, by design (already done today, battery, not registered, unreachable, locked)
+	ExitSkipped = 3 // nothing done now, by design (already done today, battery, not registered, unreachable, locked, restore pending)
 	ExitLater   = 4 // the server gave a slot: the next timer run comes back
 	// ExitOverQuota: the laptop's hard quota is full; staff must raise it
 	// or delete old backups (xs-admin quota, retention).

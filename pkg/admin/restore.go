@@ -176,7 +176,7 @@ func (s *Service) selection(fsys fs.FS, r ExportRequest) ([]journal.Entry, error
 	return chosen, nil
 }
 
-// ExportFormat is what Export writes.
+// The formats Export writes (ExportRequest.Format).
 const (
 	// FormatTar is a tar of the snapshot (or of the chosen entries' files,
 	// in the datastore layout).

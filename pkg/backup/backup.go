@@ -2,7 +2,7 @@
 // changed files into chunks with the server's parameters, asks the server
 // which chunks it needs, uploads only those, builds the manifest trees and
 // commits the snapshot. The server is anything that implements Target: the
-// store itself (store.Store.Target) or a network client (proto.Session).
+// store itself (store.Store.Target) or a network client (proto.Client).
 //
 // Memory stays flat however big the directory is: files are streamed, and
 // at most BatchBytes of chunk data is held before it is sent.

@@ -14,7 +14,7 @@ import (
 )
 
 // Sink is where a school's snapshots are replicated to: the mothership over
-// the network (NetSink), a mothership's store importing a bundle (StoreSink),
+// the network (what Sync replicates to), a mothership's store importing a bundle (StoreSink),
 // or a bundle being written (the export's sink).
 type Sink interface {
 	// Need reports for each ref whether the sink lacks it.

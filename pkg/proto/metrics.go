@@ -31,7 +31,8 @@ func NewMetrics() *Metrics { return &Metrics{} }
 
 func (m *Metrics) errorOf(k Kind) { m.errs[k].Add(1) }
 
-// Snapshot of the counters, for tests and status output.
+// MetricValues are the counters at one moment (Metrics.Values), for tests
+// and status output.
 type MetricValues struct {
 	ConnsActive, SessionsStarted, Refused, BytesReceived, BlobsReceived, Commits int64
 	Limited, CommitsLimited                                                      int64

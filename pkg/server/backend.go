@@ -258,13 +258,13 @@ func (b *Backend) Prefetch(ctx context.Context, user uint64, refs []blob.Ref) {
 	b.S.Prefetch(ctx, held)
 }
 
-// BeginSession implements proto.Backend: the lifecycle leaves the user's
-// holdings alone while they back up.
 // Damaged lists the damaged blobs the user holds (store.Store.DamagedHeld).
 func (b *Backend) Damaged(ctx context.Context, user uint64) ([]blob.Ref, bool, error) {
 	return b.S.DamagedHeld(ctx, store.UserID(user))
 }
 
+// BeginSession implements proto.Backend: the lifecycle leaves the user's
+// holdings alone while they back up.
 func (b *Backend) BeginSession(user uint64) func() { return b.S.BeginSession(store.UserID(user)) }
 
 // Recovery implements proto.RecoveryServer: on a mothership, the recovery

@@ -146,9 +146,7 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 	return rep, nil
 }
 
-// scrubTrees is how many damaged trees the night's scrub wrote back from
-// their copies (0 when it did not run).
-// scrubTrees is what the night's scrub reported (zero if it did not run).
+// scrubOf is what the night's scrub reported (zero if it did not run).
 func scrubOf(r *store.ScrubReport) store.ScrubReport {
 	if r == nil {
 		return store.ScrubReport{}

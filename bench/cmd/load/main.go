@@ -39,7 +39,7 @@ func run(args []string) int {
 	var o load.Options
 	fs.IntVar(&o.Laptops, "laptops", 1000, "simulated laptops")
 	fs.IntVar(&o.Capacity, "capacity", 4, "the server's capacity (backup sessions at once)")
-	fs.DurationVar(&o.SlotLength, "slot", time.Second, "the server's slot length (at least 1s)")
+	fs.DurationVar(&o.SlotLength, "slot", time.Second, "only reported: the measured admission has no slot windows")
 	fs.IntVar(&o.MaxConnections, "max-connections", 0, "the server's max_connections (0: its default, 512)")
 	fs.DurationVar(&o.Spread, "spread", 5*time.Second, "the laptops' timers first fire within this of the start (the school switching on)")
 	fs.DurationVar(&o.MaxSlotWait, "max-slot-wait", 5*time.Second, "how long a run waits, connected, for a slot (xo-backup's 10 minutes / 120)")
