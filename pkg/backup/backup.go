@@ -93,7 +93,7 @@ type Result struct {
 	Snapshot     string        `json:"snapshot"`
 	Root         chunk.ID      `json:"root"`
 	Files        int64         `json:"files"`
-	Dirs         int64         `json:"dirs"`
+	Dirs         int64         `json:"dirs"`          // directories below the root, excluded ones left out
 	BytesScanned int64         `json:"bytes_scanned"` // size of all files
 	BytesRead    int64         `json:"bytes_read"`    // file content actually read
 	BytesSent    int64         `json:"bytes_sent"`    // blob bytes uploaded

@@ -145,7 +145,8 @@ type ExportResult struct {
 // Export writes a signed bundle of everything the mothership does not have
 // according to the receipts seen so far (those in opts.Dir and
 // opts.Receipts are read first): every snapshot not confirmed, the chunks
-// of those not reachable from confirmed ones, and the registry.
+// of those not reachable from confirmed ones, and the registry. opts.Dir
+// (the stick's directory) must exist.
 func Export(ctx context.Context, st *store.Store, state *State, opts ExportOptions) (*ExportResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -109,7 +109,9 @@ type Config struct {
 	// approves an hour (all at once if they come together); beyond it they
 	// wait for staff, so a flood of made-up serials cannot make accounts.
 	OpenApprovalsPerHour int `toml:"open_approvals_per_hour"`
-	// Reserve is the free space kept on the data disk.
+	// Reserve is the free space kept on the data disk (DefaultConfig: 256
+	// MiB; 0 keeps none, unlike store.Options.Reserve, where 0 is the
+	// default and -1 keeps none).
 	Reserve Size `toml:"reserve"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`

@@ -116,7 +116,10 @@ func (cfg Config) StoreOptions(ctx context.Context, opts *store.Options) error {
 	return cfg.Storage.StoreOptions(ctx, opts)
 }
 
-// NewDaemon opens the store and prepares the server.
+// NewDaemon opens the store and prepares the server. A nil log logs
+// nothing. Staff actions on a running daemon (approving a laptop, pins,
+// restores) go through admin.Service with Live set, as the admin socket
+// does.
 func NewDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
