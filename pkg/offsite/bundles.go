@@ -488,7 +488,9 @@ func Import(ctx context.Context, st *store.Store, opts ImportOptions) (*ImportRe
 			return nil, fmt.Errorf("snapshot %s of %s: %w", c.Info.Origin.Snapshot, c.Info.Origin.Serial, err)
 		}
 		if len(st.Snapshots(school.ID)) > before {
-			res.Snapshots++
+			if c.Info.Origin.User != 0 { // the registry is no laptop's backup (as in Export's count)
+				res.Snapshots++
+			}
 			made = append(made, sn.ID)
 		}
 	}

@@ -86,7 +86,7 @@ func ExampleExport() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("imported for %s: %d snapshots (the laptop's and the registry)\n", r1.School, r1.Snapshots)
+	fmt.Printf("imported for %s: %d snapshot (the laptop's; the registry apart)\n", r1.School, r1.Snapshots)
 	_, err = importAt(e1.Files)
 	fmt.Println("same bundle again refused:", errors.Is(err, errkind.ErrExists))
 	os.RemoveAll(e1.Files[0]) // the stick keeps only the receipt
@@ -102,7 +102,7 @@ func ExampleExport() {
 	// Output:
 	// not off-site: 1
 	// first export: 1 snapshot, registry true, 1 piece
-	// imported for school-a: 2 snapshots (the laptop's and the registry)
+	// imported for school-a: 1 snapshot (the laptop's; the registry apart)
 	// same bundle again refused: true
 	// second export: 1 snapshot, 1 receipt read, based on the first: true
 	// on the mothership: 3 snapshots
