@@ -54,7 +54,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	var st syscall.Statfs_t
 	syscall.Statfs(mnt, &st)
-	if free := int64(st.Bavail) * st.Bsize; free < 32<<20 {
+	if free := int64(st.Bavail) * int64(st.Bsize); free < 32<<20 {
 		t.Fatalf("only %d MiB left: the reserve was not kept", free>>20)
 	}
 	// The existing backup is intact.

@@ -297,7 +297,7 @@ func TestRestorePageLanguagesInChromium(t *testing.T) {
 		{Title: "قصة القطة الصغيرة", Activity: "org.laptop.AbiWordActivity", Mime: "text/plain", Data: []byte("كان يا ما كان")},
 		{Title: "Tortuga cuadrada", Activity: "org.laptop.TurtleArtActivity", Mime: "application/x-turtle-art", Data: []byte("[[0, \"start\"]]")},
 	} {
-		e.UID = fmt.Sprintf("%08x-0000-4000-8000-000000000000", 0xa0000000+i)
+		e.UID = fmt.Sprintf("%08x-0000-4000-8000-000000000000", uint32(0xa0000000)+uint32(i))
 		if err := journalgen.WriteEntry(src, e, when.Add(time.Duration(i)*time.Hour)); err != nil {
 			t.Fatal(err)
 		}

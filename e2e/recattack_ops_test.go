@@ -101,7 +101,7 @@ func TestRecAttackRepairOnNearlyFullDisk(t *testing.T) {
 	// Fill the disk to 2 MiB of free space.
 	var st syscall.Statfs_t
 	syscall.Statfs(mnt, &st)
-	free := int64(st.Bavail) * st.Bsize
+	free := int64(st.Bavail) * int64(st.Bsize)
 	filler := filepath.Join(mnt, "filler")
 	if free > 2<<20 {
 		if err := os.WriteFile(filler, make([]byte, free-(2<<20)), 0o644); err != nil {

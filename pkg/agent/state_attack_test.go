@@ -137,8 +137,8 @@ func TestFullLaptopDiskRepeatsTheBackup(t *testing.T) {
 	if err := syscall.Statfs(mnt, &sfs); err != nil {
 		t.Fatal(err)
 	}
-	free := int64(sfs.Bavail) * sfs.Bsize
-	if _, err := filler.Write(make([]byte, free-4*sfs.Bsize)); err != nil {
+	free := int64(sfs.Bavail) * int64(sfs.Bsize)
+	if _, err := filler.Write(make([]byte, free-4*int64(sfs.Bsize))); err != nil {
 		t.Fatal(err)
 	}
 	filler.Close()

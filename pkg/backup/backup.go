@@ -376,7 +376,16 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	}
 	clean = clean && slices.Equal(excluded, cd.excluded) && r.cache.knownTree(cd.tree)
 	id := cd.tree
+	leftOut := false
 	if !clean {
+		for _, e := range fitTree(t) {
+			leftOut = true
+			// A file of more chunks than a tree holds (an 8 GiB disk
+			// image of zeros is 500,000 chunks) is left out and listed,
+			// not the whole backup failed every night.
+			r.res.Skipped = append(r.res.Skipped, joinRel(rel, e.Name))
+			r.res.Files--
+		}
 		data, err := manifest.Encode(t)
 		if err != nil {
 			return chunk.ID{}, false, fmt.Errorf("%s: %w", abs, err)
@@ -390,12 +399,54 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		}
 	}
 	r.cache.newTrees[id] = struct{}{}
-	if r.racy(st) {
+	if r.racy(st) || leftOut {
+		// (A directory with a file left out is walked again next time,
+		// so that the file is listed as left out every run.)
 		r.cache.dropDir(rel)
 	} else {
 		r.cache.storeDir(rel, cachedDir{st: st, tree: id, names: names, excluded: excluded})
 	}
 	return id, clean, nil
+}
+
+// fitTree leaves out of t the files with the most chunks until what its
+// encoding takes (an upper bound: each entry's fixed fields, name and
+// chunk IDs) fits manifest.MaxTreeSize, and returns them.
+func fitTree(t *manifest.Tree) []manifest.Entry {
+	const perEntry = 64 // type, mode, times, size and counts, generously
+	size := 16
+	for _, e := range t.Entries {
+		size += perEntry + len(e.Name) + len(e.Target) + len(e.Chunks)*len(chunk.ID{})
+	}
+	if size <= manifest.MaxTreeSize {
+		return nil
+	}
+	order := make([]int, 0, len(t.Entries))
+	for i, e := range t.Entries {
+		if e.Type == manifest.File {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return len(t.Entries[b].Chunks) - len(t.Entries[a].Chunks) })
+	drop := map[int]bool{}
+	for _, i := range order {
+		if size <= manifest.MaxTreeSize {
+			break
+		}
+		drop[i] = true
+		size -= len(t.Entries[i].Chunks) * len(chunk.ID{})
+	}
+	var left []manifest.Entry
+	kept := t.Entries[:0]
+	for i, e := range t.Entries {
+		if drop[i] {
+			left = append(left, e)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	t.Entries = kept
+	return left
 }
 
 // Why a walk leaves an entry out of the snapshot (Result.Skipped) rather

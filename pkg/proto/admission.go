@@ -16,6 +16,20 @@ type Work struct {
 	Files int64 `json:"files,omitempty"`
 }
 
+// maxWork bounds what a laptop may declare: a laptop's Journal is a few
+// GB; the bounds only keep a hostile or broken laptop's figures from
+// overflowing the estimates (or, negative, from passing a large backup
+// off as a small one).
+const (
+	maxWorkBytes = 1 << 40
+	maxWorkFiles = 1 << 30
+)
+
+// sane is w within [0, maxWork].
+func (w Work) sane() Work {
+	return Work{Bytes: min(max(w.Bytes, 0), maxWorkBytes), Files: min(max(w.Files, 0), maxWorkFiles)}
+}
+
 // AdmissionConfig tunes admission. Zero values take the defaults shown;
 // none of them is a capacity: the number of sessions that run at once is
 // measured (see gradientLimit).
@@ -351,7 +365,9 @@ func (a *admission) estimate(now time.Time, e *entry) time.Duration {
 		secs = float64(len(ahead)+1) * a.oldestRun(now, e.lane).Seconds() / limit
 		measured = false
 	}
-	d := time.Duration(0.6 * secs * float64(time.Second))
+	// (Capped before the conversion: a huge or infinite estimate, from
+	// work a laptop declared, would overflow into a negative duration.)
+	d := time.Duration(min(0.6*secs, a.cfg.MaxComeBack.Seconds()) * float64(time.Second))
 	if !measured {
 		d = min(d, a.cfg.Hold)
 	}

@@ -1047,7 +1047,7 @@ func (c *serverConn) hello(ctx context.Context, st *quic.Stream, p []byte) error
 		}
 		r := admitReq{user: c.acct.ID, restore: req.Purpose == "restore", lastBackup: now.LastBackup}
 		if req.Work != nil {
-			r.work = *req.Work
+			r.work = req.Work.sane()
 		}
 		r.hold = time.Duration(max(req.HoldMillis, 0)) * time.Millisecond
 		// A hello held for a place ends when the laptop hangs up.

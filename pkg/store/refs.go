@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -255,10 +256,15 @@ func (b *refBatch) ref(r blob.Ref, delta int32) (descend bool, err error) {
 		// Repair forgot pending uploads): charge the copy on disk.
 		h.Size = o.Stored
 	}
-	if delta < 0 && uint32(-delta) > h.Refs {
+	switch {
+	case h.Refs == math.MaxUint32:
+		// Saturated (a client that made billions of references to one
+		// chunk): it stays held rather than wrap and be swept while
+		// still referenced; a repair counts again.
+	case delta < 0 && uint32(-delta) > h.Refs:
 		h.Refs = 0
-	} else {
-		h.Refs = uint32(int64(h.Refs) + int64(delta))
+	default:
+		h.Refs = uint32(min(int64(h.Refs)+int64(delta), math.MaxUint32))
 	}
 	if h.Refs > 0 {
 		h.Pending = 0 // committed: no longer a pending upload

@@ -276,7 +276,7 @@ func (p *Piece) parse(f *os.File) error {
 	if v := binary.LittleEndian.Uint16(h[8:]); v != Version {
 		return invalid("bundle piece %s has format version %d, not one this program reads (it reads version %d)", p.Path, v, Version)
 	}
-	p.Index = int(binary.LittleEndian.Uint32(h[26:]))
+	p.Index = int(min(binary.LittleEndian.Uint32(h[26:]), 1<<24+1)) // (int is 32 bits on the XO-1)
 	flags := h[30]
 	p.Last = flags&pieceLast != 0
 	plen := binary.LittleEndian.Uint64(h[31:])
