@@ -115,7 +115,8 @@ func JournalExclude(rel string, isDir bool) bool {
 		return top == rel || isDir || strings.HasPrefix(rel, top+"/")
 	}
 	base := path.Base(rel)
-	return strings.HasSuffix(base, ".tmp") || strings.HasPrefix(base, ".tmp") || strings.HasSuffix(base, "~")
+	return strings.HasSuffix(base, ".tmp") || strings.HasPrefix(base, ".tmp") || strings.HasSuffix(base, "~") ||
+		strings.HasPrefix(base, ".xs-restore-") // a file a killed restore was writing (pkg/restore)
 }
 
 type runner struct {

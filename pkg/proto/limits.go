@@ -170,7 +170,7 @@ func (l *limiter) conn(addr netip.Addr, key []byte) (*keyShare, func(), error) {
 	}
 	ks := l.keys[string(key)]
 	if ks != nil && ks.conns >= l.l.ConnsPerKey {
-		return nil, nil, Errorf(KindBusy, "this laptop already has %d connections open; another backup of this laptop may be running", ks.conns)
+		return nil, nil, Errorf(KindBusy, "this laptop already has %d connections open: another run of it is in progress, or runs cut off (the laptop switched off, the program killed) left them until they time out within a minute; the next run will do", ks.conns)
 	}
 	if ks == nil {
 		ks = &keyShare{mem: semaphore.NewWeighted(l.l.MemoryPerKey)}

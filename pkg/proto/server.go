@@ -226,6 +226,11 @@ type Server struct {
 	ln       *quic.Listener
 	open     map[*quic.Conn]struct{}
 	stopping bool
+	// stopped is done once Shutdown begins: downloads in progress end
+	// then (a read loses nothing; a laptop that died mid-restore would
+	// hold the shutdown for its whole grace).
+	stopped  context.Context
+	stopNow  context.CancelFunc
 	inflight sync.WaitGroup
 }
 
@@ -274,6 +279,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget), lim: newLimiter(cfg.Limits, cfg.Now),
 		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]struct{}{}, admCfg: cfg.Admission}
+	s.stopped, s.stopNow = context.WithCancel(context.Background())
 	s.admCfg.setDefaults()
 	if fw := cfg.FixedWindow; fw != nil {
 		s.adm = newFixedWindow(max(fw.Capacity, 1), max(fw.SlotLength, time.Second), 50*time.Millisecond, cfg.Now)
@@ -383,10 +389,13 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 
 // Shutdown stops accepting, lets requests in progress finish (so every
 // commit that started is acknowledged or not, never half done) until ctx is
-// done, then closes every connection.
+// done, then closes every connection. Downloads in progress end at once:
+// a read loses nothing, and a laptop that died mid-restore would otherwise
+// hold the shutdown until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopping = true
+	s.stopNow()
 	if s.ln != nil {
 		s.ln.Close()
 	}
@@ -1230,6 +1239,8 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 	if pf, ok := c.s.cfg.Backend.(Prefetcher); ok && len(refs) > 1 {
 		pf.Prefetch(ctx, c.acct.ID, refs)
 	}
+	stop := context.AfterFunc(c.s.stopped, func() { st.CancelWrite(quic.StreamErrorCode(KindShutdown)) })
+	defer stop()
 	for _, r := range refs {
 		b, rel, err := c.fetchBlob(ctx, r)
 		if err != nil {

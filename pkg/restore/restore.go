@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -345,6 +346,11 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return nil, fmt.Errorf("create restore target: %w", err)
 	}
+	if opts.ResumeFile != "" {
+		// Run again after an interruption: what the killed run was
+		// writing is no file of the snapshot.
+		sweepTemps(target, time.Now())
+	}
 	r, err := os.OpenRoot(target)
 	if err != nil {
 		return nil, fmt.Errorf("open restore target: %w", err)
@@ -662,6 +668,22 @@ type tempFile struct {
 // tempPrefix starts the names of files being restored; a restore that is
 // killed may leave one behind, never a file under its real name.
 const tempPrefix = ".xs-restore-"
+
+// sweepTemps removes, below target, the temporary files of restores that
+// were cut off (regular files named tempPrefix..., last written before
+// start: a restore running beside this one is writing its own now).
+// Symbolic links are not followed.
+func sweepTemps(target string, start time.Time) {
+	filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(start) {
+			os.Remove(p)
+		}
+		return nil
+	})
+}
 
 func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
 	root, name, err := d.at(p)
