@@ -36,8 +36,10 @@ demo: build
 
 test: vet lint unit fuzz-smoke cross package-test
 
+# The XO-1's build (386) too: int is 32 bits there, and its tests must build.
 vet:
 	$(GO) vet ./...
+	GOARCH=386 $(GO) vet ./...
 
 # Allocation bounds are measured again without the race detector, which
 # makes sync.Pool drop buffers at random.
