@@ -364,9 +364,10 @@ func dial(ctx context.Context, st State, reg *Registration, idle time.Duration) 
 
 // removeLeftovers removes what a run killed while writing its state (a
 // power cut, an empty battery, SIGKILL at shutdown) left behind: the
-// temporary files of the cache, last.json, slot.json, clock.json, the
-// restore notes and the TLS session (not the key's or server.json's: a
-// registration may be writing them).
+// temporary files of the cache, last.json, slot.json, clock.json,
+// restore-from and the TLS session (not the key's, server.json's or
+// restore-pending's: a registration, which takes no lock, may be writing
+// them).
 // Called with the lock held, so no run is writing them.
 func (s State) removeLeftovers() {
 	ents, err := os.ReadDir(s.Dir)
@@ -379,7 +380,7 @@ func (s State) removeLeftovers() {
 			continue
 		}
 		for _, prefix := range []string{".cache.tmp-", ".last.json.tmp-", ".slot.json.tmp-", ".clock.json.tmp-",
-			"." + restoreFrom + ".tmp-", "." + restorePending + ".tmp-", sessionName + ".tmp"} {
+			"." + restoreFrom + ".tmp-", sessionName + ".tmp"} {
 			if strings.HasPrefix(n, prefix) {
 				os.Remove(s.path(n))
 			}

@@ -94,9 +94,9 @@ type RestoreOptions struct {
 // ctx says it was interrupted and wraps ctx's error, at whatever step.
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
 	res, sn, err := restoreRun(ctx, st, o)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		// Cut off while connecting, waiting or listing: not QUIC's word
-		// for the stream it cancelled.
+	if err != nil && ctx.Err() != nil {
+		// Cut off (while connecting, waiting, listing or writing): not
+		// QUIC's word for the streams it cancelled.
 		var damaged *restore.DamagedError
 		if !errors.As(err, &damaged) {
 			err = fmt.Errorf("restore interrupted before any file was written: %w", ctx.Err())
@@ -208,14 +208,6 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 	}
 	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target, ropts)
 	var damaged *restore.DamagedError
-	if err != nil && ctx.Err() != nil && !errors.As(err, &damaged) {
-		// Cancelled: not QUIC's word for the streams it cut.
-		var n int64
-		if res != nil {
-			n = res.Files
-		}
-		return res, sn, fmt.Errorf("restore interrupted after %d files: %w", n, ctx.Err())
-	}
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))
 		if err == nil && st.restoreFromID() == sn.ID {

@@ -410,15 +410,11 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 	return id, clean, nil
 }
 
-// fitTree leaves out of t the files with the most chunks until what its
-// encoding takes (an upper bound: each entry's fixed fields, name and
-// chunk IDs) fits manifest.MaxTreeSize, and returns them.
+// fitTree leaves out of t, only if its encoding would be over
+// manifest.MaxTreeSize, the files with the most chunks until it fits, and
+// returns them.
 func fitTree(t *manifest.Tree) []manifest.Entry {
-	const perEntry = 64 // type, mode, times, size and counts, generously
-	size := 16
-	for _, e := range t.Entries {
-		size += perEntry + len(e.Name) + len(e.Target) + len(e.Chunks)*len(chunk.ID{})
-	}
+	size := manifest.EncodedSize(t)
 	if size <= manifest.MaxTreeSize {
 		return nil
 	}
@@ -435,7 +431,7 @@ func fitTree(t *manifest.Tree) []manifest.Entry {
 			break
 		}
 		drop[i] = true
-		size -= len(t.Entries[i].Chunks) * len(chunk.ID{})
+		size -= manifest.EntrySize(&t.Entries[i])
 	}
 	var left []manifest.Entry
 	kept := t.Entries[:0]

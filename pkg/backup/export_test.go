@@ -25,3 +25,6 @@ func (s *Scan) Listed() int { return s.listed }
 // SameAsCache reports whether a backup of root with cache and this scan
 // takes the cached snapshot whole.
 func (s *Scan) SameAsCache(root string, c *Cache) bool { return s.sameAsCache(root, c) }
+
+// FitTree is fitTree, for the big-file tests.
+var FitTree = fitTree

@@ -170,6 +170,41 @@ func (t *Tree) Validate() error {
 	return nil
 }
 
+// EncodedSize is the number of bytes Encode writes for t (valid or not):
+// a tree is at most MaxTreeSize.
+func EncodedSize(t *Tree) int {
+	n := len(magic) + uvarintLen(uint64(len(t.Entries)))
+	for i := range t.Entries {
+		n += EntrySize(&t.Entries[i])
+	}
+	return n
+}
+
+// EntrySize is the number of bytes Encode writes for e in its tree.
+func EntrySize(e *Entry) int {
+	n := uvarintLen(uint64(len(e.Name))) + len(e.Name) + 1 + uvarintLen(uint64(e.Mode)) +
+		varintLen(e.MTime) + uvarintLen(uint64(e.Size))
+	switch e.Type {
+	case File:
+		n += uvarintLen(uint64(len(e.Chunks))) + len(e.Chunks)*len(chunk.ID{})
+	case Dir:
+		n += len(e.Subtree)
+	case Symlink:
+		n += uvarintLen(uint64(len(e.Target))) + len(e.Target)
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
+}
+
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
+}
+
 // Encode validates t and returns its canonical encoding. Call Sort first if
 // the entries were not added in name order.
 func Encode(t *Tree) ([]byte, error) {

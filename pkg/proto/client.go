@@ -119,6 +119,15 @@ func wireErr(err error) error {
 	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode > 0 && ae.ErrorCode < 256 {
 		return &Error{Kind: Kind(ae.ErrorCode), Msg: ae.ErrorMessage}
 	}
+	var se *quic.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode > 0 && se.ErrorCode < 256 && Kind(se.ErrorCode).Valid() {
+		// The server cut this request off with a kind and no frame.
+		msg := "the server ended this request"
+		if Kind(se.ErrorCode) == KindShutdown {
+			msg = "the school server is restarting; run again in a minute"
+		}
+		return &Error{Kind: Kind(se.ErrorCode), Msg: msg}
+	}
 	var sr *quic.StatelessResetError
 	if errors.As(err, &sr) {
 		return fmt.Errorf("%w: the server restarted and dropped this connection; run again to resume where this run stopped", ErrUnreachable)

@@ -86,7 +86,8 @@ func frameCap(typ byte) (int, bool) {
 }
 
 // readFrameOf reads one frame that must be of type want, for a peer not yet
-// trusted with more (the server reading a registration): another type is
+// trusted with more (the server reading a registration or a recovery
+// request): another type is
 // refused from its header, before any of its payload is read (a frame of
 // another type may be far larger), and memory grows as the bytes arrive,
 // not by what the header claims. An error frame is another type: a
@@ -118,7 +119,14 @@ func readRequestFrame(r io.Reader, alloc func(n int) (func(), error)) (byte, []b
 	if hdr[4] == tError {
 		return 0, nil, nil, Errorf(KindBadRequest, "an error frame is not a request")
 	}
-	return readFrame(io.MultiReader(bytes.NewReader(hdr[:]), r), alloc)
+	typ, p, rel, err := readFrame(io.MultiReader(bytes.NewReader(hdr[:]), r), alloc)
+	if err != nil && KindOf(err) == KindInternal && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		// A request whose stream ended before its length is the
+		// laptop's bad request, not the server's failure (a reset or a
+		// timeout stays what it is).
+		return 0, nil, nil, Errorf(KindBadRequest, "%v", err)
+	}
+	return typ, p, rel, err
 }
 
 // readFrame reads one frame. alloc, if set, is called for each piece of the
@@ -177,14 +185,9 @@ func readFrame(r io.Reader, alloc func(n int) (func(), error)) (typ byte, payloa
 	return typ, payload, release, nil
 }
 
-// truncated is the error of a frame whose payload did not come whole: a
-// stream that ended before the length its header gave is the peer's bad
-// request; a reset or a timeout stays what it is.
+// truncated is the error of a frame whose payload did not come whole.
 func truncated(err error, n int) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Errorf(KindBadRequest, "truncated frame: the stream ended before the %d bytes its header gave", n)
-	}
-	return fmt.Errorf("truncated frame: %w", err)
+	return fmt.Errorf("truncated frame: the stream ended before the %d bytes its header gave: %w", n, err)
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {

@@ -93,6 +93,14 @@ type Prefetcher interface {
 	Prefetch(ctx context.Context, user uint64, refs []blob.Ref)
 }
 
+// FetchSizer is a Backend that tells, before reading it, the most bytes a
+// blob's Fetch returns: a download reserves that much of the laptop's
+// memory share, not the largest blob there may be. ok is false when it
+// cannot tell.
+type FetchSizer interface {
+	FetchSize(ctx context.Context, r blob.Ref) (n int, ok bool)
+}
+
 // Backend is what the server needs from the store. Errors it returns should
 // be *Error values (or wrap one) so that their kind reaches the laptop.
 type Backend interface {
@@ -1239,16 +1247,32 @@ func (c *serverConn) fetch(ctx context.Context, st *quic.Stream, p []byte) error
 	if pf, ok := c.s.cfg.Backend.(Prefetcher); ok && len(refs) > 1 {
 		pf.Prefetch(ctx, c.acct.ID, refs)
 	}
-	stop := context.AfterFunc(c.s.stopped, func() { st.CancelWrite(quic.StreamErrorCode(KindShutdown)) })
+	// When the daemon stops, a download ends within seconds: a laptop
+	// that died mid-restore must not hold the shutdown. Between blobs the
+	// laptop is told why (an error frame, which laptops of every release
+	// read); a blob cut in the middle ends with the stream reset.
+	stopping := Errorf(KindShutdown, "the school server is restarting; run the restore again in a minute")
+	soon := func() { st.SetWriteDeadline(time.Now().Add(2 * time.Second)) }
+	stop := context.AfterFunc(c.s.stopped, soon)
 	defer stop()
 	for _, r := range refs {
+		if c.s.stopped.Err() != nil {
+			return stopping
+		}
 		b, rel, err := c.fetchBlob(ctx, r)
 		if err != nil {
 			return err
 		}
 		st.SetWriteDeadline(time.Now().Add(10*time.Second + time.Duration(int64(len(b.Data))*int64(time.Second)/c.s.cfg.MinRate)))
+		if c.s.stopped.Err() != nil {
+			soon()
+		}
 		err = writeBlob(st, &b)
 		rel()
+		if err != nil && c.s.stopped.Err() != nil {
+			st.CancelWrite(quic.StreamErrorCode(KindShutdown))
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -1266,29 +1290,52 @@ func (c *serverConn) memWait(ctx context.Context) (context.Context, context.Canc
 
 // fetchBlob reads one blob of a download with its memory reserved from the
 // laptop's share and the server's budget, as an upload's frames are: the
-// largest a blob may be while it is read, then its own size until it is
-// written (released by the returned func). A laptop that asks for blobs on
+// size the backend gives for it (FetchSizer; else the largest a blob may
+// be) while it is read, then its own size until it is written (released
+// by the returned func). A laptop that asks for blobs on
 // many streams and never reads the answers holds its share, not the
 // server's memory.
 func (c *serverConn) fetchBlob(ctx context.Context, r blob.Ref) (blob.Blob, func(), error) {
-	const most = MaxBlobFrame
-	rel, ok := tryReserve(c.mem, c.s.mem, most)
-	if !ok {
+	most := int64(MaxBlobFrame)
+	if fs, ok := c.s.cfg.Backend.(FetchSizer); ok {
+		if n, ok := fs.FetchSize(ctx, r); ok {
+			most = min(int64(blobHeaderLen+n), most)
+		}
+	}
+	take := func(n int64) (func(), error) {
+		if rel, ok := tryReserve(c.mem, c.s.mem, n); ok {
+			return rel, nil
+		}
 		rctx, cancel := c.memWait(ctx)
+		defer cancel()
+		var rel func()
 		var err error
-		c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, most) })
-		cancel()
+		c.hold(func() { rel, err = reserve(rctx, c.mem, c.s.mem, n) })
 		if err != nil {
 			c.s.m.limited.Add(1)
-			return blob.Blob{}, nil, err
+			return nil, Errorf(KindBusy, "the server's memory for downloads is in use; run the restore again in a few minutes")
 		}
+		return rel, nil
+	}
+	rel, err := take(most)
+	if err != nil {
+		return blob.Blob{}, nil, err
 	}
 	b, err := c.s.cfg.Backend.Fetch(ctx, c.acct.ID, r)
 	if err != nil {
 		rel()
 		return blob.Blob{}, nil, err
 	}
-	n := min(int64(blobHeaderLen+len(b.Data)), most)
+	if n := int64(blobHeaderLen + len(b.Data)); n > most {
+		// Larger than its size said (written again since): the rest.
+		more, err := take(n - most)
+		if err != nil {
+			rel()
+			return blob.Blob{}, nil, err
+		}
+		return b, func() { more(); rel() }, nil
+	}
+	n := int64(blobHeaderLen + len(b.Data))
 	c.s.mem.Release(most - n)
 	c.mem.Release(most - n)
 	return b, func() { c.s.mem.Release(n); c.mem.Release(n) }, nil

@@ -116,8 +116,7 @@ func (b *Backend) Register(ctx context.Context, req proto.RegisterRequest) (prot
 	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired && o.Serial == req.Serial {
 		return proto.RegisterResult{}, proto.Errorf(proto.KindRevoked,
 			"this key of laptop %s was replaced by a newer registration; staff decide which laptop is %s", req.Serial, req.Serial)
-	}
-	if o, m := b.S.KeyStatus(req.Key); m == store.KeyRetired || (m != store.KeyUnknown && o.Revoked) {
+	} else if m == store.KeyRetired || (m != store.KeyUnknown && o.Revoked) {
 		// A key staff revoked, or one retired from another laptop, asks
 		// for no other laptop's history (a stolen laptop registering a
 		// serial with backups would wait in the pending list as a
@@ -236,6 +235,16 @@ func (b *Backend) Fetch(ctx context.Context, user uint64, r blob.Ref) (blob.Blob
 		return blob.Blob{}, proto.Errorf(proto.KindNotFound, "%s is not in this laptop's backups", r)
 	}
 	return bl, wireErr(err)
+}
+
+// FetchSize implements proto.FetchSizer: what Fetch returns is the copy on
+// disk or, decompressed, its raw bytes.
+func (b *Backend) FetchSize(ctx context.Context, r blob.Ref) (int, bool) {
+	st, err := b.S.Stat(ctx, r)
+	if err != nil {
+		return 0, false
+	}
+	return int(max(st.Stored, st.Raw)), true
 }
 
 // Prefetch implements proto.Prefetcher: with the packs in an object store,

@@ -334,6 +334,13 @@ func (p *RestorePage) limited(h func(http.ResponseWriter, *http.Request, *store.
 		if !ok {
 			return
 		}
+		if r.PathValue("kind") == "p" {
+			// A listing's preview images come many at once (a
+			// browser asks for six together) and are small: only the
+			// page's own bound holds them.
+			h(w, r, u)
+			return
+		}
 		if !p.take(u.ID) {
 			busy()
 			return

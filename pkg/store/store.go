@@ -78,7 +78,9 @@ type Options struct {
 	// for the session that sent it to resume (default 72 hours). An upload
 	// stamped while the clock read behind the newest time the store knows
 	// (a clock reset to 2000), or ahead of the lifecycle's time, is kept
-	// that long from the night the clock is right.
+	// that long from the night the clock is right. (The newest time known
+	// is that of the newest snapshot committed here: after one committed
+	// while the clock ran years ahead, a later reset to 2000 is not seen.)
 	PendingExpiry time.Duration
 	// CompactBelow: garbage collection rewrites pack files whose live
 	// fraction is below it (default 0.5; 1 rewrites every pack with any

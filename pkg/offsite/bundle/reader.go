@@ -278,9 +278,10 @@ func (d *decoder) meta(buf []byte) (string, []byte, error) {
 		return "", nil, err
 	}
 	nlen := int(binary.LittleEndian.Uint16(hdr[:]))
-	dlen := int(min(binary.LittleEndian.Uint32(hdr[2:]), MaxMetaData+1)) // (int is 32 bits on the XO-1)
+	claimed := binary.LittleEndian.Uint32(hdr[2:])
+	dlen := int(min(claimed, MaxMetaData+1)) // (int is 32 bits on the XO-1)
 	if nlen == 0 || nlen > MaxMetaName || dlen > MaxMetaData {
-		return "", nil, damaged("record %d claims a %d-byte name and %d bytes of metadata (at most %d and %d)", rec, nlen, dlen, MaxMetaName, MaxMetaData)
+		return "", nil, damaged("record %d claims a %d-byte name and %d bytes of metadata (at most %d and %d)", rec, nlen, claimed, MaxMetaName, MaxMetaData)
 	}
 	var nb [MaxMetaName]byte
 	if err := d.read(nb[:nlen], where); err != nil {
