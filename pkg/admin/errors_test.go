@@ -109,6 +109,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encode %q: %v", b, err)
 		}
+		if len(again) > MaxRequestBytes {
+			return // JSON escapes '<' as six bytes: a request under the cap may re-encode over it
+		}
 		if _, _, err := decodeRequest(strings.NewReader(string(again))); err != nil {
 			t.Fatalf("%q was accepted, its re-encoding %q is not: %v", b, again, err)
 		}

@@ -66,15 +66,19 @@ func (r *Receipt) signed() []byte {
 	return append([]byte("xs-backup receipt v1\n"), b...)
 }
 
+// maxReceipt caps a receipt file: it lists the school's snapshots the
+// mothership holds (about 60 bytes each).
+const maxReceipt = 64 << 20
+
 // ReadReceipt reads and verifies a receipt file: signed by mothership (nil:
 // any key, which the caller then pins), for the school with key school.
 func ReadReceipt(path string, mothership, school ed25519.PublicKey) (*Receipt, error) {
-	b, err := os.ReadFile(path)
+	b, err := atomicfile.ReadSmall(path, maxReceipt)
+	if errors.Is(err, atomicfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: receipt %s is larger than %d MiB", errkind.ErrBadRequest, path, maxReceipt>>20)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if len(b) > 256<<20 {
-		return nil, fmt.Errorf("%w: receipt %s is larger than 256 MiB", errkind.ErrBadRequest, path)
 	}
 	var r Receipt
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -601,8 +605,11 @@ func saveImportLog(dataDir, school string, l *importLog) error {
 // key school (a file that does not decode is taken as its, so that reading
 // it says what is wrong).
 func receiptNames(p string, school ed25519.PublicKey) bool {
-	b, err := os.ReadFile(p)
-	if err != nil || len(b) > 256<<20 {
+	if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
+		return false // a pipe, a link, a directory: no receipt at all
+	}
+	b, err := atomicfile.ReadSmall(p, maxReceipt)
+	if err != nil {
 		return true
 	}
 	var r struct {

@@ -502,6 +502,9 @@ func Recover(ctx context.Context, opts RecoverOptions) (res *RecoverResult, err 
 				return fmt.Errorf("%w: the registry's %s does not decode: %v", errkind.ErrDamaged, name, err)
 			}
 			for _, u := range users {
+				if u == nil {
+					return fmt.Errorf("%w: the registry's %s holds an empty record", errkind.ErrDamaged, name)
+				}
 				if _, err := st.ImportUser(ctx, u); err != nil {
 					return fmt.Errorf("laptop %s: %w", u.Serial, err)
 				}

@@ -91,15 +91,15 @@ func ForgetState(dataDir string) {
 
 func readState(p string) (*State, error) {
 	s := &State{Confirmed: map[string]time.Time{}, path: p}
-	b, err := os.ReadFile(p)
+	b, err := atomicfile.ReadSmall(p, 256<<20)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
 	}
+	if errors.Is(err, atomicfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: off-site state %s is larger than 256 MiB", errkind.ErrDamaged, p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read off-site state: %w", err)
-	}
-	if len(b) > 256<<20 {
-		return nil, fmt.Errorf("%w: off-site state %s is larger than 256 MiB", errkind.ErrDamaged, p)
 	}
 	if err := json.Unmarshal(b, s); err != nil {
 		return nil, fmt.Errorf("%w: off-site state %s does not decode (%v); removing it makes the next sync ask the mothership about everything again", errkind.ErrDamaged, p, err)

@@ -72,8 +72,10 @@ func parseLink(token string) (LinkClaims, []byte, []byte, error) {
 	if !ok {
 		return LinkClaims{}, nil, nil, ErrLinkInvalid
 	}
-	p, err1 := base64.RawURLEncoding.DecodeString(ps)
-	sig, err2 := base64.RawURLEncoding.DecodeString(ss)
+	// Strict: one token per link (no other spare bits in its last
+	// character).
+	p, err1 := base64.RawURLEncoding.Strict().DecodeString(ps)
+	sig, err2 := base64.RawURLEncoding.Strict().DecodeString(ss)
 	if err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize || len(p) < 14 || !bytes.HasPrefix(p, []byte("XSL1")) {
 		return LinkClaims{}, nil, nil, ErrLinkInvalid
 	}
