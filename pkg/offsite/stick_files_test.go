@@ -70,7 +70,10 @@ func TestExportPastHostileReceiptFiles(t *testing.T) {
 	}
 	for _, name := range []string{"receipt-pipe.json", "receipt-zero.json", "receipt-dir.json"} {
 		rc := make(chan error, 1)
-		go func() { _, err := offsite.ReadReceipt(filepath.Join(stick, name), nil, key.Public().(ed25519.PublicKey)); rc <- err }()
+		go func() {
+			_, err := offsite.ReadReceipt(filepath.Join(stick, name), nil, key.Public().(ed25519.PublicKey))
+			rc <- err
+		}()
 		select {
 		case err := <-rc:
 			if err == nil {

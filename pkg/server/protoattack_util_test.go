@@ -6,13 +6,11 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
@@ -147,20 +145,6 @@ func paHonest(t *testing.T, l *laptop, limit time.Duration) {
 
 // paPacks is the bytes of the store's pack files.
 func paPacks(d *server.Daemon) int64 { return dirBytes(filepath.Join(d.Config.Data, "packs")) }
-
-// paWrite writes a file of size random bytes (seeded) into the laptop's Journal.
-func paWrite(t *testing.T, l *laptop, name string, seed uint64, size int) []byte {
-	t.Helper()
-	data := journalgen.Random(randFor(seed), size)
-	p := filepath.Join(l.src, name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
 
 // paLog collects a daemon's log lines.
 type paLog struct {
