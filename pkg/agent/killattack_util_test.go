@@ -80,25 +80,7 @@ func TestKillAttackChild(t *testing.T) {
 // minutes, never meets.
 func kaDaemon(t *testing.T) *server.Daemon {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := server.DefaultConfig()
-	cfg.Listen, cfg.Data, cfg.Metrics, cfg.Reserve, cfg.RestorePage.Listen = "127.0.0.1:0", t.TempDir(), "", 0, ""
-	cfg.Limits.ConnsPerKey, cfg.Limits.ConnsPerAddr = 64, 64
-	d, err := server.NewDaemon(ctx, cfg, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	<-d.Ready
-	return d
+	return clockDaemon(t, nil, func(c *server.Config) { c.Limits.ConnsPerKey, c.Limits.ConnsPerAddr = 64, 64 })
 }
 
 // kaChild is a running laptop process.

@@ -138,11 +138,12 @@ func (d *Daemon) RunLifecycle(ctx context.Context, opts store.LifecycleOptions) 
 		d.Log.Error("the scrub found damaged data; laptops that have it send it again at their next backup (xs-admin damaged lists it)",
 			"damaged_blobs", len(rep.Scrub.Damaged), "first", rep.Scrub.Damaged[0])
 	}
+	scrub := scrubOf(rep.Scrub)
 	d.Log.Info("lifecycle done", "duration_ms", rep.DurationMS,
 		"retention_deleted", rep.Retention.Deleted, "quota_deleted", rep.Quota.Deleted,
 		"uploads_expired", rep.Expired.Holds, "uploads_restamped", rep.Expired.Restamped, "blobs_deleted", rep.GC.BlobsDeleted,
 		"packs_rewritten", rep.GC.PacksRewritten, "bytes_reclaimed", rep.GC.BytesReclaimed,
-		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrubOf(rep.Scrub).TreesRestored, "meta_copies_put", scrubOf(rep.Scrub).MetaCopiesPut)
+		"kept_below_damaged_trees", rep.GC.KeptBelowDamagedTrees, "trees_restored", scrub.TreesRestored, "meta_copies_put", scrub.MetaCopiesPut)
 	return rep, nil
 }
 

@@ -174,23 +174,9 @@ func paStartDaemonLogged(t *testing.T, mod func(*server.Config)) (*server.Daemon
 		mod(&cfg)
 	}
 	lg := &paLog{}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, cfg, slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready:
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
+	d, stop := runDaemonLog(t, cfg, slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,8 +47,14 @@ func startDaemon(t testing.TB, mod func(*server.Config)) *server.Daemon {
 // the signal (the context's cancel), then Run's result.
 func runDaemon(t testing.TB, cfg server.Config) (d *server.Daemon, stop func() error) {
 	t.Helper()
+	return runDaemonLog(t, cfg, nil)
+}
+
+// runDaemonLog is runDaemon logging to log.
+func runDaemonLog(t testing.TB, cfg server.Config, log *slog.Logger) (d *server.Daemon, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, cfg, nil)
+	d, err := server.NewDaemon(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
