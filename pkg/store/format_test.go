@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/store"
@@ -112,4 +114,77 @@ func TestOpensPreviousReleaseStore(t *testing.T) {
 		}
 	}
 	checkClean(t, s)
+}
+
+// TestRollbackSnapshotsKeepTheirPlace: a school rolls its server back to a
+// release that writes snapshots without a number (Seq) for a night, then
+// upgrades again. The backup made during the rollback is newer than every
+// numbered one and must stay the latest (it sorted first: restores took
+// the snapshot before it and retention deleted it as the oldest; found by
+// e2e's TestCompatRollbackAndUpgradeAgainKeepsTheNewestBackup with the real
+// release ae8df14). A snapshot from before the numbers stays the oldest.
+func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, store.Options{})
+	u := addUser(t, s, "ROLL01")
+	src := t.TempDir()
+	if _, err := journalgen.Generate(src, journalgen.Small(7)); err != nil {
+		t.Fatal(err)
+	}
+	var ids []store.SnapshotID
+	for range 4 {
+		_, sn := backupDir(t, s, u, src, nil)
+		ids = append(ids, sn.ID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// As the releases wrote them: the first before the numbers, the third
+	// during the rollback; a day apart each.
+	base := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
+	for i, id := range ids {
+		p := filepath.Join(dir, "snapshots", u.ID.String(), string(id)+".json")
+		var m map[string]any
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["time"] = base.Add(time.Duration(i) * 24 * time.Hour).Format(time.RFC3339Nano)
+		switch i {
+		case 0, 2:
+			delete(m, "seq")
+		case 1:
+			m["seq"] = 1
+		case 3:
+			m["seq"] = 2
+		}
+		if b, err = json.Marshal(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 2 { // the place given is kept at the next start
+		s = openStore(t, dir, store.Options{})
+		var got []store.SnapshotID
+		for _, sn := range s.Snapshots(u.ID) {
+			got = append(got, sn.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(ids) {
+			t.Fatalf("start %d: snapshots in the order %v, want %v (the rollback's is the third)", round+1, got, ids)
+		}
+		// The next backup comes after all of them.
+		_, sn := backupDir(t, s, u, src, nil)
+		if l := s.Snapshots(u.ID); l[len(l)-1].ID != sn.ID {
+			t.Fatalf("start %d: the new backup %s is not the latest: %v", round+1, sn.ID, l[len(l)-1].ID)
+		}
+		ids = append(ids, sn.ID)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -78,8 +78,11 @@ type Snapshot struct {
 	// of listings and which snapshot retention and quota take as the
 	// oldest follow it, so a clock set back (a school server without a
 	// network whose clock reset) never makes an old backup the latest.
-	// Zero in a snapshot committed before this field (those come first,
-	// in time order). A snapshot replicated from a school is ordered by
+	// Zero in a snapshot committed by a release before this field: those
+	// older than every numbered one come first, in time order; one made
+	// later (by a release the school rolled back to for a while) is given,
+	// at the next start, the number of the newest numbered snapshot not
+	// after it in time, and sorts after that one by time. A snapshot replicated from a school is ordered by
 	// the school's number (Origin.Seq; see Order); its own Seq is its
 	// place in what this store received.
 	Seq int64 `json:"seq,omitempty"`
@@ -196,6 +199,16 @@ func (s *Store) loadMeta() error {
 		}
 	}
 	for id, list := range s.snaps {
+		// A snapshot of this store's own without a number was made by a
+		// release before the numbers, or by one the school rolled back to
+		// for a while: placed by its time after the numbered ones, or the
+		// backups of the rollback would sort as the oldest (restores and
+		// retention's "latest" would take the snapshot before them).
+		for _, sn := range list {
+			if sn.Origin == nil && sn.Seq == 0 {
+				sn.guessSeq = true
+			}
+		}
 		s.placeRebuilt(list)
 		sortSnaps(list)
 		if _, ok := s.users[id]; ok || len(list) == 0 {
@@ -257,11 +270,11 @@ func compareBy(a, b *Snapshot, key func(*Snapshot) int64) int {
 	return strings.Compare(string(a.ID), string(b.ID))
 }
 
-// placeRebuilt gives each snapshot of list rebuilt without its file the
-// Seq of the latest numbered one not after it in time (so it sorts just
-// after that one, by time): its own number was in the lost file. The
-// number is written into the rebuilt file, so that it keeps its place at
-// the next start.
+// placeRebuilt gives each snapshot of list rebuilt without its file, or
+// written without a number, the Seq of the latest numbered one not after
+// it in time (so it sorts just after that one, by time): its own number
+// was in the lost file, or never given. The number is written into the
+// snapshot's file, so that it keeps its place at the next start.
 func (s *Store) placeRebuilt(list []*Snapshot) {
 	for _, r := range list {
 		if !r.guessSeq {
