@@ -98,10 +98,12 @@ packages: build
 	    $(NFPM) pkg --packager rpm --config dist/nfpm/laptop.yaml --target $(PKGS)/ || exit 1; \
 	done
 
-# Installs the .deb, runs it, backs up a laptop and purges it (root only;
-# CI is root): scripts/package-test.sh.
+# Installs the .deb, runs it, backs up a laptop and purges it, then the
+# package over its life: upgrade, remove, reinstall, odd states (root only;
+# CI is root): scripts/package-test.sh, scripts/package-upgrade-test.sh.
 package-test:
 	GO=$(GO) BIN=$(BIN) PKGS=$(PKGS) scripts/package-test.sh
+	GO=$(GO) scripts/package-upgrade-test.sh
 
 # The micro-benchmarks, then a small whole school (bench/results/school-small.md).
 bench:

@@ -8,7 +8,8 @@
 # as the xs-backup user with the packaged configuration (no systemd runs in
 # CI); registers and backs up a laptop with xo-backup; finds the snapshot
 # with xs-admin and on /metrics; stops the daemon; purges the package and
-# checks that the user, /var/lib/xs-backup and /etc/xs-backup are gone. The
+# checks that /var/lib/xs-backup and /etc/xs-backup are gone and the system
+# user kept (then removes it). The
 # .rpm files are inspected with rpm -qlp if rpm is installed.
 #
 # It changes the system (a package, a user, ports 7457-7459), so it runs only
@@ -45,8 +46,8 @@ fi
 if dpkg-query -W -f '${Status}' xs-backup 2>/dev/null | grep -q 'installed\|config-files'; then
 	fail "xs-backup is installed on this machine; this test installs and purges it: dpkg --purge xs-backup first"
 fi
-if getent passwd xs-backup >/dev/null || [ -e /var/lib/xs-backup ] || [ -e /etc/xs-backup ]; then
-	fail "a user xs-backup, /var/lib/xs-backup or /etc/xs-backup exists already; this test would delete it"
+if getent passwd xs-backup >/dev/null || getent group xs-backup >/dev/null || [ -e /var/lib/xs-backup ] || [ -e /etc/xs-backup ]; then
+	fail "a user or group xs-backup, /var/lib/xs-backup or /etc/xs-backup exists already; this test would delete it"
 fi
 
 tmp=$(mktemp -d)
@@ -60,6 +61,9 @@ cleanup() {
 		say "purging the package left installed by a failure"
 		dpkg --purge xs-backup >/dev/null 2>&1 || true
 	fi
+	# The purge keeps the system user; none was here before this test.
+	if getent passwd xs-backup >/dev/null; then userdel xs-backup 2>/dev/null || true; fi
+	if getent group xs-backup >/dev/null; then groupdel xs-backup 2>/dev/null || true; fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -168,9 +172,13 @@ grep -q stopped "$tmp/daemon.log" || fail "xs-backupd did not log its stop"
 
 say "dpkg --purge xs-backup"
 dpkg --purge xs-backup
-! getent passwd xs-backup >/dev/null || fail "user xs-backup is left after purge"
-! getent group xs-backup >/dev/null || fail "group xs-backup is left after purge"
+# The system user and group stay (backups kept elsewhere are theirs; a
+# freed uid would go to the next system user): this test made them.
+[ "$(id -u xs-backup 2>/dev/null)" = "$uid" ] || fail "purge deleted the user xs-backup (uid $uid)"
+getent group xs-backup >/dev/null || fail "purge deleted the group xs-backup"
+userdel xs-backup
+! getent group xs-backup >/dev/null || groupdel xs-backup
 for p in /var/lib/xs-backup /etc/xs-backup /usr/bin/xs-backupd /usr/bin/xs-admin /etc/systemd/system/multi-user.target.wants/xs-backupd.service; do
 	[ ! -e "$p" ] && [ ! -L "$p" ] || fail "$p is left after purge"
 done
-say "ok (purged: no user, no /var/lib/xs-backup, no /etc/xs-backup)"
+say "ok (purged: no /var/lib/xs-backup, no /etc/xs-backup; the user kept)"
