@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -62,8 +63,15 @@ func ParseDuration(text string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration (examples: 90s, 2m, 1h30m, 3d)", text)
 	}
+	if v < 0 {
+		return 0, fmt.Errorf("%q: a duration here cannot be negative (0 takes the default)", text)
+	}
 	return v, nil
 }
+
+// maxConfigBytes caps the configuration file read: the example with every
+// setting is a few KiB.
+const maxConfigBytes = 1 << 20
 
 // Config is the daemon's configuration. Every field has a working default,
 // so the daemon runs with no file at all.
@@ -240,7 +248,7 @@ func LoadConfig(path string) (Config, error) {
 	if path == "" {
 		return c, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := readConfig(path)
 	if errors.Is(err, os.ErrNotExist) && path == DefaultConfigPath {
 		return c, nil
 	}
@@ -268,6 +276,24 @@ func LoadConfig(path string) (Config, error) {
 		c.SessionDeadline = Duration(12 * time.Hour)
 	}
 	return c, c.Validate()
+}
+
+// readConfig reads the configuration file (following a link: /etc may
+// point elsewhere), at most maxConfigBytes of it.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxConfigBytes {
+		return nil, fmt.Errorf("%s is more than %d bytes: not a configuration file", path, maxConfigBytes)
+	}
+	return b, nil
 }
 
 // Validate checks the values.

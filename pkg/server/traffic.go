@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -60,8 +61,8 @@ func ParseRate(text string) (int64, error) {
 	}{{"gbit", 1e9 / 8}, {"mbit", 1e6 / 8}, {"kbit", 1e3 / 8}, {"bit", 1.0 / 8}} {
 		if n, ok := strings.CutSuffix(lower, u.suffix); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-			if err != nil || f < 0 {
-				break
+			if err != nil || !(f >= 0) || f*u.mult >= math.MaxInt64 {
+				break // NaN, infinities and rates past int64 are no rates
 			}
 			return int64(f * u.mult), nil
 		}
