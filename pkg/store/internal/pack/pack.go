@@ -318,6 +318,11 @@ func (w *Writer) Close() error {
 
 // ReadRecord reads and CRC-checks the record at off in pack seq.
 func ReadRecord(fs fsys.FS, seq uint64, off int64, stored uint32) (Header, []byte, error) {
+	if stored > MaxStored {
+		// No record is that large: the size came from a damaged index
+		// entry, and allocating it would take gigabytes.
+		return Header{}, nil, fmt.Errorf("pack %016x at %d: %d stored bytes: %w", seq, off, stored, ErrBadRecord)
+	}
 	f, err := fs.OpenFile(Name(seq), os.O_RDONLY, 0)
 	if err != nil {
 		return Header{}, nil, err

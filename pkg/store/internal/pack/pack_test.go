@@ -3,7 +3,9 @@ package pack
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -182,6 +184,36 @@ func TestWriterReusesItsRecordBuffer(t *testing.T) {
 		f.Close()
 		if want := h.Encode(d); !bytes.Equal(raw, want) {
 			t.Fatalf("record %d on disk is not Encode's", i)
+		}
+	}
+}
+
+// TestReadRecordRefusesASizeNoRecordHas: the stored size comes from the
+// index; a damaged entry (a flipped byte in Badger, whose values carry no
+// checksum of their own) can say 4 GiB. The read is refused as a bad record
+// before anything that size is allocated.
+func TestReadRecordRefusesASizeNoRecordHas(t *testing.T) {
+	files := fsys.Dir(t.TempDir())
+	w := NewWriter(files, 64<<20, 1)
+	defer w.Close()
+	d := []byte("a small chunk")
+	_, off, err := w.Append(Header{Type: blob.Chunk, Stored: uint32(len(d)), Raw: uint32(len(d)), ID: chunk.Sum(d)}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, stored := range []uint32{MaxStored + 1, 1 << 31, 0xFFFFFFFF} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, err := ReadRecord(files, 1, off, stored)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrBadRecord) {
+			t.Errorf("stored %d: %v, want ErrBadRecord", stored, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+			t.Errorf("stored %d: the read allocated %d bytes", stored, grew)
 		}
 	}
 }
