@@ -483,11 +483,13 @@ func ParseTime(text string, now time.Time) (time.Time, error) {
 		}
 		return now.Add(d), nil
 	}
-	if t, err := time.Parse(time.RFC3339, text); err == nil {
+	// A time before 1970 is a slip (and year 1, the zero time, would read
+	// as "not given").
+	if t, err := time.Parse(time.RFC3339, text); err == nil && t.Year() >= 1970 {
 		return t, nil
 	}
 	for _, layout := range []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02 15:04"} {
-		if t, err := time.ParseInLocation(layout, text, time.Local); err == nil {
+		if t, err := time.ParseInLocation(layout, text, time.Local); err == nil && t.Year() >= 1970 {
 			return t, nil
 		}
 	}
@@ -505,7 +507,8 @@ func ParseDuration(text string) (time.Duration, error) {
 		return time.Duration(days) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(text)
-	if err != nil {
+	if err != nil || d < 0 {
+		// The sign of an offset is ParseTime's: "+-5h" is no time.
 		return 0, fmt.Errorf("%w: %q is not a duration (examples: 7d, 12h, 90m)", ErrInvalid, text)
 	}
 	return d, nil
