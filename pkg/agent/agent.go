@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,7 +127,7 @@ func (s State) Key() (ed25519.PrivateKey, error) {
 // time in a process, a table of multiples): Dial leaves that to the
 // handshake, which needs it only when it cannot resume a session.
 func (s State) seed() ([]byte, error) {
-	b, err := os.ReadFile(s.path("key"))
+	b, err := readState(s.path("key"))
 	if errors.Is(err, os.ErrNotExist) {
 		key, err := proto.GenerateKey()
 		if err != nil {
@@ -137,7 +138,7 @@ func (s State) seed() ([]byte, error) {
 		}
 		return key.Seed(), writeAtomic(s.path("key"), proto.EncodeKey(key))
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errStateTooLarge) {
 		return nil, err
 	}
 	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
@@ -150,14 +151,17 @@ func (s State) seed() ([]byte, error) {
 // Registration returns the recorded registration, or an error saying to register.
 func (s State) Registration() (*Registration, error) {
 	var r Registration
-	b, err := os.ReadFile(s.path("server.json"))
+	b, err := readState(s.path("server.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotRegistered
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errStateTooLarge) {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil || b == nil {
+		if err == nil {
+			err = errStateTooLarge
+		}
 		return nil, fmt.Errorf("this laptop's registration %s is damaged (%v): register with the school server again (its backups stay on the server; staff may have to approve the laptop)", s.path("server.json"), err)
 	}
 	return &r, nil
@@ -202,8 +206,32 @@ func (s State) saveSlot(t, now time.Time) error {
 
 func (s State) clearSlot() { os.Remove(s.path("slot.json")) }
 
+// maxStateFile caps what is read of a small state file (key, server.json,
+// last.json, slot.json, clock.json, restore-from): each is well under a
+// KiB, and a damaged one of gigabytes must not take the laptop's memory.
+const maxStateFile = 1 << 20
+
+var errStateTooLarge = errors.New("state file damaged")
+
+// readState reads a small state file, at most maxStateFile bytes of it.
+func readState(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStateFile {
+		return nil, fmt.Errorf("%w: %s is more than %d bytes", errStateTooLarge, path, maxStateFile)
+	}
+	return b, nil
+}
+
 func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	b, err := readState(path)
 	if err != nil {
 		return err
 	}
@@ -314,7 +342,7 @@ const restoreProgress = "restore-progress"
 
 // restoreFromID returns the pinned backup ("" if none).
 func (s State) restoreFromID() string {
-	b, err := os.ReadFile(s.path(restoreFrom))
+	b, err := readState(s.path(restoreFrom))
 	if err != nil || len(b) > 64 {
 		return ""
 	}

@@ -574,11 +574,18 @@ func importLogPath(dataDir, school string) string {
 	return filepath.Join(dataDir, "offsite", "imported-"+school+".json")
 }
 
+// maxImportLog caps the import log read: an entry is ~60 bytes, a bundle a
+// night for a thousand years is 22 MB.
+const maxImportLog = 64 << 20
+
 func loadImportLog(dataDir, school string) (*importLog, error) {
 	l := &importLog{Bundles: map[string]time.Time{}}
-	b, err := os.ReadFile(importLogPath(dataDir, school))
+	b, err := atomicfile.ReadSmall(importLogPath(dataDir, school), maxImportLog)
 	if errors.Is(err, os.ErrNotExist) {
 		return l, nil
+	}
+	if errors.Is(err, atomicfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: the record of bundles imported from %s: %v", errkind.ErrDamaged, school, err)
 	}
 	if err != nil {
 		return nil, err
