@@ -206,6 +206,9 @@ func checkSerial(sn string) error {
 			return errors.New("a serial has only letters, digits, '-', '_' and '.'")
 		}
 	}
+	if sn[0] == '-' || sn[0] == '.' {
+		return errors.New("a serial does not start with '-' or '.'")
+	}
 	return nil
 }
 

@@ -83,6 +83,11 @@ one as SERIAL.old. Approving a revoked laptop undoes the revoke.`,
 		Args: args([]string{"SERIAL"}),
 		RunE: a.command(func(cmd *cobra.Command, args []string) error {
 			r.Serial = args[0]
+			if cmd.Flags().Changed("key") && r.Key == "" {
+				// A script's empty variable: without the check, any key
+				// waiting would be approved.
+				return usagef("--key is empty: give the fingerprint the laptop showed, or leave --key out")
+			}
 			return call(a, cmd, readWrite, func(ctx context.Context, c *admin.Client) (*store.User, error) {
 				return c.Approve(ctx, r)
 			}, printUser("approve"))

@@ -68,7 +68,10 @@ type restoreOptions struct {
 // result where staff asked.
 func (a *app) restore(cmd *cobra.Command, r admin.ExportRequest, o restoreOptions) error {
 	var dest string
-	for _, v := range []struct{ dir, format string }{{o.to, admin.FormatTar}, {o.tar, admin.FormatTar}, {o.xoj, admin.FormatXOJ}, {o.raw, admin.FormatRaw}} {
+	for _, v := range []struct{ flag, dir, format string }{{"to", o.to, admin.FormatTar}, {"tar", o.tar, admin.FormatTar}, {"xoj", o.xoj, admin.FormatXOJ}, {"raw", o.raw, admin.FormatRaw}} {
+		if cmd.Flags().Changed(v.flag) && v.dir == "" {
+			return usagef("--%s is empty: give where to write", v.flag)
+		}
 		if v.dir != "" {
 			dest, r.Format = v.dir, v.format
 		}
@@ -82,6 +85,9 @@ func (a *app) restore(cmd *cobra.Command, r admin.ExportRequest, o restoreOption
 		return err
 	}
 	defer done()
+	if err := admin.CheckDestination(a.place.Data, dest); err != nil {
+		return err
+	}
 	bar := cli.NewProgress(os.Stderr)
 	err = c.Export(cmd.Context(), r, func(total int64, rd io.Reader) error {
 		defer bar.Done()

@@ -362,6 +362,11 @@ func validNewSerial(sn string) error {
 	if _, err := strconv.ParseUint(sn, 16, 64); err == nil && len(sn) == 16 {
 		return fmt.Errorf("%w: serial %q has the form of a user ID (16 hex digits)", ErrInvalid, sn)
 	}
+	if sn[0] == '-' || sn[0] == '.' {
+		// "-x" reads as an option in every command staff would type with
+		// it, "." and ".." as directories.
+		return fmt.Errorf("%w: serial %q may not start with '-' or '.'", ErrInvalid, sn)
+	}
 	if strings.HasPrefix(sn, "damaged-") {
 		// The name the store gives a user whose file is lost (staff alias
 		// it back to its serial): a laptop registered under it first
