@@ -131,7 +131,7 @@ func fail(err error) int {
 	if logging.OnJournal(os.Stderr) {
 		prefix = logging.Prefix(slog.LevelError)
 	}
-	msg := err.Error()
+	msg := strings.Replace(err.Error(), restore.ExistsHint, "", 1)
 	if advice := cli.ClientAdvice(err); advice != "" {
 		msg += "; " + advice
 	}
@@ -317,8 +317,9 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 		fmt.Fprintf(os.Stderr, "xo-backup: %v; %s\n", err, again)
 		return cli.ExitFailed
 	}
-	if err != nil && res == nil {
-		return fail(err)
+	var de *restore.DamagedError
+	if err != nil && (res == nil || !errors.As(err, &de)) {
+		return fail(err) // no summary: it would read as a success
 	}
 	if jsonOut {
 		damaged := res.Damaged
@@ -332,7 +333,6 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 			fmt.Printf("%d of them were already restored whole by the interrupted run, and were not fetched again.\n", res.Kept)
 		}
 	}
-	var de *restore.DamagedError
 	if errors.As(err, &de) {
 		fmt.Fprintf(os.Stderr, "xo-backup: %d file(s) left out: their copy on the school server is damaged or missing (everything else was restored):\n", len(de.Files))
 		for _, f := range de.Files {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"io/fs"
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
@@ -20,6 +21,8 @@ func ClientAdvice(err error) string {
 		return "list this laptop's backups with: xo-backup list"
 	case errors.Is(err, agent.ErrNoSerial):
 		return "this is not an XO (or its firmware data is unreadable): give the serial with --serial"
+	case errors.Is(err, fs.ErrExist):
+		return "give --force to replace the files there, or restore into an empty folder"
 	case errors.Is(err, errkind.ErrOverQuota):
 		return "nothing was lost: the last backup is still on the server; ask staff to free space or raise the quota (xs-admin quota)"
 	}

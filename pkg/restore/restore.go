@@ -692,7 +692,7 @@ func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
 	}
 	if !overwrite {
 		if _, err := root.Lstat(name); err == nil {
-			return nil, fmt.Errorf("restore %s: %w (use the overwrite option to replace it)", p, fs.ErrExist)
+			return nil, fmt.Errorf("restore %s: %w"+ExistsHint, p, fs.ErrExist)
 		}
 	}
 	for try := 0; ; try++ {
@@ -706,6 +706,11 @@ func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
 		}
 	}
 }
+
+// ExistsHint ends the error of a restore that found a file where it would
+// write one: programs whose option has another name replace it with
+// their own advice.
+const ExistsHint = " (use the overwrite option to replace it)"
 
 // abort closes and removes the temporary file.
 func (t *tempFile) abort() {
@@ -737,12 +742,12 @@ func (t *tempFile) commit(e *manifest.Entry, n int64) error {
 		} else if err = t.root.Link(t.tmp, t.name); err == nil {
 			t.root.Remove(t.tmp)
 		} else if errors.Is(err, fs.ErrExist) {
-			err = fmt.Errorf("%w (use the overwrite option to replace it)", err)
+			err = fmt.Errorf("%w"+ExistsHint, err)
 		} else if noHardLinks(err) {
 			// FAT or exFAT (a USB stick): no hard links, so no "create if
 			// absent" in one step; the name is checked, then taken.
 			if _, lerr := t.root.Lstat(t.name); lerr == nil {
-				err = fmt.Errorf("%w (use the overwrite option to replace it)", fs.ErrExist)
+				err = fmt.Errorf("%w"+ExistsHint, fs.ErrExist)
 			} else {
 				err = t.root.Rename(t.tmp, t.name)
 			}

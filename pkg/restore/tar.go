@@ -255,7 +255,7 @@ func ExtractTar(r io.Reader, target string, overwrite bool, progress func(bytes 
 		case tar.TypeReg:
 			if !overwrite {
 				if _, err := root.Lstat(name); err == nil {
-					return st, fmt.Errorf("extract %s: %w (use the overwrite option to replace it)", name, fs.ErrExist)
+					return st, fmt.Errorf("extract %s: %w"+ExistsHint, name, fs.ErrExist)
 				}
 			}
 			n, err := extractFile(root, name, tr, fs.FileMode(h.Mode).Perm()|0o400, h.ModTime)

@@ -219,7 +219,7 @@ func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ..
 	err = r.be.restore(ctx, sn.ID, target, paths)
 	if errors.Is(err, fs.ErrExist) {
 		// Not restore's advice of an option this package does not offer.
-		return existsError{strings.Replace(err.Error(), " (use the overwrite option to replace it)", "", 1) +
+		return existsError{strings.Replace(err.Error(), restore.ExistsHint, "", 1) +
 			" (Restore never replaces a file: restore into an empty folder, or move the file away)"}
 	}
 	return err
