@@ -277,7 +277,12 @@ func dialErr(addr string, sides dialSides, err error) error {
 		return Errorf(KindBadRequest, "%s TLS handshake (%s, %v): %s and %s may run different versions of xs-backup (upgrade the older one); otherwise try again", who, addr, err, sides.peer, sides.self)
 	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		// A resumed session's handshake waits on the context's deadline,
+		// a full one on QUIC's own timeout: the same silence.
+		return fmt.Errorf("%w (%s): %s did not answer (the network is down or %s is not running)", ErrUnreachable, addr, sides.peer, sides.peer)
+	}
+	if errors.As(err, &ne) {
 		return fmt.Errorf("%w (%s): %v", ErrUnreachable, addr, err)
 	}
 	return wireErr(err)
