@@ -95,7 +95,7 @@ func newRootCmd() *cobra.Command {
 	fs.StringVar(&o.page, "page", def.RestorePage.Listen, "HTTP address of the students' restore page (\"\" disables it)")
 	cmdline.Enum(fs, &o.registration, "registration", def.Registration,
 		"open: laptops back up once registered; approve: staff approve each (xs-admin approve)", "open", "approve")
-	fs.IntVar(&o.maxSessions, "max-sessions", def.Admission.MaxSessions, "the most backup sessions at once (how many run is measured, up to this)")
+	cmdline.IntAtLeast(fs, &o.maxSessions, "max-sessions", def.Admission.MaxSessions, 2, "the most backup sessions at once (how many run is measured, up to this)")
 	cmdline.Checked(fs, &o.logLevel, "log-level", def.LogLevel, "level", "least important log level: debug, info, warn or error",
 		func(s string) error {
 			if _, err := logging.ParseLevel(s); err != nil {

@@ -3,6 +3,7 @@ package cmdline
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -60,4 +61,27 @@ func orList(v []string) string {
 		return strings.Join(v, "")
 	}
 	return strings.Join(v[:len(v)-1], ", ") + " or " + v[len(v)-1]
+}
+
+// IntAtLeast defines an int flag on fs whose value must be at least least:
+// a smaller one is a usage error when the flag is parsed.
+func IntAtLeast(fs *pflag.FlagSet, p *int, name string, value, least int, usage string) {
+	*p = value
+	fs.Var(&intAtLeast{p: p, least: least}, name, usage)
+}
+
+type intAtLeast struct {
+	p     *int
+	least int
+}
+
+func (v *intAtLeast) String() string { return strconv.Itoa(*v.p) }
+func (v *intAtLeast) Type() string   { return "int" }
+func (v *intAtLeast) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < v.least {
+		return fmt.Errorf("use a whole number of at least %d", v.least)
+	}
+	*v.p = n
+	return nil
 }
