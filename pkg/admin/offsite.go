@@ -60,8 +60,11 @@ func (SchoolsRequest) Op() string { return "schools" }
 // stopped one's store.
 func (s *Service) SyncNow(ctx context.Context, r SyncRequest) (*SyncResult, error) {
 	if s.Sync == nil {
+		if !r.Status && s.Live {
+			return nil, fmt.Errorf("this server replicates to no mothership: its configuration has no [mothership] section (address and key); add one and restart xs-backupd")
+		}
 		if !r.Status {
-			return nil, errkind.Errorf(errkind.BadRequest, "replication runs in the daemon, and this store is not served by one")
+			return nil, errkind.Errorf(errkind.BadRequest, "replication runs in the daemon, and this store is not served by one: start xs-backupd")
 		}
 		st, err := offsite.LoadState(s.S.Dir())
 		if err != nil {
