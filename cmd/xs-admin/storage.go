@@ -38,7 +38,13 @@ bucket directly, whether or not xs-backupd runs.`,
 				return err
 			}
 			if !a.storage.S3() {
-				fmt.Fprintf(a.stdout, "the pack files are in the data directory %s (storage backend \"local\")\n", a.place.Data)
+				local := struct {
+					Backend string `json:"backend"`
+					Data    string `json:"data"`
+				}{"local", a.place.Data}
+				a.print(local, func(w io.Writer) {
+					fmt.Fprintf(w, "the pack files are in the data directory %s (storage backend \"local\")\n", a.place.Data)
+				})
 				return nil
 			}
 			r, err := a.storage.Remote(cmd.Context())

@@ -106,14 +106,14 @@ func (s *Service) Schools(ctx context.Context, r SchoolsRequest) ([]SchoolRow, e
 				row.Latest, row.Name = sn.Time, sn.Origin.Serial
 			}
 		}
-		var out []SchoolRow
+		out := []SchoolRow{}
 		for _, row := range byLaptop {
 			out = append(out, *row)
 		}
 		slices.SortFunc(out, func(a, b SchoolRow) int { return strings.Compare(a.Name, b.Name) })
 		return out, nil
 	}
-	var out []SchoolRow
+	out := []SchoolRow{} // [] in JSON, never null
 	for _, u := range s.S.Users() {
 		sns := s.S.Snapshots(u.ID)
 		laptops := map[uint64]bool{}

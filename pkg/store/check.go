@@ -98,7 +98,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 	// collection until a repair. (Backups and deletions go on.)
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
-	c := &checker{s: s, ctx: ctx, opts: opts, rep: &CheckReport{},
+	c := &checker{s: s, ctx: ctx, opts: opts, rep: &CheckReport{Problems: []Problem{}},
 		status: map[blob.Ref]string{}, bad: map[chunk.ID][]blob.Ref{}, kids: map[chunk.ID][]blob.Ref{}}
 	gone, err := s.markMissingPacks(ctx)
 	if err != nil {
