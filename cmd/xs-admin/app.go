@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -163,8 +164,9 @@ func (a *app) connect(cmd *cobra.Command, how access) (c *admin.Client, done fun
 	if errors.Is(err, fs.ErrPermission) {
 		return nil, nil, fmt.Errorf("%w: %w", errkind.ErrPermission, err)
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		// Not the not-found advice about serials and snapshots.
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, syscall.ENOTDIR) {
+		// Not the not-found advice about serials and snapshots (nor
+		// "open DATA/lock: not a directory" for a --data naming a file).
 		return nil, nil, fmt.Errorf("no store in %s: check --data (or data in the configuration file); xs-backupd creates its store when it first starts", a.place.Data)
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
@@ -251,6 +253,9 @@ func LoadConfig(path string) (Config, error) {
 	b, err := readConfig(path)
 	if errors.Is(err, os.ErrNotExist) && path == DefaultConfigPath {
 		return c, nil
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return c, fmt.Errorf("%w: read configuration: %w", errkind.ErrPermission, err)
 	}
 	if err != nil {
 		return c, fmt.Errorf("read configuration: %w", err)
