@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xs-backup/xs-backup/internal/cli"
 	"github.com/xs-backup/xs-backup/pkg/store"
 	"github.com/xs-backup/xs-backup/pkg/store/s3"
 )
@@ -102,10 +104,9 @@ xs-backupd, migrate --to local, set backend = "local", start xs-backupd.`,
 			if err := r.Check(cmd.Context()); err != nil {
 				return err
 			}
+			bar := cli.NewProgress(os.Stderr) // on a terminal only
 			progress := func(done, total int, bytes int64) {
-				if !a.jsonOut {
-					fmt.Fprintf(a.stderr, "\r%d/%d packs, %d MiB moved", done, total, bytes>>20)
-				}
+				bar.Update(int64(done), int64(total), fmt.Sprintf("%d packs, %d MiB moved", done, bytes>>20))
 			}
 			var rep *store.MigrateReport
 			if to == "s3" {
@@ -113,9 +114,7 @@ xs-backupd, migrate --to local, set backend = "local", start xs-backupd.`,
 			} else {
 				rep, err = store.MigrateToLocal(cmd.Context(), a.place.Data, r, progress)
 			}
-			if !a.jsonOut {
-				fmt.Fprintln(a.stderr)
-			}
+			bar.Done()
 			if err != nil {
 				return err
 			}
