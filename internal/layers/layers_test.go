@@ -17,6 +17,7 @@ var layer = map[string]int{
 	"internal/units":          0,
 	"internal/bucket":         0,
 	"internal/atomicfile":     0,
+	"internal/pathutil":       0,
 	"internal/version":        0,
 	"internal/procstat":       0,
 	"pkg/store/internal/fsys": 1,

@@ -9,11 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/pathutil"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/journal"
@@ -362,34 +362,8 @@ func readJournal(fsys fs.FS) ([]journal.Entry, error) {
 // directory (dest itself or through a symbolic link): a laptop's files
 // written there could replace the server's key or sit among its packs.
 func CheckDestination(data, dest string) error {
-	d, err1 := resolvePath(data)
-	t, err2 := resolvePath(dest)
-	if err1 != nil || err2 != nil {
-		return nil // what cannot be resolved is not the store's directory
-	}
-	if rel, err := filepath.Rel(d, t); err == nil && (rel == "." || rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))) {
+	if pathutil.Inside(data, dest) {
 		return errkind.Errorf(errkind.BadRequest, "%s is inside the store's directory %s: restore somewhere else (a USB stick, /tmp)", dest, data)
 	}
 	return nil
-}
-
-// resolvePath is p made absolute with symbolic links resolved as far as
-// the path exists.
-func resolvePath(p string) (string, error) {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for {
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Join(append([]string{r}, rest...)...), nil
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return filepath.Join(append([]string{p}, rest...)...), nil
-		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-		p = parent
-	}
 }

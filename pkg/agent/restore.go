@@ -8,9 +8,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/pathutil"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
@@ -114,6 +116,9 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
 		}
 		o.Target = DefaultSource()
+	}
+	if pathutil.Inside(st.Dir, o.Target) {
+		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
 	}
 	if o.All && !o.Overwrite {
 		empty, err := emptyJournal(o.Target)
