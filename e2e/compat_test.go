@@ -6,7 +6,6 @@ package e2e
 // and an admin may roll the server package back for a night.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -108,42 +107,10 @@ func startDaemonOf(t *testing.T, sub, data string, extra ...string) *Daemon {
 	}
 	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(filepath.Join(bin, sub, "xs-backupd"), args...)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
+	d, err := launchDaemon(t, cmd, data, sub)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{Cmd: cmd, Data: data}
-	addr := make(chan string, 1)
-	ended := make(chan struct{})
-	var last []string
-	go func() {
-		defer close(ended)
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			if m := readyRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-			if !sent {
-				last = append(last, sc.Text())
-			}
-			if testing.Verbose() {
-				t.Log(sub, "xs-backupd:", sc.Text())
-			}
-		}
-	}()
-	select {
-	case d.Addr = <-addr:
-	case <-ended:
-		cmd.Wait()
-		t.Fatalf("%s xs-backupd exited before it was ready: %s", sub, strings.Join(last, "\n"))
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("%s xs-backupd did not become ready", sub)
-	}
-	t.Cleanup(func() { d.Stop(t) })
 	return d
 }
 

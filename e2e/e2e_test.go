@@ -74,6 +74,14 @@ func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*
 	args := append([]string{"--config", "", "--listen", "127.0.0.1:0", "--data", data, "--metrics", "", "--page", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(filepath.Join(bin, "xs-backupd"), args...)
 	cmd.Env = append(os.Environ(), env...)
+	return launchDaemon(t, cmd, data, "")
+}
+
+// launchDaemon starts cmd (an xs-backupd of label's release, "" for this
+// tree's) and waits until it says it is ready (its address and its page's
+// then known), or has exited (the error holds its log until then), or 20 s
+// passed. A daemon that came up is stopped at the test's end.
+func launchDaemon(t testing.TB, cmd *exec.Cmd, data, label string) (*Daemon, error) {
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -81,7 +89,7 @@ func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*
 	d := &Daemon{Cmd: cmd, Data: data}
 	addr := make(chan string, 1)
 	ended := make(chan struct{})
-	var lastLine string
+	var lines []string
 	go func() {
 		defer close(ended)
 		sc := bufio.NewScanner(stderr)
@@ -95,10 +103,10 @@ func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*
 				sent = true
 			}
 			if !sent {
-				lastLine = sc.Text()
+				lines = append(lines, sc.Text())
 			}
 			if testing.Verbose() {
-				t.Log("xs-backupd:", sc.Text())
+				t.Log(strings.TrimSpace(label+" xs-backupd:"), sc.Text())
 			}
 		}
 	}()
@@ -106,11 +114,11 @@ func tryStartDaemon(t testing.TB, data string, env []string, extra ...string) (*
 	case d.Addr = <-addr:
 	case <-ended:
 		cmd.Wait()
-		return nil, fmt.Errorf("xs-backupd exited before it was ready: %s", lastLine)
+		return nil, fmt.Errorf("%s exited before it was ready: %s", strings.TrimSpace(label+" xs-backupd"), strings.Join(lines, " | "))
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("xs-backupd did not become ready")
+		return nil, fmt.Errorf("%s did not become ready", strings.TrimSpace(label+" xs-backupd"))
 	}
 	t.Cleanup(func() { d.Stop(t) })
 	return d, nil

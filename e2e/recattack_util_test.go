@@ -7,7 +7,6 @@ package e2e
 // Journal as it was backed up).
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -20,7 +19,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/xs-backup/xs-backup/internal/journalgen"
 	"github.com/xs-backup/xs-backup/pkg/backup"
@@ -108,44 +106,11 @@ func (w *raWorld) tryStart(t *testing.T) error {
 	if w.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
 	}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
+	d, err := launchDaemon(t, cmd, w.data, "")
+	if err != nil {
 		return err
 	}
-	d := &Daemon{Cmd: cmd, Data: w.data}
-	addr := make(chan string, 1)
-	ended := make(chan struct{})
-	var lines []string
-	go func() {
-		defer close(ended)
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			if m := readyRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-			if !sent {
-				lines = append(lines, sc.Text())
-			}
-			if testing.Verbose() {
-				t.Log("xs-backupd:", sc.Text())
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		d.Addr = a
-	case <-ended:
-		cmd.Wait()
-		return fmt.Errorf("xs-backupd exited before it was ready: %s", strings.Join(lines, " | "))
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("xs-backupd did not become ready")
-	}
 	w.d, w.addr = d, d.Addr
-	t.Cleanup(func() { d.Stop(t) })
 	return nil
 }
 
