@@ -39,3 +39,22 @@ func ReadSmall(path string, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadCapped reads the file at path (following links: a configuration in
+// /etc may point elsewhere), at most max bytes of it; a longer one fails
+// with ErrTooLarge.
+func ReadCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w: %s is more than %d bytes", ErrTooLarge, path, max)
+	}
+	return b, nil
+}

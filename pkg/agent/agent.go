@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,7 +137,7 @@ func (s State) seed() ([]byte, error) {
 		}
 		return key.Seed(), writeAtomic(s.path("key"), proto.EncodeKey(key))
 	}
-	if err != nil && !errors.Is(err, errStateTooLarge) {
+	if err != nil && !errors.Is(err, atomicfile.ErrTooLarge) {
 		return nil, err
 	}
 	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
@@ -155,12 +154,12 @@ func (s State) Registration() (*Registration, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotRegistered
 	}
-	if err != nil && !errors.Is(err, errStateTooLarge) {
+	if err != nil && !errors.Is(err, atomicfile.ErrTooLarge) {
 		return nil, err
 	}
 	if err := json.Unmarshal(b, &r); err != nil || b == nil {
 		if err == nil {
-			err = errStateTooLarge
+			err = atomicfile.ErrTooLarge
 		}
 		return nil, fmt.Errorf("this laptop's registration %s is damaged (%v): register with the school server again (its backups stay on the server; staff may have to approve the laptop)", s.path("server.json"), err)
 	}
@@ -211,24 +210,9 @@ func (s State) clearSlot() { os.Remove(s.path("slot.json")) }
 // KiB, and a damaged one of gigabytes must not take the laptop's memory.
 const maxStateFile = 1 << 20
 
-var errStateTooLarge = errors.New("state file damaged")
-
-// readState reads a small state file, at most maxStateFile bytes of it.
-func readState(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("%w: %s is more than %d bytes", errStateTooLarge, path, maxStateFile)
-	}
-	return b, nil
-}
+// readState reads a small state file, at most maxStateFile bytes of it
+// (atomicfile.ErrTooLarge beyond).
+func readState(path string) ([]byte, error) { return atomicfile.ReadCapped(path, maxStateFile) }
 
 func readJSON(path string, v any) error {
 	b, err := readState(path)

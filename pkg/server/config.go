@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"net"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/internal/units"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
@@ -250,7 +250,7 @@ func LoadConfig(path string) (Config, error) {
 	if path == "" {
 		return c, nil
 	}
-	b, err := readConfig(path)
+	b, err := atomicfile.ReadCapped(path, maxConfigBytes)
 	if errors.Is(err, os.ErrNotExist) && path == DefaultConfigPath {
 		return c, nil
 	}
@@ -281,24 +281,6 @@ func LoadConfig(path string) (Config, error) {
 		c.SessionDeadline = Duration(12 * time.Hour)
 	}
 	return c, c.Validate()
-}
-
-// readConfig reads the configuration file (following a link: /etc may
-// point elsewhere), at most maxConfigBytes of it.
-func readConfig(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxConfigBytes {
-		return nil, fmt.Errorf("%s is more than %d bytes: not a configuration file", path, maxConfigBytes)
-	}
-	return b, nil
 }
 
 // Validate checks the values.
