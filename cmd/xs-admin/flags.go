@@ -128,9 +128,6 @@ func checkSerial(what, s string) error {
 			return fmt.Errorf("%s %q may only contain letters, digits, '-', '_' and '.'", what, s)
 		}
 	}
-	if s[0] == '-' || s[0] == '.' {
-		return fmt.Errorf("%s %q may not start with '-' or '.'", what, s)
-	}
 	return nil
 }
 

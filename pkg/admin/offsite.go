@@ -5,12 +5,12 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/offsite"
 	"github.com/xs-backup/xs-backup/pkg/proto"
@@ -194,7 +194,7 @@ func (BundleImportRequest) Op() string { return "bundle-import" }
 func (RecoveryKitRequest) Op() string  { return "recovery-kit" }
 
 func (s *Service) serverKey() (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(filepath.Join(s.S.Dir(), offsite.KeyFile))
+	b, err := atomicfile.ReadCapped(filepath.Join(s.S.Dir(), offsite.KeyFile), 4<<10)
 	if err != nil {
 		return nil, fmt.Errorf("read the server key: %w", err)
 	}

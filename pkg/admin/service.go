@@ -483,13 +483,14 @@ func ParseTime(text string, now time.Time) (time.Time, error) {
 		}
 		return now.Add(d), nil
 	}
-	// A time before 1970 is a slip (and year 1, the zero time, would read
-	// as "not given").
-	if t, err := time.Parse(time.RFC3339, text); err == nil && t.Year() >= 1970 {
+	// A time before 1900 is a slip (and year 1, the zero time, would read
+	// as "not given"); 1969-12-31 is a clock reset to the epoch seen west
+	// of UTC.
+	if t, err := time.Parse(time.RFC3339, text); err == nil && t.Year() >= 1900 {
 		return t, nil
 	}
 	for _, layout := range []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02 15:04"} {
-		if t, err := time.ParseInLocation(layout, text, time.Local); err == nil && t.Year() >= 1970 {
+		if t, err := time.ParseInLocation(layout, text, time.Local); err == nil && t.Year() >= 1900 {
 			return t, nil
 		}
 	}

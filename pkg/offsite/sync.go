@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xs-backup/xs-backup/internal/atomicfile"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
@@ -197,7 +198,7 @@ func WriteRegistry(dir string, st *store.Store, school, keyDir string) error {
 	files := map[string][]byte{RegUsers: users, RegStore: info}
 	if keyDir != "" {
 		for _, name := range []string{RegSealed, RegPub, RegRecovery} {
-			b, err := os.ReadFile(filepath.Join(keyDir, name))
+			b, err := atomicfile.ReadCapped(filepath.Join(keyDir, name), 1<<20)
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}

@@ -270,7 +270,9 @@ func MigrateToLocal(ctx context.Context, dir string, remote Remote, progress Mig
 
 // RemoteStatus describes a store's packs on an object store.
 type RemoteStatus struct {
-	Remote string `json:"remote"`
+	// Backend is "s3" (a local store's status is {"backend": "local"}).
+	Backend string `json:"backend"`
+	Remote  string `json:"remote"`
 	// Packs and Bytes in the bucket; Staged packs waiting in the
 	// directory for their upload.
 	Packs  int   `json:"packs"`
@@ -306,7 +308,7 @@ func (s *Store) RemoteStatus(ctx context.Context) (*RemoteStatus, error) {
 // StatusOf reports what the store in dir keeps in remote, without opening
 // the store (the daemon may have it open).
 func StatusOf(ctx context.Context, dir string, remote Remote) (*RemoteStatus, error) {
-	st := &RemoteStatus{Remote: remote.String()}
+	st := &RemoteStatus{Backend: "s3", Remote: remote.String()}
 	objs, err := remote.List(ctx, "packs/")
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", describeRemote(remote), err)

@@ -265,8 +265,8 @@ func (p *packIO) prefetch(ctx context.Context, locs []objRec) {
 	}
 	byPack := map[uint64][]span{}
 	for _, o := range locs {
-		if _, ok := p.cache.get(o.Pack, o.Off); ok {
-			continue
+		if _, ok := p.cache.get(o.Pack, o.Off); ok || o.Stored > pack.MaxStored || o.Off < 0 {
+			continue // cached, or no record (a damaged index entry: the read says so)
 		}
 		byPack[o.Pack] = append(byPack[o.Pack], span{o.Off, pack.RecordHeaderLen + int64(o.Stored)})
 	}
