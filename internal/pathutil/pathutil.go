@@ -1,44 +1,68 @@
 // Package pathutil answers questions about paths that several programs ask
-// before they write: whether a destination lies inside a directory that
-// is not theirs to write into.
+// before they write: whether a destination lies inside, or holds, a
+// directory that is not theirs to write into.
 package pathutil
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 )
 
-// Inside reports whether p is dir or lies below it, after both are made
-// absolute and their symbolic links resolved as far as they exist (a
-// destination not made yet is judged by its existing parent). A path that
-// cannot be made absolute is not inside.
+// Inside reports whether p is dir or lies below it. Both are resolved as
+// the kernel would (symbolic links first, then "..": "link/.." is the
+// link's target's parent, not the link's), a destination not made yet is
+// judged by its existing part, and the comparison is by file identity,
+// so case-insensitive file systems and bind mounts do not hide dir. A
+// dir that does not exist holds nothing.
 func Inside(dir, p string) bool {
-	d, err1 := resolve(dir)
-	t, err2 := resolve(p)
-	if err1 != nil || err2 != nil {
+	d, err := resolve(dir)
+	if err != nil {
 		return false
 	}
-	rel, err := filepath.Rel(d, t)
-	return err == nil && (rel == "." || rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
+	dst, err := os.Stat(d)
+	if err != nil {
+		return false
+	}
+	t, err := resolve(p)
+	if err != nil {
+		return false
+	}
+	for a := t; ; a = filepath.Dir(a) {
+		if st, err := os.Stat(a); err == nil && os.SameFile(st, dst) {
+			return true
+		}
+		if filepath.Dir(a) == a {
+			return false
+		}
+	}
 }
 
-// resolve is p made absolute with symbolic links resolved as far as the
-// path exists.
+// Overlap reports whether a and b are one directory or one holds the
+// other: a restore into either would write into both.
+func Overlap(a, b string) bool { return Inside(a, b) || Inside(b, a) }
+
+// resolve is p made absolute and free of symbolic links as far as it
+// exists, without cleaning it as text first (which would take "link/.."
+// for the link's own directory); what does not exist yet is appended.
 func resolve(p string) (string, error) {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		p = wd + string(filepath.Separator) + p
 	}
-	var rest []string
+	rest := ""
 	for {
 		if r, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Join(append([]string{r}, rest...)...), nil
+			return filepath.Join(r, rest), nil
 		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return filepath.Join(append([]string{p}, rest...)...), nil
+		i := strings.LastIndexByte(p, filepath.Separator)
+		if i <= 0 {
+			return filepath.Join(string(filepath.Separator), p, rest), nil
 		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-		p = parent
+		rest = filepath.Join(p[i+1:], rest)
+		p = p[:i]
 	}
 }

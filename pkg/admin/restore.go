@@ -359,11 +359,12 @@ func readJournal(fsys fs.FS) ([]journal.Entry, error) {
 }
 
 // CheckDestination refuses a restore's destination inside the store's data
-// directory (dest itself or through a symbolic link): a laptop's files
-// written there could replace the server's key or sit among its packs.
+// directory or holding it (directly, through a symbolic link or "..", a
+// bind mount): a laptop's files written there could replace the server's
+// key or sit among its packs, and a laptop names its own files.
 func CheckDestination(data, dest string) error {
-	if pathutil.Inside(data, dest) {
-		return errkind.Errorf(errkind.BadRequest, "%s is inside the store's directory %s: restore somewhere else (a USB stick, /tmp)", dest, data)
+	if pathutil.Overlap(data, dest) {
+		return errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside the store's directory %s: restore somewhere else (a USB stick, /tmp/restore)", dest, data)
 	}
 	return nil
 }

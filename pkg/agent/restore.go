@@ -117,8 +117,8 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		}
 		o.Target = DefaultSource()
 	}
-	if pathutil.Inside(st.Dir, o.Target) {
-		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
+	if pathutil.Overlap(st.Dir, o.Target) {
+		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
 	}
 	if o.All && !o.Overwrite {
 		empty, err := emptyJournal(o.Target)
