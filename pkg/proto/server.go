@@ -232,7 +232,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards the fields below
 	ln       *quic.Listener
-	open     map[*quic.Conn]struct{}
+	open     map[*quic.Conn]*atomic.Int64 // when each last answered a request (Unix ns)
 	stopping bool
 	// stopped is done once Shutdown begins: downloads in progress end
 	// then (a read loses nothing; a laptop that died mid-restore would
@@ -286,7 +286,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, mem: semaphore.NewWeighted(cfg.MemoryBudget), lim: newLimiter(cfg.Limits, cfg.Now),
-		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]struct{}{}, admCfg: cfg.Admission}
+		pace: newPacer(cfg.Pacing), open: map[*quic.Conn]*atomic.Int64{}, admCfg: cfg.Admission}
 	s.stopped, s.stopNow = context.WithCancel(context.Background())
 	s.admCfg.setDefaults()
 	if fw := cfg.FixedWindow; fw != nil {
@@ -413,6 +413,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-done:
+		s.awaitAnswers(ctx)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -422,6 +423,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	return err
+}
+
+// answerGrace is how long Shutdown waits for laptops that were just
+// answered to hang up: a request ends when its answer is queued, and a
+// close sent before a lost packet of it was resent would lose it (a commit
+// the server made, reported to the laptop as failed).
+const answerGrace = 3 * time.Second
+
+// awaitAnswers waits, at most answerGrace and not past ctx, for each
+// connection that answered a request within answerGrace to be hung up by
+// its laptop (which it does once it has read the answer). Idle
+// connections are not waited for.
+func (s *Server) awaitAnswers(ctx context.Context) {
+	recent := time.Now().Add(-answerGrace).UnixNano()
+	var wait []*quic.Conn
+	s.mu.Lock()
+	for c, answered := range s.open {
+		if answered.Load() > recent {
+			wait = append(wait, c)
+		}
+	}
+	s.mu.Unlock()
+	if len(wait) == 0 {
+		return
+	}
+	t := time.NewTimer(answerGrace)
+	defer t.Stop()
+	for _, c := range wait {
+		select {
+		case <-c.Context().Done():
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Server) closeWith(conn *quic.Conn, err error) {
@@ -502,7 +539,13 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		s.closeWith(conn, err)
 		return
 	}
-	c := &serverConn{s: s, conn: conn, acct: acct, key: key, mem: share.mem, addr: addr}
+	s.mu.Lock()
+	answered := s.open[conn]
+	s.mu.Unlock()
+	if answered == nil {
+		answered = new(atomic.Int64)
+	}
+	c := &serverConn{s: s, conn: conn, acct: acct, key: key, mem: share.mem, addr: addr, answered: answered}
 	defer c.closed()
 	for {
 		st, err := conn.AcceptStream(ctx)
@@ -612,7 +655,7 @@ func (s *Server) track(conn *quic.Conn) bool {
 		s.closeWith(conn, Errorf(KindShutdown, "server shutting down"))
 		return false
 	}
-	s.open[conn] = struct{}{}
+	s.open[conn] = new(atomic.Int64)
 	return true
 }
 
@@ -693,7 +736,10 @@ type serverConn struct {
 	// or ended (Unix nanoseconds).
 	active  atomic.Int32
 	lastReq atomic.Int64
-	end     func() // ends the backend's session
+	// answered is when a request last ended (Unix ns): its answer may
+	// still be on the way, and Shutdown lets it arrive.
+	answered *atomic.Int64
+	end      func() // ends the backend's session
 }
 
 func (c *serverConn) inSession() bool {
@@ -967,7 +1013,9 @@ func (c *serverConn) serveStream(ctx context.Context, st *quic.Stream) {
 	}
 	defer func() {
 		if counted {
-			c.lastReq.Store(time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			c.lastReq.Store(now)
+			c.answered.Store(now)
 			c.active.Add(-1)
 		}
 	}()
