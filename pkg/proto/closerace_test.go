@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -80,5 +81,52 @@ func TestFetchFailedMidAnswerKeepsItsKind(t *testing.T) {
 	case <-be.failed:
 	default:
 		t.Fatal("the server never read the damaged blob: the race this test is about did not happen")
+	}
+}
+
+// TestAbandonedUploadIsNotTheServersFailure: a laptop interrupted in the
+// middle of an upload (Ctrl-C, a sibling stream that failed) resets its
+// stream while the server is reading it. That is the laptop's doing: the
+// server must not count it among its own internal errors, nor log it as
+// one (it did, or not, depending on which end got there first).
+func TestAbandonedUploadIsNotTheServersFailure(t *testing.T) {
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics()
+	ctx, addr, srvKey := serveSink(t, ServerConfig{Backend: &sinkBackend{}, Key: key, Metrics: m})
+	lkey, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, ClientConfig{Addr: addr, Key: lkey, ServerKey: srvKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
+		t.Fatalf("hello: %+v %v", g, err)
+	}
+	for range 5 {
+		st, err := c.OpenRawStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, 256<<10)
+		b := blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}
+		if err := writeFrame(st, tPut, nil); err != nil {
+			t.Fatal(err)
+		}
+		var hdr bytes.Buffer
+		writeBlob(&hdr, &b)
+		st.Write(hdr.Bytes()[:len(hdr.Bytes())/2]) // half of the blob, then the laptop gives up
+		time.Sleep(100 * time.Millisecond)
+		st.CancelWrite(0)
+		st.CancelRead(0)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := m.Values().Errors[KindInternal.String()]; n != 0 {
+		t.Fatalf("five uploads the laptop abandoned counted as %d internal errors of the server", n)
 	}
 }

@@ -1069,6 +1069,16 @@ func finishRead(st *quic.Stream) {
 }
 
 func (c *serverConn) fail(st *quic.Stream, err error) {
+	var se *quic.StreamError
+	var ae *quic.ApplicationError
+	if errors.As(err, &se) && se.Remote || errors.As(err, &ae) && ae.Remote {
+		// The laptop gave the request up (interrupted, a sibling stream
+		// failed, it hung up): its doing, not a failure of the server's,
+		// whichever of the two ends got there first.
+		c.s.log.Debug("request abandoned by the laptop", "serial", c.acct.Serial, "err", err)
+		st.CancelRead(0)
+		return
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		err = Errorf(KindTimeout, "transfer too slow (under %d bytes/s); try again on a better connection", c.s.cfg.MinRate)
