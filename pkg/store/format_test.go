@@ -116,13 +116,16 @@ func TestOpensPreviousReleaseStore(t *testing.T) {
 	checkClean(t, s)
 }
 
-// TestRollbackSnapshotsKeepTheirPlace: a school rolls its server back to a
-// release that writes snapshots without a number (Seq) for a night, then
-// upgrades again. The backup made during the rollback is newer than every
-// numbered one and must stay the latest (it sorted first: restores took
-// the snapshot before it and retention deleted it as the oldest; found by
-// e2e's TestCompatRollbackAndUpgradeAgainKeepsTheNewestBackup with the real
-// release ae8df14). A snapshot from before the numbers stays the oldest.
+// TestRollbackSnapshotsKeepTheirPlace: a store of the release before the
+// numbers (its snapshots have no Seq) is upgraded, numbered backups follow
+// (the server's clock reset to 2000 meanwhile, so they are dated before
+// the old ones), then the school rolls the server back to the old release
+// for a night (a backup without a number, dated by the old clock again)
+// and upgrades again. The old release's first backups stay the oldest,
+// whatever their dates; the backup made during the rollback is the latest
+// (it sorted first: restores and retention's "latest" took the one before
+// it; found by e2e's TestCompatRollbackAndUpgradeAgainKeepsTheNewestBackup
+// with the real release ae8df14), and keeps its place at every start.
 func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, store.Options{})
@@ -132,17 +135,17 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []store.SnapshotID
-	for range 4 {
+	for range 2 {
 		_, sn := backupDir(t, s, u, src, nil)
 		ids = append(ids, sn.ID)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// As the releases wrote them: the first before the numbers, the third
-	// during the rollback; a day apart each.
-	base := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
-	for i, id := range ids {
+	// edit rewrites a snapshot file as a release wrote it: its time, and
+	// its number (0: none, as the old release writes).
+	edit := func(id store.SnapshotID, when time.Time, seq int) {
+		t.Helper()
 		p := filepath.Join(dir, "snapshots", u.ID.String(), string(id)+".json")
 		var m map[string]any
 		b, err := os.ReadFile(p)
@@ -152,14 +155,10 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatal(err)
 		}
-		m["time"] = base.Add(time.Duration(i) * 24 * time.Hour).Format(time.RFC3339Nano)
-		switch i {
-		case 0, 2:
-			delete(m, "seq")
-		case 1:
-			m["seq"] = 1
-		case 3:
-			m["seq"] = 2
+		m["time"] = when.Format(time.RFC3339Nano)
+		delete(m, "seq")
+		if seq > 0 {
+			m["seq"] = seq
 		}
 		if b, err = json.Marshal(m); err != nil {
 			t.Fatal(err)
@@ -168,21 +167,50 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for round := range 2 { // the place given is kept at the next start
-		s = openStore(t, dir, store.Options{})
+	old := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
+	reset := time.Date(2000, 1, 1, 20, 0, 0, 0, time.UTC)
+	order := func(round string) {
+		t.Helper()
 		var got []store.SnapshotID
 		for _, sn := range s.Snapshots(u.ID) {
 			got = append(got, sn.ID)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(ids) {
-			t.Fatalf("start %d: snapshots in the order %v, want %v (the rollback's is the third)", round+1, got, ids)
+			t.Fatalf("%s: snapshots in the order %v, want %v", round, got, ids)
 		}
+	}
+	// The old release's store: ids[0] and ids[1] without numbers, and no
+	// mark of a numbering release.
+	edit(ids[0], old, 0)
+	edit(ids[1], old.Add(24*time.Hour), 0)
+	if err := os.Remove(filepath.Join(dir, "snapshots", "numbered.json")); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, store.Options{}) // upgraded
+	order("the old release's store upgraded")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Two numbered backups while the clock reads 2000, then the rollback's
+	// backup, dated by the right clock again; then upgraded again, twice.
+	s = openStore(t, dir, store.Options{})
+	for range 3 {
+		_, sn := backupDir(t, s, u, src, nil)
+		ids = append(ids, sn.ID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	edit(ids[2], reset, 1)
+	edit(ids[3], reset.Add(24*time.Hour), 2)
+	edit(ids[4], old.Add(48*time.Hour), 0) // the rollback's
+	for round := range 2 {
+		s = openStore(t, dir, store.Options{})
+		order(fmt.Sprintf("start %d after the rollback", round+1))
 		// The next backup comes after all of them.
 		_, sn := backupDir(t, s, u, src, nil)
-		if l := s.Snapshots(u.ID); l[len(l)-1].ID != sn.ID {
-			t.Fatalf("start %d: the new backup %s is not the latest: %v", round+1, sn.ID, l[len(l)-1].ID)
-		}
 		ids = append(ids, sn.ID)
+		order(fmt.Sprintf("start %d, a new backup", round+1))
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -79,10 +80,10 @@ type Snapshot struct {
 	// oldest follow it, so a clock set back (a school server without a
 	// network whose clock reset) never makes an old backup the latest.
 	// Zero in a snapshot committed by a release before this field: those
-	// older than every numbered one come first, in time order; one made
-	// later (by a release the school rolled back to for a while) is given,
-	// at the next start, the number of the newest numbered snapshot not
-	// after it in time, and sorts after that one by time. A snapshot replicated from a school is ordered by
+	// the store had when a numbering release first opened it come first,
+	// in time order; one made later (by a release the school rolled back
+	// to for a while) is numbered at the next start after every snapshot
+	// then known (numberingMark). A snapshot replicated from a school is ordered by
 	// the school's number (Origin.Seq; see Order); its own Seq is its
 	// place in what this store received.
 	Seq int64 `json:"seq,omitempty"`
@@ -198,17 +199,26 @@ func (s *Store) loadMeta() error {
 			}
 		}
 	}
-	for id, list := range s.snaps {
-		// A snapshot of this store's own without a number was made by a
-		// release before the numbers, or by one the school rolled back to
-		// for a while: placed by its time after the numbered ones, or the
-		// backups of the rollback would sort as the oldest (restores and
-		// retention's "latest" would take the snapshot before them).
-		for _, sn := range list {
-			if sn.Origin == nil && sn.Seq == 0 {
-				sn.guessSeq = true
+	// A snapshot of this store's own without a number was made by a
+	// release before the numbers. Those the store had when a numbering
+	// release first opened it stay first, in time order (numberingMark
+	// lists them); one made later was made by a release the school rolled
+	// back to for a while, and is newer than every snapshot the store had
+	// (its clock may say otherwise: a clock reset is what the numbers are
+	// for), so it is numbered after them.
+	before, marked := s.readNumberingMark()
+	if !marked {
+		before = map[string]bool{}
+		for _, list := range s.snaps {
+			for _, sn := range list {
+				if sn.Origin == nil && sn.Seq == 0 && !sn.guessSeq {
+					before[sn.User.String()+"/"+string(sn.ID)] = true
+				}
 			}
 		}
+	}
+	for id, list := range s.snaps {
+		s.numberRollback(list, before)
 		s.placeRebuilt(list)
 		sortSnaps(list)
 		if _, ok := s.users[id]; ok || len(list) == 0 {
@@ -223,6 +233,9 @@ func (s *Store) loadMeta() error {
 		}
 		s.users[u.ID] = u
 		s.nextUID = max(s.nextUID, u.ID)
+	}
+	if !marked {
+		s.writeNumberingMark(before)
 	}
 	return nil
 }
@@ -270,11 +283,74 @@ func compareBy(a, b *Snapshot, key func(*Snapshot) int64) int {
 	return strings.Compare(string(a.ID), string(b.ID))
 }
 
-// placeRebuilt gives each snapshot of list rebuilt without its file, or
-// written without a number, the Seq of the latest numbered one not after
-// it in time (so it sorts just after that one, by time): its own number
-// was in the lost file, or never given. The number is written into the
-// snapshot's file, so that it keeps its place at the next start.
+// numberingMark is written when a release that numbers snapshots first
+// opens the store: it lists the snapshots that had no number then (as
+// "USER/ID"). An unnumbered snapshot it does not list was made since by an
+// older release run on the store (a rollback).
+const numberingMark = "snapshots/numbered.json"
+
+// readNumberingMark returns the snapshots numberingMark lists; marked is
+// false when there is none (or it does not decode: the store's snapshots
+// without a number are then taken as the old ones they most likely are).
+func (s *Store) readNumberingMark() (before map[string]bool, marked bool) {
+	b, err := fsys.ReadFile(s.fsys, numberingMark, 64<<20)
+	if err != nil {
+		return nil, false
+	}
+	var ids []string
+	if json.Unmarshal(b, &ids) != nil {
+		return nil, false
+	}
+	before = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		before[id] = true
+	}
+	return before, true
+}
+
+// writeNumberingMark writes numberingMark listing before.
+func (s *Store) writeNumberingMark(before map[string]bool) {
+	if s.opts.ReadOnly {
+		return
+	}
+	ids := slices.Sorted(maps.Keys(before))
+	if ids == nil {
+		ids = []string{}
+	}
+	b, _ := json.Marshal(ids)
+	s.fsys.MkdirAll("snapshots", 0o750)
+	fsys.WriteFileAtomic(s.fsys, numberingMark, b)
+}
+
+// numberRollback numbers the snapshots of list without a number that
+// before does not list (a release rolled back to made them) after every
+// numbered one, in their time order, and writes the numbers into their
+// files.
+func (s *Store) numberRollback(list []*Snapshot, before map[string]bool) {
+	var n int64
+	var todo []*Snapshot
+	for _, sn := range list {
+		n = max(n, sn.Seq, sn.Order())
+		if sn.Origin == nil && sn.Seq == 0 && !sn.guessSeq && !before[sn.User.String()+"/"+string(sn.ID)] {
+			todo = append(todo, sn)
+		}
+	}
+	slices.SortFunc(todo, func(a, b *Snapshot) int { return compareBy(a, b, func(*Snapshot) int64 { return 0 }) })
+	for _, sn := range todo {
+		n++
+		sn.Seq = n
+		if !s.opts.ReadOnly {
+			b, _ := json.MarshalIndent(sn, "", "  ")
+			fsys.WriteFileAtomic(s.fsys, snapFile(sn.User, sn.ID), b)
+		}
+	}
+}
+
+// placeRebuilt gives each snapshot of list rebuilt without its file the
+// Seq of the latest numbered one not after it in time (so it sorts just
+// after that one, by time): its own number was in the lost file. The
+// number is written into the rebuilt file, so that it keeps its place at
+// the next start.
 func (s *Store) placeRebuilt(list []*Snapshot) {
 	for _, r := range list {
 		if !r.guessSeq {
