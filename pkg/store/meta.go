@@ -242,6 +242,15 @@ func (s *Store) loadMeta() error {
 
 func sortSnaps(list []*Snapshot) { slices.SortFunc(list, compareSnaps) }
 
+// nameLocked names a user for messages staff read: "laptop SERIAL" (the
+// user ID where the user is unknown). s.mu must be held.
+func (s *Store) nameLocked(id UserID) string {
+	if u, ok := s.users[id]; ok && u.Serial != "" {
+		return "laptop " + u.Serial
+	}
+	return "user " + id.String()
+}
+
 // Order is the snapshot's place in its laptop's commit order: the school's
 // (Origin.Seq) for one replicated from a school or recovered from a
 // mothership (0 if the school numbered none), else Seq. Zero for snapshots
@@ -768,7 +777,7 @@ func (s *Store) Snapshot(user UserID, id SnapshotID) (*Snapshot, error) {
 			return &c, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+	return nil, fmt.Errorf("%w: snapshot %s of %s", ErrNotFound, id, s.nameLocked(user))
 }
 
 // newSnapshotID returns a time-ordered, unique snapshot ID.
@@ -818,7 +827,7 @@ func (s *Store) SetPin(ctx context.Context, user UserID, id SnapshotID, pinned b
 		*sn = c
 		return &c, nil
 	}
-	return nil, fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+	return nil, fmt.Errorf("%w: snapshot %s of %s", ErrNotFound, id, s.nameLocked(user))
 }
 
 // ImportUser writes a user registered on another store, keeping its ID, key,

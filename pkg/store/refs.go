@@ -628,7 +628,7 @@ func (s *Store) deleteSnapshotLocked(ctx context.Context, user UserID, id Snapsh
 	}
 	switch {
 	case sn == nil:
-		err = fmt.Errorf("%w: snapshot %s of user %s", ErrNotFound, id, user)
+		err = fmt.Errorf("%w: snapshot %s of %s", ErrNotFound, id, s.nameLocked(user))
 	case unlessPinned && sn.Pinned:
 		err = errPinnedSince
 	default:
