@@ -4,6 +4,7 @@
 package pathutil
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,10 +43,18 @@ func Inside(dir, p string) bool {
 // other: a restore into either would write into both.
 func Overlap(a, b string) bool { return Inside(a, b) || Inside(b, a) }
 
+// maxPath is Linux's PATH_MAX: no longer path names a file.
+const maxPath = 4096
+
+var errBadPath = errors.New("not a path a file may have")
+
 // resolve is p made absolute and free of symbolic links as far as it
 // exists, without cleaning it as text first (which would take "link/.."
 // for the link's own directory); what does not exist yet is appended.
 func resolve(p string) (string, error) {
+	if len(p) > maxPath || strings.IndexByte(p, 0) >= 0 {
+		return "", errBadPath // no file has such a name (and walking it would take long)
+	}
 	if !filepath.IsAbs(p) {
 		wd, err := os.Getwd()
 		if err != nil {

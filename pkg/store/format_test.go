@@ -203,7 +203,8 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 	}
 	edit(ids[2], reset, 1)
 	edit(ids[3], reset.Add(24*time.Hour), 2)
-	edit(ids[4], old.Add(48*time.Hour), 0) // the rollback's
+	edit(ids[4], old.Add(48*time.Hour), 0) // the rollback's: the old release made it,
+	unmark(t, dir, u.ID, ids[4])           // so this release never knew it
 	for round := range 2 {
 		s = openStore(t, dir, store.Options{})
 		order(fmt.Sprintf("start %d after the rollback", round+1))
@@ -214,5 +215,107 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// unmark removes a snapshot from the numbering mark, as if this release
+// had never seen it (an older release made it).
+func unmark(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
+	t.Helper()
+	p := filepath.Join(dir, "snapshots", "numbered.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]int64
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, user.String()+"/"+string(id))
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setSeq rewrites a snapshot file with another number (0: none), as a
+// release would write it.
+func setSeq(t *testing.T, dir string, user store.UserID, id store.SnapshotID, seq int) {
+	t.Helper()
+	p := filepath.Join(dir, "snapshots", user.String(), string(id)+".json")
+	var m map[string]any
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "seq")
+	if seq > 0 {
+		m["seq"] = seq
+	}
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNumbersSurviveAnOldReleaseAndARebuild: two ways a snapshot file
+// loses its number without being a rollback's backup, each judged over two
+// starts (the review of the numbering mark found both made the old backup
+// the latest at the second start). The old release pins a numbered
+// snapshot while the school has rolled back: its file is rewritten without
+// the number, which comes back. The oldest snapshot's file is damaged and
+// rebuilt from the index: it stays the oldest.
+func TestNumbersSurviveAnOldReleaseAndARebuild(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		damage func(t *testing.T, dir string, user store.UserID, id store.SnapshotID)
+	}{
+		{"pinned by the old release", func(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
+			setSeq(t, dir, user, id, 0)
+		}},
+		{"file damaged and rebuilt", func(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
+			if err := os.WriteFile(filepath.Join(dir, "snapshots", user.String(), string(id)+".json"), []byte("garbage"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, store.Options{})
+			u := addUser(t, s, "ROLL02")
+			src := t.TempDir()
+			if _, err := journalgen.Generate(src, journalgen.Small(9)); err != nil {
+				t.Fatal(err)
+			}
+			var ids []store.SnapshotID
+			for range 3 {
+				_, sn := backupDir(t, s, u, src, nil)
+				ids = append(ids, sn.ID)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c.damage(t, dir, u.ID, ids[0])
+			for round := range 2 {
+				s = openStore(t, dir, store.Options{})
+				var got []store.SnapshotID
+				for _, sn := range s.Snapshots(u.ID) {
+					got = append(got, sn.ID)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(ids) {
+					t.Fatalf("start %d: snapshots in the order %v, want %v", round+1, got, ids)
+				}
+			}
+		})
 	}
 }

@@ -200,25 +200,20 @@ func (s *Store) loadMeta() error {
 		}
 	}
 	// A snapshot of this store's own without a number was made by a
-	// release before the numbers. Those the store had when a numbering
-	// release first opened it stay first, in time order (numberingMark
-	// lists them); one made later was made by a release the school rolled
-	// back to for a while, and is newer than every snapshot the store had
-	// (its clock may say otherwise: a clock reset is what the numbers are
-	// for), so it is numbered after them.
-	before, marked := s.readNumberingMark()
-	if !marked {
-		before = map[string]bool{}
-		for _, list := range s.snaps {
-			for _, sn := range list {
-				if sn.Origin == nil && sn.Seq == 0 && !sn.guessSeq {
-					before[sn.User.String()+"/"+string(sn.ID)] = true
-				}
-			}
-		}
-	}
+	// release before the numbers, or its file was rewritten by one (a pin
+	// while the school had rolled the server back). numberingMark keeps
+	// every snapshot's number as this release last knew it: a number a
+	// file lost is given back; a snapshot the mark lists without one is
+	// older than the numbers and stays first, in time order; one it does
+	// not list was made by a release rolled back to for a while, and is
+	// newer than every snapshot the store had (its clock may say
+	// otherwise: a clock reset is what the numbers are for), so it is
+	// numbered after them.
+	known, marked := s.readNumberingMark()
 	for id, list := range s.snaps {
-		s.numberRollback(list, before)
+		if marked {
+			s.numberFromMark(list, known)
+		}
 		s.placeRebuilt(list)
 		sortSnaps(list)
 		if _, ok := s.users[id]; ok || len(list) == 0 {
@@ -234,9 +229,8 @@ func (s *Store) loadMeta() error {
 		s.users[u.ID] = u
 		s.nextUID = max(s.nextUID, u.ID)
 	}
-	if !marked {
-		s.writeNumberingMark(before)
-	}
+	s.marked = known
+	s.saveNumbering()
 	return nil
 }
 
@@ -292,66 +286,94 @@ func compareBy(a, b *Snapshot, key func(*Snapshot) int64) int {
 	return strings.Compare(string(a.ID), string(b.ID))
 }
 
-// numberingMark is written when a release that numbers snapshots first
-// opens the store: it lists the snapshots that had no number then (as
-// "USER/ID"). An unnumbered snapshot it does not list was made since by an
-// older release run on the store (a rollback).
+// numberingMark maps each of the store's own snapshots ("USER/ID") to its
+// number (0: none, older than the numbers), as this release last knew
+// them: written at every start and close. An older release run on the
+// store in between (a rollback) writes snapshots without a number, and
+// rewrites a pinned one's file without its number; the mark tells both
+// apart from the snapshots that never had one.
 const numberingMark = "snapshots/numbered.json"
 
-// readNumberingMark returns the snapshots numberingMark lists; marked is
-// false when there is none (or it does not decode: the store's snapshots
-// without a number are then taken as the old ones they most likely are).
-func (s *Store) readNumberingMark() (before map[string]bool, marked bool) {
+// readNumberingMark returns the numbers numberingMark keeps; marked is
+// false when there is none, or it does not decode (the snapshots without a
+// number are then taken as the old ones they most likely are).
+func (s *Store) readNumberingMark() (known map[string]int64, marked bool) {
 	b, err := fsys.ReadFile(s.fsys, numberingMark, 64<<20)
 	if err != nil {
 		return nil, false
 	}
-	var ids []string
-	if json.Unmarshal(b, &ids) != nil {
+	if json.Unmarshal(b, &known) != nil || known == nil {
 		return nil, false
 	}
-	before = make(map[string]bool, len(ids))
-	for _, id := range ids {
-		before[id] = true
-	}
-	return before, true
+	return known, true
 }
 
-// writeNumberingMark writes numberingMark listing before.
-func (s *Store) writeNumberingMark(before map[string]bool) {
+func markKey(sn *Snapshot) string { return sn.User.String() + "/" + string(sn.ID) }
+
+// saveNumbering writes numberingMark when the numbers differ from what it
+// last held (not for a read-only store). A failure is not the store's:
+// the next start or close writes it again.
+func (s *Store) saveNumbering() {
 	if s.opts.ReadOnly {
 		return
 	}
-	ids := slices.Sorted(maps.Keys(before))
-	if ids == nil {
-		ids = []string{}
+	s.mu.RLock()
+	now := map[string]int64{}
+	for _, list := range s.snaps {
+		for _, sn := range list {
+			if sn.Origin == nil && !sn.deleting {
+				now[markKey(sn)] = sn.Seq
+			}
+		}
 	}
-	b, _ := json.Marshal(ids)
+	s.mu.RUnlock()
+	if s.marked != nil && maps.Equal(now, s.marked) {
+		return
+	}
+	b, _ := json.Marshal(now)
 	s.fsys.MkdirAll("snapshots", 0o750)
-	fsys.WriteFileAtomic(s.fsys, numberingMark, b)
+	if fsys.WriteFileAtomic(s.fsys, numberingMark, b) == nil {
+		s.marked = now
+	}
 }
 
-// numberRollback numbers the snapshots of list without a number that
-// before does not list (a release rolled back to made them) after every
-// numbered one, in their time order, and writes the numbers into their
+// numberFromMark gives each snapshot of list without a number the one the
+// mark keeps for it (a file rewritten by an older release), and numbers
+// those the mark does not know (made by an older release) after every
+// numbered one, in their time order; the numbers are written into their
 // files.
-func (s *Store) numberRollback(list []*Snapshot, before map[string]bool) {
+func (s *Store) numberFromMark(list []*Snapshot, known map[string]int64) {
 	var n int64
-	var todo []*Snapshot
+	var made []*Snapshot
 	for _, sn := range list {
-		n = max(n, sn.Seq, sn.Order())
-		if sn.Origin == nil && sn.Seq == 0 && !sn.guessSeq && !before[sn.User.String()+"/"+string(sn.ID)] {
-			todo = append(todo, sn)
+		if sn.Origin != nil || sn.Seq != 0 || sn.guessSeq {
+			n = max(n, sn.Seq, sn.Order())
+			continue
+		}
+		seq, ok := known[markKey(sn)]
+		switch {
+		case !ok:
+			made = append(made, sn)
+		case seq > 0:
+			sn.Seq = seq
+			n = max(n, seq)
+			s.writeSnapFile(sn)
 		}
 	}
-	slices.SortFunc(todo, func(a, b *Snapshot) int { return compareBy(a, b, func(*Snapshot) int64 { return 0 }) })
-	for _, sn := range todo {
+	slices.SortFunc(made, func(a, b *Snapshot) int { return compareBy(a, b, func(*Snapshot) int64 { return 0 }) })
+	for _, sn := range made {
 		n++
 		sn.Seq = n
-		if !s.opts.ReadOnly {
-			b, _ := json.MarshalIndent(sn, "", "  ")
-			fsys.WriteFileAtomic(s.fsys, snapFile(sn.User, sn.ID), b)
-		}
+		s.writeSnapFile(sn)
+	}
+}
+
+// writeSnapFile writes sn's file again (its number given back or given),
+// unless the store is read-only.
+func (s *Store) writeSnapFile(sn *Snapshot) {
+	if !s.opts.ReadOnly {
+		b, _ := json.MarshalIndent(sn, "", "  ")
+		fsys.WriteFileAtomic(s.fsys, snapFile(sn.User, sn.ID), b)
 	}
 }
 

@@ -173,6 +173,9 @@ type Store struct {
 	closed atomic.Bool
 	// movedAside names the damaged index OpenForRepair moved aside.
 	movedAside string
+	// marked is what numberingMark holds (nil until the snapshots are
+	// loaded: only then is it written, at each start and close).
+	marked map[string]int64
 	// metaDamage lists user and snapshot files Open found damaged.
 	metaDamage []MetaDamage
 
@@ -511,6 +514,9 @@ func (s *Store) openIndex() (err error) {
 func (s *Store) Close() error { return s.closeAll() }
 
 func (s *Store) closeAll() error {
+	if s.marked != nil && !s.closed.Load() {
+		s.saveNumbering() // numbers as they are now, for a rollback that may follow
+	}
 	var errs []error
 	if s.packs != nil {
 		errs = append(errs, s.packs.Close())
