@@ -129,4 +129,7 @@ func TestAbandonedUploadIsNotTheServersFailure(t *testing.T) {
 	if n := m.Values().Errors[KindInternal.String()]; n != 0 {
 		t.Fatalf("five uploads the laptop abandoned counted as %d internal errors of the server", n)
 	}
+	if n := m.Values().Abandoned; n == 0 {
+		t.Fatal("five uploads the laptop abandoned are counted nowhere")
+	}
 }

@@ -21,9 +21,12 @@ type Metrics struct {
 	// commitsLimited the commits refused by the per-laptop rate.
 	limited        atomic.Int64
 	commitsLimited atomic.Int64
-	errs           [256]atomic.Int64
-	adm            admitter
-	pace           *pacer
+	// abandoned counts requests the laptop gave up before their answer
+	// (interrupted, a sibling stream failed, it hung up).
+	abandoned atomic.Int64
+	errs      [256]atomic.Int64
+	adm       admitter
+	pace      *pacer
 }
 
 // NewMetrics returns zeroed metrics.
@@ -35,7 +38,7 @@ func (m *Metrics) errorOf(k Kind) { m.errs[k].Add(1) }
 // and status output.
 type MetricValues struct {
 	ConnsActive, SessionsStarted, Refused, BytesReceived, BlobsReceived, Commits int64
-	Limited, CommitsLimited                                                      int64
+	Limited, CommitsLimited, Abandoned                                           int64
 	SessionsActive, SlotsWaiting                                                 int
 	SlotsIssued                                                                  int64
 	Errors                                                                       map[string]int64
@@ -51,7 +54,7 @@ type MetricValues struct {
 func (m *Metrics) Values() MetricValues {
 	v := MetricValues{ConnsActive: m.connsActive.Load(), SessionsStarted: m.sessions.Load(), Refused: m.refused.Load(),
 		BytesReceived: m.bytesIn.Load(), BlobsReceived: m.blobsIn.Load(), Commits: m.commits.Load(), Errors: map[string]int64{},
-		Limited: m.limited.Load(), CommitsLimited: m.commitsLimited.Load()}
+		Limited: m.limited.Load(), CommitsLimited: m.commitsLimited.Load(), Abandoned: m.abandoned.Load()}
 	if m.adm != nil {
 		v.Admission = m.adm.status(false)
 		v.SessionsActive, v.SlotsWaiting, v.SlotsIssued = v.Admission.Running, v.Admission.Waiting, v.Admission.Issued

@@ -1075,6 +1075,7 @@ func (c *serverConn) fail(st *quic.Stream, err error) {
 		// The laptop gave the request up (interrupted, a sibling stream
 		// failed, it hung up): its doing, not a failure of the server's,
 		// whichever of the two ends got there first.
+		c.s.m.abandoned.Add(1)
 		c.s.log.Debug("request abandoned by the laptop", "serial", c.acct.Serial, "err", err)
 		st.CancelRead(0)
 		return

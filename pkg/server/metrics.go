@@ -141,6 +141,7 @@ func newProtoCollector(m *proto.Metrics) *protoCollector {
 			counter("xs_received_blobs_total", "Blobs received from laptops.", func(v *v) float64 { return float64(v.BlobsReceived) }),
 			counter("xs_commits_total", "Snapshots committed.", func(v *v) float64 { return float64(v.Commits) }),
 			counter("xs_commits_limited_total", "Commits refused by the per-laptop commit rate.", func(v *v) float64 { return float64(v.CommitsLimited) }),
+			counter("xs_requests_abandoned_total", "Requests the laptop gave up before their answer (interrupted, hung up): many while the server is slow say laptops time out waiting.", func(v *v) float64 { return float64(v.Abandoned) }),
 			counter("xs_limited_total", "Connections and requests refused by a per-device cap (connections, memory, registrations).", func(v *v) float64 { return float64(v.Limited) }),
 		},
 		wait: prometheus.NewDesc("xs_admission_wait_seconds", "Time from a laptop's first hello to its session.", nil, nil),
