@@ -13,9 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/xs-backup/xs-backup/internal/dircmp"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
@@ -114,20 +112,13 @@ func startDaemonOf(t *testing.T, sub, data string, extra ...string) *Daemon {
 	return d
 }
 
-// stopDaemon stops d with SIGTERM and fails unless it exits cleanly.
+// stopDaemon stops d with SIGTERM and fails the test at once unless it
+// exits cleanly.
 func stopDaemon(t *testing.T, d *Daemon) {
 	t.Helper()
-	d.Cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.Cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("xs-backupd did not stop cleanly: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		d.Cmd.Process.Kill()
-		t.Fatal("xs-backupd did not stop on SIGTERM")
+	d.Stop(t)
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"sync"
 	"testing"
 	"time"
@@ -44,18 +45,7 @@ func TestFetchFailedMidAnswerKeepsItsKind(t *testing.T) {
 	be := &damagedSecondBackend{failed: make(chan struct{}),
 		good: blob.Blob{Ref: blob.Ref{Type: blob.Chunk, ID: chunk.Sum(data)}, Data: data, RawLen: len(data)}}
 	ctx, addr, srvKey := serveSink(t, ServerConfig{Backend: be, Key: key})
-	lkey, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Dial(ctx, ClientConfig{Addr: addr, Key: lkey, ServerKey: srvKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if g, err := c.Hello(ctx, "restore"); err != nil || !g.Granted {
-		t.Fatalf("hello: %+v %v", g, err)
-	}
+	c := sessionClient(t, ctx, addr, srvKey, "restore")
 	// The laptop closes its side only after the server has failed the
 	// request and its STOP_SENDING has had time to arrive.
 	c.afterWrite = func() {
@@ -96,18 +86,7 @@ func TestAbandonedUploadIsNotTheServersFailure(t *testing.T) {
 	}
 	m := NewMetrics()
 	ctx, addr, srvKey := serveSink(t, ServerConfig{Backend: &sinkBackend{}, Key: key, Metrics: m})
-	lkey, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Dial(ctx, ClientConfig{Addr: addr, Key: lkey, ServerKey: srvKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if g, err := c.Hello(ctx, "backup"); err != nil || !g.Granted {
-		t.Fatalf("hello: %+v %v", g, err)
-	}
+	c := sessionClient(t, ctx, addr, srvKey, "backup")
 	for range 5 {
 		st, err := c.OpenRawStream(ctx)
 		if err != nil {
@@ -132,4 +111,24 @@ func TestAbandonedUploadIsNotTheServersFailure(t *testing.T) {
 	if n := m.Values().Abandoned; n == 0 {
 		t.Fatal("five uploads the laptop abandoned are counted nowhere")
 	}
+}
+
+// sessionClient dials the server at addr as a new laptop and starts a
+// session of kind purpose ("backup" or "restore"); it hangs up at the
+// test's end.
+func sessionClient(t *testing.T, ctx context.Context, addr string, srvKey ed25519.PublicKey, purpose string) *Client {
+	t.Helper()
+	lkey, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, ClientConfig{Addr: addr, Key: lkey, ServerKey: srvKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if g, err := c.Hello(ctx, purpose); err != nil || !g.Granted {
+		t.Fatalf("hello: %+v %v", g, err)
+	}
+	return c
 }

@@ -146,26 +146,10 @@ func TestRollbackSnapshotsKeepTheirPlace(t *testing.T) {
 	// its number (0: none, as the old release writes).
 	edit := func(id store.SnapshotID, when time.Time, seq int) {
 		t.Helper()
-		p := filepath.Join(dir, "snapshots", u.ID.String(), string(id)+".json")
-		var m map[string]any
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		m["time"] = when.Format(time.RFC3339Nano)
-		delete(m, "seq")
-		if seq > 0 {
-			m["seq"] = seq
-		}
-		if b, err = json.Marshal(m); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		rewriteSnap(t, dir, u.ID, id, func(m map[string]any) {
+			m["time"] = when.Format(time.RFC3339Nano)
+			setSeqField(m, seq)
+		})
 	}
 	old := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
 	reset := time.Date(2000, 1, 1, 20, 0, 0, 0, time.UTC)
@@ -240,9 +224,8 @@ func unmark(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
 	}
 }
 
-// setSeq rewrites a snapshot file with another number (0: none), as a
-// release would write it.
-func setSeq(t *testing.T, dir string, user store.UserID, id store.SnapshotID, seq int) {
+// rewriteSnap rewrites a snapshot file's JSON fields with fn.
+func rewriteSnap(t *testing.T, dir string, user store.UserID, id store.SnapshotID, fn func(m map[string]any)) {
 	t.Helper()
 	p := filepath.Join(dir, "snapshots", user.String(), string(id)+".json")
 	var m map[string]any
@@ -253,15 +236,21 @@ func setSeq(t *testing.T, dir string, user store.UserID, id store.SnapshotID, se
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	delete(m, "seq")
-	if seq > 0 {
-		m["seq"] = seq
-	}
+	fn(m)
 	if b, err = json.Marshal(m); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// setSeqField sets a snapshot's number in its JSON fields (0: none, as the
+// release before the numbers writes it).
+func setSeqField(m map[string]any, seq int) {
+	delete(m, "seq")
+	if seq > 0 {
+		m["seq"] = seq
 	}
 }
 
@@ -278,7 +267,7 @@ func TestNumbersSurviveAnOldReleaseAndARebuild(t *testing.T) {
 		damage func(t *testing.T, dir string, user store.UserID, id store.SnapshotID)
 	}{
 		{"pinned by the old release", func(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
-			setSeq(t, dir, user, id, 0)
+			rewriteSnap(t, dir, user, id, func(m map[string]any) { setSeqField(m, 0) })
 		}},
 		{"file damaged and rebuilt", func(t *testing.T, dir string, user store.UserID, id store.SnapshotID) {
 			if err := os.WriteFile(filepath.Join(dir, "snapshots", user.String(), string(id)+".json"), []byte("garbage"), 0o600); err != nil {
