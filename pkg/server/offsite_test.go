@@ -206,11 +206,25 @@ func TestReplicationResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	lag0 := mustLag(t, a)
-	cut, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	rep1, _, err := a.Sync(cut, false)
-	cancel()
-	if err == nil {
-		t.Fatalf("the sync was not cut off (%+v): make the data bigger", rep1)
+	// Cut off once some bytes went: after 1.5 s, or longer on a loaded
+	// machine where connecting took that long (a cut before any byte
+	// tests nothing, and leaves nothing to resume).
+	var rep1 *offsite.Report
+	for wait := 1500 * time.Millisecond; ; wait *= 2 {
+		cut, cancel := context.WithTimeout(ctx, wait)
+		var err error
+		rep1, _, err = a.Sync(cut, false)
+		cancel()
+		if err == nil {
+			t.Fatalf("the sync was not cut off after %v (%+v): make the data bigger", wait, rep1)
+		}
+		if rep1 != nil && rep1.Bytes > 0 || wait > 10*time.Second {
+			break
+		}
+		t.Logf("cut after %v before any byte went: again, longer", wait)
+	}
+	if rep1 == nil {
+		t.Fatal("a sync cut off reported nothing")
 	}
 	rep2, lag, err := a.Sync(ctx, false)
 	if err != nil || lag.Snapshots != 0 {
