@@ -83,7 +83,8 @@ type Snapshot struct {
 	// the store had when a numbering release first opened it come first,
 	// in time order; one made later (by a release the school rolled back
 	// to for a while) is numbered at the next start after every snapshot
-	// then known (numberingMark). A snapshot replicated from a school is ordered by
+	// then known, and a number such a release dropped from a file (a pin)
+	// is given back (numberingMark). A snapshot replicated from a school is ordered by
 	// the school's number (Origin.Seq; see Order); its own Seq is its
 	// place in what this store received.
 	Seq int64 `json:"seq,omitempty"`
@@ -229,7 +230,9 @@ func (s *Store) loadMeta() error {
 		s.users[u.ID] = u
 		s.nextUID = max(s.nextUID, u.ID)
 	}
-	s.marked = known
+	s.markMu.Lock()
+	s.marked, s.loaded = known, true
+	s.markMu.Unlock()
 	s.saveNumbering()
 	return nil
 }
@@ -314,7 +317,9 @@ func markKey(sn *Snapshot) string { return sn.User.String() + "/" + string(sn.ID
 // last held (not for a read-only store). A failure is not the store's:
 // the next start or close writes it again.
 func (s *Store) saveNumbering() {
-	if s.opts.ReadOnly {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	if s.opts.ReadOnly || s.marked == nil && !s.loaded {
 		return
 	}
 	s.mu.RLock()

@@ -174,8 +174,11 @@ type Store struct {
 	// movedAside names the damaged index OpenForRepair moved aside.
 	movedAside string
 	// marked is what numberingMark holds (nil until the snapshots are
-	// loaded: only then is it written, at each start and close).
+	// loaded: only then is it written, at each start and close), under
+	// markMu.
+	markMu sync.Mutex
 	marked map[string]int64
+	loaded bool // the snapshots were loaded: the mark may be written
 	// metaDamage lists user and snapshot files Open found damaged.
 	metaDamage []MetaDamage
 
@@ -514,7 +517,7 @@ func (s *Store) openIndex() (err error) {
 func (s *Store) Close() error { return s.closeAll() }
 
 func (s *Store) closeAll() error {
-	if s.marked != nil && !s.closed.Load() {
+	if !s.closed.Load() {
 		s.saveNumbering() // numbers as they are now, for a rollback that may follow
 	}
 	var errs []error
