@@ -36,6 +36,9 @@ func readRegular(path string, flag int, max int64, devices bool) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a file", path)
+	}
 	if !st.Mode().IsRegular() && !(devices && st.Mode()&os.ModeCharDevice != 0) {
 		return nil, fmt.Errorf("%s is not a regular file (%v)", path, st.Mode().Type())
 	}
