@@ -194,7 +194,7 @@ func (BundleImportRequest) Op() string { return "bundle-import" }
 func (RecoveryKitRequest) Op() string  { return "recovery-kit" }
 
 func (s *Service) serverKey() (ed25519.PrivateKey, error) {
-	b, err := atomicfile.ReadCapped(filepath.Join(s.S.Dir(), offsite.KeyFile), 4<<10)
+	b, err := atomicfile.ReadCapped(filepath.Join(s.S.Dir(), offsite.KeyFile), proto.MaxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("read the server key: %w", err)
 	}

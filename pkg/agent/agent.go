@@ -154,13 +154,12 @@ func (s State) Registration() (*Registration, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotRegistered
 	}
-	if err != nil && !errors.Is(err, atomicfile.ErrTooLarge) {
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	} else if !errors.Is(err, atomicfile.ErrTooLarge) {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &r); err != nil || b == nil {
-		if err == nil {
-			err = atomicfile.ErrTooLarge
-		}
+	if err != nil {
 		return nil, fmt.Errorf("this laptop's registration %s is damaged (%v): register with the school server again (its backups stay on the server; staff may have to approve the laptop)", s.path("server.json"), err)
 	}
 	return &r, nil

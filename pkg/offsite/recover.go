@@ -51,7 +51,7 @@ type Kit struct {
 // replaces the old one: the old passphrase then opens only copies made
 // before.
 func MakeKit(dataDir, school string, key ed25519.PrivateKey) (*Kit, error) {
-	raw, err := atomicfile.ReadCapped(filepath.Join(dataDir, KeyFile), 4<<10)
+	raw, err := atomicfile.ReadCapped(filepath.Join(dataDir, KeyFile), proto.MaxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("read the server key: %w", err)
 	}

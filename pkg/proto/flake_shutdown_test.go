@@ -95,24 +95,8 @@ func TestFlakeShutdownCommitAnswerLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := &commitHoldBackend{entered: make(chan struct{}), release: make(chan struct{})}
-	srv, err := NewServer(ServerConfig{Backend: be, Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, pc) }()
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		cancel()
-		<-served
-		pc.Close()
-	})
-	px := newFlakeDropProxy(t, pc.LocalAddr().String())
+	ctx, addr, srv := startServer(t, ServerConfig{Backend: be, Key: key})
+	px := newFlakeDropProxy(t, addr)
 
 	lkey, err := GenerateKey()
 	if err != nil {

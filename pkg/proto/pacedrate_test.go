@@ -150,6 +150,14 @@ func TestSpillRefusedEndsTheUpload(t *testing.T) {
 // returns a context that ends with it, the address and the server's key.
 func serveSink(t *testing.T, cfg ServerConfig) (context.Context, string, ed25519.PublicKey) {
 	t.Helper()
+	ctx, addr, s := startServer(t, cfg)
+	return ctx, addr, s.PublicKey()
+}
+
+// startServer serves cfg on a loopback UDP port until the test ends (then
+// shuts it down) and returns the server itself, for tests that stop it.
+func startServer(t *testing.T, cfg ServerConfig) (context.Context, string, *Server) {
+	t.Helper()
 	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +175,7 @@ func serveSink(t *testing.T, cfg ServerConfig) (context.Context, string, ed25519
 		<-served
 		pc.Close()
 	})
-	return ctx, pc.LocalAddr().String(), s.PublicKey()
+	return ctx, pc.LocalAddr().String(), s
 }
 
 // uploadRandom is a new laptop's session on 4 streams: a hello expecting

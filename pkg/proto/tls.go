@@ -79,6 +79,10 @@ func GenerateKey() (ed25519.PrivateKey, error) {
 	return priv, err
 }
 
+// MaxKeyFile caps what is read of a key file: EncodeKey's form is 65
+// bytes.
+const MaxKeyFile = 4 << 10
+
 // EncodeKey is the form a server key file holds: the key's seed in hex and
 // a newline.
 func EncodeKey(key ed25519.PrivateKey) []byte {

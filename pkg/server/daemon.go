@@ -27,16 +27,13 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/store"
 )
 
-// maxKeyFile caps the key file read: a seed in hex is 65 bytes.
-const maxKeyFile = 4 << 10
-
 // LoadOrCreateKey reads the server's ed25519 key from path, creating it
 // (mode 0600) if it does not exist. A new key is written atomically and
 // fsynced (atomicfile.WriteFile) before it is returned: a power cut right
 // after the first start leaves no key or the whole key, never an empty
 // one that every laptop's pin would then disagree with.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := atomicfile.ReadCapped(path, maxKeyFile)
+	b, err := atomicfile.ReadCapped(path, proto.MaxKeyFile)
 	if errors.Is(err, os.ErrNotExist) {
 		key, err := proto.GenerateKey()
 		if err != nil {
