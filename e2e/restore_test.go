@@ -154,12 +154,13 @@ func TestRestoreEndToEnd(t *testing.T) {
 
 	// The whole latest snapshot as a tar file.
 	tarPath := filepath.Join(t.TempDir(), "journal.tar")
-	if o, e, code := admin(t, d.Data, "restore", "OLD1", "--tar", tarPath); code != 0 {
-		t.Fatalf("restore --tar: %s %s", o, e)
+	tarOut, e, code := admin(t, d.Data, "restore", "OLD1", "--tar", tarPath, "--json")
+	if code != 0 {
+		t.Fatalf("restore --tar: %s %s", tarOut, e)
 	}
 	f, _ := os.Open(tarPath)
 	tr := tar.NewReader(f)
-	files := 0
+	var files, fileBytes int64
 	for {
 		h, err := tr.Next()
 		if err != nil {
@@ -167,11 +168,17 @@ func TestRestoreEndToEnd(t *testing.T) {
 		}
 		if h.Typeflag == tar.TypeReg {
 			files++
+			fileBytes += h.Size
 		}
 	}
 	f.Close()
-	if files < len(ents)*5 {
+	if files < int64(len(ents))*5 {
 		t.Fatalf("the tar holds %d files", files)
+	}
+	// Staff are told what the file holds (it said 0 files before).
+	var said struct{ Files, Bytes int64 }
+	if err := json.Unmarshal([]byte(tarOut), &said); err != nil || said.Files != files || said.Bytes != fileBytes {
+		t.Fatalf("restore --tar --json said %s (%v); the file holds %d files, %d bytes", tarOut, err, files, fileBytes)
 	}
 
 	// The laptop is replaced: the new one registers, staff alias the

@@ -92,8 +92,13 @@ func (a *app) restore(cmd *cobra.Command, r admin.ExportRequest, o restoreOption
 	err = c.Export(cmd.Context(), r, func(total int64, rd io.Reader) error {
 		defer bar.Done()
 		if o.tar != "" {
-			n, err := writeFileAtomic(o.tar, o.overwrite, &progressReader{r: rd, total: total, bar: bar})
-			sum.Bytes = n
+			if _, err := writeFileAtomic(o.tar, o.overwrite, &progressReader{r: rd, total: total, bar: bar}); err != nil {
+				return err
+			}
+			// Say what the file holds, as a restore to a directory says
+			// what it wrote (the archive's own size is ls's to tell).
+			st, err := countTarFile(o.tar)
+			sum.Files, sum.Bytes = st.Files, st.Bytes
 			return err
 		}
 		st, err := restore.ExtractTar(rd, dest, o.overwrite, func(n int64, name string) { bar.Update(n, total, name) })
@@ -131,6 +136,20 @@ func printDamaged(w io.Writer, serial string, files []restore.DamagedFile) {
 		}
 	}
 	fmt.Fprintln(w, "Run xs-admin check --read-data to see every damaged chunk; the laptop's next backup heals what it still holds.")
+}
+
+// countTarFile counts the files and bytes in the tar file name.
+func countTarFile(name string) (restore.TarStats, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return restore.TarStats{}, err
+	}
+	defer f.Close()
+	st, err := restore.CountTar(f)
+	if err != nil {
+		err = fmt.Errorf("%s was written but does not read back: %w", name, err)
+	}
+	return st, err
 }
 
 // restoreSummary is what `xs-admin restore` prints.
