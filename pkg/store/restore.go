@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/xs-backup/xs-backup/internal/pathutil"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
@@ -108,10 +109,15 @@ type RestoreResult = restore.Result
 // os.Root, verifying every chunk; see restore.Restore. A file with damaged
 // or missing data is left out and reported, the rest is restored. Unless
 // opts.Older is set, the user's older snapshots are searched for an intact
-// copy of each file left out.
+// copy of each file left out. A target that is, holds or lies inside the
+// store's own directory is refused (ErrInvalid): a restore there could
+// write over the store's key, packs or index.
 func (s *Store) Restore(ctx context.Context, snap *Snapshot, target string, opts RestoreOptions) (*RestoreResult, error) {
 	if err := s.isOpen(); err != nil {
 		return nil, err
+	}
+	if pathutil.Overlap(s.dir, target) {
+		return nil, fmt.Errorf("%w: restore target %s is, holds or lies inside the store's directory %s: restore somewhere else", ErrInvalid, target, s.dir)
 	}
 	if opts.Older == nil {
 		opts.Older = s.OlderSnapshots(snap)

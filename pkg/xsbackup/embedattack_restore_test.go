@@ -262,3 +262,40 @@ func TestEmbedAttackRestoreCancelMidway(t *testing.T) {
 	}
 	eaSame(t, src, out, nil)
 }
+
+// A local Repo's restore into its own store directory, a folder inside it,
+// or a folder holding it (the parent of the store, by another spelling
+// through a symbolic link) is refused as an invalid path, and the store
+// is left whole; a folder beside it restores.
+func TestEmbedAttackRestoreIntoTheStore(t *testing.T) {
+	src := t.TempDir()
+	eaWrite(t, src, map[string]string{"key": "not the store's key", "packs/x": "P", "a.txt": "A"})
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "store")
+	repo := eaOpen(t, dir)
+	defer repo.Close()
+	sn, err := repo.Backup(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(parent, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{dir, filepath.Join(dir, "packs"), filepath.Join(dir, "new", "folder"), parent, link, filepath.Join(link, "store", "..", "store")} {
+		err := repo.Restore(context.Background(), sn, target)
+		if !errors.Is(err, xsbackup.ErrInvalidPath) || !strings.Contains(err.Error(), "store's directory") {
+			t.Errorf("Restore into %s: %v, want ErrInvalidPath naming the store's directory", target, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); err == nil {
+		t.Error("a refused restore created a folder inside the store")
+	}
+	beside := filepath.Join(parent, "restored")
+	if err := repo.Restore(context.Background(), sn, beside); err != nil {
+		t.Fatalf("restore beside the store: %v", err)
+	}
+	eaSame(t, src, beside, nil)
+	repo.Close()
+	eaCheckStore(t, dir)
+}

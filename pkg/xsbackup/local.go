@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/xs-backup/xs-backup/internal/pathutil"
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/restore"
@@ -105,6 +106,9 @@ func (l *local) restore(ctx context.Context, id, target string, paths []string) 
 		return err
 	}
 	_, err = l.s.Restore(ctx, sn, target, store.RestoreOptions{Paths: paths})
+	if errors.Is(err, store.ErrInvalid) && pathutil.Overlap(l.s.Dir(), target) {
+		err = fmt.Errorf("%w: %w", ErrInvalidPath, err)
+	}
 	return err
 }
 

@@ -31,8 +31,9 @@ var (
 	ErrNotFound = errors.New("xsbackup: no such snapshot")
 	// ErrInvalidPath: a path given to Restore is not a relative path inside
 	// the snapshot: names joined by single slashes, none of them "." or
-	// ".." or holding a NUL ("." alone is the whole snapshot); or Backup
-	// was given no directory.
+	// ".." or holding a NUL ("." alone is the whole snapshot); a local
+	// Repo's Restore target is, holds or lies inside its store's
+	// directory; or Backup was given no directory.
 	ErrInvalidPath = errors.New("xsbackup: invalid path")
 	// ErrBusy: the school server asked this laptop to come back later (it
 	// reserved a slot), another backup of this laptop is running, or the
