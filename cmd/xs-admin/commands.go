@@ -288,43 +288,49 @@ it does not keep. --at evaluates it as if now were another time (2026-12-31,
 // keepFlags are the settings of a retention policy, as flags.
 var keepFlags = []struct {
 	name, usage string
-	field       func(*store.Policy) *int
+	all         bool // -1 means every one
+	field       func(*admin.PolicyChange) **int
 }{
-	{"keep-last", "keep the last N backups", func(p *store.Policy) *int { return &p.KeepLast }},
-	{"keep-within-days", "keep every backup of the last N days", func(p *store.Policy) *int { return &p.KeepWithinDays }},
-	{"keep-daily", "keep the newest backup of each of the last N days", func(p *store.Policy) *int { return &p.KeepDaily }},
-	{"keep-weekly", "keep the newest backup of each of the last N weeks", func(p *store.Policy) *int { return &p.KeepWeekly }},
-	{"keep-monthly", "keep the newest backup of each of the last N months", func(p *store.Policy) *int { return &p.KeepMonthly }},
-	{"keep-yearly", "keep the newest backup of each of the last N years", func(p *store.Policy) *int { return &p.KeepYearly }},
+	{"keep-last", "keep the last N backups", false, func(c *admin.PolicyChange) **int { return &c.KeepLast }},
+	{"keep-within-days", "keep every backup of the last N days", false, func(c *admin.PolicyChange) **int { return &c.KeepWithinDays }},
+	{"keep-daily", "keep the newest backup of each of the last N days", true, func(c *admin.PolicyChange) **int { return &c.KeepDaily }},
+	{"keep-weekly", "keep the newest backup of each of the last N weeks", true, func(c *admin.PolicyChange) **int { return &c.KeepWeekly }},
+	{"keep-monthly", "keep the newest backup of each of the last N months", true, func(c *admin.PolicyChange) **int { return &c.KeepMonthly }},
+	{"keep-yearly", "keep the newest backup of each of the last N years", true, func(c *admin.PolicyChange) **int { return &c.KeepYearly }},
 }
 
 func policyCmd(a *app) *cobra.Command {
 	var r admin.PolicyRequest
-	var p store.Policy
+	counts := make([]int, len(keepFlags))
 	cmd := &cobra.Command{
 		Use:   "policy SERIAL",
 		Short: "Show or set a laptop's own retention policy",
-		Long: `Show or set a laptop's own retention policy. Given any --keep-* setting, the
-laptop gets its own policy made of the settings given (those not given are 0:
-that rule keeps nothing); -1 keeps every one. --reset returns the laptop to the
+		Long: `Show or set a laptop's own retention policy. Given --keep-* settings, the
+laptop gets its own policy: the one it has now (its own, or the server's) with
+those rules changed, the others as they were. 0 turns a rule off; -1 keeps
+every one (daily, weekly, monthly, yearly). --reset returns the laptop to the
 server's policy (the [retention] section of the config). The latest and the
 pinned backups are always kept.`,
 		Example: `  xs-admin policy SHC1234567
-  xs-admin policy SHC1234567 --keep-last 10 --keep-monthly 24
+  xs-admin policy SHC1234567 --keep-monthly 24       # 24 months instead of every month
+  xs-admin policy SHC1234567 --keep-within-days 0 --keep-last 10
   xs-admin policy SHC1234567 --reset`,
 		Args: args([]string{"SERIAL"}),
 		RunE: a.command(func(cmd *cobra.Command, args []string) error {
 			r.Serial = args[0]
-			for _, k := range keepFlags {
+			for i, k := range keepFlags {
 				if cmd.Flags().Changed(k.name) {
-					r.Policy = &p
+					if r.Change == nil {
+						r.Change = &admin.PolicyChange{}
+					}
+					*k.field(r.Change) = &counts[i]
 				}
 			}
-			if r.Policy != nil && r.Reset {
+			if r.Change != nil && r.Reset {
 				return usagef("--reset and --keep-* exclude each other")
 			}
 			how := readOnly
-			if r.Policy != nil || r.Reset {
+			if r.Change != nil || r.Reset {
 				how = readWrite
 			}
 			return call(a, cmd, how, func(ctx context.Context, c *admin.Client) (admin.PolicyRow, error) {
@@ -332,8 +338,12 @@ pinned backups are always kept.`,
 			}, printPolicy)
 		}),
 	}
-	for _, k := range keepFlags {
-		cmd.Flags().Var(keepValue{k.field(&p)}, k.name, k.usage+" (-1: every one)")
+	for i, k := range keepFlags {
+		usage := k.usage + " (0: none)"
+		if k.all {
+			usage = k.usage + " (-1: every one, 0: none)"
+		}
+		cmd.Flags().Var(keepValue{&counts[i], k.all}, k.name, usage)
 	}
 	cmd.Flags().BoolVar(&r.Reset, "reset", false, "use the server's policy again")
 	return cmd

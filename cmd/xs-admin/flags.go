@@ -89,15 +89,22 @@ func (t *timeValue) Set(s string) error {
 	return nil
 }
 
-// keepValue is a retention count: -1 (every one) or more.
-type keepValue struct{ v *int }
+// keepValue is a retention count: 0 or more, or -1 (every one) where all
+// is set.
+type keepValue struct {
+	v   *int
+	all bool
+}
 
 func (k keepValue) String() string { return strconv.Itoa(*k.v) }
 func (k keepValue) Type() string   { return "count" }
 func (k keepValue) Set(s string) error {
 	v, err := strconv.Atoi(s)
-	if err != nil || v < -1 {
+	switch {
+	case k.all && (err != nil || v < -1):
 		return fmt.Errorf("%q is not a count (a whole number, or -1 for every one)", s)
+	case !k.all && (err != nil || v < 0):
+		return fmt.Errorf("%q is not a count (a whole number, 0 for none)", s)
 	}
 	*k.v = v
 	return nil

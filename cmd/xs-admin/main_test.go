@@ -148,6 +148,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"claim-code", "SHC1", "--expires", "-3d"}, `is not a duration`},
 		{[]string{"retention", "--at", "tomorrow"}, `"tomorrow" is not a time`},
 		{[]string{"policy", "SHC1", "--keep-last", "-2"}, `"-2" is not a count`},
+		{[]string{"policy", "SHC1", "--keep-within-days", "-1"}, `"-1" is not a count (a whole number, 0 for none)`},
 		{[]string{"policy", "SHC1", "--keep-last", "3", "--reset"}, "exclude each other"},
 		{[]string{"snapshots", "SHC 1"}, "may only contain"},
 		{[]string{"snapshots", ""}, "1 to 64 characters"},

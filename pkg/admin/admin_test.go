@@ -92,6 +92,28 @@ func TestQuotaAndPolicyOverrides(t *testing.T) {
 	if pr.Own || pr.Policy != store.DefaultPolicy() {
 		t.Fatalf("policy reset: %+v", pr)
 	}
+	// A change keeps the rules it does not name: staff's `--keep-monthly
+	// 24` set the other rules to 0 before, and the nightly run then
+	// deleted the last 30 days' backups.
+	n24, n0, n3, neg := 24, 0, 3, -1
+	pr, err = svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Change: &admin.PolicyChange{KeepMonthly: &n24}})
+	want := store.DefaultPolicy()
+	want.KeepMonthly = 24
+	if err != nil || pr.Policy != want || !pr.Own || s.PolicyOf(u.ID) != want {
+		t.Fatalf("a change of keep_monthly from the server's policy: %+v %v, want %+v", pr, err, want)
+	}
+	pr, err = svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Change: &admin.PolicyChange{KeepWithinDays: &n0, KeepLast: &n3}})
+	want = store.Policy{KeepLast: 3, KeepMonthly: 24}
+	if err != nil || pr.Policy != want {
+		t.Fatalf("a second change, from the laptop's own policy: %+v %v, want %+v", pr, err, want)
+	}
+	if _, err := svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Change: &admin.PolicyChange{KeepLast: &neg}}); !errors.Is(err, admin.ErrInvalid) || s.PolicyOf(u.ID) != want {
+		t.Fatalf("keep_last -1: %v, policy now %+v", err, s.PolicyOf(u.ID))
+	}
+	if _, err := svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Change: &admin.PolicyChange{KeepLast: &n3}, Reset: true}); !errors.Is(err, admin.ErrInvalid) || s.PolicyOf(u.ID) != want {
+		t.Fatalf("a change and a reset at once: %v, policy now %+v", err, s.PolicyOf(u.ID))
+	}
+	svc.Policy(ctx, admin.PolicyRequest{Serial: "SHC1", Reset: true})
 	if _, err := svc.Pin(ctx, admin.PinRequest{Serial: "SHC1", Snapshot: "latest", Reason: "fair"}); err == nil {
 		t.Fatal("pin of a laptop without snapshots succeeded")
 	}

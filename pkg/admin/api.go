@@ -128,9 +128,38 @@ type QuotaRequest struct {
 // PolicyRequest shows or sets a laptop's retention policy (Service.Policy).
 type PolicyRequest struct {
 	Serial string `json:"serial"`
-	// Policy sets the laptop's own policy; Reset returns it to the server's.
+	// Policy sets the laptop's own policy whole; Reset returns it to the
+	// server's.
 	Policy *store.Policy `json:"policy,omitempty"`
+	// Change sets only the rules it names: the laptop gets its own policy,
+	// its current one (its own, or the server's) with those rules changed.
+	Change *PolicyChange `json:"change,omitempty"`
 	Reset  bool          `json:"reset,omitempty"`
+}
+
+// PolicyChange names the rules of a retention policy to change (see
+// store.Policy); a nil field leaves its rule as it is.
+type PolicyChange struct {
+	KeepLast       *int `json:"keep_last,omitempty"`
+	KeepWithinDays *int `json:"keep_within_days,omitempty"`
+	KeepDaily      *int `json:"keep_daily,omitempty"`
+	KeepWeekly     *int `json:"keep_weekly,omitempty"`
+	KeepMonthly    *int `json:"keep_monthly,omitempty"`
+	KeepYearly     *int `json:"keep_yearly,omitempty"`
+}
+
+// Apply returns p with the rules c names changed.
+func (c PolicyChange) Apply(p store.Policy) store.Policy {
+	for _, f := range []struct {
+		v  *int
+		to *int
+	}{{c.KeepLast, &p.KeepLast}, {c.KeepWithinDays, &p.KeepWithinDays}, {c.KeepDaily, &p.KeepDaily},
+		{c.KeepWeekly, &p.KeepWeekly}, {c.KeepMonthly, &p.KeepMonthly}, {c.KeepYearly, &p.KeepYearly}} {
+		if f.v != nil {
+			*f.to = *f.v
+		}
+	}
+	return p
 }
 
 // PinRequest keeps a snapshot from retention and quota (Service.Pin).

@@ -354,16 +354,31 @@ func (s *Service) Policy(ctx context.Context, r PolicyRequest) (PolicyRow, error
 	if err != nil {
 		return PolicyRow{}, err
 	}
-	if r.Policy != nil || r.Reset {
+	if (r.Policy != nil && r.Change != nil) || (r.Reset && (r.Policy != nil || r.Change != nil)) {
+		return PolicyRow{}, fmt.Errorf("%w: a policy request sets a policy, changes one or resets it, not two of these", ErrInvalid)
+	}
+	if r.Policy != nil || r.Change != nil || r.Reset {
 		if r.Policy != nil {
 			if err := r.Policy.Validate(); err != nil {
 				return PolicyRow{}, err
 			}
 		}
 		if u, err = s.S.UpdateUser(ctx, u.ID, func(u *store.User) error {
-			u.Retention = r.Policy
-			if r.Reset {
+			switch {
+			case r.Reset:
 				u.Retention = nil
+			case r.Change != nil:
+				p := s.S.ServerPolicy()
+				if u.Retention != nil {
+					p = *u.Retention
+				}
+				p = r.Change.Apply(p)
+				if err := p.Validate(); err != nil {
+					return err
+				}
+				u.Retention = &p
+			default:
+				u.Retention = r.Policy
 			}
 			return nil
 		}); err != nil {

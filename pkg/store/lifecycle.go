@@ -68,6 +68,10 @@ func (s *Store) PolicyOf(user UserID) Policy {
 	return *s.opts.Retention
 }
 
+// ServerPolicy is the retention policy of every user without one of its
+// own (Options.Retention).
+func (s *Store) ServerPolicy() Policy { return *s.opts.Retention }
+
 func (s *Store) now(t time.Time) time.Time {
 	if t.IsZero() {
 		return s.opts.Now()
