@@ -459,6 +459,12 @@ func (s *Store) loadConfig() error {
 	if s.cfg.Format != FormatVersion {
 		return fmt.Errorf("store format %d is not supported by this version (wants %d): upgrade xs-backup", s.cfg.Format, FormatVersion)
 	}
+	if err := s.cfg.Params.Validate(); err != nil {
+		// Every laptop would fail its backups with a chunker error that
+		// never names this file.
+		def, _ := json.Marshal(chunk.DefaultParams())
+		return fmt.Errorf("%w: %s is damaged: its chunker parameters are not valid (%v); restore it from a copy (a store made with the default parameters has \"chunker\": %s)", ErrCorrupt, configName, err, def)
+	}
 	if s.opts.Params != (chunk.Params{}) && s.opts.Params != s.cfg.Params {
 		return fmt.Errorf("%w: the store was created with chunker parameters %+v and never changes them; remove the chunker settings from the configuration", ErrInvalid, s.cfg.Params)
 	}

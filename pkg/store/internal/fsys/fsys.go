@@ -56,7 +56,13 @@ type osFS string
 
 func (d osFS) path(name string) string { return filepath.Join(string(d), filepath.FromSlash(name)) }
 
+// OpenFile opens name; one opened only for reading is opened without
+// waiting for a writer, so that a named pipe in a file's place (a hostile
+// or confused hand) fails its read instead of blocking the store forever.
 func (d osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if flag&(os.O_WRONLY|os.O_RDWR) == 0 {
+		flag |= unix.O_NONBLOCK
+	}
 	return os.OpenFile(d.path(name), flag, perm)
 }
 func (d osFS) Remove(name string) error                  { return os.Remove(d.path(name)) }
@@ -126,9 +132,12 @@ func WriteFileAtomic(fsys FS, name string, data []byte) error {
 	return fsys.SyncDir(dir)
 }
 
-// ReadFile reads a whole (small) file through fsys, refusing files over max bytes.
+// ReadFile reads a whole (small) file through fsys, refusing files over max
+// bytes and anything but a regular file (a named pipe in a file's place
+// would block the open, and the store's start, forever: it is opened
+// without waiting for a writer).
 func ReadFile(fsys FS, name string, max int64) ([]byte, error) {
-	f, err := fsys.OpenFile(name, os.O_RDONLY, 0)
+	f, err := fsys.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0) // whatever fsys is
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +145,9 @@ func ReadFile(fsys FS, name string, max int64) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%v)", errkind.ErrDamaged, name, st.Mode().Type())
 	}
 	if st.Size() > max {
 		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", errkind.ErrDamaged, name, st.Size(), max)
