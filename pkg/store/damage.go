@@ -304,8 +304,9 @@ func oweDescent(txn *badger.Txn, id chunk.ID, user UserID, delta int32) error {
 // ScrubOptions choose how much the scrub reads.
 type ScrubOptions struct {
 	// Days is how many nightly runs it takes to read every pack once
-	// (default 30): each run reads the next 1/Days of the packs, in a
-	// rolling order that resumes where the last run stopped.
+	// (default Options.ScrubDays, or 30 when that turns the nightly scrub
+	// off): each run reads the next 1/Days of the packs, in a rolling
+	// order that resumes where the last run stopped.
 	Days int
 	// All reads every pack now.
 	All bool
@@ -354,7 +355,10 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (*ScrubReport, err
 		return nil, err
 	}
 	if opts.Days <= 0 {
-		opts.Days = 30
+		opts.Days = s.opts.ScrubDays // the nightly run's share
+	}
+	if opts.Days <= 0 {
+		opts.Days = 30 // no nightly scrub: a share of 30 nights
 	}
 	start := time.Now()
 	rep := &ScrubReport{}
