@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/server"
 )
 
 // Report is what a run measured. Run fills everything but Command.
@@ -267,14 +269,15 @@ func (r *Report) Markdown() string {
 	}
 	fmt.Fprintf(&b, "A failed or skipped run is retried at the next timer firing (%s plus up to %s). "+
 		"A laptop without a committed backup %s after the start counts as failed.\n\n", dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.Deadline))
-	fmt.Fprintf(&b, "**Scale.** A real school runs a 2-minute slot, MaxSlotWait 10 minutes and the shipped timer every 5 minutes with a 1-minute random delay, "+
+	fmt.Fprintf(&b, "**Scale.** A real school runs MaxSlotWait 10 minutes and the shipped timer every 5 minutes with a 1-minute random delay, "+
 		"its laptops switched on over about 10 minutes; "+
-		"here the clock runs 120× faster (slot %s, MaxSlotWait %s, timer period %s, random delay %s, switch-on spread %s) because sessions are about that much shorter: "+
+		"here the clock runs 120× faster (MaxSlotWait %s, timer period %s, random delay %s, switch-on spread %s) because sessions are about that much shorter: "+
 		"a first backup of a 1–2 MB Journal on loopback takes a tenth of a second (median %s here), a day's changes over a school's shared Wi-Fi tens of seconds. "+
-		"The capacity is the shipped default, %d. With every laptop arriving at once, admission hands out %d reservations per slot window, "+
-		"so the crowd drains at capacity / slot length = %.0f laptops per second here, %.0f per hour in a real school with the defaults.\n\n",
-		dur(o.SlotLength), dur(o.MaxSlotWait), dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.Spread), dur(r.Session.P50), o.Capacity, o.Capacity,
-		float64(o.Capacity)/o.SlotLength.Seconds(), float64(o.Capacity)/(2*time.Minute).Hours())
+		"`-capacity` sets the server's `[admission] max_sessions` to %d, far below the shipped %d, so that admission has to spread the crowd on this scale; "+
+		"below that ceiling, how many laptops back up at once and when the others come back are measured by the server, not fixed per slot window "+
+		"(`-slot`, %s here, is only reported).\n\n",
+		dur(o.MaxSlotWait), dur(o.TimerPeriod), dur(o.TimerDelay), dur(o.Spread), dur(r.Session.P50), max(o.Capacity, 2), shippedMaxSessions,
+		dur(o.SlotLength))
 	b.WriteString("The daemon's configuration:\n\n```toml\n" + r.Config + "```\n")
 
 	b.WriteString("\n## Figures\n\n| figure | value |\n|---|---:|\n")
@@ -388,8 +391,8 @@ func (r *Report) histogram() string {
 	}
 	peak := max(slices.Max(st), 1)
 	var b strings.Builder
-	fmt.Fprintf(&b, "Seconds after the start, in buckets of %s (capacity × bucket / slot length = %.0f sessions fit in one).\n\n",
-		dur(width), float64(r.Options.Capacity)*width.Seconds()/r.Options.SlotLength.Seconds())
+	fmt.Fprintf(&b, "Seconds after the start, in buckets of %s (at most %d sessions run at once: `[admission] max_sessions`).\n\n",
+		dur(width), max(r.Options.Capacity, 2))
 	b.WriteString("| from | first timer firings | sessions started | |\n|---:|---:|---:|---|\n")
 	for i := range n {
 		fmt.Fprintf(&b, "| %s | %d | %d | %s |\n", dur(time.Duration(i)*width), arr[i], st[i], strings.Repeat("█", (st[i]*30+peak-1)/peak))
@@ -397,15 +400,19 @@ func (r *Report) histogram() string {
 	return b.String()
 }
 
+// shippedMaxSessions is the daemon's default [admission] max_sessions,
+// which the reports compare the benchmark's -capacity with.
+var shippedMaxSessions = server.DefaultConfig().Admission.MaxSessions
+
 // ReadmeSection is the text bench/README.md carries between the load markers.
 func (r *Report) ReadmeSection() string {
 	var b strings.Builder
 	o := r.Options
 	fmt.Fprintf(&b, "## %d laptops through one server (bench/load)\n\n    make bench-load\n\n", r.Laptops)
 	fmt.Fprintf(&b, "%d laptops, each with its own key, serial and Journal (%s on average, books shared across the school), "+
-		"in the load process; one real `xs-backupd` subprocess on loopback with capacity %d and a %s slot. "+
+		"in the load process; one real `xs-backupd` subprocess on loopback with `[admission] max_sessions = %d` (`-capacity`). "+
 		"Every laptop's timer first fires within %s of the start, so admission has to spread them out, ",
-		r.Laptops, mib(r.JournalBytes/int64(max(r.Laptops, 1))), o.Capacity, dur(o.SlotLength), dur(o.Spread))
+		r.Laptops, mib(r.JournalBytes/int64(max(r.Laptops, 1))), max(o.Capacity, 2), dur(o.Spread))
 	if o.Comeback == ComebackTimer {
 		fmt.Fprintf(&b, "and then every %s plus up to %s, like the shipped xo-backup.timer: a laptop keeps the slot the server reserved, "+
 			"its runs before the slot end at once without touching the network, and the first within MaxSlotWait (%s) of it connects and waits. ",
@@ -414,7 +421,7 @@ func (r *Report) ReadmeSection() string {
 		fmt.Fprintf(&b, "and a laptop given a slot beyond MaxSlotWait (%s) runs again exactly at it (`-comeback slot`, not the shipped timer). ",
 			dur(o.MaxSlotWait))
 	}
-	b.WriteString("The clock runs 120× faster than a school's (2-minute slots become 1 s, the 5-minute timer 2.5 s, " +
+	b.WriteString("The clock runs 120× faster than a school's (the 10-minute MaxSlotWait becomes 5 s, the 5-minute timer 2.5 s, " +
 		"sessions on loopback are that much shorter than on Wi-Fi); " +
 		"the set-up, the definitions and a histogram of session starts are in [results/load.md](results/load.md). ")
 	fmt.Fprintf(&b, "Measured %s on %s.\n\n", r.Date.Format("2006-01-02"), r.Machine)
@@ -433,11 +440,10 @@ func (r *Report) ReadmeSection() string {
 			fmt.Fprintf(&b, "| %s | %s |\n", row[0], row[1])
 		}
 	}
-	fmt.Fprintf(&b, "\nWith all laptops arriving at once, admission drains the crowd at capacity / slot length: "+
-		"%.0f laptops a second here, %.0f an hour with the shipped defaults (capacity 4, 2-minute slots), "+
-		"so a school of %d needs about %.1f hours, or a higher capacity.\n",
-		float64(o.Capacity)/o.SlotLength.Seconds(), float64(o.Capacity)/(2*time.Minute).Hours(), r.Laptops,
-		float64(r.Laptops)/(float64(4)/(2*time.Minute).Hours()))
+	fmt.Fprintf(&b, "\nThe server's ceiling here, %d sessions at once (`-capacity`), is far below the shipped `[admission] max_sessions` of %d, "+
+		"so that admission has to spread the crowd on this scale: how fast this run drained it is no estimate for a school "+
+		"with the shipped settings, whose limit is measured up to %d (the school morning, `make bench-morning`, measures that through an emulated network).\n",
+		max(o.Capacity, 2), shippedMaxSessions, shippedMaxSessions)
 	return b.String()
 }
 

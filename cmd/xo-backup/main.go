@@ -264,6 +264,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 --snapshot says which; xo-backup list shows them):
 
     --to DIR [PATH...]  the whole backup, or only the named paths, into DIR
+                        (paths inside the Journal, as the datastore lays
+                        them out: 3f/3f9c... for the entry whose UID is
+                        3f9c..., 3f/3f9c.../data for its document; staff
+                        list a backup's paths with
+                        xs-admin ls SERIAL SNAPSHOT --files)
     --all               the whole Journal back into place (e.g. after a
                         reflash: then the newest backup from before it,
                         even if new work was backed up since); it refuses
@@ -275,7 +280,7 @@ Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;
 everything else is restored, and the exit code is then 1.`,
 		Example: `  xo-backup restore --to ~/restored
-  xo-backup restore --snapshot 20261031T081203Z-1a2b3c --to ~/restored 3f9c.../data
+  xo-backup restore --snapshot 20261031T081203Z-1a2b3c --to ~/restored 3f/3f9c.../data
   xo-backup restore --all`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {

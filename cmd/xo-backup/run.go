@@ -51,10 +51,18 @@ or one line on standard error when it could not back up:
     xo-backup: over quota: ...                   (exit 5)
     xo-backup: failed: why; what to do           (exit 1)
 
+--force backs up now: even if a backup already completed today, on low
+battery, or before the time a busy server reserved for this laptop (the run
+asks the server again, which may still keep it waiting or give it another
+time: exit 4). After a reflash it also backs up the empty Journal that runs
+otherwise skip: that backup becomes this laptop's latest, and
+xo-backup restore --all still brings back the newest backup from before
+the reflash.
+
 -q prints only the standard error lines, -v says more; --json prints one
 JSON object instead.`,
 		Example: `  xo-backup run                          # what the timer runs
-  xo-backup run --force -v               # now, even if done today or on battery
+  xo-backup run --force -v               # now, even if done today, on battery or before a reserved time
   */5 * * * * xo-backup run --jitter 1m  # in cron, which has no random delay`,
 		Args: cmdline.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,7 +71,7 @@ JSON object instead.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.Source, "source", "", "directory to back up (default the Journal, ~/.sugar/default/datastore)")
-	fs.BoolVar(&o.Force, "force", false, "back up even if already done today or on low battery")
+	fs.BoolVar(&o.Force, "force", false, "back up now: even if already done today, on low battery or before the time the server reserved; after a reflash, also the empty Journal")
 	fs.DurationVar(&o.jitter, "jitter", 0, "sleep a random time up to this first (for cron, which has no random delay)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 60*time.Second, "give up on a server that stopped answering after this long (the next run resumes)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON summary instead of the line")

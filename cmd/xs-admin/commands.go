@@ -434,8 +434,10 @@ func gcCmd(a *app) *cobra.Command {
 		Long: `Delete the chunks no backup uses and rewrite the pack files with little live
 data, giving the disk space back. --compact-below rewrites the packs with less
 live data than this fraction (default: lifecycle.compact_below in the config).
---expire-pending first releases the uploads of unfinished backups (kept 3 days
-for the laptop to resume): for a full disk. --dry-run only counts.`,
+--expire-pending first releases the uploads of unfinished backups, whatever
+their age (otherwise kept for the laptop to resume: 3 days by default,
+lifecycle.pending_expiry in the config): for a full disk. --dry-run only
+counts.`,
 		Example: `  xs-admin gc --dry-run
   xs-admin gc --compact-below 0.8
   xs-admin gc --expire-pending`,
@@ -546,9 +548,10 @@ func scrubCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scrub",
 		Short: "Read back and verify the next share of the pack files now",
-		Long: `Read back and verify the next share of the pack files now (the nightly run
-reads 1/30 of them); --all reads every pack. Damage found is recorded, and
-heals at the next backup of a laptop that has the data.`,
+		Long: `Read back and verify the next share of the pack files now, the share the
+nightly run reads: 1/scrub_days of them (1/30 by default, lifecycle.scrub_days
+in the config); --all reads every pack. Damage found is recorded, and heals
+at the next backup of a laptop that has the data.`,
 		Example: `  xs-admin scrub
   xs-admin scrub --all`,
 		Args: args(nil),

@@ -23,11 +23,12 @@ func syncCmd(a *app) *cobra.Command {
 	var r admin.SyncRequest
 	cmd := &cobra.Command{
 		Use:   "sync",
-		Short: "Replicate every backup to the mothership now, or show what is not off-site yet",
+		Short: "Replicate every backup to the mothership now (needs xs-backupd), or show what is not off-site yet",
 		Long: `Replicate every backup, and the school's registry, to the mothership named in
-[mothership] of the configuration, now: only the chunks the mothership lacks
-for this school cross the link, at most [mothership] rate. xs-backupd also
-does this by itself every [mothership] every, inside [mothership] windows.
+[mothership] of the configuration, now; it needs xs-backupd running. Only
+the chunks the mothership lacks for this school cross the link, at most
+[mothership] rate. xs-backupd also does this by itself every [mothership]
+every, inside [mothership] windows.
 --status only shows what is not off-site yet (also with xs-backupd stopped).
 The first sync registers the school; the mothership's staff approve it
 (xs-admin approve SCHOOL there) before anything is sent.`,
@@ -80,7 +81,7 @@ func schoolsCmd(a *app) *cobra.Command {
 		Long: `On a mothership: list the schools that replicate here (approved or waiting),
 with their laptops, backups and usage; with SCHOOL, that school's laptops.
 A school's backups are listed and restored like a laptop's: xs-admin
-snapshots SCHOOL, xs-admin restore SCHOOL --snapshot ID.`,
+snapshots SCHOOL, xs-admin restore SCHOOL --snapshot ID --to DIR.`,
 		Example: `  xs-admin schools
   xs-admin schools school-a`,
 		Args: args(nil, "SCHOOL"),
@@ -248,7 +249,7 @@ func recoverCmd(a *app) *cobra.Command {
 	var from []string
 	var msKey, passFile, school, addr string
 	cmd := &cobra.Command{
-		Use:   "recover (--mothership HOST:PORT | --from DIR) --mothership-key HEX",
+		Use:   "recover (--mothership HOST:PORT | --from DIR) --mothership-key KEY",
 		Short: "Rebuild this school's server from the mothership",
 		Long: `Rebuild the school's server on a new machine, into the empty data directory of
 the configuration, from the mothership: over the network (--mothership: the
@@ -256,10 +257,12 @@ passphrase proves to the mothership that this machine speaks for the school)
 or from the recovery bundle its staff wrote on a stick (--from; xs-admin
 export --recovery there). The recovery passphrase of the school's kit opens
 the sealed server key; it is read from --passphrase-file or the first line
-of standard input. Afterwards start xs-backupd under the old server's name
-and address: laptops carry on without registering again.`,
-		Example: `  xs-admin recover --mothership mothership.example.org:7457 --mothership-key 3f1c... --school school-a < kit-passphrase.txt
-  xs-admin recover --from /media/usb --mothership-key 3f1c... < kit-passphrase.txt`,
+of standard input. --mothership-key is the mothership's public key in hex:
+the kit's "mothership key" line, or the server.pub in the mothership's data
+directory (its staff have it). Afterwards start xs-backupd under the old
+server's name and address: laptops carry on without registering again.`,
+		Example: `  xs-admin recover --mothership mothership.example.org:7457 --mothership-key "$(cat mothership.pub)" --school school-a < kit-passphrase.txt
+  xs-admin recover --from /media/usb --mothership-key "$(cat mothership.pub)" --passphrase-file kit-passphrase.txt`,
 		Args: args(nil),
 		RunE: a.command(func(cmd *cobra.Command, _ []string) error {
 			if err := a.locate(cmd); err != nil {

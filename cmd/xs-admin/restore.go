@@ -28,15 +28,17 @@ func restoreCmd(a *app) *cobra.Command {
               to put it back in the Journal
   --raw DIR   each document as a plain file named after its title
 --snapshot chooses the backup: an ID, latest (the default), a date (the last
-backup of that day or before) or a time. --entry (a UID, from xs-admin ls) and
---title (part of a title) choose entries; both may be repeated.
+backup of that day or before) or a time. --entry (a whole UID, as xs-admin ls
+prints it) and --title (part of a title) choose entries; both may be
+repeated. --overwrite replaces files that exist (without it, an existing
+file is an error).
 
 Files whose data is damaged or missing on the server are left out: everything
 else is restored, then each is listed with the older backup that holds it
 intact, and the exit code is 1.`,
 		Example: `  xs-admin restore SHC1234567 --to /media/usb/ana
   xs-admin restore SHC1234567 --snapshot 2026-10-31 --title "science fair" --xoj /media/usb
-  xs-admin restore SHC1234567 --entry 5c1e0a3e-1b0f-4a8e --raw /tmp/docs
+  xs-admin restore SHC1234567 --entry 5c1e0a3e-1b0f-4a8e-9d2c-7f3b6a1e4d20 --raw /tmp/docs
   xs-admin restore SHC1234567 --tar /tmp/ana.tar --overwrite`,
 		Args: args([]string{"SERIAL"}),
 		RunE: a.command(func(cmd *cobra.Command, args []string) error {
@@ -46,7 +48,7 @@ intact, and the exit code is 1.`,
 	}
 	f := cmd.Flags()
 	f.Var(snapshotValue{&r.Snapshot}, "snapshot", "the backup: an ID, latest, a date (2026-10-31) or a time")
-	f.StringArrayVar(&r.Entries, "entry", nil, "a Journal entry's `UID` (repeatable)")
+	f.StringArrayVar(&r.Entries, "entry", nil, "a Journal entry's whole `UID`, as xs-admin ls prints it (repeatable)")
 	f.StringArrayVar(&r.Titles, "title", nil, "part of a Journal entry's `TITLE` (repeatable)")
 	f.StringVar(&o.to, "to", "", "write the Journal's files into `DIR`")
 	f.StringVar(&o.tar, "tar", "", "write one tar `FILE`")

@@ -37,7 +37,9 @@ socket, Prometheus reads /metrics and students use the restore page.
 
 It runs with no configuration at all; the configuration file (TOML,
 optional at the default path) changes the defaults, and the flags below
-override the file. dist/xs-backup.toml lists every setting.
+override the file. The package installs it as /etc/xs-backup/xs-backup.toml
+(the default --config), listing every setting with its default
+(dist/xs-backup.toml in the source).
 
 Logs go to standard error. Under systemd (when $JOURNAL_STREAM names
 standard error) each line starts with its syslog priority and has no

@@ -268,7 +268,7 @@ func LoadConfig(path string) (Config, error) {
 		if why, ok := replacedKeys[und[0].String()]; ok {
 			return c, fmt.Errorf("configuration %s: %q is no longer a setting: %s", path, und[0].String(), why)
 		}
-		return c, fmt.Errorf("configuration %s: unknown setting %q (see the example in the README)", path, und[0].String())
+		return c, fmt.Errorf("configuration %s: unknown setting %q (the package's /etc/xs-backup/xs-backup.toml lists every setting with its default)", path, und[0].String())
 	}
 	if c.Role == "mothership" && !md.IsDefined("registration") {
 		// A school is approved by the mothership's staff unless they chose

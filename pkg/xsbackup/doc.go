@@ -18,6 +18,16 @@
 // through the laptop's state directory (pkg/agent): its key, the pinned
 // server key, its file cache.
 //
+// A Repo from Dial backs up as the laptop itself, into the laptop's one
+// history on the school server, much as xo-backup run --force does: a
+// backup already made today, low battery or a time the server reserved
+// for this laptop do not hold a Backup back (a busy server still can:
+// ErrBusy). Whatever folder Backup is given becomes the laptop's latest
+// backup, the one xo-backup restore brings back by default, and counts as
+// the day's backup: the timer's xo-backup run then does not back the
+// Journal up again until the next day. Give it the Journal; back up any
+// other folder into a store of its own, with OpenLocal.
+//
 // On both, a *Repo offers:
 //
 //   - Backup(ctx, dir): back a directory up; returns the Snapshot. Only
