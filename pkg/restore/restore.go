@@ -469,21 +469,16 @@ func Restore(ctx context.Context, src Source, root chunk.ID, target string, opts
 		}
 		files = left
 	}
-	fetched := func(it item, n int64, err error) error {
-		if err == nil {
-			resume.record(r, it.p)
-		}
-		return finish(it, n, err)
-	}
+	w := writing{overwrite: opts.Overwrite, resume: resume}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(restoreWorkers)
 	for _, group := range groupFiles(files) {
 		g.Go(func() error {
 			if len(group) == 1 {
-				n, err := restoreFile(gctx, src, r, group[0].p, group[0].e, opts.Overwrite)
-				return fetched(group[0], n, err)
+				n, err := restoreFile(gctx, src, r, group[0].p, group[0].e, w)
+				return finish(group[0], n, err)
 			}
-			return restoreGroup(gctx, src, r, group, opts.Overwrite, fetched)
+			return restoreGroup(gctx, src, r, group, w, finish)
 		})
 	}
 	err = g.Wait()
@@ -546,7 +541,7 @@ func groupFiles(files []item) [][]item {
 // chunks, calling finish for each file. If a chunk is damaged, the files from
 // the one it belongs to on are restored one by one, so only files with
 // damaged chunks are left out.
-func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, overwrite bool, finish func(item, int64, error) error) error {
+func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, w writing, finish func(item, int64, error) error) error {
 	d := &dirRoot{top: root}
 	defer d.close()
 	var refs []blob.Ref
@@ -568,7 +563,7 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 			it := group[i]
 			if f == nil {
 				var err error
-				if f, err = createFile(d, it.p, overwrite); err != nil {
+				if f, err = createFile(d, it.p, w); err != nil {
 					return err
 				}
 				n, k = 0, 0
@@ -608,7 +603,7 @@ func restoreGroup(ctx context.Context, src Source, root *os.Root, group []item, 
 	}
 	if errors.Is(err, blob.ErrDamaged) && i < len(group) {
 		for _, it := range group[i:] {
-			n, err := restoreFile(ctx, src, root, it.p, it.e, overwrite)
+			n, err := restoreFile(ctx, src, root, it.p, it.e, w)
 			if err := finish(it, n, err); err != nil {
 				return err
 			}
@@ -662,7 +657,15 @@ type tempFile struct {
 	root      *os.Root // of its directory
 	tmp, name string
 	p         string // its path in the restore, for errors
+	writing
+}
+
+// writing is how a restore writes its files: whether it replaces those
+// that exist, and the progress file that lists each one written whole
+// (nil: none).
+type writing struct {
 	overwrite bool
+	resume    *resumeLog
 }
 
 // tempPrefix starts the names of files being restored; a restore that is
@@ -685,12 +688,12 @@ func sweepTemps(target string, start time.Time) {
 	})
 }
 
-func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
+func createFile(d *dirRoot, p string, w writing) (*tempFile, error) {
 	root, name, err := d.at(p)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", p, err)
 	}
-	if !overwrite {
+	if !w.overwrite {
 		if _, err := root.Lstat(name); err == nil {
 			return nil, fmt.Errorf("restore %s: %w"+ExistsHint, p, fs.ErrExist)
 		}
@@ -699,7 +702,7 @@ func createFile(d *dirRoot, p string, overwrite bool) (*tempFile, error) {
 		tmp := fmt.Sprintf("%s%s-%08x", tempPrefix, name[:min(len(name), 100)], rand.Uint32())
 		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			return &tempFile{f: f, root: root, tmp: tmp, name: name, p: p, overwrite: overwrite}, nil
+			return &tempFile{f: f, root: root, tmp: tmp, name: name, p: p, writing: w}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) || try == 9 {
 			return nil, fmt.Errorf("restore %s: %w", p, err)
@@ -720,7 +723,8 @@ func (t *tempFile) abort() {
 
 // commit checks the size, sets the mode, closes the file and moves it to
 // its real name (never replacing one unless overwriting), then sets its
-// times. On any error the temporary file is removed.
+// times, and lists it in the progress file. On any error the temporary
+// file is removed.
 func (t *tempFile) commit(e *manifest.Entry, n int64) error {
 	var err error
 	if n != e.Size {
@@ -757,13 +761,14 @@ func (t *tempFile) commit(e *manifest.Entry, n int64) error {
 		t.root.Remove(t.tmp)
 		return fmt.Errorf("restore %s: %w", t.p, err)
 	}
+	t.resume.record(t.root, t.name, t.p)
 	return nil
 }
 
-func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *manifest.Entry, overwrite bool) (int64, error) {
+func restoreFile(ctx context.Context, src Source, root *os.Root, p string, e *manifest.Entry, w writing) (int64, error) {
 	d := &dirRoot{top: root}
 	defer d.close()
-	f, err := createFile(d, p, overwrite)
+	f, err := createFile(d, p, w)
 	if err != nil {
 		return 0, err
 	}

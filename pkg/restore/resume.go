@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -45,10 +46,16 @@ type doneStat struct {
 type resumeLog struct {
 	mu   sync.Mutex
 	f    *os.File
+	w    *bufio.Writer // lines reach f a few hundred at a time
 	name string
 	done map[string]doneStat
 	err  error // the first write that failed: the list stops growing
 }
+
+// resumeBuffer is how much of the list waits in memory: what a restore
+// killed outright (not cut off: that writes the list out) fetches again,
+// at most a few hundred files, against a write(2) for every file.
+const resumeBuffer = 16 << 10
 
 // resumeHeader is the progress file's first line for a restore of root into target.
 func resumeHeader(root chunk.ID, target string) string {
@@ -87,7 +94,7 @@ func openResume(name string, root chunk.ID, target string) (*resumeLog, error) {
 			return nil, fmt.Errorf("restore progress file: %w", err)
 		}
 	}
-	l.f = f
+	l.f, l.w = f, bufio.NewWriterSize(f, resumeBuffer)
 	return l, nil
 }
 
@@ -163,12 +170,13 @@ func (l *resumeLog) same(root *os.Root, p string, e *manifest.Entry) bool {
 	return ok && got == want && fi.Mode().Perm() == e.Mode.Perm()
 }
 
-// record adds p, just written whole, to the list.
-func (l *resumeLog) record(root *os.Root, p string) {
+// record adds p, just written whole as name in the directory root, to
+// the list.
+func (l *resumeLog) record(root *os.Root, name, p string) {
 	if l == nil {
 		return
 	}
-	fi, err := root.Lstat(p)
+	fi, err := root.Lstat(name)
 	if err != nil {
 		return
 	}
@@ -180,7 +188,7 @@ func (l *resumeLog) record(root *os.Root, p string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err == nil {
-		_, l.err = l.f.WriteString(line)
+		_, l.err = l.w.WriteString(line)
 	}
 }
 
@@ -189,8 +197,15 @@ func (l *resumeLog) close(whole bool) {
 	if l == nil {
 		return
 	}
-	l.f.Close()
 	if whole {
+		l.f.Close()
 		os.Remove(l.name)
+		return
 	}
+	l.mu.Lock()
+	if l.err == nil {
+		l.w.Flush() // what the next run need not fetch again
+	}
+	l.mu.Unlock()
+	l.f.Close()
 }

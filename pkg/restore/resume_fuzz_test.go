@@ -55,7 +55,7 @@ func TestResumeTornLineIsCutOff(t *testing.T) {
 	}
 	r, _ := os.OpenRoot(target)
 	defer r.Close()
-	l.record(r, "b")
+	l.record(r, "b", "b")
 	l.close(false)
 	b, _ := os.ReadFile(name)
 	if done, _ := parseResume(b, resumeHeader(root, abs)); len(done) != 2 {
