@@ -51,7 +51,9 @@ type Options struct {
 	// write again a file still exactly as it was left (same inode, size,
 	// times and mode, and the change time the kernel set then: a file
 	// changed since in any way is restored again). A restore that writes
-	// everything removes the file.
+	// everything removes the file. The list is written a few hundred
+	// files at a time, and whole when the restore ends or is cut off: a
+	// process killed outright fetches those few hundred again.
 	ResumeFile string
 }
 
