@@ -80,7 +80,7 @@ func ServeListener(ctx context.Context, svc *Service, ln net.Listener) error {
 	// Calls keep running past ctx (a staff restore in progress finishes):
 	// at ctx's end the socket stops accepting and Serve returns once the
 	// calls in progress are done, or after 20 s.
-	srv := &http.Server{Handler: Handler(svc), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: Handler(svc), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	stopped := make(chan struct{})
 	go func() {
@@ -101,6 +101,39 @@ func ServeListener(ctx context.Context, svc *Service, ln net.Listener) error {
 	return err
 }
 
+// requestReadTimeout bounds the reading of a request's body (at most
+// MaxRequestBytes): a tool that sent its headers and then stalled would
+// hold its connection, and a goroutine of the daemon, for as long as it
+// lived.
+var requestReadTimeout = 10 * time.Second // a variable for the tests
+
+// bodyOf returns r's body, to be read within requestReadTimeout. Only the
+// reading is bounded: the call it asks for (a check, a restore) takes as
+// long as it takes.
+func bodyOf(w http.ResponseWriter, r *http.Request) io.Reader {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(requestReadTimeout)) != nil {
+		return r.Body
+	}
+	return &deadlineBody{r: r.Body, rc: rc}
+}
+
+// deadlineBody lifts the read deadline once the body has been read to
+// its end. A body that failed keeps it: the server then reads what is
+// left of the request before it closes or reuses the connection.
+type deadlineBody struct {
+	r  io.Reader
+	rc *http.ResponseController
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
 // Handler serves the staff API over HTTP: POST /v1/call with a request
 // envelope {"op": NAME, "args": REQUEST} answers a JSON response (the
 // result, or the error's message and kind); POST /v1/export with
@@ -108,7 +141,7 @@ func ServeListener(ctx context.Context, svc *Service, ln net.Listener) error {
 func Handler(svc *Service) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/call", func(w http.ResponseWriter, r *http.Request) {
-		_, c, err := decodeRequest(r.Body)
+		_, c, err := decodeRequest(bodyOf(w, r))
 		if err != nil {
 			writeResp(w, nil, err)
 			return
@@ -118,7 +151,7 @@ func Handler(svc *Service) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
 		var req ExportRequest
-		env, err := readRequest(r.Body)
+		env, err := readRequest(bodyOf(w, r))
 		if err == nil && env.Op != req.Op() {
 			err = fmt.Errorf("%w: /v1/export answers export, not %q", ErrInvalid, env.Op)
 		}

@@ -53,6 +53,13 @@ type Limits struct {
 	// holds a place in admission that other laptops wait for. A laptop
 	// backing up or restoring asks again within seconds.
 	SessionIdle time.Duration
+	// ConnIdle ends a connection that has no session and has made no
+	// request for this long (default 15 minutes): keep-alives would hold
+	// it, a place of the server's connections and of its laptop's,
+	// for as long as the laptop's process lives (a hung run). It is
+	// longer than a laptop waits, connected, for the slot the server
+	// reserved (agent.RunOptions.MaxSlotWait, 10 minutes).
+	ConnIdle time.Duration
 	// LimitLoopback applies the per-address caps and the registration and
 	// commit rates to loopback peers too. By default they are exempt: a
 	// laptop never reaches the school server over loopback, while local
@@ -84,6 +91,7 @@ func (l *Limits) setDefaults(memoryBudget int64) {
 	defd(&l.RegisterGlobalEvery, 250*time.Millisecond)
 	defd(&l.CommitEvery, 10*time.Minute)
 	defd(&l.SessionIdle, 30*time.Second)
+	defd(&l.ConnIdle, 15*time.Minute)
 	if l.MemoryPerKey <= 0 {
 		l.MemoryPerKey = memoryBudget / 4
 	}

@@ -547,6 +547,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	}
 	c := &serverConn{s: s, conn: conn, acct: acct, key: key, mem: share.mem, addr: addr, answered: answered}
 	defer c.closed()
+	c.watchIdle()
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -732,6 +733,9 @@ type serverConn struct {
 	asking  bool  // a hello for a session is waiting for admission
 	timer   *time.Timer
 	idle    *time.Timer // ends a session that makes no request (Limits.SessionIdle)
+	// connIdle ends a connection without a session that makes no
+	// request (Limits.ConnIdle).
+	connIdle *time.Timer
 	// active counts requests in progress; lastReq is when one last began
 	// or ended (Unix nanoseconds).
 	active  atomic.Int32
@@ -820,8 +824,41 @@ func (c *serverConn) startSession(restore bool, work Work) bool {
 func (c *serverConn) closed() {
 	c.mu.Lock()
 	c.gone = true
+	if c.connIdle != nil {
+		c.connIdle.Stop()
+	}
 	c.mu.Unlock()
 	c.endSession()
+}
+
+// watchIdle ends the connection once it has had no session and no request
+// for Limits.ConnIdle (a session has its own, shorter, SessionIdle).
+func (c *serverConn) watchIdle() {
+	idle := c.s.cfg.Limits.ConnIdle
+	c.lastReq.Store(time.Now().UnixNano())
+	var check func()
+	check = func() {
+		quiet := time.Since(time.Unix(0, c.lastReq.Load()))
+		c.mu.Lock()
+		busy := c.session || c.asking || c.gone
+		c.mu.Unlock()
+		if busy || c.active.Load() > 0 || quiet < idle {
+			next := idle // a session or a request: look again later
+			if !busy && c.active.Load() == 0 {
+				next = max(idle-quiet, time.Second)
+			}
+			c.mu.Lock()
+			if !c.gone {
+				c.connIdle.Reset(next)
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.s.closeWith(c.conn, Errorf(KindTimeout, "the connection made no request for %v; connect again when there is something to do", idle))
+	}
+	c.mu.Lock()
+	c.connIdle = time.AfterFunc(idle, check)
+	c.mu.Unlock()
 }
 
 func (c *serverConn) endSession() {
