@@ -302,6 +302,10 @@ func (c *Client) RoundTrips() int64 { return c.trips.Load() }
 // Close ends the connection (and any session).
 func (c *Client) Close() error { return c.conn.CloseWithError(0, "") }
 
+// Closed reports whether the connection has ended: closed by either end
+// (the server ends an idle one), or lost.
+func (c *Client) Closed() bool { return c.conn.Context().Err() != nil }
+
 // Resumed reports whether this connection resumed an earlier TLS session
 // (see ClientConfig.Sessions) instead of a full handshake.
 func (c *Client) Resumed() bool { return c.conn.ConnectionState().TLS.DidResume }

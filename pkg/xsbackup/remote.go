@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xs-backup/xs-backup/pkg/agent"
+	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
 	"github.com/xs-backup/xs-backup/pkg/proto"
@@ -48,8 +49,10 @@ func state(dir string) agent.State {
 // When the server is busy, Backup waits for the slot it reserves if that
 // is within 10 minutes (cancel ctx to stop waiting), and otherwise fails
 // with ErrBusy. Listing and reading snapshots use one connection opened by
-// Dial; if it is lost (the server restarted, the network went away), those
-// calls fail and the Repo must be closed and dialled again.
+// Dial, and another when it has ended: the server ends one that was quiet
+// for a while (30 s after a read, 15 minutes otherwise), and a restarted
+// server or a network that went away end it too. A call fails when the
+// server cannot be reached again.
 func Dial(ctx context.Context, stateDir string, opts Options) (*Repo, error) {
 	st := state(stateDir)
 	if _, err := st.Registration(); err != nil {
@@ -90,15 +93,24 @@ type remote struct {
 // maxRestores is how many Restores of one Repo run at once; more wait.
 const maxRestores = 2
 
-// readSession asks the server, once per connection, for the restore
-// session reads need (restores take part in admission, and go first).
-func (r *remote) readSession(ctx context.Context) error {
+// client returns the kept connection, connecting again when it has ended,
+// with the restore session reads need when read is set (asked once per
+// connection: restores take part in admission, and go first).
+func (r *remote) client(ctx context.Context, read bool) (*proto.Client, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for !r.reading {
+	if r.c.Closed() {
+		c, _, err := agent.Dial(ctx, r.st, 0)
+		if err != nil {
+			return nil, fmt.Errorf("xsbackup: connect to the school server again: %w", err)
+		}
+		r.c.Close()
+		r.c, r.reading = c, false
+	}
+	for read && !r.reading {
 		g, err := r.c.Hello(ctx, "restore")
 		if err != nil {
-			return fmt.Errorf("xsbackup: ask the server to read: %w", err)
+			return nil, fmt.Errorf("xsbackup: ask the server to read: %w", err)
 		}
 		if g.Granted {
 			r.reading = true
@@ -107,10 +119,51 @@ func (r *remote) readSession(ctx context.Context) error {
 		select {
 		case <-time.After(max(g.Slot.Sub(g.ServerTime), 100*time.Millisecond)):
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return nil
+	return r.c, nil
+}
+
+// call runs fn on the kept connection, and once more on a new one when
+// the connection ended under it (an idle connection the server ended as
+// fn began).
+func (r *remote) call(ctx context.Context, read bool, fn func(*proto.Client) error) error {
+	c, err := r.client(ctx, read)
+	if err != nil {
+		return err
+	}
+	if err = fn(c); err != nil && c.Closed() && ctx.Err() == nil {
+		if c, err = r.client(ctx, read); err == nil {
+			err = fn(c)
+		}
+	}
+	return err
+}
+
+// snapshotList lists the laptop's snapshots over the kept connection.
+func (r *remote) snapshotList(ctx context.Context, read bool) ([]proto.SnapshotInfo, error) {
+	var sns []proto.SnapshotInfo
+	err := r.call(ctx, read, func(c *proto.Client) (err error) {
+		sns, err = c.Snapshots(ctx)
+		return err
+	})
+	return sns, err
+}
+
+// liveSource fetches over the kept connection, whichever it is when a
+// fetch begins: a snapshot opened for reading stays readable after the
+// server ended a quiet connection.
+type liveSource struct{ r *remote }
+
+func (l liveSource) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref, []byte) error) error {
+	done := 0 // refs given to fn: a fetch again asks for the rest
+	return l.r.call(ctx, true, func(c *proto.Client) error {
+		return agent.NewSource(c, l.r.codec).Fetch(ctx, refs[done:], func(ref blob.Ref, raw []byte) error {
+			done++
+			return fn(ref, raw)
+		})
+	})
 }
 
 func snapshotInfo(sn proto.SnapshotInfo) Snapshot {
@@ -132,7 +185,7 @@ func (r *remote) backup(ctx context.Context, dir string, o Options) (Snapshot, e
 	case agent.Skipped:
 		return Snapshot{}, fmt.Errorf("%w: backup not done: %s", ErrBusy, res.Reason)
 	}
-	sns, err := r.c.Snapshots(ctx)
+	sns, err := r.snapshotList(ctx, false)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("xsbackup: snapshot %s is safe, but listing it failed: %w", res.Backup.Snapshot, err)
 	}
@@ -145,7 +198,7 @@ func (r *remote) backup(ctx context.Context, dir string, o Options) (Snapshot, e
 }
 
 func (r *remote) snapshots(ctx context.Context) ([]Snapshot, error) {
-	sns, err := r.c.Snapshots(ctx)
+	sns, err := r.snapshotList(ctx, false)
 	if err != nil {
 		return nil, fmt.Errorf("xsbackup: list snapshots: %w", err)
 	}
@@ -157,10 +210,7 @@ func (r *remote) snapshots(ctx context.Context) ([]Snapshot, error) {
 }
 
 func (r *remote) find(ctx context.Context, id string) (chunk.ID, error) {
-	if err := r.readSession(ctx); err != nil {
-		return chunk.ID{}, err
-	}
-	sns, err := r.c.Snapshots(ctx)
+	sns, err := r.snapshotList(ctx, true)
 	if err != nil {
 		return chunk.ID{}, fmt.Errorf("xsbackup: list snapshots: %w", err)
 	}
@@ -172,7 +222,7 @@ func (r *remote) find(ctx context.Context, id string) (chunk.ID, error) {
 	return chunk.ID{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 }
 
-func (r *remote) source() restore.Source { return agent.NewSource(r.c, r.codec) }
+func (r *remote) source() restore.Source { return liveSource{r} }
 
 func (r *remote) restore(ctx context.Context, id, target string, paths []string) error {
 	select {
@@ -195,7 +245,9 @@ func busy(err error) error {
 }
 
 func (r *remote) close() error {
+	r.mu.Lock()
 	err := r.c.Close()
+	r.mu.Unlock()
 	r.codec.Close()
 	return err
 }
