@@ -81,14 +81,21 @@ type remote struct {
 	c     *proto.Client
 	codec *chunk.Codec
 
-	mu      sync.Mutex // guards reading
+	mu      sync.Mutex // guards the fields below, and c
 	reading bool       // the server granted this connection a restore session
+	// dialErr is why connecting again failed, at dialFailed.
+	dialErr    error
+	dialFailed time.Time
 
 	// restores holds a place for each Restore running: each takes a
 	// connection of its own, and the server allows a laptop a few
 	// (Backup's, the kept one, and these).
 	restores chan struct{}
 }
+
+// redialPause is how long a failure to connect again is the answer to
+// calls on the kept connection, before they try again.
+const redialPause = 5 * time.Second
 
 // maxRestores is how many Restores of one Repo run at once; more wait.
 const maxRestores = 2
@@ -100,12 +107,18 @@ func (r *remote) client(ctx context.Context, read bool) (*proto.Client, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.c.Closed() {
+		// Calls waiting here while a connection failed share its failure
+		// for a while, instead of each waiting as long again.
+		if r.dialErr != nil && time.Since(r.dialFailed) < redialPause {
+			return nil, r.dialErr
+		}
 		c, _, err := agent.Dial(ctx, r.st, 0)
 		if err != nil {
-			return nil, fmt.Errorf("xsbackup: connect to the school server again: %w", err)
+			r.dialErr, r.dialFailed = fmt.Errorf("xsbackup: connect to the school server again: %w", err), time.Now()
+			return nil, r.dialErr
 		}
 		r.c.Close()
-		r.c, r.reading = c, false
+		r.c, r.reading, r.dialErr = c, false, nil
 	}
 	for read && !r.reading {
 		g, err := r.c.Hello(ctx, "restore")
