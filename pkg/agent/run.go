@@ -204,7 +204,7 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { c.Close() }() // the last connection, if the wait needed another
 	res := &RunResult{}
 	c.Expect = expect
 	var g *proto.Grant
@@ -243,6 +243,16 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 		case <-time.After(max(wait, 0)):
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		if c.Closed() {
+			// The server ends a connection quiet for longer than a
+			// laptop's default wait (proto.Limits.ConnIdle); a longer
+			// MaxSlotWait, or a network that went away, needs another.
+			c.Close()
+			if c, err = dial(ctx, st, reg, o.IdleTimeout); err != nil {
+				return nil, err
+			}
+			c.Expect = expect
 		}
 	}
 	granted := time.Now()

@@ -845,7 +845,7 @@ func (c *serverConn) watchIdle() {
 		if busy || c.active.Load() > 0 || quiet < idle {
 			next := idle // a session or a request: look again later
 			if !busy && c.active.Load() == 0 {
-				next = max(idle-quiet, time.Second)
+				next = max(idle-quiet, idle/8)
 			}
 			c.mu.Lock()
 			if !c.gone {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xs-backup/xs-backup/pkg/agent"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/server"
 )
@@ -379,5 +380,36 @@ func TestConnIdleSparesWhatIsNotIdle(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if _, err := c.Snapshots(ctx); err != nil {
 		t.Fatalf("a request after 3 s of silence in a session: %v", err)
+	}
+}
+
+// TestSlotWaitLongerThanConnIdle: a laptop told to come back at its slot
+// waits, connected, and the server ends the quiet connection meanwhile
+// (ConnIdle, here 0.3 s, shorter than the waits between its hellos: a
+// laptop's MaxSlotWait may be set longer than the default 15-minute limit,
+// and a network may go away). The run connects again after the wait and
+// backs up, instead of failing on the ended connection.
+func TestSlotWaitLongerThanConnIdle(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) {
+		c.Admission.MaxSessions = 2
+		c.Admission.Hold = server.Duration(100 * time.Millisecond)
+		c.Limits.SessionIdle = 4 * time.Second
+		c.Limits.ConnIdle = 300 * time.Millisecond
+	})
+	honest := newLaptop(t, d, "SLOTWAIT1", 420)
+	for i, purpose := range []string{"backup", "restore"} {
+		a3nIdleSession(t, d, fmt.Sprintf("SLOTHOG%d", i), purpose, proto.Work{Bytes: 8 << 30, Files: 1})
+	}
+	if st := d.Server.Admission(false); st.Running < 2 {
+		t.Fatalf("the two sessions that hold every place were not granted (%d running)", st.Running)
+	}
+	start := time.Now()
+	res, err := agent.Run(context.Background(), honest.st, agent.RunOptions{Source: honest.src, Force: true, MaxSlotWait: 30 * time.Second})
+	t.Logf("honest run after %v: %+v %v", time.Since(start).Round(time.Millisecond), res, err)
+	if err != nil || res.Outcome != agent.Done {
+		t.Fatalf("a laptop waiting for its slot longer than the connection may be quiet: %+v %v", res, err)
+	}
+	if time.Since(start) < 2*time.Second {
+		t.Fatalf("the run did not wait (%v): the test did not make it wait past ConnIdle", time.Since(start))
 	}
 }
