@@ -114,8 +114,11 @@ func (r *remote) client(ctx context.Context, read bool) (*proto.Client, error) {
 		}
 		c, _, err := agent.Dial(ctx, r.st, 0)
 		if err != nil {
-			r.dialErr, r.dialFailed = fmt.Errorf("xsbackup: connect to the school server again: %w", err), time.Now()
-			return nil, r.dialErr
+			err = fmt.Errorf("xsbackup: connect to the school server again: %w", err)
+			if ctx.Err() == nil { // not this caller's own cancellation
+				r.dialErr, r.dialFailed = err, time.Now()
+			}
+			return nil, err
 		}
 		r.c.Close()
 		r.c, r.reading, r.dialErr = c, false, nil
@@ -170,13 +173,23 @@ func (r *remote) snapshotList(ctx context.Context, read bool) ([]proto.SnapshotI
 type liveSource struct{ r *remote }
 
 func (l liveSource) Fetch(ctx context.Context, refs []blob.Ref, fn func(blob.Ref, []byte) error) error {
-	done := 0 // refs given to fn: a fetch again asks for the rest
-	return l.r.call(ctx, true, func(c *proto.Client) error {
+	done := 0       // refs fn took: a fetch again asks for the rest
+	var fnErr error // fn's own refusal ends the fetch, whatever the connection
+	err := l.r.call(ctx, true, func(c *proto.Client) error {
+		if fnErr != nil {
+			return fnErr
+		}
 		return agent.NewSource(c, l.r.codec).Fetch(ctx, refs[done:], func(ref blob.Ref, raw []byte) error {
-			done++
-			return fn(ref, raw)
+			if fnErr = fn(ref, raw); fnErr == nil {
+				done++
+			}
+			return fnErr
 		})
 	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
 }
 
 func snapshotInfo(sn proto.SnapshotInfo) Snapshot {
