@@ -836,8 +836,7 @@ func (c *serverConn) closed() {
 func (c *serverConn) watchIdle() {
 	idle := c.s.cfg.Limits.ConnIdle
 	c.lastReq.Store(time.Now().UnixNano())
-	var check func()
-	check = func() {
+	check := func() {
 		quiet := time.Since(time.Unix(0, c.lastReq.Load()))
 		c.mu.Lock()
 		busy := c.session || c.asking || c.gone

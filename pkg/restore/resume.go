@@ -204,7 +204,7 @@ func (l *resumeLog) close(whole bool) {
 	}
 	l.mu.Lock()
 	if l.err == nil {
-		l.w.Flush() // what the next run need not fetch again
+		l.err = l.w.Flush() // what the next run need not fetch again (a full disk: fetched again)
 	}
 	l.mu.Unlock()
 	l.f.Close()
