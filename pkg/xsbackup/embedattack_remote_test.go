@@ -18,11 +18,17 @@ import (
 )
 
 // eaDaemon is startSchoolServer, keeping the daemon (for staff actions).
-func eaDaemon(t *testing.T) *server.Daemon {
+func eaDaemon(t *testing.T) *server.Daemon { return eaDaemonWith(t, nil) }
+
+// eaDaemonWith is eaDaemon with edit applied to the configuration first.
+func eaDaemonWith(t *testing.T, edit func(*server.Config)) *server.Daemon {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.Data, cfg.Metrics, cfg.RestorePage.Listen = "127.0.0.1:0", t.TempDir(), "", ""
 	cfg.Reserve = 0
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := server.NewDaemon(ctx, cfg, nil)
 	if err != nil {

@@ -17,19 +17,8 @@ import (
 // and reads of a snapshot opened before, connect again and work (they
 // failed until the Repo was closed and dialled again).
 func TestDialledRepoOutlivesAQuietConnection(t *testing.T) {
-	cfg := server.DefaultConfig()
-	cfg.Listen, cfg.Data, cfg.Metrics, cfg.RestorePage.Listen = "127.0.0.1:0", t.TempDir(), "", ""
-	cfg.Reserve = 0
-	cfg.Limits.SessionIdle, cfg.Limits.ConnIdle = time.Second, time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	<-d.Ready
-	defer func() { cancel(); <-done }()
+	d := eaDaemonWith(t, func(c *server.Config) { c.Limits.SessionIdle, c.Limits.ConnIdle = time.Second, time.Second })
+	ctx := context.Background()
 	state := t.TempDir()
 	if _, err := xsbackup.Register(ctx, state, xsbackup.RegisterOptions{Server: d.Addr.String(), Serial: "SHC0RECON1"}); err != nil {
 		t.Fatal(err)
