@@ -336,6 +336,14 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		case fi.Mode().IsRegular():
 			e.Type = manifest.File
 			ids, size, hit, err := r.file(childAbs, childRel, fi, dirOK)
+			if errors.Is(err, errChanged) {
+				// Cut short or rewritten while it was read: once more,
+				// as it is now (an activity saving it is done by then).
+				if again, lerr := os.Lstat(childAbs()); lerr == nil && again.Mode().IsRegular() {
+					e.Mode, e.MTime = again.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), unixNano(again.ModTime())
+					ids, size, hit, err = r.file(childAbs, childRel, again, dirOK)
+				}
+			}
 			if err != nil {
 				if leaveOut(err) {
 					r.res.Skipped = append(r.res.Skipped, childRel)
@@ -541,6 +549,13 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, dirOK f
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("read %s: %w", abs, err)
 	}
+	after, aerr := f.stat()
+	if size < st.size || (aerr == nil && after.size < st.size) {
+		// It shrank while it was read (cut short, or rewritten from the
+		// start): what was read is part of a version that is gone, not
+		// a file to restore.
+		return nil, 0, false, fmt.Errorf("%s shrank from %d bytes while it was read: %w", rel, st.size, errChanged)
+	}
 	// Cache the file only if it did not change while we read it (what was
 	// read, whatever its name is now: a file renamed over this name has
 	// another inode, which the next run's lstat sees), and only if it was
@@ -548,7 +563,7 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, dirOK f
 	// write in the same tick would leave its size, times and inode as
 	// cached, and every later backup would take the old content (git's
 	// "racily clean" files). Such a file is read again next time.
-	if after, err := f.stat(); err == nil && after == st && size == st.size && !racyFile(time.Now(), st) {
+	if aerr == nil && after == st && size == st.size && !racyFile(time.Now(), st) {
 		r.cache.store(rel, st, ids)
 	}
 	r.progress(rel)
