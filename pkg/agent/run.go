@@ -278,7 +278,9 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	}
 	// backup.Run starts afresh by itself when the server no longer has what
 	// the cache promised (restored, replaced, uploads expired, damaged).
+	keep := c.KeepSession(ctx, 10*time.Second)
 	br, err := backup.Run(ctx, o.Source, c, opts)
+	keep()
 	res.WireSent, res.WireReceived, res.RoundTrips = c.BytesSent(), c.BytesReceived(), c.RoundTrips()
 	if err != nil {
 		return res, err

@@ -207,6 +207,7 @@ type Client struct {
 	damaged       []blob.Ref // from the Grant: blobs to send again
 	rescan        bool
 	trips         atomic.Int64 // requests sent (each a stream and its answer)
+	lastAct       atomic.Int64 // when a request last began or ended (Unix ns)
 	afterWrite    func()       // tests: runs between a request's last frame and its FIN
 }
 
@@ -323,6 +324,8 @@ func (c *Client) BytesLost() int64 { return int64(c.conn.ConnectionStats().Bytes
 // side and hands the stream's reader to read.
 func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, read func(r io.Reader) error) error {
 	c.trips.Add(1)
+	c.lastAct.Store(time.Now().UnixNano())
+	defer func() { c.lastAct.Store(time.Now().UnixNano()) }()
 	st, err := c.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return wireErr(err)
@@ -355,6 +358,41 @@ func (c *Client) roundTrip(ctx context.Context, write func(w io.Writer) error, r
 	// what happened; the Close error itself says nothing.
 	st.Close()
 	return wireErr(read(st))
+}
+
+// KeepSession keeps a backup session from looking idle to the server
+// while the laptop works without a request: reading a large file whose
+// chunks this run has already sent (a file of zeros, a copy) can take
+// minutes on an XO, and the server ends a session quiet for
+// Limits.SessionIdle (30 s). Every `every`, if no request began or ended
+// for that long, it asks the server for nothing (an empty need). stop ends
+// it, and waits for a request it sent.
+func (c *Client) KeepSession(ctx context.Context, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c.lastAct.CompareAndSwap(0, time.Now().UnixNano())
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, c.lastAct.Load())) < every {
+				continue
+			}
+			c.roundTrip(ctx, func(w io.Writer) error {
+				return writeFrame(w, tNeed, encodeRefs(nil))
+			}, func(r io.Reader) error {
+				_, err := expect(r, tNeedResp)
+				return err
+			})
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func expect(r io.Reader, want byte) ([]byte, error) {
