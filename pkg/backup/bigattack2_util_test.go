@@ -127,14 +127,3 @@ func bigAttack2VmHWM() int64 {
 	}
 	return -1
 }
-
-func sha256Of(t *testing.T, r io.Reader) [32]byte {
-	t.Helper()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		t.Fatal(err)
-	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
