@@ -546,7 +546,12 @@ func (a *admission) request(ctx context.Context, r admitReq, clock func() time.T
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			a.leave(time.Now(), e, true)
+			if _, granted := a.leave(time.Now(), e, true); granted {
+				// Its place was given as it hung up: the caller starts
+				// the session or gives the place back (a lost grant was
+				// a place counted running for ever).
+				return Grant{Granted: true}
+			}
 			return Grant{}
 		}
 		t.Stop()
