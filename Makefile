@@ -44,8 +44,9 @@ vet:
 # Allocation bounds are measured again without the race detector, which
 # makes sync.Pool drop buffers at random.
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -run 'BoundedMemory' ./pkg/chunk/
+	$(GO) test -count=1 -timeout 10m -run 'TestBigAttack2' ./pkg/backup/ ./pkg/server/
 	$(GO) test -count=1 -timeout 5m -run 'TestSchoolMorningScaled' ./bench/traffic/
 
 # Every fuzz target, briefly (make fuzz runs them long).

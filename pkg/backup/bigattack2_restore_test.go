@@ -22,6 +22,9 @@ import (
 // and logged: it tells whether a restore keeps the holes (an 8 GiB image of
 // zeros then costs nothing) or writes real zeros (it costs 8 GiB).
 func TestBigAttack2SparseFileRestoresSameSizeAndBytes(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a test of scale, not of races: make unit runs it without the race detector")
+	}
 	bigAttack2NeedDisk(t)
 	s := openStore(t)
 	u := addUser(t, s, "SHCBIG2002")

@@ -30,6 +30,9 @@ import (
 // second backup reads nothing and makes the same root, and the store
 // checks clean.
 func TestBigAttack2SevenGiBSparseVideoBacksUpWhole(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a test of scale, not of races: make unit runs it without the race detector")
+	}
 	bigAttack2NeedDisk(t)
 	s := openStore(t)
 	u := addUser(t, s, "SHCBIG2001")

@@ -30,6 +30,9 @@ import (
 // and loaded from disk, 16 MiB of IDs) reads nothing, and the store
 // checks clean.
 func TestBigAttack2TreeAtTheCapOverQUIC(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a test of scale, not of races: make unit runs it without the race detector")
+	}
 	var sfs syscallStatfs
 	if free := sfs.free(t, os.TempDir()); free < 20<<30 {
 		t.Skipf("only %d MiB free; this test wants 20 GiB", free>>20)
