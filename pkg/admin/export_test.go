@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/xs-backup/xs-backup/internal/damage"
 	"github.com/xs-backup/xs-backup/internal/journalgen"
@@ -111,26 +110,7 @@ func TestExportGoesOnAfterRealDamage(t *testing.T) {
 	defer s.Close()
 	isBad := func(uid string) bool { return uid == gen[0].UID || uid == gen[1].UID }
 
-	sockDir, err := os.MkdirTemp("", "xsa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "admin.sock")
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- admin.Serve(sctx, &admin.Service{S: s, Live: true}, sock) }()
-	defer func() { stop(); <-served }()
-	var c *admin.Client
-	for range 200 {
-		if c, err = admin.Dial(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if c == nil {
-		t.Fatal(err)
-	}
+	c := serve(t, &admin.Service{S: s, Live: true})
 
 	for _, format := range []string{admin.FormatTar, admin.FormatXOJ, admin.FormatRaw} {
 		var buf bytes.Buffer

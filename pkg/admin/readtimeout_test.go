@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,26 +33,7 @@ func TestAdminSocketBoundsTheRequestNotTheCall(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	}
-	dir, err := os.MkdirTemp("", "xsa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, admin.DefaultSocket)
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- admin.Serve(ctx, svc, sock) }()
-	defer func() { stop(); <-served }()
-	var c *admin.Client
-	for range 200 {
-		if c, err = admin.Dial(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if c == nil {
-		t.Fatal("the admin socket never answered")
-	}
+	c, sock := serveSocket(t, svc)
 
 	stalled, err := net.Dial("unix", sock)
 	if err != nil {

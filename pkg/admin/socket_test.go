@@ -18,6 +18,14 @@ import (
 // a client of it.
 func serve(t testing.TB, svc *admin.Service) *admin.Client {
 	t.Helper()
+	c, _ := serveSocket(t, svc)
+	return c
+}
+
+// serveSocket is serve, also returning the socket's path (for raw
+// connections).
+func serveSocket(t testing.TB, svc *admin.Service) (*admin.Client, string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "xsa") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -36,12 +44,12 @@ func serve(t testing.TB, svc *admin.Service) *admin.Client {
 	for range 200 {
 		c, err := admin.Dial(sock)
 		if err == nil {
-			return c
+			return c, sock
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("the admin socket never answered")
-	return nil
+	return nil, ""
 }
 
 // The typed API gives the same results and the same error kinds through

@@ -143,6 +143,30 @@ func (fx *daFix) open(t *testing.T, dir string, unblock func()) (*Store, error) 
 	}
 }
 
+// openDamaged clones the pristine store, damages its file name as kind
+// says and opens it, which must succeed.
+func (fx *daFix) openDamaged(t *testing.T, name, kind string) (dir string, s *Store) {
+	t.Helper()
+	dir = fx.clone(t)
+	unblock := damageFile(t, filepath.Join(dir, name), kind)
+	s, err := fx.open(t, dir, unblock)
+	if err != nil {
+		t.Fatalf("Open with %s %s: %v", name, kind, err)
+	}
+	return dir, s
+}
+
+// daReported checks that the store reports its file name as damaged.
+func daReported(t *testing.T, s *Store, name string) {
+	t.Helper()
+	for _, md := range s.MetaDamage() {
+		if md.File == name {
+			return
+		}
+	}
+	t.Errorf("the damaged %s is not reported: %+v", name, s.MetaDamage())
+}
+
 // intact checks that both laptops' snapshots list and restore byte for
 // byte.
 func (fx *daFix) intact(t *testing.T, s *Store) {
@@ -353,23 +377,12 @@ func TestDecAttackUserFile(t *testing.T) {
 	name := userFile(fx.a.ID)
 	for _, kind := range daKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := fx.clone(t)
-			unblock := damageFile(t, filepath.Join(dir, name), kind)
-			s, err := fx.open(t, dir, unblock)
-			if err != nil {
-				t.Fatalf("Open with %s %s: %v", name, kind, err)
-			}
+			dir, s := fx.openDamaged(t, name, kind)
 			u, err := s.UserBySerial(fx.a.Serial)
 			if err != nil || u.ID != fx.a.ID || !u.Approved || len(u.PublicKey) != 32 {
 				t.Fatalf("laptop A after its user file was %s: %+v %v", kind, u, err)
 			}
-			reported := false
-			for _, md := range s.MetaDamage() {
-				reported = reported || md.File == name
-			}
-			if !reported {
-				t.Errorf("the damaged %s is not reported: %+v", name, s.MetaDamage())
-			}
+			daReported(t, s, name)
 			fx.intact(t, s)
 			s.Close()
 			s, err = fx.open(t, dir, nil)
@@ -392,12 +405,7 @@ func TestDecAttackUserCopy(t *testing.T) {
 	name := userCopy(fx.a.ID)
 	for _, kind := range daKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := fx.clone(t)
-			unblock := damageFile(t, filepath.Join(dir, name), kind)
-			s, err := fx.open(t, dir, unblock)
-			if err != nil {
-				t.Fatalf("Open with %s %s: %v", name, kind, err)
-			}
+			_, s := fx.openDamaged(t, name, kind)
 			if u, err := s.UserBySerial(fx.a.Serial); err != nil || u.ID != fx.a.ID || !u.Approved {
 				t.Fatalf("laptop A after its user copy was %s: %+v %v", kind, u, err)
 			}
@@ -442,22 +450,12 @@ func TestDecAttackSnapshotFile(t *testing.T) {
 	name := snapFile(fx.a.ID, fx.snA.ID)
 	for _, kind := range daKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := fx.clone(t)
-			unblock := damageFile(t, filepath.Join(dir, name), kind)
-			s, err := fx.open(t, dir, unblock)
-			if err != nil {
-				t.Fatalf("Open with %s %s: %v", name, kind, err)
-			}
-			reported := false
-			for _, md := range s.MetaDamage() {
-				reported = reported || md.File == name
-			}
-			if !reported {
-				t.Errorf("the damaged %s is not reported: %+v", name, s.MetaDamage())
-			}
+			dir, s := fx.openDamaged(t, name, kind)
+			daReported(t, s, name)
 			fx.intact(t, s)
 			s.Close()
-			if s, err = fx.open(t, dir, nil); err != nil {
+			s, err := fx.open(t, dir, nil)
+			if err != nil {
 				t.Fatalf("the next Open: %v", err)
 			}
 			fx.intact(t, s)
@@ -472,12 +470,7 @@ func TestDecAttackNumberingMark(t *testing.T) {
 	fx := daBuild(t)
 	for _, kind := range daKinds {
 		t.Run(kind, func(t *testing.T) {
-			dir := fx.clone(t)
-			unblock := damageFile(t, filepath.Join(dir, numberingMark), kind)
-			s, err := fx.open(t, dir, unblock)
-			if err != nil {
-				t.Fatalf("Open with %s %s: %v", numberingMark, kind, err)
-			}
+			_, s := fx.openDamaged(t, numberingMark, kind)
 			for _, want := range []*Snapshot{fx.snA, fx.snB} {
 				l := s.Snapshots(want.User)
 				if len(l) != 1 || l[0].Seq != want.Seq {
