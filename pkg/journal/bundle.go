@@ -32,7 +32,9 @@ func WriteFile(w io.Writer, fsys fs.FS, e Entry) error {
 // holding <uid>/_metadata.json (e.Metadata as a JSON object, with "uid" set
 // to e.UID and no "preview"), <uid>/<uid> (the data file, streamed from
 // fsys; left out if the entry has none) and <uid>/preview/<uid> (the preview
-// PNG, if the entry has one of at most 1 MiB that can be read). Data already
+// PNG, if the entry has one of at most 1 MiB that can be read; else empty:
+// Sugar 0.120's importer fails on a bundle without that member, handing the
+// text it reads for a missing preview to dbus.ByteArray). Data already
 // compressed (JPEG, PNG, Ogg, video, zip, PDF, EPUB...) is stored, the rest
 // deflated. An entry whose uid cannot name a zip directory (empty, or with
 // '/', '\', "..", control characters) gives an error before anything is
@@ -95,14 +97,12 @@ func WriteBundle(w io.Writer, fsys fs.FS, e Entry) error {
 			return fmt.Errorf("journal: entry %q: %w", e.UID, err)
 		}
 	}
-	if preview != nil {
-		pw, err := create("preview/"+e.UID, zip.Store)
-		if err != nil {
-			return err
-		}
-		if _, err := pw.Write(preview); err != nil {
-			return err
-		}
+	pw, err := create("preview/"+e.UID, zip.Store)
+	if err != nil {
+		return err
+	}
+	if _, err := pw.Write(preview); err != nil {
+		return err
 	}
 	return zw.Close()
 }
@@ -132,7 +132,7 @@ type Bundle struct {
 	UID      string            // the top directory
 	Metadata map[string]string // the text values of _metadata.json (numbers as text)
 	Data     []byte            // the data file; nil if the bundle has none
-	Preview  []byte            // the preview PNG; nil if the bundle has none
+	Preview  []byte            // the preview PNG; nil if the bundle has none (or an empty one)
 }
 
 // bundleLimits cap what ReadBundle accepts; tests shrink them.
@@ -214,6 +214,9 @@ func readBundle(r io.ReaderAt, size int64, lim bundleLimits) (*Bundle, error) {
 	if preview != nil {
 		if b.Preview, err = readMember(preview, lim.preview); err != nil {
 			return nil, err
+		}
+		if len(b.Preview) == 0 {
+			b.Preview = nil // what WriteBundle writes for an entry without one
 		}
 	}
 	return b, nil
