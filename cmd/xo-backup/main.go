@@ -276,6 +276,10 @@ func newRestoreCmd(g *globals) *cobra.Command {
                         (Sugar's files in a new, empty Journal are no
                         entries); the timer's backups wait meanwhile
 
+Entries restored into the Journal itself (--all, or --to the datastore
+directory Sugar uses) are listed by Sugar's Journal once Sugar starts
+again: log out of Sugar and back in, or restart the laptop.
+
 Files whose copy on the server is damaged or missing are left out (never
 written in part) and listed, with an older backup that has them intact;
 everything else is restored, and the exit code is then 1.`,
@@ -295,6 +299,7 @@ everything else is restored, and the exit code is then 1.`,
 			o.Target, o.Paths = to, args
 			if o.Target == "" && o.All {
 				o.Target = cmp.Or(jpath, agent.DefaultSource())
+				o.Journal = true
 			}
 			return cmdline.Exit(runRestore(cmd.Context(), g, o, jsonOut))
 		},
@@ -309,17 +314,26 @@ everything else is restored, and the exit code is then 1.`,
 	return cmd
 }
 
+// sugarRestart is said after files were restored into the Journal itself.
+const sugarRestart = "The Journal lists the restored entries once Sugar starts again: log out of Sugar and back in, or restart the laptop."
+
 func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut bool) int {
 	bar := cli.NewProgress(os.Stderr)
 	o.Progress = func(p restore.Progress) { bar.Update(p.Bytes, p.TotalBytes, p.Path) }
+	// Before the restore: Sugar's index is there or not whatever it writes.
+	intoJournal := o.Journal || journal.IsDatastore(o.Target)
 	res, sn, err := agent.Restore(ctx, g.st(), o)
 	bar.Done()
+	sugar := intoJournal && res != nil && res.Files > 0
 	if errors.Is(err, context.Canceled) {
 		again := "run the same command again to fetch the rest"
 		if o.All {
 			again += " (with --force: the files restored whole are kept and not fetched again)"
 		}
 		fmt.Fprintf(os.Stderr, "xo-backup: %v; %s\n", err, again)
+		if sugar {
+			fmt.Fprintln(os.Stderr, sugarRestart)
+		}
 		return cli.ExitFailed
 	}
 	var de *restore.DamagedError
@@ -331,11 +345,14 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 		if damaged == nil {
 			damaged = []restore.DamagedFile{}
 		}
-		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "kept": res.Kept, "damaged": damaged})
+		cli.JSON(os.Stdout, map[string]any{"snapshot": sn.ID, "files": res.Files, "bytes": res.Bytes, "kept": res.Kept, "damaged": damaged, "journal_reindex": sugar})
 	} else if !g.quiet {
 		fmt.Printf("Restored %d files (%s) from %s into %s.\n", res.Files, cli.Bytes(res.Bytes), sn.ID, o.Target)
 		if res.Kept > 0 {
 			fmt.Printf("%d of them were already restored whole by the interrupted run, and were not fetched again.\n", res.Kept)
+		}
+		if sugar {
+			fmt.Println(sugarRestart)
 		}
 	}
 	if errors.As(err, &de) {

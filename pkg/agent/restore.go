@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
 	"github.com/xs-backup/xs-backup/pkg/errkind"
+	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/proto"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
@@ -86,7 +88,13 @@ type RestoreOptions struct {
 	All bool
 	// Overwrite allows replacing existing files.
 	Overwrite bool
-	Progress  func(restore.Progress)
+	// Journal says Target is a Sugar datastore (the Journal's directory):
+	// after writing files there, Restore asks Sugar to index them
+	// (journal.RequestReindex), or Sugar's Journal would not list them. It
+	// is implied for All without a Target, and for any Target where Sugar
+	// has run (journal.IsDatastore).
+	Journal  bool
+	Progress func(restore.Progress)
 }
 
 // Restore brings files back from the server. Files whose data on the
@@ -116,7 +124,9 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
 		}
 		o.Target = DefaultSource()
+		o.Journal = true
 	}
+	o.Journal = o.Journal || journal.IsDatastore(o.Target)
 	if pathutil.Overlap(st.Dir, o.Target) {
 		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
 	}
@@ -212,6 +222,14 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		ropts.ResumeFile = st.path(restoreProgress)
 	}
 	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target, ropts)
+	if o.Journal && res != nil && res.Files > 0 {
+		// Even when cut off or with files left out: what was written is
+		// whole, and the child should see it.
+		if rerr := journal.RequestReindex(o.Target); rerr != nil && err == nil {
+			err = fmt.Errorf("%d files restored into %s, but Sugar will not list them until its index is rebuilt: %w (remove %s and restart Sugar)",
+				res.Files, o.Target, rerr, filepath.Join(o.Target, "version"))
+		}
+	}
 	var damaged *restore.DamagedError
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))

@@ -299,3 +299,40 @@ func TestEmbedAttackRestoreIntoTheStore(t *testing.T) {
 	repo.Close()
 	eaCheckStore(t, dir)
 }
+
+// A Sugar tool restoring a deleted entry into the Journal it runs on: the
+// entry is written and Sugar is asked to index it (its index would not
+// know it, and the Journal would not list it); a restore into a plain
+// folder keeps the snapshot's files as they are.
+func TestEmbedRestoreIntoSugarsJournalAsksForAnIndex(t *testing.T) {
+	const a, b = "aa/aa000000-0000-0000-0000-000000000000", "bb/bb000000-0000-0000-0000-000000000000"
+	repo, sn, _ := eaBacked(t, map[string]string{
+		"version": "6", a + "/data": "kept", a + "/metadata/title": "Kept",
+		b + "/data": "deleted by mistake", b + "/metadata/title": "Deleted",
+	})
+	live := t.TempDir()
+	eaWrite(t, live, map[string]string{"version": "6", "index_updated": "", "index/postlist.glass": "x",
+		a + "/data": "kept", a + "/metadata/title": "Kept"})
+	if err := repo.Restore(context.Background(), sn, live, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(live, b, "data")); string(got) != "deleted by mistake" {
+		t.Fatalf("the entry restored as %q", got)
+	}
+	for _, name := range []string{"version", "index_updated"} {
+		if _, err := os.Lstat(filepath.Join(live, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left in Sugar's Journal (%v): Sugar would not list the restored entry", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(live, "index", "postlist.glass")); err != nil {
+		t.Errorf("Sugar's index touched: %v", err)
+	}
+
+	plain := t.TempDir()
+	if err := repo.Restore(context.Background(), sn, plain); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(plain, "version")); err != nil || string(got) != "6" {
+		t.Errorf("a restore into a plain folder changed the snapshot's version file: %q %v", got, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/xs-backup/xs-backup/pkg/backup"
 	"github.com/xs-backup/xs-backup/pkg/blob"
 	"github.com/xs-backup/xs-backup/pkg/chunk"
+	"github.com/xs-backup/xs-backup/pkg/journal"
 	"github.com/xs-backup/xs-backup/pkg/manifest"
 	"github.com/xs-backup/xs-backup/pkg/restore"
 )
@@ -200,6 +201,11 @@ func (r *Repo) Open(ctx context.Context, sn Snapshot) (fs.FS, error) {
 // stored data is damaged is left out (never written in part) and the
 // error, a *restore.DamagedError matching blob.ErrDamaged, lists it; every
 // other file is restored.
+//
+// Into a directory where Sugar's datastore has run (one holding Sugar's
+// index: journal.IsDatastore), Restore also asks Sugar to index what it
+// wrote (journal.RequestReindex): Sugar's Journal lists only what its index
+// holds, and lists the restored entries from Sugar's next start.
 func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ...string) error {
 	done, err := r.enter()
 	if err != nil {
@@ -217,7 +223,14 @@ func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ..
 	if _, err := r.be.find(ctx, sn.ID); err != nil {
 		return err
 	}
+	sugar := journal.IsDatastore(target)
 	err = r.be.restore(ctx, sn.ID, target, paths)
+	var damaged *restore.DamagedError
+	if sugar && (err == nil || errors.As(err, &damaged)) {
+		if rerr := journal.RequestReindex(target); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	if errors.Is(err, fs.ErrExist) {
 		// Not restore's advice of an option this package does not offer.
 		return existsError{strings.Replace(err.Error(), restore.ExistsHint, "", 1) +
