@@ -60,6 +60,21 @@ type Limits struct {
 	// longer than a laptop waits, connected, for the slot the server
 	// reserved (agent.RunOptions.MaxSlotWait, 10 minutes).
 	ConnIdle time.Duration
+	// HandshakesPerAddr caps the handshakes in progress from one source
+	// address (default 8). Past it, an address that has not proved it is
+	// its own is asked to (a QUIC Retry), and one that has is refused.
+	// HandshakeBurst handshakes per proved address, then one per
+	// HandshakeEvery (defaults 16 and 100 ms). Once new connections from
+	// all addresses together come faster than HandshakeGlobalBurst, then
+	// one per HandshakeGlobalEvery (defaults 128 and 10 ms), every new
+	// address is asked to prove itself first: a flood of Initials, from
+	// one device or from spoofed addresses, costs the server no key
+	// exchange and no signature, and a laptop one more round trip.
+	HandshakesPerAddr    int
+	HandshakeBurst       int
+	HandshakeEvery       time.Duration
+	HandshakeGlobalBurst int
+	HandshakeGlobalEvery time.Duration
 	// LimitLoopback applies the per-address caps and the registration and
 	// commit rates to loopback peers too. By default they are exempt: a
 	// laptop never reaches the school server over loopback, while local
@@ -86,6 +101,11 @@ func (l *Limits) setDefaults(memoryBudget int64) {
 	def(&l.RegisterBurst, 5)
 	def(&l.RegisterGlobalBurst, 120)
 	def(&l.CommitBurst, 24)
+	def(&l.HandshakesPerAddr, 8)
+	def(&l.HandshakeBurst, 16)
+	def(&l.HandshakeGlobalBurst, 128)
+	defd(&l.HandshakeEvery, 100*time.Millisecond)
+	defd(&l.HandshakeGlobalEvery, 10*time.Millisecond)
 	defd(&l.RegisterTimeout, 5*time.Second)
 	defd(&l.RegisterEvery, 10*time.Second)
 	defd(&l.RegisterGlobalEvery, 250*time.Millisecond)

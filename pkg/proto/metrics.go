@@ -27,6 +27,7 @@ type Metrics struct {
 	errs      [256]atomic.Int64
 	adm       admitter
 	pace      *pacer
+	hs        *handshakes
 }
 
 // NewMetrics returns zeroed metrics.
@@ -39,9 +40,14 @@ func (m *Metrics) errorOf(k Kind) { m.errs[k].Add(1) }
 type MetricValues struct {
 	ConnsActive, SessionsStarted, Refused, BytesReceived, BlobsReceived, Commits int64
 	Limited, CommitsLimited, Abandoned                                           int64
-	SessionsActive, SlotsWaiting                                                 int
-	SlotsIssued                                                                  int64
-	Errors                                                                       map[string]int64
+	// AddressChecks counts the new connections asked to prove their source
+	// address first (a QUIC Retry), HandshakesRefused those refused because
+	// their address had too many handshakes in progress or started them
+	// too fast.
+	AddressChecks, HandshakesRefused int64
+	SessionsActive, SlotsWaiting     int
+	SlotsIssued                      int64
+	Errors                           map[string]int64
 	// Admission is the queue and the adaptive limit (without the queue's
 	// list); PacedRate the upload rate the server paces to, in bytes per
 	// second (+Inf: unpaced), and QueueDelay the queueing delay it measured.
@@ -58,6 +64,9 @@ func (m *Metrics) Values() MetricValues {
 	if m.adm != nil {
 		v.Admission = m.adm.status(false)
 		v.SessionsActive, v.SlotsWaiting, v.SlotsIssued = v.Admission.Running, v.Admission.Waiting, v.Admission.Issued
+	}
+	if m.hs != nil {
+		_, v.AddressChecks, v.HandshakesRefused = m.hs.counts()
 	}
 	if m.pace != nil {
 		v.PacedRate, v.QueueDelay = m.pace.status()

@@ -219,6 +219,7 @@ type Server struct {
 	adm    admitter
 	pace   *pacer
 	lim    *limiter
+	hs     *handshakes
 	mem    *semaphore.Weighted
 	tls    *tls.Config
 	log    *slog.Logger
@@ -294,7 +295,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	} else {
 		s.adm = newAdmission(cfg.Admission)
 	}
-	s.m.adm, s.m.pace = s.adm, s.pace
+	s.hs = newHandshakes(cfg.Limits, cfg.Now, s.lim.exempt)
+	s.m.adm, s.m.pace, s.m.hs = s.adm, s.pace, s.hs
 	s.tls = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -353,7 +355,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	// connection is gone (and may resume) instead of waiting out the idle
 	// timeout.
 	rk := quic.StatelessResetKey(blake3.Sum256(append([]byte("xs-backup stateless reset key\x00"), s.cfg.Key.Seed()...)))
-	tr := &quic.Transport{Conn: pc, StatelessResetKey: &rk}
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: &rk, VerifySourceAddress: s.hs.verify, ConnContext: s.hs.connContext}
 	ln, err := tr.Listen(s.tls, s.quicConfig())
 	if err != nil {
 		return err
@@ -473,6 +475,7 @@ func (s *Server) closeWith(conn *quic.Conn, err error) {
 }
 
 func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
+	s.hs.done(conn)
 	s.m.connsActive.Add(1)
 	defer s.m.connsActive.Add(-1)
 	cs := conn.ConnectionState().TLS

@@ -143,6 +143,8 @@ func newProtoCollector(m *proto.Metrics) *protoCollector {
 			counter("xs_commits_limited_total", "Commits refused by the per-laptop commit rate.", func(v *v) float64 { return float64(v.CommitsLimited) }),
 			counter("xs_requests_abandoned_total", "Requests the laptop gave up before their answer (interrupted, hung up): many while the server is slow say laptops time out waiting.", func(v *v) float64 { return float64(v.Abandoned) }),
 			counter("xs_limited_total", "Connections and requests refused by a per-device cap (connections, memory, registrations).", func(v *v) float64 { return float64(v.Limited) }),
+			counter("xs_address_checks_total", "New connections asked to prove their source address first (a QUIC Retry: new connections came faster than the server's rate, or their address had too many handshakes in progress).", func(v *v) float64 { return float64(v.AddressChecks) }),
+			counter("xs_handshakes_refused_total", "New connections refused: their proved address had too many handshakes in progress or started them too fast.", func(v *v) float64 { return float64(v.HandshakesRefused) }),
 		},
 		wait: prometheus.NewDesc("xs_admission_wait_seconds", "Time from a laptop's first hello to its session.", nil, nil),
 		errs: prometheus.NewDesc("xs_errors_total", "Requests failed, by kind.", []string{"kind"}, nil),
