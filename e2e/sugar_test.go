@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"crypto/sha256"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,7 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/xs-backup/xs-backup/pkg/journal"
 )
 
 // sugarDriver talks to Sugar's real datastore over D-Bus, as the Journal
@@ -113,8 +117,14 @@ func sugarSession(t *testing.T, home, drv, script string) string {
 /usr/bin/datastore-service & ds=$!
 trap 'kill -TERM $ds 2>/dev/null; wait $ds || true' EXIT
 ` + script
-	cmd := exec.Command("dbus-run-session", "--", "sh", "-c", full)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "dbus-run-session", "--", "sh", "-c", full)
 	cmd.Env = append(os.Environ(), "SUGAR_HOME="+home, "DRV="+drv, "PY=/usr/bin/python3", "HOME="+home)
+	// A session that hangs is killed whole: the bus, the datastore, the driver.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("Sugar session %q: %v\n%s", script, err, out)
@@ -231,7 +241,7 @@ func TestSugarListsTheRestoredJournal(t *testing.T) {
 	// Restored while Sugar runs; then the child saves something new.
 	restoreOut := filepath.Join(root, "restore.out")
 	sugarSession(t, home, drv, `$PY $DRV find >/dev/null
-`+filepath.Join(bin, "xo-backup")+` --state `+state+` restore --all --journal "$SUGAR_HOME/default/datastore" >`+restoreOut+` 2>&1
+`+filepath.Join(bin, "xo-backup")+` --state `+state+` restore --all --journal "$SUGAR_HOME/default/datastore" >`+restoreOut+` 2>&1 || { cat `+restoreOut+`; exit 1; }
 $PY $DRV create 1 New `+docs)
 	said, err := os.ReadFile(restoreOut)
 	if err != nil {
@@ -339,14 +349,16 @@ func sugarDump(t *testing.T, home, drv string) map[string]map[string]string {
 	return nil
 }
 
-// TestSugarMigratesARestoredOldJournal: a backup of a laptop still on
-// Sugar 0.82's layout (store/<uid>, store/<uid>.metadata, store/preview/),
-// restored onto a reflashed laptop whose Sugar started on the new layout:
-// at Sugar's next start the Journal lists every old entry (Sugar migrates
-// the old layout when the version file is missing, as the restore leaves
-// it) with its document. (The Sugar of a laptop reflashed with the same
-// old release finds no version file either, and reads store/ as before.)
-func TestSugarMigratesARestoredOldJournal(t *testing.T) {
+// TestSugarKeepsARestoredOldJournalWhole: a backup of a laptop still on
+// Sugar 0.82's layout (store/<uid>, store/<uid>.metadata without a
+// timestamp, as 0.82 wrote them), restored onto a reflashed laptop whose
+// Sugar started on the new layout. Asking that Sugar to reindex would run
+// its migration of the old layout, which in Sugar 0.120 deletes such
+// entries or moves them without their documents: the restore leaves the
+// Journal's version file, says the new Sugar will not list those entries
+// and how to get their documents, and after Sugar's restart every old file
+// is still there byte for byte.
+func TestSugarKeepsARestoredOldJournalWhole(t *testing.T) {
 	needSugar(t)
 	root := t.TempDir()
 	home := filepath.Join(root, "sugar")
@@ -356,17 +368,17 @@ func TestSugarMigratesARestoredOldJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := t.TempDir()
-	uids := []string{"0a1b2c3d-0000-4000-8000-000000000001", "0a1b2c3d-0000-4000-8000-000000000002"}
-	for i, uid := range uids {
-		meta := fmt.Sprintf(`{"title": "Cuento %d", "mime_type": "text/plain", "activity": "org.laptop.AbiWordActivity", "mtime": "2008-09-01T08:00:00.000000", "timestamp": 1220256000}`, i)
-		for name, content := range map[string]string{
-			"store/" + uid: fmt.Sprintf("había una vez %d\n", i), "store/" + uid + ".metadata": meta, "store/preview/" + uid: "\x89PNG old",
-		} {
-			p := filepath.Join(old, name)
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+	files := map[string]string{}
+	for i, uid := range []string{"0a1b2c3d-0000-4000-8000-000000000001", "0a1b2c3d-0000-4000-8000-000000000002"} {
+		files["store/"+uid] = fmt.Sprintf("había una vez %d\n", i)
+		files["store/"+uid+".metadata"] = fmt.Sprintf(`{"title": "Cuento %d", "mime_type": "text/plain", "activity": "org.laptop.AbiWordActivity", "mtime": "2008-09-01T08:00:00.123456"}`, i)
+		files["store/preview/"+uid] = "\x89PNG old"
+	}
+	for name, content := range files {
+		p := filepath.Join(old, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 	d := StartDaemon(t, t.TempDir())
@@ -379,27 +391,60 @@ func TestSugarMigratesARestoredOldJournal(t *testing.T) {
 	if l := sugarFind(t, home, drv); l.Count != 0 { // the reflashed laptop's Sugar
 		t.Fatalf("the new Journal lists %v", l.Titles)
 	}
-	if out, errOut, code := xo(t, state, "restore", "--all", "--journal", journal); code != 0 {
-		t.Fatalf("restore --all: %s %s", out, errOut)
+	out, errOut, code := xo(t, state, "restore", "--all", "--journal", journal)
+	if code != 1 || !strings.Contains(errOut, "Sugar 0.82") || !strings.Contains(errOut, "restore-link") || strings.Contains(out, "once Sugar starts again") {
+		t.Errorf("restore --all of an old-layout Journal onto a new Sugar: exit %d, %q %q; want exit 1 saying the new Sugar will not list them, and where their documents are", code, out, errOut)
 	}
-	got := sugarDump(t, home, drv)
-	var titles []string
-	for uid, e := range got {
-		titles = append(titles, e["title"])
-		i := slices.Index(uids, uid)
-		if i < 0 {
-			t.Errorf("unexpected entry %s %v", uid, e)
-			continue
-		}
-		want := fmt.Sprintf("había una vez %d\n", i)
-		if e["data"] != fmt.Sprintf("%x", sha256.Sum256([]byte(want))) {
-			t.Errorf("%s: document hash %s, want that of %q", uid, e["data"], want)
+	if _, err := os.Stat(filepath.Join(journal, "version")); err != nil {
+		t.Errorf("the new Journal's version file: %v; without it Sugar migrates the old layout and loses entries", err)
+	}
+	sugarFind(t, home, drv) // Sugar starts again
+	for name, content := range files {
+		if got, err := os.ReadFile(filepath.Join(journal, name)); err != nil || string(got) != content {
+			t.Errorf("%s after Sugar's restart: %q, %v; want it as backed up", name, got, err)
 		}
 	}
-	// Sugar 0.120's migration writes each value as Python's text of its
-	// bytes (b'Cuento 0'): its own defect, the entry is there.
-	slices.Sort(titles)
-	if len(titles) != 2 || !strings.Contains(titles[0], "Cuento 0") || !strings.Contains(titles[1], "Cuento 1") {
-		t.Fatalf("after the restore the Journal lists %v, want the two old entries", titles)
+}
+
+// TestSugarKeepsAnEntryWhoseMetadataWasLeftOut: a restore that left an
+// entry's metadata directory out (its copy on the server damaged) writes
+// its document; Sugar, rebuilding its index, deletes an entry whose
+// metadata it cannot read, document and all. The entry gets an empty
+// metadata directory: after Sugar's restart it is listed, untitled, with
+// its document, beside the whole entries.
+func TestSugarKeepsAnEntryWhoseMetadataWasLeftOut(t *testing.T) {
+	needSugar(t)
+	root := t.TempDir()
+	home := filepath.Join(root, "sugar")
+	ds := filepath.Join(home, "default", "datastore")
+	drv := filepath.Join(root, "drv.py")
+	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sugarSession(t, home, drv, `$PY $DRV create 3 Drawing `+t.TempDir())
+	before := sugarDump(t, home, drv)
+	var lost string
+	for uid := range before {
+		lost = uid
+		break
+	}
+	// What such a restore leaves: the entry's document, no metadata.
+	if err := os.RemoveAll(filepath.Join(ds, lost[:2], lost, "metadata")); err != nil {
+		t.Fatal(err)
+	}
+	if err := journal.RequestReindex(ds); err != nil {
+		t.Fatal(err)
+	}
+	after := sugarDump(t, home, drv)
+	if len(after) != len(before) {
+		t.Fatalf("Sugar lists %d entries after its rebuild, want %d (the one without metadata deleted?)", len(after), len(before))
+	}
+	if after[lost]["data"] != before[lost]["data"] {
+		t.Errorf("the entry without metadata: document %q after the rebuild, %q before", after[lost]["data"], before[lost]["data"])
+	}
+	for uid, e := range before {
+		if uid != lost && after[uid]["title"] != e["title"] {
+			t.Errorf("%s: title %q after the rebuild, %q before", uid, after[uid]["title"], e["title"])
+		}
 	}
 }

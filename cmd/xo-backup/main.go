@@ -324,7 +324,14 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 	intoJournal := o.Journal || journal.IsDatastore(o.Target)
 	res, sn, err := agent.Restore(ctx, g.st(), o)
 	bar.Done()
-	sugar := intoJournal && res != nil && res.Files > 0
+	// Sugar could not be asked to list the entries: said apart from how
+	// the restore went.
+	var re *agent.ReindexError
+	if errors.As(err, &re) {
+		fmt.Fprintf(os.Stderr, "xo-backup: %v\n", re)
+		err = withoutReindex(err, re)
+	}
+	sugar := intoJournal && res != nil && res.Files > 0 && re == nil
 	if errors.Is(err, context.Canceled) {
 		again := "run the same command again to fetch the rest"
 		if o.All {
@@ -338,7 +345,11 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 	}
 	var de *restore.DamagedError
 	if err != nil && (res == nil || !errors.As(err, &de)) {
-		return fail(err) // no summary: it would read as a success
+		code := fail(err) // no summary: it would read as a success
+		if sugar {
+			fmt.Fprintln(os.Stderr, sugarRestart)
+		}
+		return code
 	}
 	if jsonOut {
 		damaged := res.Damaged
@@ -374,7 +385,27 @@ func runRestore(ctx context.Context, g *globals, o agent.RestoreOptions, jsonOut
 	if err != nil {
 		return fail(err)
 	}
+	if re != nil {
+		return cli.ExitFailed
+	}
 	return cli.ExitOK
+}
+
+// withoutReindex is err without re, which agent.Restore joined to it.
+func withoutReindex(err error, re *agent.ReindexError) error {
+	if err == error(re) {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var rest []error
+		for _, e := range j.Unwrap() {
+			if e != error(re) {
+				rest = append(rest, e)
+			}
+		}
+		return errors.Join(rest...)
+	}
+	return err
 }
 
 func newRestoreLinkCmd(g *globals) *cobra.Command {

@@ -103,7 +103,7 @@ type RestoreOptions struct {
 // intact; the error is then a *restore.DamagedError. A restore cut off by
 // ctx says it was interrupted and wraps ctx's error, at whatever step.
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
-	res, sn, err := restoreRun(ctx, st, o)
+	res, sn, err, re := restoreRun(ctx, st, o)
 	if err != nil && ctx.Err() != nil {
 		// Cut off (while connecting, waiting, listing or writing): not
 		// QUIC's word for the streams it cancelled.
@@ -115,25 +115,34 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 			}
 		}
 	}
+	switch {
+	case re == nil:
+	case err == nil:
+		err = re
+	default:
+		err = errors.Join(err, re)
+	}
 	return res, sn, err
 }
 
-func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
+// restoreRun restores; re says Sugar could not be asked to list what it
+// wrote into the Journal.
+func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Result, _ *proto.SnapshotInfo, _ error, re *ReindexError) {
 	if o.Target == "" {
 		if !o.All {
-			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
+			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place"), nil
 		}
 		o.Target = DefaultSource()
 		o.Journal = true
 	}
 	o.Journal = o.Journal || journal.IsDatastore(o.Target)
 	if pathutil.Overlap(st.Dir, o.Target) {
-		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
+		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir), nil
 	}
 	if o.All && !o.Overwrite {
 		empty, err := emptyJournal(o.Target)
 		if err == nil && !empty {
-			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target)
+			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target), nil
 		}
 		// A new Journal's own files (Sugar's "version", its index) are
 		// no Journal to mix with: the snapshot's version replaces it.
@@ -144,20 +153,20 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		// restored Journal (and take the day's backup with it).
 		release, err := st.waitLock(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, err, nil
 		}
 		defer release()
 	}
 	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err, nil
 	}
 	defer c.Close()
 	// Restores take part in admission (and go first: a child is waiting).
 	for {
 		g, err := c.Hello(ctx, "restore")
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, err, nil
 		}
 		if g.Granted {
 			break
@@ -165,15 +174,15 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		select {
 		case <-time.After(max(g.Slot.Sub(g.ServerTime), time.Second)):
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, nil, ctx.Err(), nil
 		}
 	}
 	sns, err := c.Snapshots(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err, nil
 	}
 	if len(sns) == 0 {
-		return nil, nil, errors.New("the server has no backups of this laptop yet")
+		return nil, nil, errors.New("the server has no backups of this laptop yet"), nil
 	}
 	at := -1
 	want := o.Snapshot
@@ -193,7 +202,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 			}
 		}
 		if at < 0 {
-			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, want)
+			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, want), nil
 		}
 	}
 	sn := &sns[at]
@@ -201,7 +210,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		// The first restore after a reflash, before any backup: its
 		// backup stays the one to restore until one restores it whole.
 		if err := writeAtomic(st.path(restoreFrom), []byte(sn.ID+"\n")); err != nil {
-			return nil, nil, err
+			return nil, nil, err, nil
 		}
 	}
 	var older []restore.OlderSnapshot // newest first; the list is oldest first
@@ -212,7 +221,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 	}
 	codec, err := chunk.NewCodec()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err, nil
 	}
 	defer codec.Close()
 	ropts := restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older}
@@ -222,14 +231,6 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 		ropts.ResumeFile = st.path(restoreProgress)
 	}
 	res, err := restore.Restore(ctx, &netSource{c: c, codec: codec}, sn.Root, o.Target, ropts)
-	if o.Journal && res != nil && res.Files > 0 {
-		// Even when cut off or with files left out: what was written is
-		// whole, and the child should see it.
-		if rerr := journal.RequestReindex(o.Target); rerr != nil && err == nil {
-			err = fmt.Errorf("%d files restored into %s, but Sugar will not list them until its index is rebuilt: %w (remove %s and restart Sugar)",
-				res.Files, o.Target, rerr, filepath.Join(o.Target, "version"))
-		}
-	}
 	var damaged *restore.DamagedError
 	if o.All && len(o.Paths) == 0 && (err == nil || errors.As(err, &damaged)) {
 		os.Remove(st.path(restorePending))
@@ -239,8 +240,34 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (*restore.Resul
 			os.Remove(st.path(restoreFrom))
 		}
 	}
-	return res, sn, err
+	if o.Journal && res != nil && res.Files > 0 {
+		// Even when cut off or with files left out: what was written is
+		// whole, and the child should see it.
+		if rerr := journal.RequestReindex(o.Target); rerr != nil {
+			re = &ReindexError{Target: o.Target, Files: res.Files, Err: rerr}
+		}
+	}
+	return res, sn, err, re
 }
+
+// ReindexError: files were restored into the Journal, but Sugar could not
+// be asked to list them (journal.RequestReindex); the restore itself
+// succeeded, or failed with the error beside it (errors.Join).
+type ReindexError struct {
+	Target string
+	Files  int64
+	Err    error
+}
+
+func (e *ReindexError) Error() string {
+	if errors.Is(e.Err, journal.ErrOldLayout) {
+		return fmt.Sprintf("%d files restored into %s, which holds Sugar 0.82's Journal layout: a newer Sugar does not list those entries (restore them onto a laptop with Sugar 0.82, or download their documents from the restore page: xo-backup restore-link)", e.Files, e.Target)
+	}
+	return fmt.Sprintf("%d files restored into %s, but Sugar will not list them until its index is rebuilt: %v (remove %s and restart Sugar)",
+		e.Files, e.Target, e.Err, filepath.Join(e.Target, "version"))
+}
+
+func (e *ReindexError) Unwrap() error { return e.Err }
 
 // emptyJournal reports whether dir holds no Journal entry: nothing but what
 // a freshly started Sugar writes in an empty datastore (its "version" file,

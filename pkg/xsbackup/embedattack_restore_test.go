@@ -311,7 +311,7 @@ func TestEmbedRestoreIntoSugarsJournalAsksForAnIndex(t *testing.T) {
 		b + "/data": "deleted by mistake", b + "/metadata/title": "Deleted",
 	})
 	live := t.TempDir()
-	eaWrite(t, live, map[string]string{"version": "6", "index_updated": "", "index/postlist.glass": "x",
+	eaWrite(t, live, map[string]string{"version": "6", "index_updated": "", "index/postlist.glass": "x", "checksums/queue/q": "",
 		a + "/data": "kept", a + "/metadata/title": "Kept"})
 	if err := repo.Restore(context.Background(), sn, live, b); err != nil {
 		t.Fatal(err)

@@ -202,10 +202,11 @@ func (r *Repo) Open(ctx context.Context, sn Snapshot) (fs.FS, error) {
 // error, a *restore.DamagedError matching blob.ErrDamaged, lists it; every
 // other file is restored.
 //
-// Into a directory where Sugar's datastore has run (one holding Sugar's
-// index: journal.IsDatastore), Restore also asks Sugar to index what it
-// wrote (journal.RequestReindex): Sugar's Journal lists only what its index
-// holds, and lists the restored entries from Sugar's next start.
+// Into a directory where Sugar's datastore has run (journal.IsDatastore),
+// Restore also asks Sugar to index what it wrote (journal.RequestReindex):
+// Sugar's Journal lists only what its index holds, and lists the restored
+// entries from Sugar's next start. When it cannot, the error says why
+// (joined to the restore's own, if any).
 func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ...string) error {
 	done, err := r.enter()
 	if err != nil {
@@ -225,16 +226,16 @@ func (r *Repo) Restore(ctx context.Context, sn Snapshot, target string, paths ..
 	}
 	sugar := journal.IsDatastore(target)
 	err = r.be.restore(ctx, sn.ID, target, paths)
-	var damaged *restore.DamagedError
-	if sugar && (err == nil || errors.As(err, &damaged)) {
-		if rerr := journal.RequestReindex(target); rerr != nil && err == nil {
-			err = rerr
-		}
-	}
 	if errors.Is(err, fs.ErrExist) {
 		// Not restore's advice of an option this package does not offer.
-		return existsError{strings.Replace(err.Error(), restore.ExistsHint, "", 1) +
+		err = existsError{strings.Replace(err.Error(), restore.ExistsHint, "", 1) +
 			" (Restore never replaces a file: restore into an empty folder, or move the file away)"}
+	}
+	if sugar {
+		// Whatever stopped the restore, what it wrote is whole.
+		if rerr := journal.RequestReindex(target); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 	}
 	return err
 }
