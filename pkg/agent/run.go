@@ -188,10 +188,10 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	// (a walk with an lstat per file: no content is read).
 	var expect proto.Work
 	var scan *backup.Scan
-	scanned := time.Now()
 	if expect.Bytes, expect.Files, scan, err = backup.EstimateScan(ctx, o.Source, cache, o.Exclude); err != nil {
 		return nil, err
 	}
+	scanned := time.Now()
 	pending := st.RestorePending()
 	if pending && (!o.Force || o.KeepReflashGuard) && emptyCounts(scan.Dirs(), scan.Files()) {
 		return skip(SkipRestorePending, "this laptop's Journal is empty and the school server holds its backups from before it was reflashed: restore them first (the whole Journal); an empty Journal is not backed up over them")
@@ -273,7 +273,10 @@ func Run(ctx context.Context, st State, o RunOptions) (*RunResult, error) {
 	if !time.Now().After(scanned.Add(maxScanAge)) {
 		// The walk that weighed this backup is fresh: the backup uses it
 		// instead of walking the Journal again. One that waited for a
-		// place in the queue walks again.
+		// place in the queue walks again. (A file found changed since the
+		// walk when it is read makes backup.Run walk again too: Sugar
+		// saved meanwhile, and the entry's new title would otherwise go
+		// over its old document.)
 		opts.Scan = scan
 	}
 	// backup.Run starts afresh by itself when the server no longer has what

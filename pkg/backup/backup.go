@@ -71,8 +71,12 @@ type Options struct {
 	Workers int
 	// Scan, if set, is the walk EstimateScan just made of the same
 	// directory: Run takes directory listings and lstats from it instead
-	// of walking again. A file changed since is picked up by the next run
-	// (its stat then differs from what the cache recorded). If the scan
+	// of walking again. A file changed since that the run does not read
+	// is picked up by the next run (its stat then differs from what the
+	// cache recorded); one it reads, found changed or gone since the scan,
+	// makes Run walk again before it commits: the snapshot never holds a
+	// file as it is now beside one as it was at the scan (a Journal
+	// entry's new title over its old document). If the scan
 	// found the whole tree as Cache recorded it for the last committed
 	// snapshot, and Cache has not changed since, Run takes that snapshot's
 	// root without walking at all.
@@ -133,7 +137,15 @@ type runner struct {
 	batchBytes int
 	arena      []byte                // the queued chunks' bytes (see keep)
 	queued     map[blob.Ref]struct{} // asked about or sent in this run
+
+	// stale: a file the scan (Options.Scan) listed was gone or had
+	// changed when it was read: the scan is older than the Journal.
+	stale bool
 }
+
+// errStaleScan: the Journal changed between the scan this run used and its
+// reading of the files; the run is not committed.
+var errStaleScan = errors.New("the Journal changed since it was scanned")
 
 // Run backs up dir to t and returns what it did. If the target refuses the
 // commit because it lacks, or holds only damaged copies of, blobs the file
@@ -142,6 +154,13 @@ type runner struct {
 // file and sending whatever the target needs.
 func Run(ctx context.Context, dir string, t Target, opts Options) (*Result, error) {
 	res, err := run(ctx, dir, t, opts)
+	if errors.Is(err, errStaleScan) {
+		// Sugar saved an entry after the scan: a snapshot from the scan's
+		// listing and lstats would hold its new metadata over its old
+		// document. A walk of the Journal as it is now, instead.
+		opts.Scan = nil
+		res, err = run(ctx, dir, t, opts)
+	}
 	if (errors.Is(err, blob.ErrNotHeld) || errors.Is(err, blob.ErrDamaged)) && opts.Cache != nil && (opts.Cache.Len() > 0 || len(opts.Cache.trees) > 0) {
 		opts.Cache.Reset()
 		res, err = run(ctx, dir, t, opts)
@@ -206,6 +225,9 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	} else if root, _, err = r.dir(filepath.Clean(dir), "", rootSt, 0); err != nil {
 		return nil, err
 	}
+	if r.stale {
+		return nil, errStaleScan
+	}
 	if err := r.flush(); err != nil {
 		return nil, err
 	}
@@ -255,8 +277,8 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		return chunk.ID{}, false, fmt.Errorf("%s: %w", abs, errTooDeep)
 	}
 	cd, same := r.cache.dir(rel, st)
-	ents, ok := r.opts.Scan.entries(r.root, rel)
-	if !ok {
+	ents, fromScan := r.opts.Scan.entries(r.root, rel)
+	if !fromScan {
 		names, err := readDirNames(abs)
 		if err != nil {
 			return chunk.ID{}, false, err
@@ -335,13 +357,17 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		switch {
 		case fi.Mode().IsRegular():
 			e.Type = manifest.File
-			ids, size, hit, err := r.file(childAbs, childRel, fi, dirOK)
+			scanned := fromScan && se.info != nil // fi is the scan's lstat
+			ids, size, hit, err := r.file(childAbs, childRel, fi, scanned, dirOK)
+			if scanned && errors.Is(err, fs.ErrNotExist) {
+				r.stale = true // listed by the scan, gone since
+			}
 			if errors.Is(err, errChanged) {
 				// Cut short or rewritten while it was read: once more,
 				// as it is now (an activity saving it is done by then).
 				if again, lerr := os.Lstat(childAbs()); lerr == nil && again.Mode().IsRegular() {
 					e.Mode, e.MTime = again.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), unixNano(again.ModTime())
-					ids, size, hit, err = r.file(childAbs, childRel, again, dirOK)
+					ids, size, hit, err = r.file(childAbs, childRel, again, false, dirOK)
 				}
 			}
 			if err != nil {
@@ -517,8 +543,8 @@ func racyFile(at time.Time, st fileStat) bool {
 }
 
 // file returns a file's chunks, from the cache if the file is unchanged
-// (hit).
-func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, dirOK func() error) (ids []chunk.ID, size int64, hit bool, err error) {
+// (hit). fromScan says fi is the scan's lstat (Options.Scan).
+func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, fromScan bool, dirOK func() error) (ids []chunk.ID, size int64, hit bool, err error) {
 	st := statOf(fi)
 	r.res.BytesScanned += st.size
 	if ids, ok := r.cache.lookup(rel, st); ok {
@@ -550,6 +576,9 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, dirOK f
 		return nil, 0, false, fmt.Errorf("read %s: %w", abs, err)
 	}
 	after, aerr := f.stat()
+	if aerr == nil && after != st && fromScan {
+		r.stale = true // changed since the scan's lstat
+	}
 	if size < st.size || (aerr == nil && after.size < st.size) {
 		// It shrank while it was read (cut short, or rewritten from the
 		// start): what was read is part of a version that is gone, not

@@ -551,3 +551,42 @@ func TestSmallBatchesCarryTheirOwnBytes(t *testing.T) {
 	}
 	restoreLatest(t, s, u, src, nil)
 }
+
+// A scan older than a save: Sugar rewrote an entry's title after the last
+// backup (the scan sees the new title, the document unchanged), then saved
+// the entry again (a new document and title) before the backup read it.
+// Taking the document from the scan's lstat (unchanged: the cache's old
+// one) and the title as read would put the new title over the old
+// document; the run sees the title changed since the scan and walks the
+// Journal again: its snapshot is the fresh walk's.
+func TestRunWithAScanOlderThanASave(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "SCAN2")
+	src := t.TempDir()
+	entry := filepath.Join(src, "3f", "3f9c")
+	writeFile(t, filepath.Join(entry, "data"), []byte("version 1"))
+	writeFile(t, filepath.Join(entry, "metadata", "title"), []byte("Cuento"))
+	ctx := context.Background()
+	cache := backup.NewCache()
+	time.Sleep(20 * time.Millisecond) // not racily clean: the cache keeps what it reads
+	mustRun(t, s, u, src, backup.Options{Cache: cache})
+
+	writeFile(t, filepath.Join(entry, "metadata", "title"), []byte("Cuento del río"))
+	_, _, scan, err := backup.EstimateScan(ctx, src, cache, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The save, as Sugar makes it: new files renamed into place.
+	for name, content := range map[string]string{"data": "version 3, longer", "metadata/title": "Cuento final"} {
+		tmp := filepath.Join(entry, "new")
+		writeFile(t, tmp, []byte(content))
+		if err := os.Rename(tmp, filepath.Join(entry, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := mustRun(t, s, u, src, backup.Options{Cache: cache, Scan: scan})
+	fresh := mustRun(t, s, u, src, backup.Options{})
+	if got.Root != fresh.Root {
+		t.Fatalf("with a scan older than the save the root is %s, a fresh walk's %s: one save's title over another's document", got.Root, fresh.Root)
+	}
+}
