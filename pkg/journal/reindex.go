@@ -33,6 +33,14 @@ var ErrOldLayout = errors.New("the Journal holds Sugar 0.82's layout (store/)")
 // directory (its metadata left out of a restore as damaged, say) is given
 // an empty one first, and is listed untitled with its document.
 //
+// Sugar's optimizer keeps, under checksums/<md5>/, the entries whose
+// document had that checksum, and links a new document of that checksum
+// to the first one's file. A restored entry's document may no longer be
+// what the checksum it is listed under says (a spoiled version restored
+// over), and the child's next document of that content would become the
+// restored one: RequestReindex removes those lists (not the optimizer's
+// queue). Sugar only shares fewer identical documents.
+//
 // A directory holding Sugar 0.82's layout (store/) is left as it is and
 // the error is ErrOldLayout: without a version file a newer Sugar migrates
 // that layout, and Sugar 0.120's migration loses entries (their metadata
@@ -52,6 +60,9 @@ func RequestReindex(dir string) error {
 		return fmt.Errorf("%w: %s: a newer Sugar does not list its entries, and its migration of them loses some", ErrOldLayout, dir)
 	}
 	if err := keepMetadataless(dir); err != nil {
+		return err
+	}
+	if err := forgetChecksums(filepath.Join(dir, "checksums")); err != nil {
 		return err
 	}
 	for _, name := range []string{"index_updated", "version"} {
@@ -95,6 +106,26 @@ func keepMetadataless(dir string) error {
 					return fmt.Errorf("keeping entry %s from Sugar's index rebuild: %w", e.Name(), err)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// forgetChecksums removes the optimizer's lists of entries by checksum.
+func forgetChecksums(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() == "queue" || !e.IsDir() {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clearing Sugar's checksum lists: %w", err)
 		}
 	}
 	return nil

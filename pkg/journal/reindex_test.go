@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xs-backup/xs-backup/pkg/journal"
@@ -22,6 +23,7 @@ func TestRequestReindexRemovesSugarsMarks(t *testing.T) {
 	const a, b = "3f/3f9c0000-0000-0000-0000-000000000000", "4a/4a000000-0000-0000-0000-000000000000"
 	files := map[string]string{
 		"version": "6", "index_updated": "", "ds_clean": "", "index/postlist.glass": "x", "checksums/queue/x": "",
+		"checksums/0123456789abcdef0123456789abcdef/" + a[3:]: "",
 		a + "/data": "a drawing", a + "/metadata/title": "Drawing",
 		b + "/data": "its metadata left out as damaged",
 		"ab/not-an-entry/data": "x", // not XX/<uid> with XX == uid[:2]
@@ -38,7 +40,7 @@ func TestRequestReindexRemovesSugarsMarks(t *testing.T) {
 	}
 	for name := range files {
 		_, err := os.Stat(filepath.Join(dir, name))
-		gone := name == "version" || name == "index_updated"
+		gone := name == "version" || name == "index_updated" || strings.HasPrefix(name, "checksums/0123")
 		if gone && err == nil {
 			t.Errorf("%s is still there: Sugar would keep its old index", name)
 		}
