@@ -25,7 +25,7 @@ func TestRequestReindexRemovesSugarsMarks(t *testing.T) {
 		"version": "6", "index_updated": "", "ds_clean": "", "index/postlist.glass": "x", "checksums/queue/x": "",
 		"checksums/0123456789abcdef0123456789abcdef/" + a[3:]: "",
 		a + "/data": "a drawing", a + "/metadata/title": "Drawing",
-		b + "/data": "its metadata left out as damaged",
+		b + "/data":            "its metadata left out as damaged",
 		"ab/not-an-entry/data": "x", // not XX/<uid> with XX == uid[:2]
 	}
 	dir := t.TempDir()
