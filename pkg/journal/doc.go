@@ -35,7 +35,9 @@
 // Damage never hides a document: an entry whose metadata is missing,
 // unreadable, not JSON, too large or unparsable is still listed, with the
 // uid as its title and a note in [Entry.Problems]. Only failing to list the
-// root makes [Read] fail. Every read is capped: a metadata value over 64 KiB
+// root makes [Read] fail. Every read is capped: a metadata value over 512 KiB
+// (what Sugar itself reads back; a child may paste a story into a
+// description)
 // is left out, as is anything past 1 MiB of metadata in one entry or past
 // 1024 keys; a preview over 1 MiB is ignored; an old-layout .metadata file
 // over 1 MiB is treated as damaged; and [Read] stops after [MaxEntries]

@@ -118,7 +118,7 @@ func FuzzMetadataValue(f *testing.F) {
 		}
 		e := ents[0]
 		wantTitle := string(title)
-		if !utf8.Valid(title) || len(title) > 64<<10 || strings.TrimSpace(wantTitle) == "" {
+		if !utf8.Valid(title) || len(title) > 512<<10 || strings.TrimSpace(wantTitle) == "" {
 			wantTitle = uid
 		}
 		if e.UID != uid || e.Title != wantTitle || e.Time.IsZero() || e.Size != 4 {

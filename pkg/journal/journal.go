@@ -56,7 +56,7 @@ type limits struct {
 	listMeta int64
 }
 
-var defaultLimits = limits{entries: MaxEntries, value: 64 << 10, entryMeta: 1 << 20, keys: 1024, preview: 1 << 20, listMeta: 64 << 20}
+var defaultLimits = limits{entries: MaxEntries, value: 512 << 10, entryMeta: 1 << 20, keys: 1024, preview: 1 << 20, listMeta: 64 << 20}
 
 // spentValue is how much of a naming key's value an entry keeps once the
 // listing's metadata budget is spent.

@@ -141,7 +141,7 @@ func TestReadOldLayout(t *testing.T) {
 		"store/uid-only-meta.metadata":  {Data: []byte(`{"title": "No file", "timestamp": "1725177600.5"}`)},
 		"store/uid-mtime.metadata":      {Data: []byte(`{"title": "", "mtime": "2008-06-17T14:41:36.470311", "timestamp": "soon"}`)},
 		"store/uid-big.metadata":        {Data: []byte(`{"title": "` + strings.Repeat("x", 1<<20) + `"}`)},
-		"store/uid-bigvalue.metadata":   {Data: []byte(`{"title": "Big", "description": "` + strings.Repeat("x", 65<<10) + `"}`)},
+		"store/uid-bigvalue.metadata":   {Data: []byte(`{"title": "Big", "description": "` + strings.Repeat("x", 513<<10) + `"}`)},
 		"store/preview/uid-nometa":      {Data: bytes.Repeat([]byte{1}, 1<<20+1)}, // too large
 		"store/sub/not-an-entry":        {Data: []byte("x")},
 		"ab/abcdef/data":                {Data: []byte("current")},
@@ -227,10 +227,10 @@ func TestReadDamagedCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rm(path(0, "metadata"))                                                   // 0: no metadata
-	write(t, path(1, "metadata", "timestamp"), []byte("yesterday"))           // 1: timestamp unreadable, mtime is there
-	write(t, path(2, "metadata", "title"), bytes.Repeat([]byte("é"), 33<<10)) // 2: title over 64 KiB
-	rm(path(3, "metadata"))                                                   // 3: metadata is a file
+	rm(path(0, "metadata"))                                                    // 0: no metadata
+	write(t, path(1, "metadata", "timestamp"), []byte("yesterday"))            // 1: timestamp unreadable, mtime is there
+	write(t, path(2, "metadata", "title"), bytes.Repeat([]byte("é"), 257<<10)) // 2: title over 512 KiB
+	rm(path(3, "metadata"))                                                    // 3: metadata is a file
 	write(t, path(3, "metadata"), []byte("title=x"))
 	rm(path(4, "data"))                                                       // 4: no data file
 	write(t, path(5, "metadata", "description"), []byte{0xff, 0xfe, 0})       // 5: binary value

@@ -20,7 +20,7 @@ import (
 // Here 96 such entries, shared bytes in memory; the listing should not
 // hold more than the page's whole cache (64 MiB) of metadata.
 func TestListingMemoryIsBounded(t *testing.T) {
-	value := bytes.Repeat([]byte("x"), 64<<10) // the per-value cap, exactly
+	value := bytes.Repeat([]byte("x"), 64<<10) // under the per-value cap
 	fsys := fstest.MapFS{}
 	const entries = 96
 	for i := range entries {
