@@ -141,6 +141,11 @@ type runner struct {
 	// stale: a file the scan (Options.Scan) listed was gone or had
 	// changed when it was read: the scan is older than the Journal.
 	stale bool
+	// rec, while a Journal entry is backed up, holds the lstat each of
+	// its files and directories was taken at (see entry); fresh makes
+	// dir list directories again instead of taking the scan's listing.
+	rec, recBuf map[string]fileStat // by path relative to root
+	fresh       bool
 }
 
 // errStaleScan: the Journal changed between the scan this run used and its
@@ -277,7 +282,14 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 		return chunk.ID{}, false, fmt.Errorf("%s: %w", abs, errTooDeep)
 	}
 	cd, same := r.cache.dir(rel, st)
-	ents, fromScan := r.opts.Scan.entries(r.root, rel)
+	if r.rec != nil {
+		r.rec[rel] = st
+	}
+	var ents []scanEnt
+	fromScan := false
+	if !r.fresh {
+		ents, fromScan = r.opts.Scan.entries(r.root, rel)
+	}
 	if !fromScan {
 		names, err := readDirNames(abs)
 		if err != nil {
@@ -383,7 +395,15 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			r.res.Files++
 		case fi.IsDir():
 			e.Type = manifest.Dir
-			sub, subClean, err := r.dir(childAbs(), childRel, statOf(fi), depth+1)
+			var sub chunk.ID
+			var subClean bool
+			if depth == 1 && r.rec == nil && strings.HasPrefix(name, path.Base(rel)) && len(path.Base(rel)) == 2 {
+				var mtime int64
+				sub, subClean, mtime, err = r.entry(childAbs(), childRel, fi, depth+1)
+				e.MTime = mtime // backed up again after a save: as it is now
+			} else {
+				sub, subClean, err = r.dir(childAbs(), childRel, statOf(fi), depth+1)
+			}
 			if leaveOut(err) {
 				r.res.Skipped = append(r.res.Skipped, childRel)
 				clean = false
@@ -542,10 +562,63 @@ func racyFile(at time.Time, st fileStat) bool {
 	return (st.mtime >= lo && st.mtime <= hi) || (st.ctime >= lo && st.ctime <= hi)
 }
 
+// entry backs up a Journal entry's directory (XX/<uid>) as one: Sugar
+// saves an entry's metadata files and its document one after the other,
+// and a save between the backup's look at one and at another would put
+// one save's title over another's document, or a document cut short
+// while Sugar copied it in. When anything in the entry was read (an
+// unchanged entry is only looked up), every file and directory in it is
+// lstat'ed again afterwards; if one changed, the entry is backed up again
+// as it is now, up to three times.
+func (r *runner) entry(abs, rel string, fi fs.FileInfo, depth int) (chunk.ID, bool, int64, error) {
+	st := statOf(fi)
+	defer func() { r.fresh = false }()
+	for try := 1; ; try++ {
+		before := r.res
+		if r.recBuf == nil {
+			r.recBuf = map[string]fileStat{}
+		}
+		clear(r.recBuf)
+		r.rec = r.recBuf
+		id, clean, err := r.dir(abs, rel, st, depth)
+		r.rec = nil
+		if err != nil || (clean && r.res.BytesRead == before.BytesRead) || try == 3 || r.entrySame() {
+			return id, clean, st.mtime, err
+		}
+		var sys syscall.Stat_t
+		if err := syscall.Lstat(abs, &sys); err != nil || sys.Mode&syscall.S_IFMT != syscall.S_IFDIR || uint64(sys.Ino) != st.ino {
+			return id, clean, st.mtime, nil // gone or replaced since: as read (the next backup takes it)
+		}
+		// Changed while it was backed up: again, as it is now. The work
+		// done stays counted; the files and directories are counted once.
+		st = statOfSys(&sys)
+		after := r.res
+		r.res = before
+		r.res.BytesRead, r.res.BytesSent, r.res.ChunksNew, r.res.TreesNew = after.BytesRead, after.BytesSent, after.ChunksNew, after.TreesNew
+		r.res.Skipped = after.Skipped[:len(before.Skipped)]
+		r.fresh = true
+	}
+}
+
+// entrySame reports whether every path recorded while an entry was
+// backed up still has the lstat recorded.
+func (r *runner) entrySame() bool {
+	for rel, want := range r.recBuf {
+		var sys syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(r.root, rel), &sys); err != nil || statOfSys(&sys) != want {
+			return false
+		}
+	}
+	return true
+}
+
 // file returns a file's chunks, from the cache if the file is unchanged
 // (hit). fromScan says fi is the scan's lstat (Options.Scan).
 func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, fromScan bool, dirOK func() error) (ids []chunk.ID, size int64, hit bool, err error) {
 	st := statOf(fi)
+	if r.rec != nil {
+		r.rec[rel] = st
+	}
 	r.res.BytesScanned += st.size
 	if ids, ok := r.cache.lookup(rel, st); ok {
 		r.res.ChunksTotal += int64(len(ids))

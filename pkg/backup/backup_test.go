@@ -590,3 +590,49 @@ func TestRunWithAScanOlderThanASave(t *testing.T) {
 		t.Fatalf("with a scan older than the save the root is %s, a fresh walk's %s: one save's title over another's document", got.Root, fresh.Root)
 	}
 }
+
+// A save during the backup of an entry: the backup looked up the entry's
+// document (unchanged: the cache's), then Sugar saved the entry (a new
+// document and title, renamed into place), then the backup read the new
+// title. The entry is looked at again after it was backed up, found
+// changed, and backed up again as it is now: the snapshot never holds the
+// new title over the old document.
+func TestEntrySavedWhileItIsBackedUp(t *testing.T) {
+	s := openStore(t)
+	u := addUser(t, s, "ENTRY1")
+	src := t.TempDir()
+	const uid = "3f9c0000-0000-4000-8000-000000000000"
+	entry := filepath.Join(src, "3f", uid)
+	writeFile(t, filepath.Join(entry, "data"), []byte("version 1"))
+	writeFile(t, filepath.Join(entry, "metadata", "title"), []byte("Cuento"))
+	cache := backup.NewCache()
+	time.Sleep(20 * time.Millisecond) // not racily clean
+	mustRun(t, s, u, src, backup.Options{Cache: cache})
+	writeFile(t, filepath.Join(entry, "metadata", "title"), []byte("Cuento del río")) // read by the next backup
+
+	saved := false
+	save := func(p backup.Progress) {
+		if p.Path != "3f/"+uid+"/data" || saved {
+			return
+		}
+		saved = true
+		for name, content := range map[string]string{"data": "version 3, longer", "metadata/title": "Cuento final"} {
+			tmp := filepath.Join(entry, "new")
+			writeFile(t, tmp, []byte(content))
+			if err := os.Rename(tmp, filepath.Join(entry, name)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	got := mustRun(t, s, u, src, backup.Options{Cache: cache, Progress: save})
+	if !saved {
+		t.Fatal("the entry's document was never looked at")
+	}
+	fresh := mustRun(t, s, u, src, backup.Options{})
+	if got.Root != fresh.Root {
+		t.Fatalf("an entry saved while it was backed up: root %s, the entry as it is now %s (the new title over the old document)", got.Root, fresh.Root)
+	}
+	if got.Files != fresh.Files {
+		t.Errorf("%d files counted, %d in the entry", got.Files, fresh.Files)
+	}
+}
