@@ -103,7 +103,7 @@ type RestoreOptions struct {
 // intact; the error is then a *restore.DamagedError. A restore cut off by
 // ctx says it was interrupted and wraps ctx's error, at whatever step.
 func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, *proto.SnapshotInfo, error) {
-	res, sn, err, re := restoreRun(ctx, st, o)
+	res, sn, re, err := restoreRun(ctx, st, o)
 	if err != nil && ctx.Err() != nil {
 		// Cut off (while connecting, waiting, listing or writing): not
 		// QUIC's word for the streams it cancelled.
@@ -127,22 +127,22 @@ func Restore(ctx context.Context, st State, o RestoreOptions) (*restore.Result, 
 
 // restoreRun restores; re says Sugar could not be asked to list what it
 // wrote into the Journal.
-func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Result, _ *proto.SnapshotInfo, _ error, re *ReindexError) {
+func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Result, _ *proto.SnapshotInfo, re *ReindexError, _ error) {
 	if o.Target == "" {
 		if !o.All {
-			return nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place"), nil
+			return nil, nil, nil, errors.New("no restore target: set Target, or All to restore the whole Journal into place")
 		}
 		o.Target = DefaultSource()
 		o.Journal = true
 	}
 	o.Journal = o.Journal || journal.IsDatastore(o.Target)
 	if pathutil.Overlap(st.Dir, o.Target) {
-		return nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir), nil
+		return nil, nil, nil, errkind.Errorf(errkind.BadRequest, "%s is, holds or lies inside this laptop's state directory %s (its key and registration): restore somewhere else", o.Target, st.Dir)
 	}
 	if o.All && !o.Overwrite {
 		empty, err := emptyJournal(o.Target)
 		if err == nil && !empty {
-			return nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target), nil
+			return nil, nil, nil, fmt.Errorf("%w: %s (restoring the whole Journal over it could mix two Journals)", ErrNotEmpty, o.Target)
 		}
 		// A new Journal's own files (Sugar's "version", its index) are
 		// no Journal to mix with: the snapshot's version replaces it.
@@ -153,20 +153,20 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 		// restored Journal (and take the day's backup with it).
 		release, err := st.waitLock(ctx)
 		if err != nil {
-			return nil, nil, err, nil
+			return nil, nil, nil, err
 		}
 		defer release()
 	}
 	c, _, err := Dial(ctx, st, 0)
 	if err != nil {
-		return nil, nil, err, nil
+		return nil, nil, nil, err
 	}
 	defer c.Close()
 	// Restores take part in admission (and go first: a child is waiting).
 	for {
 		g, err := c.Hello(ctx, "restore")
 		if err != nil {
-			return nil, nil, err, nil
+			return nil, nil, nil, err
 		}
 		if g.Granted {
 			break
@@ -174,15 +174,15 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 		select {
 		case <-time.After(max(g.Slot.Sub(g.ServerTime), time.Second)):
 		case <-ctx.Done():
-			return nil, nil, ctx.Err(), nil
+			return nil, nil, nil, ctx.Err()
 		}
 	}
 	sns, err := c.Snapshots(ctx)
 	if err != nil {
-		return nil, nil, err, nil
+		return nil, nil, nil, err
 	}
 	if len(sns) == 0 {
-		return nil, nil, errors.New("the server has no backups of this laptop yet"), nil
+		return nil, nil, nil, errors.New("the server has no backups of this laptop yet")
 	}
 	at := -1
 	want := o.Snapshot
@@ -202,7 +202,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 			}
 		}
 		if at < 0 {
-			return nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, want), nil
+			return nil, nil, nil, fmt.Errorf("%w: %s", ErrNoSnapshot, want)
 		}
 	}
 	sn := &sns[at]
@@ -210,7 +210,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 		// The first restore after a reflash, before any backup: its
 		// backup stays the one to restore until one restores it whole.
 		if err := writeAtomic(st.path(restoreFrom), []byte(sn.ID+"\n")); err != nil {
-			return nil, nil, err, nil
+			return nil, nil, nil, err
 		}
 	}
 	var older []restore.OlderSnapshot // newest first; the list is oldest first
@@ -221,7 +221,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 	}
 	codec, err := chunk.NewCodec()
 	if err != nil {
-		return nil, nil, err, nil
+		return nil, nil, nil, err
 	}
 	defer codec.Close()
 	ropts := restore.Options{Paths: o.Paths, Overwrite: o.Overwrite, Progress: o.Progress, Older: older}
@@ -247,7 +247,7 @@ func restoreRun(ctx context.Context, st State, o RestoreOptions) (_ *restore.Res
 			re = &ReindexError{Target: o.Target, Files: res.Files, Err: rerr}
 		}
 	}
-	return res, sn, err, re
+	return res, sn, re, err
 }
 
 // ReindexError: files were restored into the Journal, but Sugar could not
