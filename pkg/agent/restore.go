@@ -261,7 +261,7 @@ type ReindexError struct {
 
 func (e *ReindexError) Error() string {
 	if errors.Is(e.Err, journal.ErrOldLayout) {
-		return fmt.Sprintf("%d files restored into %s, which holds Sugar 0.82's Journal layout: a newer Sugar does not list those entries (restore them onto a laptop with Sugar 0.82, or download their documents from the restore page: xo-backup restore-link)", e.Files, e.Target)
+		return fmt.Sprintf("%d files restored into %s, which holds Sugar 0.82's Journal layout: Sugar 0.82 lists those entries as they are, a newer Sugar does not (on a newer Sugar, download their documents from the restore page: xo-backup restore-link)", e.Files, e.Target)
 	}
 	return fmt.Sprintf("%d files restored into %s, but Sugar will not list them until its index is rebuilt: %v (remove %s and restart Sugar)",
 		e.Files, e.Target, e.Err, filepath.Join(e.Target, "version"))
