@@ -154,6 +154,22 @@ func sugarFind(t *testing.T, home, drv string) sugarListing {
 	return sugarListing{}
 }
 
+// sugarWorld skips the test without Sugar (see needSugar) and returns a
+// temporary directory, the SUGAR_HOME in it, that home's Journal and the
+// driver script's path.
+func sugarWorld(t *testing.T) (root, home, journal, drv string) {
+	t.Helper()
+	needSugar(t)
+	root = t.TempDir()
+	home = filepath.Join(root, "sugar")
+	journal = filepath.Join(home, "default", "datastore")
+	drv = filepath.Join(root, "drv.py")
+	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, home, journal, drv
+}
+
 // needSugar skips (fails in CI, which installs them) without Debian's
 // python3-carquinyol (Sugar's datastore) and dbus-run-session.
 func needSugar(t *testing.T) {
@@ -186,14 +202,7 @@ func needSugar(t *testing.T) {
 // only the new one: Sugar lists what its index holds, and its index did
 // not know them.)
 func TestSugarListsTheRestoredJournal(t *testing.T) {
-	needSugar(t)
-	root := t.TempDir()
-	home := filepath.Join(root, "sugar")
-	journal := filepath.Join(home, "default", "datastore")
-	drv := filepath.Join(root, "drv.py")
-	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root, home, journal, drv := sugarWorld(t)
 	docs := t.TempDir()
 
 	sugarSession(t, home, drv, `$PY $DRV create 4 Drawing `+docs)
@@ -280,12 +289,7 @@ func TestSugarImportsTheJournalEntryBundles(t *testing.T) {
 		}
 		t.Skip("Sugar's Journal is not installed (apt-get install --no-install-recommends python3-jarabe)")
 	}
-	root := t.TempDir()
-	home := filepath.Join(root, "sugar")
-	drv := filepath.Join(root, "drv.py")
-	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root, home, _, drv := sugarWorld(t)
 	sugarSession(t, home, drv, `$PY $DRV create 4 Drawing `+t.TempDir())
 	want := sugarDump(t, home, drv)
 	if len(want) != 4 {
@@ -359,14 +363,7 @@ func sugarDump(t *testing.T, home, drv string) map[string]map[string]string {
 // and how to get their documents, and after Sugar's restart every old file
 // is still there byte for byte.
 func TestSugarKeepsARestoredOldJournalWhole(t *testing.T) {
-	needSugar(t)
-	root := t.TempDir()
-	home := filepath.Join(root, "sugar")
-	journal := filepath.Join(home, "default", "datastore")
-	drv := filepath.Join(root, "drv.py")
-	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	_, home, journal, drv := sugarWorld(t)
 	old := t.TempDir()
 	files := map[string]string{}
 	for i, uid := range []string{"0a1b2c3d-0000-4000-8000-000000000001", "0a1b2c3d-0000-4000-8000-000000000002"} {
@@ -413,14 +410,7 @@ func TestSugarKeepsARestoredOldJournalWhole(t *testing.T) {
 // metadata directory: after Sugar's restart it is listed, untitled, with
 // its document, beside the whole entries.
 func TestSugarKeepsAnEntryWhoseMetadataWasLeftOut(t *testing.T) {
-	needSugar(t)
-	root := t.TempDir()
-	home := filepath.Join(root, "sugar")
-	ds := filepath.Join(home, "default", "datastore")
-	drv := filepath.Join(root, "drv.py")
-	if err := os.WriteFile(drv, []byte(sugarDriver), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	_, home, ds, drv := sugarWorld(t)
 	sugarSession(t, home, drv, `$PY $DRV create 3 Drawing `+t.TempDir())
 	before := sugarDump(t, home, drv)
 	var lost string
