@@ -230,11 +230,13 @@ func run(ctx context.Context, dir string, t Target, opts Options) (*Result, erro
 	} else if root, _, err = r.dir(filepath.Clean(dir), "", rootSt, 0); err != nil {
 		return nil, err
 	}
-	if r.stale {
-		return nil, errStaleScan
-	}
 	if err := r.flush(); err != nil {
 		return nil, err
+	}
+	if r.stale {
+		// What was read is sent (the cache now lists it); the snapshot
+		// is not committed.
+		return nil, errStaleScan
 	}
 	r.res.Root = root
 	id, err := t.Commit(ctx, root)
@@ -585,17 +587,23 @@ func (r *runner) entry(abs, rel string, fi fs.FileInfo, depth int) (chunk.ID, bo
 		if err != nil || (clean && r.res.BytesRead == before.BytesRead) || try == 3 || r.entrySame() {
 			return id, clean, st.mtime, err
 		}
-		var sys syscall.Stat_t
-		if err := syscall.Lstat(abs, &sys); err != nil || sys.Mode&syscall.S_IFMT != syscall.S_IFDIR || uint64(sys.Ino) != st.ino {
-			return id, clean, st.mtime, nil // gone or replaced since: as read (the next backup takes it)
-		}
-		// Changed while it was backed up: again, as it is now. The work
-		// done stays counted; the files and directories are counted once.
-		st = statOfSys(&sys)
+		// Changed while it was backed up: the work done stays counted,
+		// the files and directories are counted once.
 		after := r.res
 		r.res = before
 		r.res.BytesRead, r.res.BytesSent, r.res.ChunksNew, r.res.TreesNew = after.BytesRead, after.BytesSent, after.ChunksNew, after.TreesNew
 		r.res.Skipped = after.Skipped[:len(before.Skipped)]
+		var sys syscall.Stat_t
+		if err := syscall.Lstat(abs, &sys); err != nil {
+			// Gone since (deleted while it was read): left out and
+			// listed, not committed half read.
+			return chunk.ID{}, false, 0, &fs.PathError{Op: "lstat", Path: abs, Err: err}
+		}
+		if sys.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return chunk.ID{}, false, 0, fmt.Errorf("%s: %w", abs, errChanged)
+		}
+		// Again, as it is now.
+		st = statOfSys(&sys)
 		r.fresh = true
 	}
 }
