@@ -266,9 +266,11 @@ func dialErr(addr string, sides dialSides, err error) error {
 	// reachable: saying "unreachable" would make every run a quiet skip.
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
-		// A server that is stopping (or has just started) refuses new
-		// connections: it is there, and will be again.
-		return Errorf(KindShutdown, "%s (%s) is not taking connections: it is stopping or starting; try again in a minute", sides.peer, addr)
+		// A server that is stopping (or has just started), or one that
+		// has more new connections from this address than it takes on at
+		// once (handshake.go), refuses new connections: it is there, and
+		// will take them again.
+		return Errorf(KindShutdown, "%s (%s) is not taking connections right now: it is stopping or starting, or busy with new connections from this network address; try again in a minute", sides.peer, addr)
 	}
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		who := sides.self + " refused " + sides.peer + "'s"

@@ -19,7 +19,8 @@ import (
 // spoofed ones) would otherwise keep both cores busy and every laptop out.
 //
 //   - An address with HandshakesPerAddr handshakes in progress that it has
-//     not proved to be its own, or any address once new connections come
+//     not proved to be its own, or starting them faster than HandshakeBurst
+//     then one per HandshakeEvery, or any address once new connections come
 //     faster than the server's rate, is asked to prove it (a QUIC Retry:
 //     one more round trip for a real laptop, nothing the server must keep,
 //     and a spoofed address never answers).
@@ -38,8 +39,9 @@ type handshakes struct {
 	unproved map[netip.Addr]int // handshakes in progress from unproved addresses
 	proved   map[netip.Addr]int
 	global   bucket.Bucket
-	perAddr  bucket.Keyed[netip.Addr]
-	started  int64 // handshakes the server took on (tests)
+	perAddr  bucket.Keyed[netip.Addr] // proved handshakes started
+	asked    bucket.Keyed[netip.Addr] // unproved handshakes started
+	started  int64                    // handshakes the server took on (tests)
 	retried  int64
 	refused  int64
 }
@@ -47,7 +49,8 @@ type handshakes struct {
 func newHandshakes(l Limits, now func() time.Time, exempt func(netip.Addr) bool) *handshakes {
 	return &handshakes{l: l, now: now, ex: exempt, unproved: map[netip.Addr]int{}, proved: map[netip.Addr]int{},
 		global:  bucket.Bucket{Burst: l.HandshakeGlobalBurst, Every: l.HandshakeGlobalEvery},
-		perAddr: bucket.Keyed[netip.Addr]{Burst: l.HandshakeBurst, Every: l.HandshakeEvery}}
+		perAddr: bucket.Keyed[netip.Addr]{Burst: l.HandshakeBurst, Every: l.HandshakeEvery},
+		asked:   bucket.Keyed[netip.Addr]{Burst: l.HandshakeBurst, Every: l.HandshakeEvery}}
 }
 
 // verify is quic.Transport.VerifySourceAddress: whether an Initial from
@@ -59,7 +62,9 @@ func (h *handshakes) verify(a net.Addr) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.unproved[addr] >= h.l.HandshakesPerAddr || !h.global.Allow(h.now()) {
+	// A device that starts handshakes and drops them as soon as the
+	// server has answered frees its places at once: its rate counts too.
+	if h.unproved[addr] >= h.l.HandshakesPerAddr || !h.asked.Allow(addr, h.now()) || !h.global.Allow(h.now()) {
 		h.retried++
 		return true
 	}
@@ -110,8 +115,9 @@ func (h *handshakes) done(conn *quic.Conn) {
 	}
 }
 
-// counts are the handshakes taken on, the addresses asked to prove
-// themselves and the refusals so far.
+// counts are the handshakes taken on, the Initial packets answered with a
+// Retry (a connection's retransmissions each count) and the refused ones
+// so far.
 func (h *handshakes) counts() (started, retried, refused int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

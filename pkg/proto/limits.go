@@ -61,10 +61,11 @@ type Limits struct {
 	// reserved (agent.RunOptions.MaxSlotWait, 10 minutes).
 	ConnIdle time.Duration
 	// HandshakesPerAddr caps the handshakes in progress from one source
-	// address (default 8). Past it, an address that has not proved it is
-	// its own is asked to (a QUIC Retry), and one that has is refused.
-	// HandshakeBurst handshakes per proved address, then one per
-	// HandshakeEvery (defaults 16 and 100 ms). Once new connections from
+	// address (default 16, as ConnsPerAddr). Past it, an address that has
+	// not proved it is its own is asked to (a QUIC Retry), and one that
+	// has is refused. HandshakeBurst handshakes per address, then one per
+	// HandshakeEvery (defaults 32 and 100 ms): past that rate an address
+	// is asked to prove itself, and refused once it has. Once new connections from
 	// all addresses together come faster than HandshakeGlobalBurst, then
 	// one per HandshakeGlobalEvery (defaults 128 and 10 ms), every new
 	// address is asked to prove itself first: a flood of Initials, from
@@ -101,8 +102,8 @@ func (l *Limits) setDefaults(memoryBudget int64) {
 	def(&l.RegisterBurst, 5)
 	def(&l.RegisterGlobalBurst, 120)
 	def(&l.CommitBurst, 24)
-	def(&l.HandshakesPerAddr, 8)
-	def(&l.HandshakeBurst, 16)
+	def(&l.HandshakesPerAddr, 16)
+	def(&l.HandshakeBurst, 32)
 	def(&l.HandshakeGlobalBurst, 128)
 	defd(&l.HandshakeEvery, 100*time.Millisecond)
 	defd(&l.HandshakeGlobalEvery, 10*time.Millisecond)

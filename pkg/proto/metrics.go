@@ -40,10 +40,11 @@ func (m *Metrics) errorOf(k Kind) { m.errs[k].Add(1) }
 type MetricValues struct {
 	ConnsActive, SessionsStarted, Refused, BytesReceived, BlobsReceived, Commits int64
 	Limited, CommitsLimited, Abandoned                                           int64
-	// AddressChecks counts the new connections asked to prove their source
-	// address first (a QUIC Retry), HandshakesRefused those refused because
-	// their address had too many handshakes in progress or started them
-	// too fast.
+	// AddressChecks counts the Initial packets of new connections answered
+	// with a QUIC Retry (prove your address first; a connection's
+	// retransmissions each count), HandshakesRefused those refused because
+	// their proved address had too many handshakes in progress or started
+	// them too fast.
 	AddressChecks, HandshakesRefused int64
 	SessionsActive, SlotsWaiting     int
 	SlotsIssued                      int64
