@@ -373,8 +373,8 @@ func (r *runner) dir(abs, rel string, st fileStat, depth int) (chunk.ID, bool, e
 			e.Type = manifest.File
 			scanned := fromScan && se.info != nil // fi is the scan's lstat
 			ids, size, hit, err := r.file(childAbs, childRel, fi, scanned, dirOK)
-			if scanned && errors.Is(err, fs.ErrNotExist) {
-				r.stale = true // listed by the scan, gone since
+			if scanned && r.rec == nil && errors.Is(err, fs.ErrNotExist) {
+				r.stale = true // listed by the scan, gone since (an entry checks itself)
 			}
 			if errors.Is(err, errChanged) {
 				// Cut short or rewritten while it was read: once more,
@@ -657,8 +657,10 @@ func (r *runner) file(absPath func() string, rel string, fi fs.FileInfo, fromSca
 		return nil, 0, false, fmt.Errorf("read %s: %w", abs, err)
 	}
 	after, aerr := f.stat()
-	if aerr == nil && after != st && fromScan {
-		r.stale = true // changed since the scan's lstat
+	if aerr == nil && after != st && fromScan && r.rec == nil {
+		// Changed since the scan's lstat. (In a Journal entry, the
+		// entry's own check sees it and backs the entry up again.)
+		r.stale = true
 	}
 	if size < st.size || (aerr == nil && after.size < st.size) {
 		// It shrank while it was read (cut short, or rewritten from the

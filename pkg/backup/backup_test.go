@@ -648,20 +648,22 @@ func TestStaleScanRereadsOnlyWhatChanged(t *testing.T) {
 	u := addUser(t, s, "SCAN3")
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "book.epub"), bytes.Repeat([]byte("a book nobody changes "), 50000))
-	a, b := filepath.Join(src, "aa", "aa00"), filepath.Join(src, "bb", "bb00")
+	// Outside Journal entries (XX/<uid>), which check themselves.
+	a, b := filepath.Join(src, "docs", "a"), filepath.Join(src, "notes", "b")
 	writeFile(t, filepath.Join(a, "data"), []byte("a, version 1"))
 	writeFile(t, filepath.Join(b, "metadata", "title"), []byte("b"))
 	cache := backup.NewCache()
 	time.Sleep(20 * time.Millisecond)
 	mustRun(t, s, u, src, backup.Options{Cache: cache})
 	writeFile(t, filepath.Join(a, "data"), []byte("a, version 2"))
-	time.Sleep(20 * time.Millisecond) // not racily clean: the run caches it
+	writeFile(t, filepath.Join(b, "metadata", "title"), []byte("b, version 2")) // read by the run...
+	time.Sleep(20 * time.Millisecond)                                           // not racily clean: the run caches them
 	_, _, scan, err := backup.EstimateScan(context.Background(), src, cache, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(b, "metadata", "new")
-	writeFile(t, tmp, []byte("b, renamed after the scan"))
+	tmp := filepath.Join(b, "metadata", "new") // ... and changed after the scan
+	writeFile(t, tmp, []byte("b, version 3"))
 	if err := os.Rename(tmp, filepath.Join(b, "metadata", "title")); err != nil {
 		t.Fatal(err)
 	}
