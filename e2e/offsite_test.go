@@ -95,13 +95,19 @@ func TestOffsiteEndToEnd(t *testing.T) {
 	// Kill the school's daemon in the middle of its first sync (2 MB/s:
 	// several seconds), restart it, and the next sync sends only the rest.
 	syncDone := make(chan syncOut, 1)
+	received := packBytes(t, msData)
 	go func() {
 		out, _, _ := admin(t, aData, "--config", aCfg, "sync", "--json")
 		var s syncOut
 		json.Unmarshal([]byte(out), &s)
 		syncDone <- s
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	// Killed once the mothership holds a third of it (not after a fixed
+	// time: under load the sync had barely started, and the check below
+	// failed for want of a part sent before the kill).
+	for deadline := time.Now().Add(30 * time.Second); packBytes(t, msData)-received < before.Lag.Bytes/3 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.Cmd.Process.Signal(syscall.SIGKILL)
 	a.Cmd.Wait()
 	<-syncDone

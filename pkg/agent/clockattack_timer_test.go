@@ -60,7 +60,10 @@ func clockDaemon(t *testing.T, now func() time.Time, mod func(*server.Config)) *
 func TestClockAttackDeadRTCSessions(t *testing.T) {
 	var mu sync.Mutex
 	var ahead time.Duration // the server's clock runs; the test moves it a day at a time
-	d := clockDaemon(t, func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(ahead) }, nil)
+	// From 08:00 whatever the hour the test runs: two hours of a school
+	// day must not cross the server's midnight (it failed after 22:00).
+	start, morning := time.Now(), time.Now().Truncate(24*time.Hour).Add(8*time.Hour)
+	d := clockDaemon(t, func() time.Time { mu.Lock(); defer mu.Unlock(); return morning.Add(time.Since(start)).Add(ahead) }, nil)
 	st, src := attackLaptop(t, d.Addr.String(), t.TempDir(), "CLOCKRTC1")
 	boot := time.Date(2000, 1, 1, 0, 0, 0, 0, time.Local)
 	noBattery := t.TempDir()
