@@ -317,21 +317,27 @@ func TestSugarImportsTheJournalEntryBundles(t *testing.T) {
 		args = append(args, "'"+strings.ReplaceAll(b, "'", `'\''`)+"'")
 	}
 	sugarSession(t, other, drv, `$PY $DRV install `+strings.Join(args, " "))
-	got := sugarDump(t, other, drv)
+	sugarSameEntries(t, sugarDump(t, other, drv), want, "the import")
+}
+
+// sugarSameEntries fails unless got (a sugarDump) lists exactly want's
+// entries, each with want's values, after what is named by after.
+func sugarSameEntries(t *testing.T, got, want map[string]map[string]string, after string) {
+	t.Helper()
 	for uid, w := range want {
 		g, ok := got[uid]
 		if !ok {
-			t.Errorf("%s (%s) is not in the Journal it was opened on", uid, w["title"])
+			t.Errorf("%s (%s) is not listed after %s", uid, w["title"], after)
 			continue
 		}
 		for k, v := range w {
 			if g[k] != v {
-				t.Errorf("%s (%s): %s %q after the import, %q before", uid, w["title"], k, g[k], v)
+				t.Errorf("%s (%s): %s %q after %s, %q before", uid, w["title"], k, g[k], after, v)
 			}
 		}
 	}
 	if len(got) != len(want) {
-		t.Errorf("the Journal lists %d entries after the import, want %d", len(got), len(want))
+		t.Errorf("the Journal lists %d entries after %s, want %d", len(got), after, len(want))
 	}
 }
 

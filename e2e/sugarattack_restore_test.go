@@ -71,22 +71,7 @@ $PY $DRV find >/dev/null
 `+xoCmd+`--force `+spoiled[:2]+`/`+spoiled+` >>`+out+` 2>&1 || { cat `+out+`; exit 1; }
 $PY $DRV find >/dev/null`)
 
-	got := sugarDump(t, w.home, w.drv)
-	for uid, wv := range want {
-		g, ok := got[uid]
-		if !ok {
-			t.Errorf("%s (%s) is not listed after the restore and Sugar's restart", uid, wv["title"])
-			continue
-		}
-		for k, v := range wv {
-			if g[k] != v {
-				t.Errorf("%s (%s): %s is %q after the restore, %q in the backup", uid, wv["title"], k, g[k], v)
-			}
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("the Journal lists %d entries, want %d", len(got), len(want))
-	}
+	sugarSameEntries(t, sugarDump(t, w.home, w.drv), want, "the restore and Sugar's restart")
 }
 
 // TestSugarAttackForcedRestoreAndSugarsOptimizer: Sugar's datastore keeps
